@@ -1,0 +1,32 @@
+"""pvx: xarray-native analysis of persona vectors."""
+
+from pvx._construct import BASELINE_ID, persona_vectors
+from pvx.store import (
+    StoreError,
+    append_personas,
+    layers,
+    load,
+    mask_strategies,
+    models,
+    open_store,
+    persona_ids,
+    set_attribute,
+    variants,
+    write_variant,
+)
+
+__all__ = [
+    "BASELINE_ID",
+    "StoreError",
+    "append_personas",
+    "layers",
+    "load",
+    "mask_strategies",
+    "models",
+    "open_store",
+    "persona_ids",
+    "persona_vectors",
+    "set_attribute",
+    "variants",
+    "write_variant",
+]

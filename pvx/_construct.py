@@ -1,0 +1,241 @@
+"""Build and check labelled persona-vector arrays (DESIGN §2); no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+DIMS = ("persona", "layer", "hidden")
+KINDS = ("numeric", "ordinal", "categorical")
+BASELINE_ID = "baseline_assistant"
+# Per-persona coordinates that are not attributes.
+PERSONA_COORDS = ("id", "name", "sample_ids")
+WRITABLE_DTYPES = (np.dtype("float16"), np.dtype("float32"))
+
+
+def persona_vectors(
+    data: Any,
+    *,
+    ids: Sequence[str],
+    names: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
+    attributes: Mapping[str, Sequence[Any]] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    orders: Mapping[str, Sequence[str]] | None = None,
+    sample_ids: Sequence[Sequence[str]] | None = None,
+    model: str | None = None,
+    mask_strategy: str | None = None,
+    variant: str | None = None,
+) -> xr.DataArray:
+    """Label a ``(persona, layer, hidden)`` array as pvx ``vectors``.
+
+    Parameters
+    ----------
+    data
+        Array-like (NumPy or dask) of shape ``(persona, layer, hidden)``.
+    ids
+        Persona ids, unique strings; any string is valid.
+    names
+        Display names (default: the ids).
+    layers
+        The model's real layer numbers (default ``0..n_layer-1``).
+    attributes
+        Persona attributes by name, one value per persona (``None``/NaN = missing).
+    kinds
+        ``numeric``, ``ordinal`` or ``categorical`` per attribute. Default: ``ordinal`` when
+        an order is given, ``numeric`` for numbers, else ``categorical``.
+    orders
+        For ordinal attributes, their values from lowest to highest.
+    sample_ids
+        Provenance: per persona, the ids of the samples averaged into its vector.
+    model, mask_strategy, variant
+        Stored in ``attrs["model"]``, ``attrs["mask_strategy"]`` and the scalar ``variant``
+        coordinate.
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``vectors``, dims ``(persona, layer, hidden)``, with ``id`` indexed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> da = persona_vectors(np.zeros((2, 3, 4), "f4"), ids=["a", "b"], layers=[10, 11, 12])
+    >>> da.dims, list(da.layer.values)
+    (('persona', 'layer', 'hidden'), [10, 11, 12])
+    """
+    shape = np.shape(data)
+    if len(shape) != 3:
+        raise ValueError(
+            f"persona_vectors() needs a 3-D (persona, layer, hidden) array, got shape {shape}; "
+            "add a persona axis with data[None] for a single persona"
+        )
+    n_persona, n_layer, _ = shape
+    ids = _as_strings(ids, "ids")
+    _check_length("ids", ids, n_persona)
+    names = ids if names is None else _as_strings(names, "names")
+    _check_length("names", names, n_persona)
+    layers = np.arange(n_layer) if layers is None else np.asarray(layers)
+    _check_length("layers", layers, n_layer)
+    coords: dict[Hashable, Any] = {
+        "id": ("persona", ids),
+        "name": ("persona", names),
+        "layer": ("layer", layers.astype(np.int64)),
+    }
+    if variant is not None:
+        coords["variant"] = variant
+    if sample_ids is not None:
+        _check_length("sample_ids", sample_ids, n_persona)
+        coords["sample_ids"] = ("persona", _tuples(sample_ids))
+    kinds, orders = dict(kinds or {}), dict(orders or {})
+    for key, values in (attributes or {}).items():
+        _check_length(f"attribute {key!r}", values, n_persona)
+        coords[key] = attribute_variable(values, kind=kinds.get(key), order=orders.get(key))
+    attrs = {k: v for k, v in (("model", model), ("mask_strategy", mask_strategy)) if v}
+    da = xr.DataArray(data, dims=DIMS, coords=coords, name="vectors", attrs=attrs)
+    return da.set_xindex("id")
+
+
+def attribute_variable(
+    values: Sequence[Any], *, kind: str | None = None, order: Sequence[str] | None = None
+) -> xr.Variable:
+    """A persona attribute as a ``persona`` Variable carrying ``kind`` (and ``order``)."""
+    array = np.asarray(values, dtype=object)
+    if kind is None:
+        kind = "ordinal" if order is not None else _infer_kind(array)
+    if kind not in KINDS:
+        raise ValueError(f"attribute kind must be one of {KINDS}, got {kind!r}")
+    attrs: dict[str, Any] = {"kind": kind}
+    if kind == "numeric":
+        try:
+            data = np.array([np.nan if _missing(v) else float(v) for v in array], dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"a numeric attribute needs numbers, got {array[:5].tolist()!r}...; "
+                "pass kind='categorical' for labels"
+            ) from None
+        return xr.Variable("persona", data, attrs)
+    data = np.array([np.nan if _missing(v) else str(v) for v in array], dtype=object)
+    if kind == "ordinal":
+        if order is None:
+            raise ValueError("an ordinal attribute needs order=[lowest, ..., highest]")
+        attrs["order"] = [str(v) for v in order]
+        unknown = sorted({v for v in data if isinstance(v, str)} - set(attrs["order"]))
+        if unknown:
+            raise ValueError(
+                f"ordinal values {unknown!r} are not in order={attrs['order']!r}; "
+                "add them to the order"
+            )
+    return xr.Variable("persona", data, attrs)
+
+
+def attribute_names(da: xr.DataArray | xr.Dataset) -> list[Hashable]:
+    """Names of the persona attribute coordinates (those with ``attrs['kind']``)."""
+    return [k for k, c in da.coords.items() if c.dims == ("persona",) and "kind" in c.attrs]
+
+
+def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
+    """Check a DataArray is writable pvx ``vectors``; return it in canonical dim order.
+
+    Checks everything that needs no store: dims, dtype, ids, layer labels, attribute kinds,
+    finite values (this reads the data once).
+    """
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"{func}() needs an xarray.DataArray, got {type(da).__name__}")
+    if set(da.dims) != set(DIMS):
+        raise ValueError(
+            f"{func}() needs dims {DIMS}, but the array has {da.dims}; "
+            "rename with da.rename(...) or build it with pvx.persona_vectors(...)"
+        )
+    da = da.transpose(*DIMS)
+    if da.dtype not in WRITABLE_DTYPES:
+        raise TypeError(
+            f"{func}() stores float16 or float32, got {da.dtype}; convert with da.astype('float32')"
+        )
+    if "id" not in da.coords:
+        raise ValueError(f"{func}() needs an 'id' coordinate along 'persona'")
+    ids = pd.Index(np.asarray(da["id"].values, dtype=object))
+    if not all(isinstance(i, str) for i in ids):
+        raise TypeError(f"{func}(): ids must be strings, got {ids[:5].tolist()!r}")
+    if ids.has_duplicates:
+        dup = sorted(set(ids[ids.duplicated()]))
+        raise ValueError(f"{func}(): duplicate ids {dup!r}; ids must be unique")
+    if "layer" not in da.coords or not np.issubdtype(da["layer"].dtype, np.integer):
+        raise ValueError(f"{func}() needs integer 'layer' labels (the model's layer numbers)")
+    if pd.Index(da["layer"].values).has_duplicates:
+        raise ValueError(f"{func}(): duplicate layer labels {da['layer'].values.tolist()!r}")
+    for key in attribute_names(da):
+        check_attribute(da[key].variable, key, func=func)
+    finite = np.isfinite(np.asarray(da.data, dtype=np.float32)).all(axis=(1, 2))
+    if not finite.all():
+        bad = ids[~finite].tolist()
+        raise ValueError(
+            f"{func}(): non-finite values (NaN or inf) in persona(s) {bad[:10]!r}; "
+            "fix or drop them before writing"
+        )
+    return da
+
+
+def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
+    """Raise if an attribute variable has an unknown kind or values outside its order."""
+    kind = var.attrs.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{func}(): attribute {key!r} has kind {kind!r}; use one of {KINDS}")
+    if kind == "numeric" and not np.issubdtype(var.dtype, np.number):
+        raise ValueError(f"{func}(): numeric attribute {key!r} holds {var.dtype} values")
+    if kind == "ordinal":
+        order = var.attrs.get("order")
+        if not order:
+            raise ValueError(f"{func}(): ordinal attribute {key!r} needs attrs['order']")
+        unknown = sorted({v for v in var.values if isinstance(v, str)} - set(order))
+        if unknown:
+            raise ValueError(
+                f"{func}(): values {unknown!r} of ordinal attribute {key!r} are not in its "
+                f"order {order!r}"
+            )
+
+
+def encode_sample_ids(values: Any) -> np.ndarray:
+    """Provenance tuples -> JSON strings for storage."""
+    return np.array([json.dumps(list(v)) for v in values], dtype=object)
+
+
+def decode_sample_ids(values: Any) -> np.ndarray:
+    """JSON strings -> provenance tuples (missing -> empty tuple)."""
+    return _tuples([json.loads(v) if v else [] for v in values])
+
+
+def _tuples(values: Sequence[Sequence[str]]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = tuple(str(s) for s in v)
+    return out
+
+
+def _as_strings(values: Sequence[Any], what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=object).ravel()
+    if not all(isinstance(v, str) for v in array):
+        raise TypeError(f"{what} must be strings, got {array[:5].tolist()!r}")
+    return array
+
+
+def _check_length(what: str, values: Any, n: int) -> None:
+    if len(values) != n:
+        raise ValueError(f"{what} has {len(values)} entries for {n} along its axis")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _infer_kind(array: np.ndarray) -> str:
+    present = [v for v in array if not _missing(v)]
+    numeric = all(
+        isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in present
+    )
+    return "numeric" if present and numeric else "categorical"
