@@ -307,8 +307,10 @@ def append_personas(
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     zstore = _zarr_store(store, storage_options, read_only=False)
     group, meta = _open_variant_for_write(zstore, store, model, mask_strategy, variant)
-    stored = _read_variant(zstore, group.path)
-    da = _conform(da, stored, func="append_personas")
+    # Only ids are read; attribute kinds and orders come from the arrays' metadata.
+    stored = _read_variant(zstore, group.path, columns=["id"])
+    column_attrs = {name: dict(group[key].attrs) for name, key in meta["columns"].items()}
+    da = _conform(da, stored, column_attrs, func="append_personas")
     _append_rows(group, meta, da, _columns(da))
 
 
@@ -394,9 +396,9 @@ def _zarr_store(
     return zarr.storage.LocalStore(path, read_only=read_only)
 
 
-def _open_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
+def _open_root(store: zarr.abc.store.Store, where: Any, mode: str = "r") -> zarr.Group:
     try:
-        root = zarr.open_group(store, mode="r", use_consolidated=False)
+        root = zarr.open_group(store, mode=mode, use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         raise StoreError(f"no pvx store at {os.fspath(where)!r} (no Zarr group found)") from None
     except OSError as err:
@@ -414,7 +416,7 @@ def _open_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
 
 def _open_or_create_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
     try:
-        return _open_root(store, where)
+        return _open_root(store, where, mode="r+")
     except StoreError:
         pass
     root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
@@ -426,14 +428,21 @@ def _open_or_create_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
     return root
 
 
-def _read_variant(store: zarr.abc.store.Store, path: str) -> xr.DataArray:
-    """The committed content of one variant: main rows then tail rows, lazily."""
+def _read_variant(
+    store: zarr.abc.store.Store, path: str, columns: Sequence[str] | None = None
+) -> xr.DataArray:
+    """The committed content of one variant: main rows then tail rows, lazily.
+
+    ``columns`` limits which per-persona coordinates are read (default: all).
+    """
     group = zarr.open_group(store, path=path, mode="r", use_consolidated=True)
     meta = group.attrs["pvx"]
     parts = [(group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])]
     vectors = dask.array.concatenate([dask.array.from_zarr(g["vectors"])[:n] for g, n in parts])
     coords: dict[Hashable, Any] = {"layer": ("layer", group["layer"][:])}
     for name, stored in meta["columns"].items():
+        if columns is not None and name not in columns:
+            continue
         array = group[stored]
         raw = np.concatenate([g[stored][:n] for g, n in parts])
         coords[name] = _decode(name, raw, dict(array.attrs))
@@ -666,7 +675,13 @@ def _model_dir(root: zarr.Group, model: str) -> str:
     return candidate
 
 
-def _conform(da: xr.DataArray, stored: xr.DataArray, *, func: str) -> xr.DataArray:
+def _conform(
+    da: xr.DataArray,
+    stored: xr.DataArray,
+    column_attrs: Mapping[str, Mapping[str, Any]],
+    *,
+    func: str,
+) -> xr.DataArray:
     """Check new personas against a stored variant; return them in its layout."""
     if da.sizes["hidden"] != stored.sizes["hidden"]:
         raise ValueError(
@@ -685,7 +700,7 @@ def _conform(da: xr.DataArray, stored: xr.DataArray, *, func: str) -> xr.DataArr
         raise ValueError(
             f"{func}(): ids {clash[:10]!r} are already in the variant; ids must be new"
         )
-    stored_attrs = {str(k): stored[k] for k in attribute_names(stored)}
+    stored_attrs = {k: a for k, a in column_attrs.items() if "kind" in a}
     unknown = sorted(str(k) for k in attribute_names(da) if str(k) not in stored_attrs)
     if unknown:
         raise ValueError(
@@ -693,8 +708,8 @@ def _conform(da: xr.DataArray, stored: xr.DataArray, *, func: str) -> xr.DataArr
             "pvx.set_attribute(...)"
         )
     extra: dict[Hashable, Any] = {}
-    for key, coord in stored_attrs.items():
-        kind = coord.attrs["kind"]
+    for key, attrs in stored_attrs.items():
+        kind = attrs["kind"]
         if key in da.coords:
             if da[key].attrs.get("kind") != kind:
                 raise ValueError(
@@ -702,27 +717,26 @@ def _conform(da: xr.DataArray, stored: xr.DataArray, *, func: str) -> xr.DataArr
                     f"{kind!r} in the variant"
                 )
             unknown_values = (
-                sorted(
-                    {v for v in da[key].values if isinstance(v, str)} - set(coord.attrs["order"])
-                )
+                sorted({v for v in da[key].values if isinstance(v, str)} - set(attrs["order"]))
                 if kind == "ordinal"
                 else []
             )
             if unknown_values:
                 raise ValueError(
                     f"{func}(): values {unknown_values!r} of ordinal attribute {key!r} are not "
-                    f"in its stored order {coord.attrs['order']!r}; update it with "
+                    f"in its stored order {attrs['order']!r}; update it with "
                     "pvx.set_attribute(...)"
                 )
         else:
             extra[key] = attribute_variable(
-                [None] * da.sizes["persona"], kind=kind, order=coord.attrs.get("order")
+                [None] * da.sizes["persona"], kind=kind, order=attrs.get("order")
             )
-    if "sample_ids" in stored.coords and "sample_ids" not in da.coords:
+    if "sample_ids" in column_attrs and "sample_ids" not in da.coords:
         extra["sample_ids"] = ("persona", decode_sample_ids([""] * da.sizes["persona"]))
     da = da.assign_coords(extra)
     if da.dtype != stored.dtype:
-        cast = da.astype(stored.dtype)
+        with np.errstate(over="ignore"):  # overflow is reported below, with the fix
+            cast = da.astype(stored.dtype).compute()
         if not np.isfinite(np.asarray(cast.data, dtype=np.float32)).all():
             raise ValueError(
                 f"{func}(): values overflow the variant's {stored.dtype}; scale them or store "

@@ -1,0 +1,410 @@
+"""The Zarr store: round trips, label-aligned loading, validated and append-only writes."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import dask.array
+import numpy as np
+import pytest
+import xarray as xr
+import zarr.storage
+
+import pvx
+from pvx.store import size_on_disk
+
+MODEL = "org/model-7b"
+MASK = "answer_mean"
+LAYERS = [3, 5, 7]
+HIDDEN = 6
+
+
+def vectors_for(ids, *, variant="biography", layers=LAYERS, dtype="float32", seed=None, **kw):
+    """Deterministic vectors per id (so any persona can be checked on its own)."""
+    data = np.stack([_persona_data(i, len(layers), seed) for i in ids]).astype(dtype)
+    return pvx.persona_vectors(
+        data,
+        ids=ids,
+        names=[f"Name of {i}" for i in ids],
+        layers=layers,
+        model=MODEL,
+        mask_strategy=MASK,
+        variant=variant,
+        **kw,
+    )
+
+
+def _persona_data(persona_id, n_layer, seed=None):
+    digest = hashlib.sha256(f"{persona_id}/{seed}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return rng.normal(size=(n_layer, HIDDEN))
+
+
+def with_attributes(ids, **kw):
+    n = len(ids)
+    attributes = {
+        "age": [20.0 + i for i in range(n)],
+        "education": [["high school", "bachelor", "phd"][i % 3] for i in range(n)],
+        "region": [["north", "south"][i % 2] for i in range(n)],
+    }
+    return vectors_for(
+        ids,
+        attributes=attributes,
+        orders={"education": ["high school", "bachelor", "phd"]},
+        sample_ids=[[f"{i}-s1", f"{i}-s2"] for i in ids],
+        **kw,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    return tmp_path / "s.zarr"
+
+
+def ids_of(n, prefix="p"):
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("n", [5, 16, 37])  # below, at and above a persona block
+def test_round_trip_is_exact(store, dtype, n):
+    da = with_attributes([*ids_of(n - 1), pvx.BASELINE_ID], dtype=dtype)
+    da["age"][-1] = np.nan
+    da["region"][-1] = np.nan
+    pvx.write_variant(store, da, persona_block=16)
+    got = pvx.load(store, "biography", include_baseline=True)
+    assert isinstance(got.data, dask.array.Array)
+    assert got.dtype == dtype
+    xr.testing.assert_identical(got.compute(), da)
+    assert got.attrs == {"model": MODEL, "mask_strategy": MASK}
+    assert got["education"].attrs == {
+        "kind": "ordinal",
+        "order": ["high school", "bachelor", "phd"],
+    }
+    assert got["age"].attrs == {"kind": "numeric"}
+    assert got["region"].attrs == {"kind": "categorical"}
+    assert got["sample_ids"].values[0] == ("p0-s1", "p0-s2")
+    assert sorted(got.indexes) == ["id", "layer"]
+
+
+def test_ids_are_data_not_file_names(store):
+    odd = ["a/b", "../x", "ü ñ", "", "zarr.json", "c/0"]
+    pvx.write_variant(store, vectors_for(odd))
+    assert pvx.persona_ids(store, "biography") == odd
+    np.testing.assert_array_equal(
+        pvx.load(store, "biography").sel(id="a/b").values, vectors_for(["a/b"])[0].values
+    )
+
+
+def test_open_store_is_a_lazy_tree(store):
+    pvx.write_variant(store, with_attributes(ids_of(4)))
+    pvx.write_variant(store, with_attributes(ids_of(4), variant="templated"))
+    tree = pvx.open_store(store)
+    assert isinstance(tree, xr.DataTree)
+    model_dir = next(iter(tree.children))
+    assert "/" not in model_dir and tree[model_dir].attrs["model"] == MODEL
+    node = tree[f"{model_dir}/{MASK}/templated"]
+    assert isinstance(node["vectors"].data, dask.array.Array)
+    assert node["vectors"].dims == ("persona", "layer", "hidden")
+
+
+def test_listing_helpers(store):
+    pvx.write_variant(store, vectors_for(ids_of(3)))
+    pvx.write_variant(store, vectors_for(ids_of(2), variant="templated"))
+    pvx.write_variant(store, vectors_for(ids_of(2)), mask_strategy="first_token")
+    pvx.write_variant(store, vectors_for(ids_of(2)), model="other/model")
+    assert sorted(pvx.models(store)) == sorted([MODEL, "other/model"])
+    assert sorted(pvx.mask_strategies(store, model=MODEL)) == ["answer_mean", "first_token"]
+    assert sorted(pvx.variants(store, model=MODEL, mask_strategy=MASK)) == [
+        "biography",
+        "templated",
+    ]
+    assert pvx.persona_ids(store, "biography", model=MODEL, mask_strategy=MASK) == ids_of(3)
+    assert pvx.layers(store, "templated", model=MODEL, mask_strategy=MASK) == LAYERS
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def test_baseline_is_excluded_unless_asked(store):
+    pvx.write_variant(store, vectors_for([pvx.BASELINE_ID, "a", "b"]))
+    assert pvx.load(store, "biography")["id"].values.tolist() == ["a", "b"]
+    assert pvx.BASELINE_ID in pvx.load(store, "biography", include_baseline=True)["id"].values
+
+
+def test_select_ids_and_layers_keeps_labels(store):
+    pvx.write_variant(store, vectors_for(ids_of(10)))
+    got = pvx.load(store, ["biography"], ids=["p7", "p2"], layers=[5, 7])
+    assert got["id"].values.tolist() == ["p7", "p2"]
+    assert got["layer"].values.tolist() == [5, 7]
+    np.testing.assert_allclose(
+        got.sel(id="p2", layer=7).values, _persona_data("p2", 3)[2].astype("float32")
+    )
+
+
+def test_selecting_a_layer_reads_only_its_chunks(store, monkeypatch):
+    pvx.write_variant(store, vectors_for(ids_of(40)), persona_block=16)
+    got = pvx.load(store, "biography", layers=[5], ids=["p1", "p2"])
+    requested = []
+    original = zarr.storage.LocalStore.get
+
+    async def counting_get(self, key, *args, **kwargs):
+        requested.append(key)
+        return await original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counting_get)
+    got.compute()
+    chunks = [k for k in requested if "/vectors/c/" in k]
+    # layer 5 is index 1; p1 and p2 live in the first persona block of the main arrays
+    assert chunks == [f"{got.attrs['model'].replace('/', '--')}/{MASK}/biography/vectors/c/0/1/0"]
+
+
+def test_unknown_names_are_clear_errors(store):
+    pvx.write_variant(store, vectors_for(ids_of(3)))
+    with pytest.raises(
+        pvx.StoreError, match=r"variant 'bio' not found .* available: \['biography'\]"
+    ):
+        pvx.load(store, "bio")
+    with pytest.raises(pvx.StoreError, match=r"model 'nope' not in the store"):
+        pvx.load(store, "biography", model="nope")
+    with pytest.raises(pvx.StoreError, match=r"mask strategy 'last' not stored"):
+        pvx.load(store, "biography", mask_strategy="last")
+    with pytest.raises(pvx.StoreError, match=r"ids \['zz'\] are not in variant"):
+        pvx.load(store, "biography", ids=["p0", "zz"])
+    with pytest.raises(pvx.StoreError, match=r"layers \[4\] are not in variant .* \[3, 5, 7\]"):
+        pvx.load(store, "biography", layers=[4])
+    with pytest.raises(pvx.StoreError, match="no store at"):
+        pvx.load(store.parent / "missing.zarr", "biography")
+
+
+def test_model_must_be_named_when_several(store):
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+    pvx.write_variant(store, vectors_for(ids_of(2)), model="b/c")
+    with pytest.raises(pvx.StoreError, match="holds 2 models; pass model="):
+        pvx.load(store, "biography")
+    assert pvx.load(store, "biography", model="b/c").attrs["model"] == "b/c"
+
+
+def test_not_a_pvx_store(tmp_path):
+    zarr.open_group(tmp_path / "plain.zarr", mode="w").create_array("x", shape=(2,), dtype="i4")
+    with pytest.raises(pvx.StoreError, match="not a pvx store"):
+        pvx.open_store(tmp_path / "plain.zarr")
+    with pytest.raises(pvx.StoreError, match="not a pvx store"):
+        pvx.write_variant(tmp_path / "plain.zarr", vectors_for(["a"]))
+
+
+def test_variants_join_on_ids_and_layers(store):
+    pvx.write_variant(store, with_attributes(["a", "b", "c", "d"]))
+    # templated lacks "a", has an extra "x", orders ids differently and lacks layer 3
+    templated = with_attributes(["x", "d", "c", "b"], variant="templated", layers=[3, 5, 7])
+    pvx.write_variant(store, templated.isel(layer=[1, 2]))
+    with pytest.warns(UserWarning) as record:
+        got = pvx.load(store, ["biography", "templated"])
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "2 persona(s) missing from some variant: 'a', 'x'" in message
+    assert "1 layer(s) missing from some variant: [3]" in message
+    assert got.dims == ("variant", "persona", "layer", "hidden")
+    assert got["variant"].values.tolist() == ["biography", "templated"]
+    assert got["id"].values.tolist() == ["b", "c", "d"]
+    assert got["layer"].values.tolist() == [5, 7]
+    for variant, source in (
+        ("biography", with_attributes(["a", "b", "c", "d"])),
+        ("templated", templated),
+    ):
+        expected = source.sel(id=["b", "c", "d"], layer=[5, 7]).values
+        np.testing.assert_array_equal(got.sel(variant=variant).values, expected)
+    assert got["education"].attrs["kind"] == "ordinal"
+
+
+def test_aligned_variants_warn_nothing_when_equal(store):
+    pvx.write_variant(store, vectors_for(ids_of(3)))
+    pvx.write_variant(store, vectors_for(ids_of(3)[::-1], variant="templated"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pvx.load(store, ["templated", "biography"])
+    assert got["id"].values.tolist() == ids_of(3)[::-1]
+
+
+def test_open_load_write_emit_no_warnings(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pvx.write_variant(store, with_attributes(ids_of(20)), persona_block=8)
+        pvx.append_personas(store, with_attributes(["new"]))
+        pvx.set_attribute(store, "score", {"p1": 1.5})
+        pvx.open_store(store)
+        pvx.load(store, "biography").compute()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def test_appends_equal_one_bulk_write(tmp_path):
+    ids = ids_of(45)
+    bulk, appended = tmp_path / "bulk.zarr", tmp_path / "appended.zarr"
+    pvx.write_variant(bulk, with_attributes(ids), persona_block=8)
+    full = with_attributes(ids)
+    pvx.write_variant(appended, full.isel(persona=[0]), persona_block=8)
+    # single appends, then batches that cross block boundaries with leftovers
+    for i in range(1, 20):
+        pvx.append_personas(appended, full.isel(persona=[i]))
+    for start, stop in ((20, 23), (23, 35), (35, 45)):
+        pvx.append_personas(appended, full.isel(persona=slice(start, stop)))
+    xr.testing.assert_identical(
+        pvx.load(appended, "biography").compute(), pvx.load(bulk, "biography").compute()
+    )
+
+
+def test_appends_never_rewrite_stored_chunks(store):
+    full = with_attributes(ids_of(40))
+    pvx.write_variant(store, full.isel(persona=[0]), persona_block=4)
+    seen: dict[Path, tuple[int, bytes]] = {}
+    for i in range(1, 40):
+        pvx.append_personas(store, full.isel(persona=[i]))
+        for chunk in store.rglob("c/*"):
+            if chunk.is_file() and "_tail" not in str(chunk):
+                stamp = (chunk.stat().st_mtime_ns, chunk.read_bytes())
+                assert seen.setdefault(chunk, stamp) == stamp, f"{chunk} was rewritten"
+    assert len(seen) > 20
+    xr.testing.assert_identical(pvx.load(store, "biography").compute(), full)
+
+
+def test_append_fills_missing_attributes(store):
+    pvx.write_variant(store, with_attributes(ids_of(3)))
+    pvx.append_personas(store, vectors_for(["bare"]))
+    got = pvx.load(store, "biography").sel(id="bare")
+    assert np.isnan(got["age"].item()) and got["education"].item() is np.nan
+    assert got["sample_ids"].item() == ()
+
+
+def test_append_casts_to_the_stored_dtype(store):
+    pvx.write_variant(store, vectors_for(ids_of(2), dtype="float16"))
+    pvx.append_personas(store, vectors_for(["c"], dtype="float32"))
+    assert pvx.load(store, "biography").dtype == np.float16
+    big = vectors_for(["d"]) * 1e6
+    with pytest.raises(ValueError, match="overflow the variant's float16"):
+        pvx.append_personas(store, big.astype("float32"))
+
+
+def test_append_reorders_layers_by_label(store):
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+    new = vectors_for(["z"])
+    pvx.append_personas(store, new.isel(layer=[2, 0, 1]))
+    np.testing.assert_array_equal(pvx.load(store, "biography").sel(id="z").values, new[0].values)
+
+
+def test_set_attribute_adds_and_replaces(store):
+    pvx.write_variant(store, with_attributes(ids_of(10)), persona_block=4)
+    pvx.write_variant(store, with_attributes(ids_of(6), variant="templated"), persona_block=4)
+    pvx.set_attribute(store, "income", {"p0": "low", "p9": "high"}, order=["low", "high"])
+    bio = pvx.load(store, "biography")
+    assert bio["income"].attrs == {"kind": "ordinal", "order": ["low", "high"]}
+    assert bio["income"].values[[0, 9]].tolist() == ["low", "high"]
+    assert pd_isna(bio["income"].values[1])
+    assert pvx.load(store, "templated")["income"].values[0] == "low"
+    pvx.set_attribute(store, "age", {i: 1.0 for i in ids_of(10)})
+    assert pvx.load(store, "biography")["age"].values.tolist() == [1.0] * 10
+    pvx.append_personas(store, vectors_for(["new"]))  # appends still work after replacing
+    assert pvx.load(store, "biography")["age"].values[-1] != 1.0
+    old_dirs = [p for p in store.rglob("age*") if p.is_dir()]
+    assert len(old_dirs) == 4  # main and tail of two variants: the replaced arrays are gone
+
+
+def pd_isna(value):
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def invalid_cases():
+    good = vectors_for(ids_of(3))
+    nonfinite = good.copy(data=good.values.copy())
+    nonfinite[1, 0, 0] = np.nan
+    yield good.rename(hidden="h"), ValueError, r"needs dims .* \('persona', 'layer', 'h'\)"
+    yield good.astype("float64"), TypeError, r"float16 or float32, got float64.*astype"
+    yield (
+        vectors_for(["a", "a"]),
+        ValueError,
+        r"duplicate ids \['a'\]",
+    )
+    yield nonfinite, ValueError, r"non-finite values .* \['p1'\]"
+    bad_kind = good.assign_coords(x=("persona", [1.0, 2.0, 3.0], {"kind": "weird"}))
+    yield bad_kind, ValueError, r"attribute 'x' has kind 'weird'"
+    bad_order = good.assign_coords(
+        e=("persona", np.array(["a", "b", "z"], object), {"kind": "ordinal", "order": ["a", "b"]})
+    )
+    yield bad_order, ValueError, r"values \['z'\] of ordinal attribute 'e'"
+    yield good.assign_coords(layer=[1.5, 2.5, 3.5]), ValueError, "integer 'layer' labels"
+
+
+@pytest.mark.parametrize("da, error, message", list(invalid_cases()))
+def test_invalid_writes_fail_before_touching_disk(store, da, error, message):
+    with pytest.raises(error, match=message):
+        pvx.write_variant(store, da)
+    assert not store.exists()
+
+
+def test_invalid_appends_are_refused(store):
+    pvx.write_variant(store, with_attributes(ids_of(3)))
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    cases = [
+        (vectors_for(["p1"]), "ids \\['p1'\\] are already in the variant"),
+        (vectors_for(["n"], layers=[3, 5, 8]), r"layer labels \[3, 5, 8\] do not match"),
+        (vectors_for(["n"]).isel(hidden=slice(0, 4)), "hidden size 4 does not match .* 6"),
+        (
+            vectors_for(["n"], attributes={"mood": ["calm"]}),
+            r"attributes \['mood'\] are not in the variant; add them first",
+        ),
+        (
+            vectors_for(["n"], attributes={"age": ["old"]}),
+            "'age' is 'categorical' here but 'numeric'",
+        ),
+        (
+            vectors_for(
+                ["n"],
+                attributes={"education": ["kindergarten"]},
+                orders={"education": ["kindergarten"]},
+            ),
+            r"values \['kindergarten'\] of ordinal attribute 'education' are not in its stored",
+        ),
+    ]
+    for da, message in cases:
+        with pytest.raises(ValueError, match=message):
+            pvx.append_personas(store, da)
+    with pytest.raises(pvx.StoreError, match="create it with pvx.write_variant"):
+        pvx.append_personas(store, vectors_for(["n"], variant="templated"))
+    after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_write_twice_is_refused(store):
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+    with pytest.raises(pvx.StoreError, match="already exists .* pvx.append_personas"):
+        pvx.write_variant(store, vectors_for(ids_of(2)))
+
+
+def test_identity_must_be_known_and_plain(store):
+    da = vectors_for(["a"]).drop_vars("variant")
+    with pytest.raises(ValueError, match="which variant\\? pass variant="):
+        pvx.write_variant(store, da)
+    with pytest.raises(ValueError, match="variant 'a/b' must be a plain name"):
+        pvx.write_variant(store, da, variant="a/b")
+
+
+def test_reserved_attribute_names(store):
+    pvx.write_variant(store, vectors_for(["a"]))
+    with pytest.raises(ValueError, match="'id' is reserved"):
+        pvx.set_attribute(store, "id", {"a": "x"})
+    with pytest.raises(pvx.StoreError, match=r"ids \['zz'\] are in none of"):
+        pvx.set_attribute(store, "mood", {"zz": "x"})
+
+
+def test_size_on_disk_counts_files(store):
+    pvx.write_variant(store, vectors_for(ids_of(3)))
+    assert size_on_disk(store) == sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
