@@ -59,7 +59,7 @@ def summarize(tree: xr.DataTree, *, source: str | None = None) -> str:
                     detail = coord.attrs["kind"]
                     if detail == "ordinal":
                         detail += " (" + " < ".join(coord.attrs["order"]) + ")"
-                    lines.append(f"      {str(key):<{width}}  {detail}")
+                    lines.append(f"      {key!s:<{width}}  {detail}")
     return "\n".join(lines)
 
 

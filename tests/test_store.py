@@ -377,7 +377,7 @@ def test_invalid_appends_are_refused(store):
     for da, message in cases:
         with pytest.raises(ValueError, match=message):
             pvx.append_personas(store, da)
-    with pytest.raises(pvx.StoreError, match="create it with pvx.write_variant"):
+    with pytest.raises(pvx.StoreError, match=r"create it with pvx\.write_variant"):
         pvx.append_personas(store, vectors_for(["n"], variant="templated"))
     after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
     assert after == before
@@ -385,7 +385,7 @@ def test_invalid_appends_are_refused(store):
 
 def test_write_twice_is_refused(store):
     pvx.write_variant(store, vectors_for(ids_of(2)))
-    with pytest.raises(pvx.StoreError, match="already exists .* pvx.append_personas"):
+    with pytest.raises(pvx.StoreError, match=r"already exists .* pvx\.append_personas"):
         pvx.write_variant(store, vectors_for(ids_of(2)))
 
 
