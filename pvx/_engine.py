@@ -1,0 +1,361 @@
+"""The Gram engine shared by every analysis (DESIGN §4, "Engine").
+
+Per layer, each analysis depends on the vectors only through the ``persona x persona`` Gram
+matrix ``G = X Xᵀ``. :func:`raw_gram` builds it in one streaming pass (float64 block products,
+so dask reads each chunk once and holds a few layers at a time); :func:`prepared_gram` derives
+the Gram of centered and/or normalised rows from it without touching the vectors again:
+
+- centering is ``H G H`` with ``H = I - 11ᵀ/n``. In float64 the absolute error is about
+  ``eps * |offset|²``, so a shared offset 10⁴ times the persona differences still leaves
+  ~10⁻⁸ relative accuracy (in float32 it would leave nothing);
+- normalising divides by the outer product of the row norms ``sqrt(diag)``.
+
+The NumPy kernels below take stacks ``(..., n, n)`` so they vectorise over ``layer`` and
+``variant``; they are module-level functions with hashable keyword arguments, so dask gives the
+same task names to the same step requested by two analyses and ``dask.compute(a, b)`` runs it
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import xarray as xr
+
+from pvx._validate import (
+    drop_baseline,
+    nonfinite_message,
+    persona_ids,
+    require_dims,
+    require_min_personas,
+    select_layers,
+)
+
+P, Q, H = "persona", "persona_other", "hidden"
+
+# A centered row whose squared norm is below this fraction of the largest raw squared norm is
+# treated as zero (it equals the mean up to float64 rounding of the offset).
+ZERO_TOL = 1e-12
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def prepare_input(
+    da: xr.DataArray,
+    *,
+    func: str,
+    layer: Any = None,
+    include_baseline: bool = False,
+    min_personas: int = 1,
+    why: str = "",
+) -> xr.DataArray:
+    """Validate ``da`` and select what an analysis works on (metadata only, never computes)."""
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"{func}() needs an xarray.DataArray, got {type(da).__name__}")
+    require_dims(da, P, H, func=func)
+    for reserved in (Q, "component"):
+        if reserved in da.dims:
+            raise ValueError(
+                f"{func}() got an array that already has a {reserved!r} dimension "
+                f"({da.dims!r}); pass the persona vectors, not an analysis result"
+            )
+    da = select_layers(da, layer, func=func)
+    da = drop_baseline(da, include_baseline=include_baseline)
+    require_min_personas(da.sizes[P], min_personas, func=func, why=why)
+    if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
+        raise TypeError(
+            f"{func}() needs real-valued vectors, got dtype {da.dtype}; convert with da.astype"
+        )
+    return da
+
+
+def other_side(da: xr.DataArray, dim: Hashable = P) -> xr.DataArray:
+    """Rename ``dim`` and every coordinate along it to ``<name>_other`` (the second axis)."""
+    names = {name: f"{name}_other" for name, coord in da.coords.items() if coord.dims == (dim,)}
+    names[dim] = f"{dim}_other"
+    return da.rename(names)
+
+
+def is_dask(da: xr.DataArray) -> bool:
+    """Whether ``da`` is backed by a dask array."""
+    return da.chunks is not None
+
+
+def single_chunk(da: xr.DataArray, *dims: Hashable) -> xr.DataArray:
+    """Merge the chunks along ``dims`` (dask only; numpy arrays pass through unchanged).
+
+    Only the data is rechunked: coordinates keep their dask names, so later merges of these
+    coordinates compare names instead of computing values.
+    """
+    axes = {da.get_axis_num(d): -1 for d in dims if d in da.dims}
+    if not is_dask(da) or not axes:
+        return da
+    return da.copy(data=da.data.rechunk(axes))
+
+
+def bare(da: xr.DataArray) -> xr.DataArray:
+    """``da`` without non-index coordinates, for the second input of a multi-input kernel.
+
+    xarray merges the inputs' coordinates and compares lazy ones by value; dropping them
+    keeps that merge from computing anything (the first input supplies the coordinates).
+    """
+    return da.reset_coords(drop=True)
+
+
+# --------------------------------------------------------------------------- the one pass
+
+
+def _matmul_t(a: Any, b: Any) -> Any:
+    """``a @ bᵀ`` over the last two axes in float64; works on numpy and dask arrays alike."""
+    return a.astype(np.float64) @ b.astype(np.float64).swapaxes(-1, -2)
+
+
+def raw_gram(da: xr.DataArray, other: xr.DataArray | None = None) -> xr.DataArray:
+    """Float64 Gram matrix ``X Yᵀ`` over ``hidden``: dims ``(..., persona, persona_other)``.
+
+    Lazy on dask: block products reuse each input chunk (same task names on both sides), and
+    the result keeps the input's layer chunks.
+    """
+    if other is None:
+        other = da
+    gram = xr.apply_ufunc(
+        _matmul_t,
+        da,
+        other_side(other),
+        input_core_dims=[[P, H], [Q, H]],
+        output_core_dims=[[P, Q]],
+        dask="allowed",  # dask's own blockwise matmul streams over persona/hidden blocks
+    )
+    return single_chunk(gram, P, Q).rename("gram")
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _double_center(k: np.ndarray) -> np.ndarray:
+    return (
+        k
+        - k.mean(axis=-1, keepdims=True)
+        - k.mean(axis=-2, keepdims=True)
+        + k.mean(axis=(-2, -1), keepdims=True)
+    )
+
+
+def _check_finite(g: np.ndarray, ids: tuple[Any, ...], func: str) -> None:
+    # diag(G)_i = sum of squares of row i (float64: no overflow from float16/32 inputs), so it
+    # is non-finite exactly when row i holds a NaN or an inf, in some layer/variant.
+    bad = ~np.isfinite(np.diagonal(g, axis1=-2, axis2=-1))
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
+        raise ValueError(nonfinite_message(func, [ids[i] for i in rows]))
+
+
+def _prepare_kernel(
+    g: np.ndarray,
+    *,
+    center: bool,
+    normalize: bool,
+    double_center: bool,
+    ids: tuple[Any, ...],
+    func: str,
+) -> np.ndarray:
+    """Gram of prepared rows from the raw Gram ``g`` (see module docstring)."""
+    _check_finite(g, ids, func)
+    k = _double_center(g) if center else g
+    if normalize:
+        sq = np.diagonal(k, axis1=-2, axis2=-1)
+        scale = np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True)
+        zero = sq <= ZERO_TOL * scale  # zero rows stay zero instead of amplifying rounding
+        norm = np.sqrt(np.where(zero, 1.0, sq))
+        k = k / norm[..., :, None] / norm[..., None, :]
+        k = np.where(zero[..., :, None] | zero[..., None, :], 0.0, k)
+    if double_center:
+        k = _double_center(k)
+    return k
+
+
+def prepared_gram(
+    gram: xr.DataArray,
+    *,
+    center: bool,
+    normalize: bool,
+    double_center: bool = False,
+    func: str,
+) -> xr.DataArray:
+    """Gram of the prepared rows, derived lazily from :func:`raw_gram`'s result.
+
+    Also checks for non-finite vectors (when the kernel runs, so lazily on dask) and names the
+    offending persona ids.
+    """
+    ids = tuple(persona_ids(gram))
+    return xr.apply_ufunc(
+        _prepare_kernel,
+        gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, Q]],
+        kwargs={
+            "center": center,
+            "normalize": normalize,
+            "double_center": double_center,
+            "ids": ids,
+            "func": func,
+        },
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+
+
+def _distance_kernel(k: np.ndarray) -> np.ndarray:
+    """Euclidean distances between rows whose Gram is ``k``."""
+    sq = np.diagonal(k, axis1=-2, axis2=-1)
+    d2 = sq[..., :, None] + sq[..., None, :] - 2.0 * k
+    d = np.sqrt(np.clip(d2, 0.0, None))
+    idx = np.arange(d.shape[-1])
+    d[..., idx, idx] = 0.0
+    return d
+
+
+def distances(prepared: xr.DataArray) -> xr.DataArray:
+    """Euclidean distances ``(..., persona, persona_other)`` from a prepared Gram."""
+    return xr.apply_ufunc(
+        _distance_kernel,
+        prepared,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, Q]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    ).rename("distance")
+
+
+def prepared_distances(
+    da: xr.DataArray, *, center: bool = True, normalize: bool = True, func: str
+) -> xr.DataArray:
+    """Distances between the prepared (centered, normalised) rows of ``da``."""
+    gram = raw_gram(da)
+    return distances(prepared_gram(gram, center=center, normalize=normalize, func=func))
+
+
+def batched(
+    kernel: Callable[..., Any], arrays: tuple[np.ndarray, ...], n_core: tuple[int, ...], **kwargs
+) -> Any:
+    """Apply a kernel written for one layer to every index of the shared leading dims.
+
+    ``n_core[i]`` is the number of trailing core axes of ``arrays[i]``. Returns an array (or a
+    tuple of arrays, matching the kernel) with the leading dims restored.
+    """
+    lead = arrays[0].shape[: arrays[0].ndim - n_core[0]]
+    results = []
+    for index in np.ndindex(*lead):
+        out = kernel(*(a[index] for a in arrays), **kwargs)
+        results.append(out if isinstance(out, tuple) else (out,))
+    if not results:  # a zero-length leading dim
+        raise ValueError("cannot analyse an empty array")
+    stacked = tuple(
+        np.stack([r[i] for r in results]).reshape(lead + np.shape(results[0][i]))
+        for i in range(len(results[0]))
+    )
+    return stacked if len(stacked) > 1 else stacked[0]
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def _top_eigen_one(k: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarray]:
+    n = k.shape[-1]
+    vals, vecs = scipy.linalg.eigh(k, subset_by_index=[n - n_top, n - 1])
+    return vals[::-1], vecs[:, ::-1]
+
+
+def _embedding_kernel(k: np.ndarray, *, n_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top eigenpairs of a doubly centered Gram: coordinates ``V sqrt(λ)`` and ``λ``.
+
+    Signs are deterministic: each column's largest-magnitude entry is positive.
+    """
+    vals, vecs = batched(_top_eigen_one, (k,), (2,), n_top=n_top)
+    vals = np.clip(vals, 0.0, None)
+    coords = vecs * np.sqrt(vals)[..., None, :]
+    return fix_signs(coords), vals
+
+
+def fix_signs(coords: np.ndarray) -> np.ndarray:
+    """Flip columns (last axis) so each one's largest-magnitude entry is positive."""
+    pivot = np.take_along_axis(coords, np.abs(coords).argmax(axis=-2)[..., None, :], axis=-2)
+    return coords * np.where(pivot < 0, -1.0, 1.0)
+
+
+def embedding(kernel_gram: xr.DataArray, n_top: int) -> tuple[xr.DataArray, xr.DataArray]:
+    """Coordinates ``(..., persona, component)`` and eigenvalues ``(..., component)``."""
+    coords, vals = xr.apply_ufunc(
+        _embedding_kernel,
+        kernel_gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, "component"], ["component"]],
+        kwargs={"n_top": n_top},
+        dask="parallelized",
+        output_dtypes=[np.float64, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"component": n_top}},
+    )
+    component = np.arange(1, n_top + 1)
+    return coords.assign_coords(component=component), vals.assign_coords(component=component)
+
+
+def _align_kernel(coords: np.ndarray) -> np.ndarray:
+    """Flip components so consecutive layers' coordinates correlate positively.
+
+    ``coords`` is ``(..., layer, persona, component)``; the first layer keeps its signs.
+    """
+    out = coords.copy()
+    for i in range(1, out.shape[-3]):
+        agree = (out[..., i - 1, :, :] * out[..., i, :, :]).sum(axis=-2)
+        out[..., i, :, :] *= np.where(agree < 0, -1.0, 1.0)[..., None, :]
+    return out
+
+
+def align_layers(coords: xr.DataArray) -> xr.DataArray:
+    """Apply :func:`_align_kernel` along ``layer`` (no-op without a layer dim)."""
+    if "layer" not in coords.dims:
+        return coords
+    coords = single_chunk(coords, "layer", P, "component")  # small: n x k per layer
+    return xr.apply_ufunc(
+        _align_kernel,
+        coords,
+        input_core_dims=[["layer", P, "component"]],
+        output_core_dims=[["layer", P, "component"]],
+        dask="parallelized",
+        output_dtypes=[coords.dtype],
+    )
+
+
+def _eigvals_kernel(k: np.ndarray) -> np.ndarray:
+    vals = np.linalg.eigvalsh(k)[..., ::-1]
+    return np.clip(vals, 0.0, None)
+
+
+def spectrum(kernel_gram: xr.DataArray, n_top: int) -> xr.DataArray:
+    """The ``n_top`` largest eigenvalues of every Gram matrix, ``(..., component)``."""
+    vals = xr.apply_ufunc(
+        _eigvals_kernel,
+        kernel_gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["component"]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"component": kernel_gram.sizes[P]}},
+    )
+    return vals.isel(component=slice(0, n_top)).assign_coords(component=np.arange(1, n_top + 1))
+
+
+def trace(kernel_gram: xr.DataArray) -> xr.DataArray:
+    """Trace of every Gram matrix: the total variance times ``n - 1``."""
+    return xr.apply_ufunc(
+        np.trace,
+        kernel_gram,
+        input_core_dims=[[P, Q]],
+        kwargs={"axis1": -2, "axis2": -1},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )

@@ -1,0 +1,404 @@
+"""Similarities between personas: cosine matrices, nearest neighbours, pairs, variants.
+
+All functions are pure, lazy on dask input and vectorised over every dimension other than
+``persona`` and ``hidden`` (so over ``layer`` and ``variant``). They read the vectors once,
+through the per-layer Gram matrix (:mod:`pvx._engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pvx import _engine
+from pvx._engine import P, Q
+from pvx._validate import check_positive_int, select_layers
+
+__all__ = ["cosine", "neighbors", "pair_similarity", "variant_similarity"]
+
+
+def cosine(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    center: bool = True,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """Cosine similarity between every pair of personas, per layer.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden`` (and any others, e.g. ``layer``,
+        ``variant``, which the result keeps).
+    layer : label, list of labels or None
+        Layers to analyse: one label drops the ``layer`` dim (as ``sel`` does), a list keeps
+        it, ``None`` keeps every layer.
+    center : bool
+        Subtract each hidden unit's mean over personas first (the default), removing the
+        shared residual-stream component that pushes raw cosines towards 1. ``False`` gives
+        the raw cosine.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona (left out by default).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``cosine``, float64, dims ``(..., persona, persona_other)``; the second axis carries
+        every persona coordinate with an ``_other`` suffix (``id_other``, ``name_other``, ...).
+        A zero (or, centered, exactly average) vector has cosine 0 with everything.
+
+    Raises
+    ------
+    ValueError
+        Missing ``persona``/``hidden`` dims, fewer than 2 personas when centering, or
+        non-finite values (raised when the result is computed, naming the persona ids).
+    KeyError
+        Unknown layer labels.
+
+    See Also
+    --------
+    pvx.decomposition.pca : the principal axes of the same centered, normalised vectors.
+
+    Examples
+    --------
+    >>> import pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, n_layer=3, seed=0)
+    >>> sim = pvx.similarity.cosine(da, layer=0)
+    >>> sim.dims
+    ('persona', 'persona_other')
+    >>> bool(sim.sel(id="p0", id_other="p1") > 0.9), bool(sim.sel(id="p0", id_other="p7") < 0)
+    (True, True)
+    """
+    da = _engine.prepare_input(
+        da,
+        func="cosine",
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=2 if center else 1,
+        why="centering subtracts the mean over personas",
+    )
+    gram = _engine.raw_gram(da)
+    sim = _engine.prepared_gram(gram, center=center, normalize=True, func="cosine")
+    sim = sim.clip(-1.0, 1.0).rename("cosine")
+    sim.attrs = {"long_name": "centered cosine similarity" if center else "cosine similarity"}
+    return sim
+
+
+def _neighbors_kernel(sim: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    sim = sim.copy()
+    n = sim.shape[-1]
+    sim[..., np.arange(n), np.arange(n)] = -np.inf  # self is never a neighbour
+    order = np.argsort(-sim, axis=-1, kind="stable")[..., :k]
+    return order, np.take_along_axis(sim, order, axis=-1)
+
+
+def _take_kernel(index: np.ndarray, *, values: tuple[Any, ...]) -> np.ndarray:
+    return np.asarray(values)[index]
+
+
+def neighbors(
+    da: xr.DataArray,
+    k: int,
+    *,
+    layer: Any = None,
+    center: bool = True,
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """The ``k`` nearest personas of every persona, self excluded, nearest first.
+
+    Nearness is cosine similarity of the (by default centered) vectors, which ranks like the
+    Euclidean distance between the prepared unit vectors; ties keep persona order.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden``.
+    k : int
+        Number of neighbours, between 1 and ``personas - 1``.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`cosine`).
+    center : bool
+        Center before comparing (default).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(..., persona, rank)`` with ``rank`` 1..k: ``index`` (position of the
+        neighbour along ``persona``), ``neighbor_id`` (its id) and ``cosine``.
+
+    Examples
+    --------
+    >>> import pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, seed=0)
+    >>> nn = pvx.similarity.neighbors(da, 3, layer=0)
+    >>> sorted(nn["neighbor_id"].sel(id="p0").values.tolist())
+    ['p1', 'p2', 'p3']
+    """
+    da = _engine.prepare_input(
+        da,
+        func="neighbors",
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=2,
+        why="a persona's neighbours exclude itself",
+    )
+    k = check_positive_int(
+        k, "k", func="neighbors", maximum=da.sizes[P] - 1, why="at most personas - 1 neighbours"
+    )
+    sim = cosine(da, center=center, include_baseline=True)
+    index, value = xr.apply_ufunc(
+        _neighbors_kernel,
+        sim,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, "rank"], [P, "rank"]],
+        kwargs={"k": k},
+        dask="parallelized",
+        output_dtypes=[np.int64, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"rank": k}},
+    )
+    ids = tuple(_engine.persona_ids(da).tolist())
+    neighbor_id = xr.apply_ufunc(
+        _take_kernel,
+        index,
+        kwargs={"values": ids},
+        dask="parallelized",
+        output_dtypes=[np.asarray(ids).dtype],
+    )
+    ds = xr.Dataset({"index": index, "neighbor_id": neighbor_id, "cosine": value})
+    return ds.assign_coords(rank=np.arange(1, k + 1))
+
+
+def _positions(da: xr.DataArray, wanted: Sequence[Hashable], *, func: str) -> np.ndarray:
+    if "id" not in da.indexes:
+        raise ValueError(
+            f"{func}() finds personas by id, but the array has no indexed 'id' coordinate; "
+            "add one with da.assign_coords(id=('persona', ids)).set_xindex('id')"
+        )
+    index = da.indexes["id"]
+    positions = index.get_indexer(list(wanted))
+    unknown = sorted({str(w) for w, p in zip(wanted, positions, strict=True) if p < 0})
+    if unknown:
+        raise KeyError(
+            f"{func}() got unknown persona id(s) {unknown!r}; pick ids from da['id'] "
+            f"(the array has {len(index)} personas, e.g. {index[:3].tolist()!r})"
+        )
+    return positions
+
+
+def _band_kernel(sim: np.ndarray, *, quantiles: tuple[float, ...]) -> np.ndarray:
+    n = sim.shape[-1]
+    upper = sim[..., *np.triu_indices(n, k=1)]
+    return np.moveaxis(np.quantile(upper, (0.5, *quantiles), axis=-1), 0, -1)
+
+
+def pair_similarity(
+    da: xr.DataArray,
+    pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
+    *,
+    layer: Any = None,
+    quantiles: tuple[float, float] = (0.05, 0.95),
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """Centered cosine of chosen persona pairs across layers, against all pairs.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona``, ``hidden`` and usually ``layer``.
+    pairs : sequence of (id, id), optional
+        The pairs to follow, by persona id. ``None`` follows every pair ``i < j``.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`cosine`).
+    quantiles : (float, float)
+        The band drawn around the median of all pairs.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``cosine`` with dims ``(..., pair)`` and the pair's ``id``/``id_other`` (and other
+        persona coordinates) along ``pair``; ``median``, ``low`` and ``high``: the median and
+        the ``quantiles`` of the cosine over all pairs ``i < j``, per layer.
+
+    Examples
+    --------
+    >>> import pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, seed=0)
+    >>> ps = pvx.similarity.pair_similarity(da, [("p0", "p1"), ("p0", "p7")])
+    >>> ps["cosine"].dims, ps["median"].dims
+    (('layer', 'pair'), ('layer',))
+    """
+    da = _engine.prepare_input(
+        da,
+        func="pair_similarity",
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=3,
+        why="the all-pairs band needs several pairs",
+    )
+    if len(quantiles) != 2 or not all(0.0 <= q <= 1.0 for q in quantiles):
+        raise ValueError(
+            f"pair_similarity() needs two quantiles between 0 and 1, got {quantiles!r}; "
+            "pass e.g. quantiles=(0.05, 0.95)"
+        )
+    n = da.sizes[P]
+    if pairs is None:
+        first, second = np.triu_indices(n, k=1)
+    else:
+        pairs = list(pairs)
+        if not pairs or any(np.ndim(p) != 1 or len(p) != 2 for p in pairs):
+            raise ValueError(
+                f"pair_similarity() needs pairs as a non-empty list of (id, id) tuples, got "
+                f"{pairs!r}"
+            )
+        first = _positions(da, [p[0] for p in pairs], func="pair_similarity")
+        second = _positions(da, [p[1] for p in pairs], func="pair_similarity")
+    sim = cosine(da, include_baseline=True)
+    chosen = sim.isel({P: xr.DataArray(first, dims="pair"), Q: xr.DataArray(second, dims="pair")})
+    band = xr.apply_ufunc(
+        _band_kernel,
+        sim,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["stat"]],
+        kwargs={"quantiles": tuple(float(q) for q in quantiles)},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"stat": 3}},
+    )
+    ds = xr.Dataset(
+        {
+            "cosine": chosen.drop_indexes([c for c in chosen.xindexes if c != "layer"]),
+            "median": band.isel(stat=0),
+            "low": band.isel(stat=1),
+            "high": band.isel(stat=2),
+        }
+    )
+    ds.attrs = {"quantiles": list(quantiles)}
+    return ds
+
+
+def _variant_kernel(
+    g_aa: np.ndarray, g_bb: np.ndarray, g_ab: np.ndarray, *, ids: tuple[Any, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _engine._check_finite(g_aa, ids, "variant_similarity")
+    _engine._check_finite(g_bb, ids, "variant_similarity")
+
+    def diag(m: np.ndarray) -> np.ndarray:
+        return np.diagonal(m, axis1=-2, axis2=-1)
+
+    def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
+        den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
+        return np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), -1, 1)
+
+    raw = ratio(diag(g_ab), diag(g_aa), diag(g_bb))
+    # Each variant is centered by its own mean: Ca Cbᵀ = H Gab H.
+    c_aa, c_bb, c_ab = (_engine._double_center(g) for g in (g_aa, g_bb, g_ab))
+    centered = ratio(diag(c_ab), diag(c_aa), diag(c_bb))
+    cos_a = _engine._prepare_kernel(
+        g_aa, center=True, normalize=True, double_center=False, ids=ids, func=""
+    )
+    cos_b = _engine._prepare_kernel(
+        g_bb, center=True, normalize=True, double_center=False, ids=ids, func=""
+    )
+    n = g_aa.shape[-1]
+    iu = np.triu_indices(n, k=1)
+    upper_a, upper_b = cos_a[..., *iu], cos_b[..., *iu]
+    upper_a = upper_a - upper_a.mean(axis=-1, keepdims=True)
+    upper_b = upper_b - upper_b.mean(axis=-1, keepdims=True)
+    den = np.sqrt((upper_a**2).sum(-1) * (upper_b**2).sum(-1))
+    num = (upper_a * upper_b).sum(-1)
+    corr = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    return raw, centered, corr
+
+
+def variant_similarity(
+    da: xr.DataArray,
+    a: Hashable,
+    b: Hashable,
+    *,
+    layer: Any = None,
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """How the prompt variant moves each persona: variant ``a`` against variant ``b``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with a ``variant`` dimension (stacked variants, inner-joined on id and
+        layer), plus ``persona`` and ``hidden``.
+    a, b : hashable
+        The two variant labels to compare.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`cosine`).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``raw`` and ``centered`` (dims ``(..., persona)``): per persona and layer, the cosine
+        between its vectors in ``a`` and ``b``, raw and with each variant centered by its own
+        mean over personas; ``matrix_correlation`` (dims ``(...)``): per layer, the Pearson
+        correlation between the two variants' centered cosine matrices (pairs ``i < j``).
+
+    Raises
+    ------
+    ValueError
+        No ``variant`` dimension, or fewer than 3 personas.
+    KeyError
+        ``a`` or ``b`` is not a variant of the array, or unknown layer labels.
+
+    Examples
+    --------
+    >>> import pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(variants=["biography", "templated"], seed=0)
+    >>> vs = pvx.similarity.variant_similarity(da, "biography", "templated")
+    >>> vs["centered"].dims, vs["matrix_correlation"].dims
+    (('layer', 'persona'), ('layer',))
+    """
+    func = "variant_similarity"
+    if "variant" not in getattr(da, "dims", ()):
+        raise ValueError(
+            f"{func}() needs a 'variant' dimension holding the variants to compare, but the "
+            f"array has {getattr(da, 'dims', None)!r}; load several variants together "
+            "(they stack along 'variant')"
+        )
+    variants = da.indexes["variant"] if "variant" in da.indexes else None
+    missing = [v for v in (a, b) if variants is None or v not in variants]
+    if missing:
+        known = variants.tolist() if variants is not None else []
+        raise KeyError(
+            f"{func}() got variant(s) {missing!r} that the array does not have; it has "
+            f"{known!r}: pick two of those or load the missing variant"
+        )
+    da = _engine.prepare_input(
+        select_layers(da, layer, func=func),
+        func=func,
+        include_baseline=include_baseline,
+        min_personas=3,
+        why="the correlation of cosine matrices needs at least 3 pairs",
+    )
+    x_a = da.sel(variant=a).drop_vars("variant")
+    x_b = da.sel(variant=b).drop_vars("variant")
+    g_aa, g_bb, g_ab = _engine.raw_gram(x_a), _engine.raw_gram(x_b), _engine.raw_gram(x_a, x_b)
+    raw, centered, corr = xr.apply_ufunc(
+        _variant_kernel,
+        g_aa,
+        _engine.bare(g_bb),
+        _engine.bare(g_ab),
+        input_core_dims=[[P, Q]] * 3,
+        output_core_dims=[[P], [P], []],
+        kwargs={"ids": tuple(_engine.persona_ids(da).tolist())},
+        dask="parallelized",
+        output_dtypes=[np.float64] * 3,
+    )
+    ds = xr.Dataset({"raw": raw, "centered": centered, "matrix_correlation": corr})
+    ds.attrs = {"variant_a": str(a), "variant_b": str(b)}
+    return ds

@@ -1,0 +1,81 @@
+"""Shared fixtures and helpers for the analysis tests: backends, laziness, numpy references."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+import pvx.synthetic
+
+
+def _refuse_to_compute(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"a dask graph was computed inside stays_lazy() (keys {keys!r:.200})")
+
+
+@contextlib.contextmanager
+def stays_lazy() -> Iterator[None]:
+    """Fail if anything computes a dask graph inside the block (no-op for numpy arrays)."""
+    with dask.config.set(scheduler=_refuse_to_compute):
+        yield
+
+
+def to_backend(da: xr.DataArray, backend: str) -> xr.DataArray:
+    """The array as numpy or as dask, chunked like a store: several persona blocks per layer."""
+    if backend == "numpy":
+        return da
+    chunks = {"layer": 1, "persona": 3} if "layer" in da.dims else {"persona": 3}
+    return da.chunk(chunks)
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test on in-memory numpy arrays and on lazy dask arrays."""
+    return request.param
+
+
+@pytest.fixture
+def acts(backend: str) -> xr.DataArray:
+    """8 personas in 2 planted clusters (along hidden e0 / e1), 3 layers, offset 500x."""
+    da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, n_layer=3, seed=0)
+    return to_backend(da, backend)
+
+
+@pytest.fixture
+def acts3(backend: str) -> xr.DataArray:
+    """24 personas in 3 planted clusters, 4 layers labelled 10..13, 32 hidden units."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=24, n_clusters=3, n_layer=4, n_hidden=32, seed=1, noise=0.6, first_layer=10
+    )
+    return to_backend(da, backend)
+
+
+def prepared(x: np.ndarray, *, center: bool = True, normalize: bool = True) -> np.ndarray:
+    """Reference preparation of ``(persona, hidden)`` rows, directly in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    if center:
+        x = x - x.mean(axis=0)
+    if normalize:
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+    return x
+
+
+def layer_slices(da: xr.DataArray) -> list[np.ndarray]:
+    """Each layer's ``(persona, hidden)`` slice as a float64 numpy array."""
+    da = da.compute().transpose(..., "persona", "hidden")
+    if "layer" not in da.dims:
+        return [da.values.astype(np.float64)]
+    return [da.isel(layer=i).values.astype(np.float64) for i in range(da.sizes["layer"])]
+
+
+def match_signs(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Flip columns of ``actual`` to agree in sign with ``expected`` (compare up to sign)."""
+    signs = np.sign((actual * expected).sum(axis=0))
+    signs[signs == 0] = 1
+    return actual * signs

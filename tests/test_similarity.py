@@ -1,0 +1,256 @@
+"""Tests for pvx.similarity: cosine, neighbours, pair and variant similarity, and the engine."""
+
+from __future__ import annotations
+
+import dask
+import dask.array
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import layer_slices, prepared, stays_lazy, to_backend
+
+import pvx.synthetic
+from pvx import decomposition, similarity
+
+
+def _reference_cosine(x: np.ndarray, *, center: bool = True) -> np.ndarray:
+    u = prepared(x, center=center)
+    return u @ u.T
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_cosine_equals_direct_numpy_formula(acts, center):
+    with stays_lazy():
+        sim = similarity.cosine(acts, center=center)
+    assert sim.dims == ("layer", "persona", "persona_other")
+    assert sim.name == "cosine"
+    computed = sim.compute()
+    for i, x in enumerate(layer_slices(acts)):
+        np.testing.assert_allclose(
+            computed.isel(layer=i).values, _reference_cosine(x, center=center), atol=1e-5
+        )
+
+
+def test_cosine_recovers_planted_clusters(acts):
+    with stays_lazy():
+        sim = similarity.cosine(acts).sel(layer=0)
+    assert sim.sel(id="p0", id_other="p1") > 0.9  # same cluster
+    assert sim.sel(id="p0", id_other="p7") < -0.9  # two clusters end up opposite after centering
+    raw = similarity.cosine(acts, center=False).sel(layer=0)
+    assert raw.sel(id="p0", id_other="p7") > 0.999  # the shared offset hides everything
+
+
+def test_cosine_dask_equals_numpy_and_keeps_labels(backend):
+    da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
+    expected = similarity.cosine(da)
+    with stays_lazy():
+        result = similarity.cosine(to_backend(da, backend))
+    xr.testing.assert_allclose(result.compute(), expected)
+    for coord in ("id", "name", "age", "education", "region"):
+        assert result[coord].dims == ("persona",)
+        assert result[f"{coord}_other"].dims == ("persona_other",)
+    assert result["education_other"].attrs["kind"] == "ordinal"
+    assert result["variant"].item() == "biography"
+    assert "id_other" in result.indexes
+
+
+def test_layer_argument_selects_like_sel(acts3):
+    one = similarity.cosine(acts3, layer=12)
+    assert "layer" not in one.dims and one["layer"].item() == 12
+    some = similarity.cosine(acts3, layer=[11, 13])
+    assert some["layer"].values.tolist() == [11, 13]
+    xr.testing.assert_allclose(
+        some.sel(layer=13).compute(), similarity.cosine(acts3, layer=13).compute()
+    )
+    xr.testing.assert_allclose(
+        similarity.cosine(acts3, layer=[12]).squeeze("layer").compute(), one.compute()
+    )
+
+
+def test_vectorises_over_variant(backend):
+    da = pvx.synthetic.planted_personas(variants=["biography", "templated"], seed=3)
+    with stays_lazy():
+        sim = similarity.cosine(to_backend(da, backend), layer=[1, 2])
+    assert sim.dims == ("variant", "layer", "persona", "persona_other")
+    for v in ("biography", "templated"):
+        xr.testing.assert_allclose(
+            sim.sel(variant=v).compute(),
+            similarity.cosine(da.sel(variant=v), layer=[1, 2]),
+        )
+
+
+def test_large_offset_stays_accurate(backend):
+    # The shared offset is 10^4 times the persona differences; in float32 the Gram-centering
+    # identity would lose every digit, the float64 engine keeps ~1e-8.
+    da = pvx.synthetic.planted_personas(n_persona=10, n_hidden=64, offset=1e4, seed=2)
+    da = to_backend(da, backend)
+    sim = similarity.cosine(da).compute()
+    for i, x in enumerate(layer_slices(da)):
+        expected = _reference_cosine(x)
+        np.testing.assert_allclose(sim.isel(layer=i).values, expected, atol=1e-6)
+        # The test can fail: the same identity in float32 is far off.
+        x32 = x.astype(np.float32)
+        g = x32 @ x32.T
+        gc = g - g.mean(0) - g.mean(1)[:, None] + g.mean()
+        d = np.sqrt(np.clip(np.diag(gc), 1e-30, None))
+        assert np.abs(gc / np.outer(d, d) - expected).max() > 0.1
+
+
+def test_float16_input_is_computed_in_float64(backend):
+    da = pvx.synthetic.planted_personas(n_persona=6, offset=20.0, dtype=np.float16, seed=4)
+    sim = similarity.cosine(to_backend(da, backend))
+    assert sim.dtype == np.float64
+    for i, x in enumerate(layer_slices(da)):
+        np.testing.assert_allclose(sim.isel(layer=i).values, _reference_cosine(x), atol=1e-5)
+
+
+def test_zero_row_stays_zero():
+    da = pvx.synthetic.planted_personas(n_persona=5, offset=0.0, seed=0)
+    da[0] = 0.0
+    raw = similarity.cosine(da, center=False)
+    assert np.all(raw.sel(id="p0").values == 0.0)
+    # A persona equal to the mean is a zero row once centered, even under a large offset.
+    da = pvx.synthetic.planted_personas(n_persona=5, offset=300.0, seed=0)
+    da[0] = da[1:].astype(np.float64).mean("persona").astype(np.float32)
+    centered = similarity.cosine(da)
+    assert np.abs(centered.sel(id="p0").values).max() < 1e-3
+
+
+def test_nonfinite_values_name_the_personas(backend):
+    da = pvx.synthetic.planted_personas(n_persona=8, seed=0)
+    da[3, 1, 5] = np.nan
+    da[6, 2, 0] = np.inf
+    da = to_backend(da, backend)
+    # numpy raises on the call and names every offender; dask raises when computed, from the
+    # first layer whose Gram kernel sees them (the check never forces a pass of its own)
+    expected = r"\['p3', 'p6'\]" if backend == "numpy" else r"\['p3'\]|\['p6'\]"
+    with pytest.raises(ValueError, match=r"cosine\(\) found non-finite values .* " + expected):
+        similarity.cosine(da).compute()
+    with pytest.raises(ValueError, match=r"pca\(\) found non-finite .*'p[36]'"):
+        decomposition.pca(da).compute()
+
+
+def test_baseline_is_left_out_unless_asked(backend):
+    da = to_backend(pvx.synthetic.planted_personas(n_persona=6, baseline=True), backend)
+    assert "baseline_assistant" not in similarity.cosine(da)["id"].values
+    kept = similarity.cosine(da, include_baseline=True)
+    assert kept.sizes["persona"] == 7 and "baseline_assistant" in kept["id_other"].values
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"layer": 7}, KeyError, r"unknown layer label\(s\) \[7\].*has layers \[0, 1, 2\]"),
+        ({"layer": [0, 9]}, KeyError, r"unknown layer label\(s\) \[9\]"),
+        ({"layer": []}, ValueError, r"empty list of layers"),
+    ],
+)
+def test_cosine_argument_errors(acts, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        similarity.cosine(acts, **kwargs)
+
+
+def test_input_errors():
+    da = pvx.synthetic.planted_personas(n_persona=4)
+    with pytest.raises(ValueError, match=r"needs dimension\(s\) \['persona', 'hidden'\].*'h'"):
+        similarity.cosine(da.rename(hidden="h"))
+    with pytest.raises(ValueError, match=r"at least 2 personas .* has 1"):
+        similarity.cosine(da.isel(persona=[0]))
+    with pytest.raises(ValueError, match="no 'layer' dimension"):
+        similarity.cosine(da.isel(layer=0), layer=0)
+    with pytest.raises(TypeError, match=r"needs an xarray\.DataArray"):
+        similarity.cosine(da.values)
+    with pytest.raises(ValueError, match="already has a 'persona_other'"):
+        similarity.cosine(similarity.cosine(da).rename(layer="hidden"))
+
+
+def test_several_results_share_one_read():
+    # Every input block is produced by a counting task; cosine, PCA and the scree computed
+    # together must run each block exactly once.
+    base = pvx.synthetic.planted_personas(n_persona=9, n_layer=4, seed=0)
+    calls: list[tuple[int, ...]] = []
+
+    def count(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        calls.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    data = dask.array.from_array(base.values, chunks=(3, 1, -1)).map_blocks(count, dtype=base.dtype)
+    da = base.copy(data=data)
+    cos = similarity.cosine(da)
+    res = decomposition.pca(da)
+    scree = decomposition.explained_variance(da)
+    dask.compute(cos, res, scree)
+    assert len(calls) == 3 * 4  # 3 persona blocks x 4 layers, each read once
+    assert len(set(calls)) == len(calls)
+
+
+def test_neighbors_are_nearest_first(acts3):
+    with stays_lazy():
+        nn = similarity.neighbors(acts3, 4)
+    assert nn["index"].dims == ("layer", "persona", "rank")
+    nn = nn.compute()
+    ids = acts3["id"].values
+    for i, x in enumerate(layer_slices(acts3)):
+        sim = _reference_cosine(x)
+        np.fill_diagonal(sim, -np.inf)
+        expected = np.argsort(-sim, axis=1, kind="stable")[:, :4]
+        np.testing.assert_array_equal(nn["index"].isel(layer=i).values, expected)
+        np.testing.assert_array_equal(nn["neighbor_id"].isel(layer=i).values, ids[expected])
+        assert (np.diff(nn["cosine"].isel(layer=i).values, axis=1) <= 0).all()
+    assert not (nn["index"] == np.arange(24)[:, None]).any()  # self excluded
+    with pytest.raises(ValueError, match=r"k=24, but it must be between 1 and 23"):
+        similarity.neighbors(acts3, 24)
+
+
+def test_pair_similarity_tracks_pairs_against_all_pairs(acts3):
+    pairs = [("p0", "p1"), ("p0", "p23"), ("p5", "p5")]
+    with stays_lazy():
+        ps = similarity.pair_similarity(acts3, pairs, quantiles=(0.1, 0.9))
+    ps = ps.compute()
+    assert ps["cosine"].dims == ("layer", "pair")
+    assert ps["id"].values.tolist() == ["p0", "p0", "p5"]
+    assert ps["id_other"].values.tolist() == ["p1", "p23", "p5"]
+    for i, x in enumerate(layer_slices(acts3)):
+        sim = _reference_cosine(x)
+        np.testing.assert_allclose(
+            ps["cosine"].isel(layer=i).values, [sim[0, 1], sim[0, 23], 1.0], atol=1e-6
+        )
+        upper = sim[np.triu_indices(24, k=1)]
+        np.testing.assert_allclose(ps["median"].isel(layer=i), np.median(upper), atol=1e-9)
+        np.testing.assert_allclose(ps["low"].isel(layer=i), np.quantile(upper, 0.1), atol=1e-9)
+        np.testing.assert_allclose(ps["high"].isel(layer=i), np.quantile(upper, 0.9), atol=1e-9)
+    everything = similarity.pair_similarity(acts3, layer=10)
+    assert everything.sizes["pair"] == 24 * 23 // 2
+    with pytest.raises(KeyError, match=r"unknown persona id\(s\) \['nobody'\]"):
+        similarity.pair_similarity(acts3, [("p0", "nobody")])
+    with pytest.raises(ValueError, match="non-empty list of"):
+        similarity.pair_similarity(acts3, [("p0", "p1", "p2")])
+
+
+def test_variant_similarity_equals_numpy(backend):
+    da = pvx.synthetic.planted_personas(
+        n_persona=8, variants=["biography", "templated", "qa"], seed=5
+    )
+    with stays_lazy():
+        vs = similarity.variant_similarity(to_backend(da, backend), "biography", "qa")
+    assert vs["raw"].dims == ("layer", "persona")
+    assert vs["matrix_correlation"].dims == ("layer",)
+    vs = vs.compute()
+    a_layers = layer_slices(da.sel(variant="biography"))
+    b_layers = layer_slices(da.sel(variant="qa"))
+    for i, (a, b) in enumerate(zip(a_layers, b_layers, strict=True)):
+        raw = (prepared(a, center=False) * prepared(b, center=False)).sum(1)
+        centered = (prepared(a) * prepared(b)).sum(1)
+        np.testing.assert_allclose(vs["raw"].isel(layer=i), raw, atol=1e-6)
+        np.testing.assert_allclose(vs["centered"].isel(layer=i), centered, atol=1e-6)
+        iu = np.triu_indices(8, k=1)
+        corr = np.corrcoef(_reference_cosine(a)[iu], _reference_cosine(b)[iu])[0, 1]
+        np.testing.assert_allclose(vs["matrix_correlation"].isel(layer=i), corr, atol=1e-6)
+
+
+def test_variant_similarity_errors():
+    da = pvx.synthetic.planted_personas(variants=["biography", "templated"])
+    with pytest.raises(KeyError, match=r"variant\(s\) \['qa'\].*\['biography', 'templated'\]"):
+        similarity.variant_similarity(da, "biography", "qa")
+    with pytest.raises(ValueError, match="needs a 'variant' dimension"):
+        similarity.variant_similarity(da.isel(variant=0), "biography", "templated")
