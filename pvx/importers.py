@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +61,13 @@ class ImportedVariant(NamedTuple):
 
 @dataclass
 class _Plan:
-    """A checked variant, ready to be read again and written."""
+    """One variant to import: where it goes, how to check it, how to read it."""
 
     model: str
     mask_strategy: str
     variant: str
-    n_persona: int
     source: str
+    check: Callable[[], None]  # reads and validates everything, keeps nothing
     read: Callable[[], xr.DataArray]
 
 
@@ -190,8 +191,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     """Read and check a manifest; persona ids keep their order and must be unique."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
+        counts = Counter(k for k, _ in pairs)
+        dup = sorted(k for k, c in counts.items() if c > 1)
         if dup:
             raise ValueError(f"{str(path)!r}: duplicate keys {dup!r}")
         return dict(pairs)
@@ -250,11 +251,40 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 def _plan_directory_variant(
     manifest_path: Path, manifest: dict[str, Any], *, model: str, mask: str, variant: str
 ) -> _Plan:
-    """Check every tensor of one variant (headers, shapes, finite values); read nothing twice."""
+    """Plan one variant; its check reads every tensor (headers, shapes, finite values)."""
     variant_dir = manifest_path.parent
     shape = (manifest["num_layers"], manifest["hidden_size"])
     personas: dict[str, dict[str, Any]] = manifest["personas"]
     files: list[tuple[Path, dict[str, Any]]] = []
+
+    def check() -> None:
+        files[:] = _check_tensors(manifest_path, personas, shape)
+
+    def read() -> xr.DataArray:
+        dtype = "float16" if all(info["dtype"] == "F16" for _, info in files) else "float32"
+        data = np.empty((len(files), *shape), dtype=dtype)
+        for i, (path, info) in enumerate(files):
+            data[i] = _read_tensor(path, info)
+        return persona_vectors(
+            data,
+            ids=list(personas),
+            names=[entry.get("name", pid) for pid, entry in personas.items()],
+            layers=manifest.get("layers"),
+            sample_ids=[entry.get("sample_ids", []) for entry in personas.values()],
+            model=model,
+            mask_strategy=mask,
+            variant=variant,
+        )
+
+    return _Plan(model, mask, variant, str(variant_dir), check, read)
+
+
+def _check_tensors(
+    manifest_path: Path, personas: Mapping[str, Any], shape: tuple[int, int]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """``(file, header info)`` per persona, after checking files, shapes and values."""
+    variant_dir = manifest_path.parent
+    files = []
     for pid in personas:
         path = variant_dir / f"{pid}.safetensors"
         # Ids are data, but here they are also file names: "../x" or "a/b" would name a
@@ -282,24 +312,7 @@ def _plan_directory_variant(
             raise ValueError(
                 f"import_directory(): {str(path)!r} holds non-finite values (NaN or inf)"
             )
-    dtype = "float16" if all(info["dtype"] == "F16" for _, info in files) else "float32"
-
-    def read() -> xr.DataArray:
-        data = np.empty((len(files), *shape), dtype=dtype)
-        for i, (path, info) in enumerate(files):
-            data[i] = _read_tensor(path, info)
-        return persona_vectors(
-            data,
-            ids=list(personas),
-            names=[entry.get("name", pid) for pid, entry in personas.items()],
-            layers=manifest.get("layers"),
-            sample_ids=[entry.get("sample_ids", []) for entry in personas.values()],
-            model=model,
-            mask_strategy=mask,
-            variant=variant,
-        )
-
-    return _Plan(model, mask, variant, len(files), str(variant_dir), read)
+    return files
 
 
 def _tensor_info(path: Path) -> dict[str, Any]:
@@ -565,16 +578,15 @@ def _plan_parquet_variant(
         except (ValueError, TypeError) as err:
             raise type(err)(f"{where}: {err}") from None
 
-    # First pass: read and check all the store would (duplicate ids, finite values, ...),
-    # then let go of the data; the write pass reads it again.
-    da = read()
-    try:
-        validate_vectors(da, func="import_parquet")
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"{where}: {str(err).removeprefix('import_parquet(): ')}") from None
-    n = da.sizes["persona"]
-    del da
-    return _Plan(model, mask, variant, n, ", ".join(map(str, paths)), read)
+    def check() -> None:
+        # All the store would check (duplicate ids, finite values, ...), before any write.
+        da = read()  # its errors name the file or the split already
+        try:
+            validate_vectors(da, func="import_parquet")
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where}: {str(err).removeprefix('import_parquet(): ')}") from None
+
+    return _Plan(model, mask, variant, ", ".join(map(str, paths)), check, read)
 
 
 def _read_parquet_file(
@@ -720,7 +732,7 @@ def _write_plans(
     *,
     func: str,
 ) -> list[ImportedVariant]:
-    """Check names and clashes for all plans, then write them one variant at a time."""
+    """Check all plans (names, clashes, then contents), then write one variant at a time."""
     seen: dict[tuple[str, str, str], str] = {}
     for plan in plans:
         for what, value in (("mask strategy", plan.mask_strategy), ("variant", plan.variant)):
@@ -741,12 +753,16 @@ def _write_plans(
             f"{[(p.model, p.mask_strategy, p.variant) for p in clashes]}; nothing was imported. "
             "Pass skip_existing=True to import only the others"
         )
+    todo = [p for p in plans if p not in clashes]
+    for plan in todo:
+        plan.check()
     done = []
-    for plan in (p for p in plans if p not in clashes):
-        write_variant(store, plan.read(), **storage_options)
+    for plan in todo:
+        da = plan.read()
+        write_variant(store, da, **storage_options)
         done.append(
             ImportedVariant(
-                plan.model, plan.mask_strategy, plan.variant, plan.n_persona, plan.source
+                plan.model, plan.mask_strategy, plan.variant, da.sizes["persona"], plan.source
             )
         )
     return done

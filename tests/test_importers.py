@@ -502,6 +502,22 @@ def test_parquet_mapping_flat_float16_layers(tmp_path):
     np.testing.assert_array_equal(half.values, x[:2].astype(np.float16))
 
 
+@pytest.mark.parametrize("kind", ["large_list", "fixed_size_list"])
+def test_parquet_other_list_types_and_row_groups(tmp_path, kind):
+    x = vectors(7)
+    values = pa.array(x.reshape(-1))
+    if kind == "fixed_size_list":
+        vector = pa.FixedSizeListArray.from_arrays(pa.FixedSizeListArray.from_arrays(values, H), L)
+    else:
+        inner = pa.LargeListArray.from_arrays(pa.array(np.arange(7 * L + 1) * H), values)
+        vector = pa.LargeListArray.from_arrays(pa.array(np.arange(8) * L), inner)
+    ids = [f"p{i}" for i in range(7)]
+    t = table(ids, x).set_column(3, "vector", vector)
+    pq.write_table(t, tmp_path / "v.parquet", row_group_size=2)  # several chunks on read
+    import_parquet({"v": tmp_path / "v.parquet"}, tmp_path / "s.zarr", config="m__mean")
+    np.testing.assert_array_equal(load(tmp_path / "s.zarr", "v").values, x)
+
+
 def test_parquet_null_name_and_sample_ids(tmp_path):
     t = table(["a", "b"], vectors(2))
     t = t.set_column(1, "name", pa.array(["Alice", None], pa.string()))
