@@ -520,6 +520,10 @@ def _append_rows(
             main.resize((n_main + promote, *main.shape[1:]))
             main[n_main:] = rows[:promote]
             rows, start = rows[promote:], 0
+            if not len(rows):
+                # Shrinking the tail now would delete committed rows; the commit below
+                # hides them and the next write trims the arrays.
+                continue
             target = target if new_tail is None else new_tail[name]
         else:
             rows, start = new[name], n_tail
@@ -752,6 +756,8 @@ def _tree(store: StoreLike) -> xr.DataTree:
 
 def _model_node(tree: xr.DataTree, model: str | None) -> xr.DataTree:
     nodes = dict(tree.children)
+    if not nodes:
+        raise StoreError("the store holds no variants yet; write one with pvx.write_variant(...)")
     if model is None:
         if len(nodes) != 1:
             raise StoreError(
