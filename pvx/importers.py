@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xarray as xr
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from pvx._construct import persona_vectors, validate_vectors
 from pvx.store import _SAFE_NAME, StoreError, open_store, write_variant
@@ -354,6 +354,12 @@ def _tensor_info(path: Path) -> dict[str, Any]:
             f"{where}: {TENSOR} data offsets {[begin, end]} do not fit its shape or the file "
             "(truncated?)"
         )
+    try:
+        # The reference parser's checks too (e.g. overlapping tensors), for every dtype.
+        with safe_open(path, framework="numpy"):
+            pass
+    except SafetensorError as err:
+        raise ValueError(f"{where} is not a valid safetensors file: {err}") from None
     return {"dtype": dtype, "shape": shape, "offset": 8 + n + begin}
 
 
@@ -371,12 +377,12 @@ def _read_tensor(path: Path, info: dict[str, Any]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- parquet
 
-PathLike = str | os.PathLike
-SplitFiles = Mapping[str, PathLike | Sequence[PathLike]]
+_PathArg = str | os.PathLike
+_SplitFiles = Mapping[str, _PathArg | Sequence[_PathArg]]
 
 
 def import_parquet(
-    source: PathLike | SplitFiles,
+    source: _PathArg | _SplitFiles,
     store: str | os.PathLike,
     *,
     config: str | None = None,
@@ -476,7 +482,7 @@ def import_parquet(
 
 
 def _parquet_configs(
-    source: PathLike | SplitFiles, config: str | None
+    source: _PathArg | _SplitFiles, config: str | None
 ) -> dict[str, dict[str, list[Path]]]:
     """``{config: {split: [files]}}`` from a mapping or a directory."""
     if isinstance(source, Mapping):

@@ -269,6 +269,18 @@ def _corrupt_not_safetensors(root: Path) -> None:
     (variant_dir(root, "bad") / "p1.safetensors").write_bytes(b"not a safetensors file at all")
 
 
+def _corrupt_overlap(root: Path) -> None:
+    header = json.dumps(
+        {
+            "activations": {"dtype": "F32", "shape": [L, H], "data_offsets": [0, L * H * 4]},
+            "other": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+        }
+    ).encode()
+    data = np.zeros(L * H, "<f4").tobytes()
+    path = variant_dir(root, "bad") / "p1.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+
+
 def _corrupt_dtype(root: Path) -> None:
     safetensors.numpy.save_file(
         {"activations": np.zeros((L, H), "f8")}, str(variant_dir(root, "bad") / "p1.safetensors")
@@ -312,6 +324,7 @@ def _corrupt_traversal(root: Path) -> None:
         (_corrupt_keys, ValueError, r"bad/manifest\.json.* lacks key\(s\) \['hidden_size'\]"),
         (_corrupt_truncated, ValueError, r"p1\.safetensors.*truncated"),
         (_corrupt_not_safetensors, ValueError, r"p1\.safetensors.* not a safetensors file"),
+        (_corrupt_overlap, ValueError, r"p1\.safetensors' is not a valid safetensors file"),
         (_corrupt_dtype, ValueError, r"p1\.safetensors.* dtype 'F64'"),
         (_corrupt_nan, ValueError, r"p1\.safetensors.* non-finite"),
         (_corrupt_duplicate_id, ValueError, r"bad/manifest\.json.*duplicate keys \['p0'\]"),
