@@ -86,7 +86,8 @@ def import_directory(
 
     The tree is ``<root>/<model_dir>/<mask_strategy>/<variant>/`` with a ``manifest.json``
     (``num_layers``, ``hidden_size``, ``personas: {id: {name, sample_ids}}``, optionally
-    ``model`` with the model's original name and ``layers`` with its layer numbers) and one
+    ``model`` with the model's original name and ``layers`` with its layer numbers; a
+    persona's ``name`` defaults to its id, ``sample_ids`` to none) and one
     ``<persona_id>.safetensors`` per manifest entry holding ``activations``
     ``(num_layers, hidden_size)`` in bfloat16, float16 or float32. Files not listed in a
     manifest are ignored. Tensors are read without torch; bfloat16 becomes float32 exactly.
@@ -566,6 +567,9 @@ def _plan_parquet_variant(
 
     def read() -> xr.DataArray:
         parts = [_read_parquet_file(p, num_layers) for p in paths]  # errors name the file
+        parts = [part for part in parts if len(part[1])]  # an empty shard has no shape
+        if not parts:
+            raise ValueError(f"{where}: no rows")
         shapes = {part[0].shape[1:] for part in parts}
         if len(shapes) > 1:
             raise ValueError(f"{where}: files disagree on (layers, hidden): {sorted(shapes)}")

@@ -531,6 +531,18 @@ def test_parquet_other_list_types_and_row_groups(tmp_path, kind):
     np.testing.assert_array_equal(load(tmp_path / "s.zarr", "v").values, x)
 
 
+def test_parquet_empty_shard(tmp_path):
+    x = vectors(2)
+    pq.write_table(table(["a", "b"], x), tmp_path / "v-00000-of-00002.parquet")
+    pq.write_table(table([], x[:0]), tmp_path / "v-00001-of-00002.parquet")
+    pq.write_table(table([], x[:0]), tmp_path / "empty.parquet")
+    files = sorted(tmp_path.glob("v-*.parquet"))
+    import_parquet({"v": files}, tmp_path / "s.zarr", config="m__mean")
+    np.testing.assert_array_equal(load(tmp_path / "s.zarr", "v").values, x)
+    with pytest.raises(ValueError, match=r"variant 'e' .*: no rows"):
+        import_parquet({"e": tmp_path / "empty.parquet"}, tmp_path / "t.zarr", config="m__mean")
+
+
 def test_parquet_null_name_and_sample_ids(tmp_path):
     t = table(["a", "b"], vectors(2))
     t = t.set_column(1, "name", pa.array(["Alice", None], pa.string()))
