@@ -97,7 +97,8 @@ def open_store(path_or_url: str | os.PathLike, **storage_options: Any) -> xr.Dat
             nodes[model_dir] = xr.Dataset(attrs=dict(root[model_dir].attrs))
         if f"{model_dir}/{mask}" not in nodes:
             nodes[f"{model_dir}/{mask}"] = xr.Dataset(attrs=dict(root[f"{model_dir}/{mask}"].attrs))
-        nodes[path] = _read_variant(store, path).to_dataset()
+        group = zarr.open_group(store, path=path, mode="r", use_consolidated=True)
+        nodes[path] = _read_variant(group).to_dataset()
     tree = xr.DataTree.from_dict(nodes)
     tree.attrs["source"] = str(path_or_url)
     return tree
@@ -257,22 +258,9 @@ def write_variant(
             root.create_group(name, attributes=attrs)
     group = root.create_group(path)
     columns = _columns(da)
-    hidden = da.sizes["hidden"]
-    for sub, block in ((group, persona_block), (group.create_group(TAIL), 1)):
-        sub.create_array(
-            "layer", data=da["layer"].values.astype(np.int64), dimension_names=["layer"]
-        )
-        sub.create_array(
-            "vectors",
-            shape=(0, da.sizes["layer"], hidden),
-            chunks=(block, 1, hidden),
-            dtype=da.dtype,
-            fill_value=0,
-            dimension_names=list(da.dims),
-            compressors=_vector_compressors(),
-        )
-        for name, var in columns.items():
-            _create_column(sub, name, var, block)
+    created: list[zarr.Array | zarr.Group] = [tail := group.create_group(TAIL)]
+    for sub, block in ((group, persona_block), (tail, 1)):
+        created += _create_arrays(sub, da, columns, block)
     meta = {
         "model": model,
         "mask_strategy": mask_strategy,
@@ -283,8 +271,13 @@ def write_variant(
         "tail": TAIL,
         "columns": {name: name for name in columns},
     }
-    _append_rows(group, meta, da, columns)
-    root.attrs["pvx"] = {**root.attrs["pvx"], "variants": [*root.attrs["pvx"]["variants"], path]}
+    _append_rows(group, meta, da, columns, created=created)
+    catalog = root.attrs["pvx"]
+    root.attrs["pvx"] = {
+        **catalog,
+        "variants": [*catalog["variants"], path],
+        "models": {**catalog.get("models", {}), model_dir: model},
+    }
 
 
 def append_personas(
@@ -307,8 +300,8 @@ def append_personas(
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     zstore = _zarr_store(store, storage_options, read_only=False)
     group, meta = _open_variant_for_write(zstore, store, model, mask_strategy, variant)
-    # Only ids are read; attribute kinds and orders come from the arrays' metadata.
-    stored = _read_variant(zstore, group.path, columns=["id"])
+    # Only ids are read; attribute kinds and orders come from the committed metadata.
+    stored = _read_variant(group, columns=["id"])
     column_attrs = {name: dict(group[key].attrs) for name, key in meta["columns"].items()}
     da = _conform(da, stored, column_attrs, func="append_personas")
     _append_rows(group, meta, da, _columns(da))
@@ -363,6 +356,7 @@ def set_attribute(
         old = meta["columns"].get(name)
         stored_name = _fresh_column_name(group, name)
         n_main, n_tail = meta["n_main"], meta["n_tail"]
+        created = []
         for sub, block, rows in (
             (group, meta["persona_block"], slice(0, n_main)),
             (group[meta["tail"]], 1, slice(n_main, n_main + n_tail)),
@@ -370,9 +364,12 @@ def set_attribute(
             column = _create_column(sub, stored_name, var, block)
             column.resize((rows.stop - rows.start,))
             column[:] = _encode(var[rows].values, var.attrs["kind"])
-        _commit(group, {**meta, "columns": {**meta["columns"], name: stored_name}})
-        if old is not None:
-            del group[old], group[meta["tail"]][old]
+            created.append(column)
+        removed = [] if old is None else [old, f"{meta['tail']}/{old}"]
+        columns = {**meta["columns"], name: stored_name}
+        _commit(group, {**meta, "columns": columns}, changed=created, removed=removed)
+        for key in removed:
+            del group[key]
 
 
 # --------------------------------------------------------------------------- internals
@@ -428,14 +425,10 @@ def _open_or_create_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
     return root
 
 
-def _read_variant(
-    store: zarr.abc.store.Store, path: str, columns: Sequence[str] | None = None
-) -> xr.DataArray:
-    """The committed content of one variant: main rows then tail rows, lazily.
-
-    ``columns`` limits which per-persona coordinates are read (default: all).
-    """
-    group = zarr.open_group(store, path=path, mode="r", use_consolidated=True)
+def _read_variant(group: zarr.Group, columns: Sequence[str] | None = None) -> xr.DataArray:
+    """The committed content of a variant group opened from its consolidated metadata:
+    main rows then tail rows, lazily. ``columns`` limits which per-persona coordinates are
+    read (default: all)."""
     meta = group.attrs["pvx"]
     parts = [(group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])]
     vectors = dask.array.concatenate([dask.array.from_zarr(g["vectors"])[:n] for g, n in parts])
@@ -443,9 +436,8 @@ def _read_variant(
     for name, stored in meta["columns"].items():
         if columns is not None and name not in columns:
             continue
-        array = group[stored]
         raw = np.concatenate([g[stored][:n] for g, n in parts])
-        coords[name] = _decode(name, raw, dict(array.attrs))
+        coords[name] = _decode(name, raw, dict(group[stored].attrs))
     da = xr.DataArray(
         vectors,
         dims=("persona", "layer", "hidden"),
@@ -459,13 +451,21 @@ def _read_variant(
 def _open_variant_for_write(
     store: zarr.abc.store.Store, where: Any, model: str, mask: str, variant: str
 ) -> tuple[zarr.Group, dict[str, Any]]:
-    """Open a variant for writing, clearing whatever a killed writer left uncommitted."""
+    """Open a variant at its last commit, for writing.
+
+    Array handles carry the committed shapes, whatever a killed writer left in the arrays'
+    own metadata; every write sets shapes from them, so leftovers are overwritten or
+    stay invisible (never part of a commit).
+    """
     root = _open_root(store, where)
+    catalog = root.attrs["pvx"]
+    model_dirs = catalog.get("models", {})
     path = next(
         (
             p
-            for p in root.attrs["pvx"]["variants"]
-            if p.split("/")[1:] == [mask, variant] and root[p.split("/")[0]].attrs["model"] == model
+            for p in catalog["variants"]
+            if p.split("/")[1:] == [mask, variant]
+            and (model_dirs.get(p.split("/")[0]) or root[p.split("/")[0]].attrs["model"]) == model
         ),
         None,
     )
@@ -474,24 +474,16 @@ def _open_variant_for_write(
             f"variant {variant!r} of {model!r}/{mask!r} is not in {os.fspath(where)!r}; "
             "create it with pvx.write_variant(...)"
         )
-    committed = zarr.open_group(store, path=path, mode="r", use_consolidated=True)
-    meta = dict(committed.attrs["pvx"])
-    group = zarr.open_group(store, path=path, mode="r+", use_consolidated=False)
-    keep = {"vectors", "layer", *meta["columns"].values()}
-    for name, _ in list(group.groups()):
-        if name != meta["tail"]:
-            del group[name]
-    for sub, n in ((group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])):
-        for name, array in list(sub.arrays()):
-            if name not in keep:
-                del sub[name]
-            elif array.shape[0] != n and name != "layer":
-                array.resize((n, *array.shape[1:]))
-    return group, meta
+    group = zarr.open_group(store, path=path, mode="r+", use_consolidated=True)
+    return group, dict(group.attrs["pvx"])
 
 
 def _append_rows(
-    group: zarr.Group, meta: dict[str, Any], da: xr.DataArray, columns: Mapping[str, xr.Variable]
+    group: zarr.Group,
+    meta: dict[str, Any],
+    da: xr.DataArray,
+    columns: Mapping[str, xr.Variable],
+    created: Sequence[zarr.Array | zarr.Group] = (),
 ) -> None:
     """Write new personas beyond the committed rows, then commit.
 
@@ -503,87 +495,126 @@ def _append_rows(
     total = n_tail + da.sizes["persona"]
     promote = total - total % block
     rest = total - promote
-    new_tail = None
+    changed: list[zarr.Array | zarr.Group] = list(created)
+    removed = []
     if promote and rest and n_tail:
         # The leftover rows would land on committed tail rows: start a fresh tail instead.
-        new_tail = _fresh_tail(group, tail)
+        new_tail, fresh = _fresh_tail(group, tail)
+        changed += fresh
+        removed.append(meta["tail"])
+    else:
+        new_tail = tail
     names = ["vectors", *(meta["columns"][c] for c in columns)]
     new = {"vectors": np.asarray(da.data)}
     for column, var in columns.items():
         new[meta["columns"][column]] = _encode(var.values, var.attrs.get("kind", column))
     for name in names:
-        target = tail[name]
         if promote:
             # Committed tail rows plus new rows fill whole blocks: they become new main chunks.
-            rows = np.concatenate([target[:n_tail], new[name]])
+            rows = np.concatenate([tail[name][:n_tail], new[name]])
             main = group[name]
             main.resize((n_main + promote, *main.shape[1:]))
             main[n_main:] = rows[:promote]
+            changed.append(main)
             rows, start = rows[promote:], 0
             if not len(rows):
                 # Shrinking the tail now would delete committed rows; the commit below
-                # hides them and the next write trims the arrays.
+                # hides them and the next write resizes the arrays.
                 continue
-            target = target if new_tail is None else new_tail[name]
         else:
             rows, start = new[name], n_tail
+        target = new_tail[name]
         target.resize((start + len(rows), *target.shape[1:]))
         target[start:] = rows
-    commit = {**meta, "n_main": n_main + promote, "n_tail": rest}
-    if new_tail is not None:
-        commit["tail"] = new_tail.basename
-    _commit(group, commit)
-    if new_tail is not None:
-        del group[meta["tail"]]
+        changed.append(target)
+    commit = {**meta, "n_main": n_main + promote, "n_tail": rest, "tail": new_tail.basename}
+    _commit(group, commit, changed=changed, removed=removed)
+    for key in removed:
+        del group[key]
 
 
-def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> zarr.Group:
-    """An empty copy of the tail's structure under a new name."""
-    names = {name for name, _ in group.groups()}
+def _create_arrays(
+    group: zarr.Group, da: xr.DataArray, columns: Mapping[str, xr.Variable], block: int
+) -> list[zarr.Array]:
+    layer = group.create_array(
+        "layer", data=da["layer"].values.astype(np.int64), dimension_names=["layer"]
+    )
+    vectors = group.create_array(
+        "vectors",
+        shape=(0, da.sizes["layer"], da.sizes["hidden"]),
+        chunks=(block, 1, da.sizes["hidden"]),
+        dtype=da.dtype,
+        fill_value=0,
+        dimension_names=list(da.dims),
+        compressors=_vector_compressors(),
+    )
+    return [layer, vectors, *(_create_column(group, n, v, block) for n, v in columns.items())]
+
+
+def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> tuple[zarr.Group, list[Any]]:
+    """An empty copy of the tail's structure under a new name (and its new nodes)."""
+    names = set(group.group_keys())
     k = 1
     while f"{TAIL}{k}" in names:
         k += 1
-    fresh = group.create_group(f"{TAIL}{k}")
+    fresh = group.create_group(f"{TAIL}{k}", overwrite=True)
+    nodes: list[Any] = [fresh]
     for name, array in tail.arrays():
         if name == "layer":
-            fresh.create_array(name, data=array[:], dimension_names=["layer"])
+            nodes.append(
+                fresh.create_array(name, data=array[:], dimension_names=["layer"], overwrite=True)
+            )
             continue
-        fresh.create_array(
-            name,
-            shape=(0, *array.shape[1:]),
-            chunks=array.chunks,
-            dtype=array.metadata.data_type,
-            fill_value=array.metadata.fill_value,
-            dimension_names=array.metadata.dimension_names,
-            attributes=dict(array.attrs),
-            compressors=array.compressors,
+        nodes.append(
+            fresh.create_array(
+                name,
+                shape=(0, *array.shape[1:]),
+                chunks=array.chunks,
+                dtype=array.metadata.data_type,
+                fill_value=array.metadata.fill_value,
+                dimension_names=array.metadata.dimension_names,
+                attributes=dict(array.attrs),
+                compressors=array.compressors,
+                overwrite=True,
+            )
         )
-    return fresh
+    return fresh, nodes
 
 
-def _commit(group: zarr.Group, meta: dict[str, Any]) -> None:
+def _commit(
+    group: zarr.Group,
+    meta: dict[str, Any],
+    *,
+    changed: Sequence[zarr.Array | zarr.Group] = (),
+    removed: Sequence[str] = (),
+) -> None:
     """Publish a write by rewriting the variant's ``zarr.json`` once.
 
     That one file carries the commit record and the consolidated metadata (array shapes)
-    of the variant's subtree, as ``zarr.consolidate_metadata`` would write it; doing it by
-    hand folds the attribute update into the same atomic write.
+    of the variant's subtree, in the form ``zarr.consolidate_metadata`` writes. It is
+    built from the last commit plus the nodes this write changed, not from a listing, so
+    leftovers of a killed writer never become visible.
     """
-    members = {
-        key: node.metadata
-        for key, node in group.members(max_depth=None, use_consolidated_for_children=False)
-    }
-    for key, metadata in members.items():
-        if isinstance(metadata, GroupMetadata) and metadata.consolidated_metadata is None:
-            members[key] = dataclasses.replace(
+    previous = group.metadata.consolidated_metadata
+    flat = dict(previous.flattened_metadata) if previous is not None else {}
+    for node in changed:
+        flat[node.path.removeprefix(group.path + "/")] = node.metadata
+    for key in removed:
+        flat = {k: v for k, v in flat.items() if k != key and not k.startswith(key + "/")}
+    for key, metadata in flat.items():
+        if isinstance(metadata, GroupMetadata):
+            flat[key] = dataclasses.replace(
                 metadata, consolidated_metadata=ConsolidatedMetadata(metadata={})
             )
-    ConsolidatedMetadata._flat_to_nested(members)
+    ConsolidatedMetadata._flat_to_nested(flat)
     metadata = dataclasses.replace(
         group.metadata,
         attributes={**group.metadata.attributes, "pvx": meta},
-        consolidated_metadata=ConsolidatedMetadata(metadata=members),
+        consolidated_metadata=ConsolidatedMetadata(metadata=flat),
     )
     sync(save_metadata(group.store_path, metadata))
+    # Later commits in this process build on this one.
+    object.__setattr__(group._async_group, "metadata", metadata)
 
 
 def _columns(da: xr.DataArray) -> dict[str, xr.Variable]:
@@ -607,6 +638,7 @@ def _create_column(group: zarr.Group, name: str, var: xr.Variable, block: int) -
         fill_value=np.nan if numeric else "",
         dimension_names=["persona"],
         attributes={k: v for k, v in var.attrs.items() if k in ("kind", "order")},
+        overwrite=True,  # an uncommitted leftover of a killed writer may hold the name
     )
 
 
