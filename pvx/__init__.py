@@ -1,6 +1,7 @@
 """pvx: xarray-native analysis of persona vectors."""
 
 from pvx._construct import BASELINE_ID, persona_vectors
+from pvx.importers import import_directory, import_parquet
 from pvx.store import (
     StoreError,
     append_personas,
@@ -19,6 +20,8 @@ __all__ = [
     "BASELINE_ID",
     "StoreError",
     "append_personas",
+    "import_directory",
+    "import_parquet",
     "layers",
     "load",
     "mask_strategies",

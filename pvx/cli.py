@@ -96,10 +96,24 @@ def _import(args: argparse.Namespace) -> None:
     from pvx import importers
 
     if args.format == "dir":
-        importers.import_persona_vectors_dir(args.source, args.store, model=args.model)
+        done = importers.import_directory(
+            args.source, args.store, model=args.model, skip_existing=args.skip_existing
+        )
     else:
-        importers.import_parquet(args.source, args.store, config=args.config, model=args.model)
-    print(summarize(open_store(args.store), source=args.store))
+        done = importers.import_parquet(
+            args.source,
+            args.store,
+            config=args.config,
+            model=args.model,
+            num_layers=args.num_layers,
+            skip_existing=args.skip_existing,
+        )
+    for item in done:
+        print(
+            f"imported {item.model} / {item.mask_strategy} / {item.variant}: "
+            f"{item.n_persona} personas from {item.source}"
+        )
+    print(summarize(open_store(args.store), source=str(args.store)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("store", help="pvx store to create or extend")
     imp.add_argument("--model", help="model name to record (default: from the source)")
     imp.add_argument("--config", help="parquet: the <model_dir>__<mask_strategy> config")
+    imp.add_argument(
+        "--num-layers", type=int, help="parquet: layer count when `vector` is a flat list"
+    )
+    imp.add_argument(
+        "--skip-existing", action="store_true", help="leave variants the store already has"
+    )
     imp.set_defaults(func=_import)
     return parser
 

@@ -1,0 +1,94 @@
+"""The ``pvx`` command: info and import, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pvx
+from pvx.cli import main, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "stores" / "demo.zarr"
+
+
+def run_pvx(*args, cwd=None):
+    """Run the installed console script (falls back to ``python -m pvx.cli``)."""
+    script = Path(sys.executable).with_name("pvx")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "pvx.cli"]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ}
+    )
+
+
+def test_info_on_the_demo_store_by_default():
+    result = run_pvx("info", cwd="/")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"pvx store {DEMO}" in out
+    assert "model sentence-transformers/all-MiniLM-L6-v2" in out
+    assert "mask strategy token_mean" in out and "mask strategy first_token" in out
+    assert "variant biography: 320 personas + baseline, 7 layers [0-6], hidden 384" in out
+    assert "education         ordinal (less than high school < high school diploma" in out
+    assert "occupation        categorical" in out
+    assert " MB on disk)" in out
+
+
+def test_info_summary_of_a_small_store(tmp_path):
+    store = tmp_path / "s.zarr"
+    da = pvx.persona_vectors(
+        np.zeros((3, 4, 5), "float32"),
+        ids=["a", "b", pvx.BASELINE_ID],
+        layers=[10, 11, 12, 20],
+        attributes={"age": [1, 2, None], "tier": ["x", "y", None]},
+        orders={"tier": ["x", "y"]},
+        model="org/m",
+        mask_strategy="mean",
+        variant="v",
+    )
+    pvx.write_variant(store, da)
+    text = summarize(pvx.open_store(store), source=str(store))
+    assert "variant v: 2 personas + baseline, 4 layers [10-12, 20], hidden 5, float32" in text
+    assert "tier  ordinal (x < y)" in text
+    assert "age   numeric" in text
+
+
+def test_errors_are_one_line_and_exit_1(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nowhere.zarr")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pvx info: error: no store at") and "\n" not in err
+
+
+def test_import_directory_from_the_command_line(tmp_path):
+    from safetensors.numpy import save_file
+
+    variant_dir = tmp_path / "src" / "org--m" / "mean" / "bio"
+    variant_dir.mkdir(parents=True)
+    acts = {pid: np.full((2, 3), i, "float32") for i, pid in enumerate(["p1", "p2"])}
+    for pid, array in acts.items():
+        save_file({"activations": array}, str(variant_dir / f"{pid}.safetensors"))
+    manifest = (
+        '{"num_layers": 2, "hidden_size": 3, "personas": {'
+        '"p1": {"name": "One", "sample_ids": ["s1"]}, "p2": {"name": "Two", "sample_ids": []}}}'
+    )
+    (variant_dir / "manifest.json").write_text(manifest)
+    store = tmp_path / "out.zarr"
+    result = run_pvx("import", "dir", str(tmp_path / "src"), str(store), "--model", "org/m")
+    assert result.returncode == 0, result.stderr
+    assert "imported org/m / mean / bio: 2 personas" in result.stdout
+    got = pvx.load(store, "bio").compute()
+    np.testing.assert_array_equal(got.sel(id="p2").values, acts["p2"])
+    assert got.sel(id="p1")["sample_ids"].item() == ("s1",)
+
+
+@pytest.mark.parametrize("args", [["import", "dir", "/nonexistent", "x.zarr"]])
+def test_import_errors_are_one_line(tmp_path, args):
+    result = run_pvx(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pvx import: error:")
+    assert result.stderr.count("\n") == 1
