@@ -408,3 +408,28 @@ def test_reserved_attribute_names(store):
 def test_size_on_disk_counts_files(store):
     pvx.write_variant(store, vectors_for(ids_of(3)))
     assert size_on_disk(store) == sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+
+
+def test_open_and_load_read_no_vectors(store, monkeypatch):
+    pvx.write_variant(store, with_attributes(ids_of(70)), persona_block=16)
+    requested = []
+    original = zarr.storage.LocalStore.get
+
+    async def counting_get(self, key, *args, **kwargs):
+        requested.append(key)
+        return await original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counting_get)
+    tree = pvx.open_store(store)
+    da = pvx.load(tree, "biography", layers=[3])
+    assert da.sizes["persona"] == 70
+    assert requested and not [k for k in requested if "/vectors/c/" in k]
+
+
+def test_fsspec_urls_read_and_write():
+    url = "memory://pvx-test/store.zarr"
+    pvx.write_variant(url, vectors_for(ids_of(3)))
+    pvx.append_personas(url, vectors_for(["x"]))
+    got = pvx.load(url, "biography").compute()
+    assert got["id"].values.tolist() == [*ids_of(3), "x"]
+    np.testing.assert_array_equal(got.sel(id="x").values, vectors_for(["x"])[0].values)
