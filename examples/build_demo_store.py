@@ -97,7 +97,14 @@ def hidden_states(
             mean = (states * mask).sum(dim=2) / mask.sum(dim=2)
             pooled["token_mean"].append(mean.float().numpy())
             pooled["first_token"].append(states[:, :, 0, :].float().numpy())
-    return {mask: np.concatenate(parts) for mask, parts in pooled.items()}
+    result = {mask: np.concatenate(parts) for mask, parts in pooled.items()}
+    for mask, data in result.items():
+        if data.shape != (len(texts), 7, 384):
+            raise RuntimeError(
+                f"{mask}: expected (texts, 7 layers, 384 hidden), got {data.shape}; is this "
+                "all-MiniLM-L6-v2?"
+            )
+    return result
 
 
 def build(out: Path, *, batch_size: int, threads: int) -> None:
