@@ -40,6 +40,9 @@ P, Q, H = "persona", "persona_other", "hidden"
 # treated as zero (it equals the mean up to float64 rounding of the offset).
 ZERO_TOL = 1e-12
 
+# Upper bound on persona blocks per layer in the Gram pass (see _coarsen_persona_blocks).
+MAX_PERSONA_BLOCKS = 8
+
 
 # --------------------------------------------------------------------------- inputs
 
@@ -114,14 +117,30 @@ def _matmul_t(a: Any, b: Any) -> Any:
     return a.astype(np.float64) @ b.astype(np.float64).swapaxes(-1, -2)
 
 
+def _coarsen_persona_blocks(da: xr.DataArray) -> xr.DataArray:
+    """Merge small persona blocks so a layer has at most ``MAX_PERSONA_BLOCKS`` of them.
+
+    The Gram needs one product per pair of blocks: quadratic in their number, so tiny stored
+    blocks would flood the scheduler. Merging stays within one layer's slice.
+    """
+    if not is_dask(da):
+        return da
+    axis = da.get_axis_num(P)
+    blocks = da.chunks[axis]
+    if len(blocks) <= MAX_PERSONA_BLOCKS:
+        return da
+    size = max(max(blocks), -(-da.sizes[P] // MAX_PERSONA_BLOCKS))
+    return da.copy(data=da.data.rechunk({axis: size}))
+
+
 def raw_gram(da: xr.DataArray, other: xr.DataArray | None = None) -> xr.DataArray:
     """Float64 Gram matrix ``X Yᵀ`` over ``hidden``: dims ``(..., persona, persona_other)``.
 
     Lazy on dask: block products reuse each input chunk (same task names on both sides), and
     the result keeps the input's layer chunks.
     """
-    if other is None:
-        other = da
+    da = _coarsen_persona_blocks(da)
+    other = da if other is None else _coarsen_persona_blocks(other)
     gram = xr.apply_ufunc(
         _matmul_t,
         da,
@@ -259,6 +278,28 @@ def batched(
         for i in range(len(results[0]))
     )
     return stacked if len(stacked) > 1 else stacked[0]
+
+
+def batched_arrays(
+    *arrays: np.ndarray, kernel: Callable[..., Any], n_core: tuple[int, ...], **kwargs: Any
+) -> Any:
+    """:func:`batched` in the calling convention of ``xr.apply_ufunc`` (arrays first)."""
+    return batched(kernel, arrays, n_core, **kwargs)
+
+
+def _take_kernel(index: np.ndarray, *, values: tuple[Any, ...]) -> np.ndarray:
+    return np.asarray(values)[index]
+
+
+def take_labels(index: xr.DataArray, labels: tuple[Any, ...]) -> xr.DataArray:
+    """Replace integer positions by ``labels[position]``, lazily."""
+    return xr.apply_ufunc(
+        _take_kernel,
+        index,
+        kwargs={"values": labels},
+        dask="parallelized",
+        output_dtypes=[np.asarray(labels).dtype],
+    )
 
 
 # --------------------------------------------------------------------------- spectra

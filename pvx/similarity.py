@@ -96,10 +96,6 @@ def _neighbors_kernel(sim: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarra
     return order, np.take_along_axis(sim, order, axis=-1)
 
 
-def _take_kernel(index: np.ndarray, *, values: tuple[Any, ...]) -> np.ndarray:
-    return np.asarray(values)[index]
-
-
 def neighbors(
     da: xr.DataArray,
     k: int,
@@ -163,13 +159,7 @@ def neighbors(
         dask_gufunc_kwargs={"output_sizes": {"rank": k}},
     )
     ids = tuple(_engine.persona_ids(da).tolist())
-    neighbor_id = xr.apply_ufunc(
-        _take_kernel,
-        index,
-        kwargs={"values": ids},
-        dask="parallelized",
-        output_dtypes=[np.asarray(ids).dtype],
-    )
+    neighbor_id = _engine.take_labels(index, ids)
     ds = xr.Dataset({"index": index, "neighbor_id": neighbor_id, "cosine": value})
     return ds.assign_coords(rank=np.arange(1, k + 1))
 

@@ -1,0 +1,264 @@
+"""Clusters of personas: k-means (with cluster identities kept across layers) and linkage.
+
+Both work on the centered, normalised vectors through their Gram matrix: k-means on the
+exact Euclidean embedding ``V sqrt(Λ)`` of the doubly centered Gram (same distances as the
+vectors, so the same partitions as k-means on the vectors), hierarchical clustering on the
+Euclidean distances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.cluster.hierarchy
+import scipy.optimize
+import scipy.spatial.distance
+import xarray as xr
+
+from pvx import _engine
+from pvx._engine import H, P, Q
+from pvx._validate import check_choice, check_positive_int
+
+__all__ = ["KMEANS_MODES", "LINKAGE_METHODS", "kmeans", "linkage"]
+
+KMEANS_MODES = ("mean_across_layers", "first_layer", "per_layer")
+LINKAGE_METHODS = ("ward", "average", "complete", "single")
+
+
+def _euclidean_embedding(k: np.ndarray) -> np.ndarray:
+    """Rows whose Gram is the doubly centered ``k``: ``V sqrt(max(Λ, 0))``."""
+    vals, vecs = np.linalg.eigh(k)
+    return vecs * np.sqrt(np.clip(vals, 0.0, None))
+
+
+def _first_seen_labels(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters in order of first appearance along personas (deterministic labels)."""
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return order[np.searchsorted(np.unique(labels), labels)]
+
+
+def _kmeans_one(k: np.ndarray, *, n_clusters: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    points = _euclidean_embedding(k)
+    labels = KMeans(n_clusters=n_clusters, random_state=seed, n_init=10).fit_predict(points)
+    return _first_seen_labels(labels)
+
+
+def _match_layers(labels: np.ndarray, *, n_clusters: int) -> np.ndarray:
+    """Relabel ``(..., layer, persona)`` so each layer's clusters match the previous layer's.
+
+    Hungarian assignment on the overlap counts: a cluster keeps its label where it persists.
+    """
+    out = labels.copy()
+    for index in np.ndindex(*labels.shape[:-2]):
+        layers = out[index]
+        for i in range(1, layers.shape[0]):
+            overlap = np.zeros((n_clusters, n_clusters), dtype=np.int64)
+            np.add.at(overlap, (layers[i - 1], layers[i]), 1)
+            previous, current = scipy.optimize.linear_sum_assignment(overlap, maximize=True)
+            mapping = np.empty(n_clusters, dtype=labels.dtype)
+            mapping[current] = previous
+            layers[i] = mapping[layers[i]]
+    return out
+
+
+def _mean_unit_vectors(da: xr.DataArray) -> xr.DataArray:
+    """Each persona's mean over layers of its centered unit vectors (lazy, float64)."""
+    x = da.astype(np.float64)
+    centered = x - x.mean(P)
+    norm = np.sqrt((centered**2).sum(H))
+    return (centered / norm.where(norm > 0)).fillna(0.0).mean("layer")
+
+
+def _finite_check(g: np.ndarray, sumsq: np.ndarray, *, ids: tuple[Any, ...]) -> np.ndarray:
+    # the layer-mean above spreads one persona's NaN to all; name offenders from the raw rows
+    bad = ~np.isfinite(sumsq)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
+        raise ValueError(_engine.nonfinite_message("kmeans", [ids[i] for i in rows]))
+    return g
+
+
+def kmeans(
+    da: xr.DataArray,
+    n_clusters: int,
+    *,
+    layer: Any = None,
+    mode: str = "mean_across_layers",
+    seed: int = 0,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """k-means clusters of the personas, from their centered, normalised vectors.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona``, ``hidden`` and usually ``layer``.
+    n_clusters : int
+        Number of clusters, at most the number of personas.
+    layer : label, list of labels or None
+        Layers to use (one label drops the ``layer`` dim, a list keeps it, ``None`` keeps all).
+    mode : {"mean_across_layers", "first_layer", "per_layer"}
+        ``mean_across_layers`` clusters each persona's mean over the selected layers of its
+        centered unit vectors (one labelling); ``first_layer`` clusters the first selected
+        layer; ``per_layer`` clusters every layer and matches labels between consecutive
+        layers (Hungarian assignment on overlap) so a cluster keeps its label where it can.
+    seed : int
+        Random state of scikit-learn's ``KMeans`` (``n_init=10``).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``cluster`` (int), dims ``(..., persona)``, or ``(..., layer, persona)`` for
+        ``per_layer``. Labels are numbered in order of first appearance along ``persona``
+        (on the first layer for ``per_layer``).
+
+    Raises
+    ------
+    ValueError
+        ``n_clusters`` out of range, unknown ``mode``, missing dims, non-finite values (when
+        computed, naming the persona ids).
+
+    Examples
+    --------
+    >>> import pvx.cluster, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, seed=0)
+    >>> pvx.cluster.kmeans(da, 2).values.tolist()
+    [0, 0, 0, 0, 1, 1, 1, 1]
+    """
+    func = "kmeans"
+    mode = check_choice(mode, KMEANS_MODES, "mode", func=func)
+    da = _engine.prepare_input(
+        da, func=func, layer=layer, include_baseline=include_baseline, min_personas=1
+    )
+    n_clusters = check_positive_int(
+        n_clusters,
+        "n_clusters",
+        func=func,
+        maximum=da.sizes[P],
+        why=f"there are {da.sizes[P]} personas to cluster",
+    )
+    has_layers = "layer" in da.dims
+    if mode == "first_layer" and has_layers:
+        da = da.isel(layer=0)
+    ids = tuple(_engine.persona_ids(da).tolist())
+    if mode == "mean_across_layers" and has_layers:
+        gram = _engine.raw_gram(_mean_unit_vectors(da))
+        sumsq = (da.astype(np.float64) ** 2).sum(H, skipna=False)
+        gram = xr.apply_ufunc(
+            _finite_check,
+            gram,
+            _engine.single_chunk(_engine.bare(sumsq), "layer", P),
+            input_core_dims=[[P, Q], ["layer", P]],
+            output_core_dims=[[P, Q]],
+            kwargs={"ids": ids},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+        )
+        kernel = _engine.prepared_gram(gram, center=True, normalize=False, func=func)
+    else:
+        kernel = _engine.prepared_gram(
+            _engine.raw_gram(da), center=True, normalize=True, double_center=True, func=func
+        )
+    labels = xr.apply_ufunc(
+        _engine.batched_arrays,
+        kernel,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P]],
+        kwargs={
+            "kernel": _kmeans_one,
+            "n_core": (2,),
+            "n_clusters": n_clusters,
+            "seed": int(seed),
+        },
+        dask="parallelized",
+        output_dtypes=[np.int64],
+    )
+    if mode == "per_layer" and has_layers:
+        labels = xr.apply_ufunc(
+            _match_layers,
+            _engine.single_chunk(labels, "layer", P),
+            input_core_dims=[["layer", P]],
+            output_core_dims=[["layer", P]],
+            kwargs={"n_clusters": n_clusters},
+            dask="parallelized",
+            output_dtypes=[np.int64],
+        )
+    labels.attrs = {"mode": mode, "n_clusters": n_clusters, "seed": int(seed)}
+    return labels.rename("cluster")
+
+
+def _linkage_one(distance: np.ndarray, *, method: str) -> tuple[np.ndarray, np.ndarray]:
+    condensed = scipy.spatial.distance.squareform(distance, checks=False)
+    z = scipy.cluster.hierarchy.linkage(condensed, method=method)
+    return z, scipy.cluster.hierarchy.leaves_list(z).astype(np.int64)
+
+
+def linkage(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    method: str = "ward",
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """Hierarchical clustering of the personas' centered, normalised vectors, per layer.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden``.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`kmeans`).
+    method : {"ward", "average", "complete", "single"}
+        Linkage criterion, on Euclidean distances.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``linkage``: the SciPy linkage matrix, dims ``(..., merge, field)`` with ``field`` =
+        ``left, right, distance, size``; ``order``: the dendrogram's leaf order as positions
+        along ``persona``, dims ``(..., leaf)``, and ``leaf_id``: their ids. For one layer,
+        ``sim.isel(persona=order, persona_other=order)`` orders a heatmap.
+
+    Examples
+    --------
+    >>> import pvx.cluster, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, seed=0)
+    >>> tree = pvx.cluster.linkage(da, layer=0)
+    >>> tree["linkage"].shape, sorted(tree["order"].values[:4].tolist())
+    ((7, 4), [0, 1, 2, 3])
+    """
+    func = "linkage"
+    method = check_choice(method, LINKAGE_METHODS, "method", func=func)
+    da = _engine.prepare_input(
+        da,
+        func=func,
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=2,
+        why="a merge needs two personas",
+    )
+    n = da.sizes[P]
+    distance = _engine.prepared_distances(da, func=func)
+    z, order = xr.apply_ufunc(
+        _engine.batched_arrays,
+        distance,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["merge", "field"], ["leaf"]],
+        kwargs={"kernel": _linkage_one, "n_core": (2,), "method": method},
+        dask="parallelized",
+        output_dtypes=[np.float64, np.int64],
+        dask_gufunc_kwargs={"output_sizes": {"merge": n - 1, "field": 4, "leaf": n}},
+    )
+    leaf_id = _engine.take_labels(order, tuple(_engine.persona_ids(da).tolist()))
+    ds = xr.Dataset({"linkage": z, "order": order, "leaf_id": leaf_id})
+    ds = ds.assign_coords(field=["left", "right", "distance", "size"])
+    ds.attrs = {"method": method}
+    return ds

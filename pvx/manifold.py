@@ -1,0 +1,300 @@
+"""Non-linear views of persona space per layer: UMAP, Isomap and TwoNN intrinsic dimension.
+
+Each works on the Euclidean distances between the prepared (centered, normalised) vectors,
+which the Gram engine gives without a second pass over the data; the per-layer methods then
+run on those ``persona x persona`` matrices, one dask task per layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pvx import _engine
+from pvx._engine import P, Q
+from pvx._validate import check_n_components, check_positive_int
+
+__all__ = ["isomap", "twonn", "umap"]
+
+
+def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.DataArray:
+    coords = xr.apply_ufunc(
+        _engine.batched_arrays,
+        distance,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, "component"]],
+        kwargs={"kernel": kernel, "n_core": (2,), **kwargs},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"component": size}},
+    )
+    return coords.assign_coords(component=np.arange(1, size + 1))
+
+
+def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed: int) -> Any:
+    import umap as umap_learn  # heavy (numba): imported when a UMAP task runs
+
+    n = distance.shape[0]
+    model = umap_learn.UMAP(
+        n_neighbors=n_neighbors,
+        n_components=n_components,
+        metric="precomputed",
+        random_state=seed,
+        n_jobs=1,  # a fixed seed forces one thread anyway; saying so avoids a warning
+        # the spectral initialisation needs more points than components + 1
+        init="spectral" if n > n_components + 1 else "random",
+    )
+    return model.fit_transform(distance).astype(np.float64)
+
+
+def umap(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    n_components: int = 2,
+    normalize: bool = True,
+    n_neighbors: int | None = None,
+    seed: int = 42,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """UMAP embedding of the personas, per layer.
+
+    Runs umap-learn on the Euclidean distances between the centered (and, by default,
+    normalised) vectors, with a fixed seed: reproducible on one machine.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden`` (and e.g. ``layer``, ``variant``).
+    layer : label, list of labels or None
+        Layers to analyse: one label drops the ``layer`` dim, a list keeps it, ``None`` keeps
+        every layer.
+    n_components : int
+        Embedding dimension, at most ``personas - 1``.
+    normalize : bool
+        Normalise the centered rows to unit length first (default).
+    n_neighbors : int, optional
+        Size of the local neighbourhood; default ``min(15, personas - 1)``.
+    seed : int
+        Random state of UMAP.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``umap`` with dims ``(..., persona, component)``, ``component`` numbered from 1.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 personas, ``n_components`` or ``n_neighbors`` out of range, non-finite
+        values (when computed).
+
+    Examples
+    --------
+    >>> import pvx.manifold, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0)
+    >>> pvx.manifold.umap(da, layer=0).dims
+    ('persona', 'component')
+    """
+    func = "umap"
+    da = _engine.prepare_input(
+        da,
+        func=func,
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=3,
+        why="UMAP needs neighbours to embed",
+    )
+    n = da.sizes[P]
+    k = check_n_components(
+        n_components, n_persona=n, n_hidden=da.sizes[_engine.H], func=func, limit=n - 1
+    )
+    if n_neighbors is None:
+        n_neighbors = min(15, n - 1)
+    n_neighbors = check_positive_int(
+        n_neighbors, "n_neighbors", func=func, maximum=n - 1, why="neighbours exclude self"
+    )
+    if n_neighbors < 2:
+        raise ValueError(f"{func}() needs n_neighbors >= 2, got {n_neighbors}; pass 2 or more")
+    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    coords = _embed(distance, _umap_one, k, n_neighbors=n_neighbors, n_components=k, seed=int(seed))
+    coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
+    return coords.rename("umap")
+
+
+def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) -> np.ndarray:
+    from sklearn.manifold import Isomap
+
+    model = Isomap(
+        n_neighbors=n_neighbors,
+        n_components=n_components,
+        metric="precomputed",
+        eigen_solver="dense",
+    )
+    return _engine.fix_signs(model.fit_transform(distance))
+
+
+def isomap(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    n_components: int = 2,
+    n_neighbors: int = 8,
+    normalize: bool = True,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """Isomap embedding of the personas, per layer.
+
+    scikit-learn's Isomap on the Euclidean distances between the centered, normalised
+    vectors, with ``min(n_neighbors, personas - 1)`` neighbours. Signs follow
+    :func:`pvx.decomposition.pca`: deterministic, and aligned between consecutive layers.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden``.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`umap`).
+    n_components : int
+        Embedding dimension, at most ``personas - 1``.
+    n_neighbors : int
+        Neighbours of the kNN graph (capped at ``personas - 1``).
+    normalize : bool
+        Normalise the centered rows to unit length first (default).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``isomap`` with dims ``(..., persona, component)``.
+
+    Examples
+    --------
+    >>> import pvx.manifold, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0)
+    >>> pvx.manifold.isomap(da).dims
+    ('layer', 'persona', 'component')
+    """
+    func = "isomap"
+    da = _engine.prepare_input(
+        da,
+        func=func,
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=3,
+        why="Isomap needs a neighbourhood graph",
+    )
+    n = da.sizes[P]
+    k = check_n_components(
+        n_components, n_persona=n, n_hidden=da.sizes[_engine.H], func=func, limit=n - 1
+    )
+    n_neighbors = check_positive_int(
+        n_neighbors, "n_neighbors", func=func, maximum=10**9, why="a positive number"
+    )
+    n_neighbors = min(n_neighbors, n - 1)
+    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    coords = _embed(distance, _isomap_one, k, n_neighbors=n_neighbors, n_components=k)
+    coords = _engine.align_layers(coords)
+    coords.attrs = {"n_neighbors": n_neighbors, "normalize": int(normalize)}
+    return coords.rename("isomap")
+
+
+def _twonn_one(distance: np.ndarray, *, discard_fraction: float) -> np.ndarray:
+    """TwoNN estimate (Facco et al. 2017) from one distance matrix.
+
+    ``mu = r2 / r1`` follows a Pareto law with exponent ``d``; the slope of
+    ``-log(1 - F(mu))`` against ``log(mu)`` through the origin, on the empirical CDF with the
+    largest ``discard_fraction`` of ratios dropped, estimates ``d``.
+    """
+    d = distance.copy()
+    np.fill_diagonal(d, np.inf)
+    nearest = np.sort(np.partition(d, 1, axis=1)[:, :2], axis=1)
+    r1, r2 = nearest[:, 0], nearest[:, 1]
+    keep = r1 > 0  # duplicates make the ratio undefined
+    mu = np.sort(r2[keep] / r1[keep])
+    n = mu.size
+    # the largest ratio has F = 1 (an infinite -log(1 - F)): never part of the fit
+    n_fit = min(int(np.floor(n * (1.0 - discard_fraction))), n - 1)
+    if n_fit < 2:
+        return np.asarray(np.nan)
+    x = np.log(mu[:n_fit])
+    y = -np.log1p(-np.arange(1, n_fit + 1) / n)
+    denom = float(x @ x)
+    return np.asarray(float(x @ y) / denom if denom > 0 else np.nan)
+
+
+def twonn(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    discard_fraction: float = 0.1,
+    normalize: bool = True,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """Intrinsic dimension of persona space per layer, by TwoNN (Facco et al. 2017).
+
+    Uses each persona's two nearest neighbours among the centered (by default normalised)
+    vectors. Personas with an exact duplicate are skipped (their ratio is undefined).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona`` and ``hidden``.
+    layer : label, list of labels or None
+        Layers to analyse (see :func:`umap`).
+    discard_fraction : float
+        Fraction of the largest neighbour-distance ratios left out of the fit, in ``[0, 1)``.
+    normalize : bool
+        Normalise the centered rows to unit length first (default). Normalising maps a flat
+        ``d``-dimensional cloud through the mean onto a ``(d-1)``-sphere; pass ``False`` to
+        measure the raw geometry.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``intrinsic_dimension`` with the input's dims other than ``persona``/``hidden``.
+
+    Examples
+    --------
+    >>> import pvx.manifold, pvx.synthetic
+    >>> da = pvx.synthetic.manifold_personas(dims=(2,), n_persona=500, seed=0)
+    >>> round(float(pvx.manifold.twonn(da, layer=0)))
+    2
+    """
+    func = "twonn"
+    da = _engine.prepare_input(
+        da,
+        func=func,
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=3,
+        why="TwoNN uses two neighbours of every persona",
+    )
+    if not 0.0 <= discard_fraction < 1.0:
+        raise ValueError(
+            f"{func}() got discard_fraction={discard_fraction!r}; pass a fraction in [0, 1), "
+            "e.g. 0.1"
+        )
+    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    dim = xr.apply_ufunc(
+        _engine.batched_arrays,
+        distance,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[]],
+        kwargs={
+            "kernel": _twonn_one,
+            "n_core": (2,),
+            "discard_fraction": float(discard_fraction),
+        },
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    dim.attrs = {"discard_fraction": float(discard_fraction), "normalize": int(normalize)}
+    return dim.rename("intrinsic_dimension")

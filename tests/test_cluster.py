@@ -1,0 +1,127 @@
+"""Tests for pvx.cluster: k-means and linkage against scikit-learn and SciPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.cluster.hierarchy
+import xarray as xr
+from conftest import layer_slices, prepared, stays_lazy, to_backend
+from sklearn.cluster import KMeans
+
+import pvx.synthetic
+from pvx import cluster
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings split the items the same way (labels may differ)."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def _sklearn_kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    return KMeans(n_clusters=n_clusters, random_state=seed, n_init=10).fit_predict(x)
+
+
+@pytest.fixture
+def overlapping(backend: str) -> xr.DataArray:
+    """Clusters noisy enough that k-means partitions are not simply the planted ones."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=30, n_clusters=4, n_layer=3, n_hidden=16, noise=2.5, seed=8
+    )
+    return to_backend(da, backend)
+
+
+def test_same_partition_can_fail():
+    assert same_partition(np.array([0, 0, 1, 2]), np.array([2, 2, 0, 1]))
+    assert not same_partition(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("mode", ["first_layer", "per_layer"])
+def test_kmeans_equals_scikit_learn_per_layer(overlapping, mode):
+    with stays_lazy():
+        labels = cluster.kmeans(overlapping, 4, mode=mode, seed=3)
+    assert labels.name == "cluster"
+    assert labels.dims == (("layer", "persona") if mode == "per_layer" else ("persona",))
+    labels = labels.compute()
+    slices = layer_slices(overlapping)
+    if mode == "first_layer":
+        slices, labels = slices[:1], labels.expand_dims(layer=1)
+    for i, x in enumerate(slices):
+        expected = _sklearn_kmeans(prepared(x), 4, seed=3)
+        assert same_partition(labels.isel(layer=i).values, expected)
+    planted = pvx.synthetic.planted_personas(n_persona=30, n_clusters=4, n_layer=3, noise=2.5)
+    assert not same_partition(labels.isel(layer=0).values, planted["planted_cluster"].values)
+
+
+def test_kmeans_mean_across_layers_equals_scikit_learn(overlapping):
+    with stays_lazy():
+        labels = cluster.kmeans(overlapping, 4, layer=[0, 2], seed=1)
+    assert labels.dims == ("persona",)
+    mean = np.mean([prepared(x) for x in layer_slices(overlapping.sel(layer=[0, 2]))], axis=0)
+    assert same_partition(labels.values, _sklearn_kmeans(mean, 4, seed=1))
+    assert labels.attrs["mode"] == "mean_across_layers"
+
+
+def test_kmeans_recovers_planted_clusters_with_stable_labels(acts3):
+    for mode in ("mean_across_layers", "first_layer", "per_layer"):
+        labels = cluster.kmeans(acts3, 3, mode=mode).compute()
+        expected = acts3["planted_cluster"].values
+        np.testing.assert_array_equal(labels.values, np.broadcast_to(expected, labels.shape))
+
+
+def test_per_layer_labels_follow_their_groups():
+    layers = np.array(
+        [
+            [0, 0, 1, 1, 2, 2],
+            [2, 2, 0, 0, 1, 1],  # same groups, permuted labels
+            [1, 1, 0, 2, 2, 2],  # persona 2 moved into another group
+        ]
+    )
+    matched = cluster._match_layers(layers, n_clusters=3)
+    np.testing.assert_array_equal(matched[1], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(matched[2], [0, 0, 1, 2, 2, 2])
+
+
+def test_kmeans_dask_equals_numpy_over_variants(backend):
+    da = pvx.synthetic.planted_personas(
+        n_persona=12, n_clusters=3, variants=["biography", "templated"], noise=1.5, seed=2
+    )
+    expected = cluster.kmeans(da, 3, mode="per_layer")
+    result = cluster.kmeans(to_backend(da, backend), 3, mode="per_layer")
+    assert result.dims == ("variant", "layer", "persona")
+    xr.testing.assert_equal(result.compute(), expected)
+
+
+def test_kmeans_errors(acts):
+    with pytest.raises(ValueError, match=r"n_clusters=9, but it must be between 1 and 8"):
+        cluster.kmeans(acts, 9)
+    with pytest.raises(ValueError, match=r"unknown mode 'per_persona'; choose one of"):
+        cluster.kmeans(acts, 2, mode="per_persona")
+    bad = pvx.synthetic.planted_personas(n_persona=8, seed=0)
+    bad[2, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"kmeans\(\) found non-finite .* \['p2'\]"):
+        cluster.kmeans(to_backend(bad, "dask"), 2).compute()
+
+
+@pytest.mark.parametrize("method", ["ward", "average", "complete", "single"])
+def test_linkage_equals_scipy(acts3, method):
+    with stays_lazy():
+        tree = cluster.linkage(acts3, method=method)
+    assert tree["linkage"].dims == ("layer", "merge", "field")
+    assert tree["order"].dims == ("layer", "leaf")
+    tree = tree.compute()
+    ids = acts3["id"].values
+    for i, x in enumerate(layer_slices(acts3)):
+        expected = scipy.cluster.hierarchy.linkage(prepared(x), method=method)
+        np.testing.assert_allclose(tree["linkage"].isel(layer=i), expected, atol=1e-8)
+        leaves = scipy.cluster.hierarchy.leaves_list(expected)
+        np.testing.assert_array_equal(tree["order"].isel(layer=i), leaves)
+        np.testing.assert_array_equal(tree["leaf_id"].isel(layer=i), ids[leaves])
+
+
+def test_linkage_errors(acts):
+    with pytest.raises(ValueError, match=r"unknown method 'median'; choose one of \['ward'"):
+        cluster.linkage(acts, method="median")
+    with pytest.raises(ValueError, match=r"linkage\(\) needs at least 2 personas"):
+        cluster.linkage(acts.isel(persona=[0]))

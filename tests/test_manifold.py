@@ -1,0 +1,129 @@
+"""Tests for pvx.manifold: Isomap and UMAP against scikit-learn / umap-learn, TwoNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import layer_slices, match_signs, prepared, stays_lazy, to_backend
+from sklearn.manifold import TSNE, Isomap, trustworthiness
+
+import pvx.synthetic
+from pvx import manifold
+
+
+def test_isomap_equals_scikit_learn_up_to_sign(acts3):
+    with stays_lazy():
+        emb = manifold.isomap(acts3, n_components=3)
+    assert emb.name == "isomap"
+    assert emb.dims == ("layer", "persona", "component")
+    emb = emb.compute()
+    for i, x in enumerate(layer_slices(acts3)):
+        expected = Isomap(n_neighbors=8, n_components=3).fit_transform(prepared(x))
+        got = emb.isel(layer=i).values
+        np.testing.assert_allclose(match_signs(got, expected), expected, atol=1e-6)
+    # signs: deterministic on the first layer, then following the previous layer
+    first = emb.isel(layer=0).values
+    assert (first[np.abs(first).argmax(axis=0), [0, 1, 2]] > 0).all()
+    agree = emb.isel(layer=slice(1, None)).values * emb.isel(layer=slice(None, -1)).values
+    assert (agree.sum(axis=1) > 0).all()
+
+
+def test_isomap_dask_equals_numpy_and_caps_neighbours(backend):
+    da = pvx.synthetic.planted_personas(n_persona=6, n_layer=2, seed=3)
+    expected = manifold.isomap(da)
+    result = manifold.isomap(to_backend(da, backend))
+    xr.testing.assert_allclose(result.compute(), expected)
+    assert result.attrs["n_neighbors"] == 5  # min(8, personas - 1)
+
+
+def test_umap_preserves_neighbourhoods(backend):
+    # One test function for UMAP: numba compiles it once per session (~15 s).
+    da = pvx.synthetic.planted_personas(
+        n_persona=30, n_clusters=3, n_layer=2, n_hidden=32, noise=0.8, seed=4
+    )
+    with stays_lazy():
+        emb = manifold.umap(to_backend(da, backend), seed=7)
+    assert emb.name == "umap"
+    assert emb.dims == ("layer", "persona", "component")
+    emb = emb.compute()
+    # seeded: the same input gives the same embedding (dask's float64 Gram may differ from
+    # numpy's in the last bits, and UMAP's optimisation amplifies that, so compare per backend)
+    again = manifold.umap(to_backend(da, backend), seed=7).compute()
+    xr.testing.assert_identical(emb, again)
+    import umap as umap_learn
+
+    for i, x in enumerate(layer_slices(da)):
+        u = prepared(x)
+        ours = trustworthiness(u, emb.isel(layer=i).values, n_neighbors=5)
+        direct = umap_learn.UMAP(n_neighbors=15, random_state=7, n_jobs=1).fit_transform(u)
+        tsne = TSNE(perplexity=5, random_state=0, init="pca").fit_transform(u)
+        assert ours > 0.9
+        assert ours > trustworthiness(u, direct, n_neighbors=5) - 0.03
+        assert ours > trustworthiness(u, tsne, n_neighbors=5) - 0.05
+    # the planted clusters stay apart: every persona's nearest embedded neighbour shares it
+    points = emb.isel(layer=0).values
+    dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    cluster = da["planted_cluster"].values
+    assert (cluster[dist.argmin(axis=1)] == cluster).all()
+    # three personas are the minimum: spectral initialisation falls back to random
+    assert manifold.umap(da.isel(persona=[0, 10, 20]), layer=0).shape == (3, 2)
+
+
+@pytest.mark.parametrize("method", [manifold.umap, manifold.isomap])
+def test_embedding_errors(method):
+    da = pvx.synthetic.planted_personas(n_persona=6, seed=0)
+    with pytest.raises(ValueError, match=r"needs at least 3 personas .* has 2"):
+        method(da.isel(persona=[0, 1]))
+    with pytest.raises(ValueError, match=r"n_components=6, but at most 5 are possible"):
+        method(da, n_components=6)
+    with pytest.raises(KeyError, match=r"unknown layer label\(s\) \[3\]"):
+        method(da, layer=3)
+
+
+def test_umap_neighbour_errors():
+    da = pvx.synthetic.planted_personas(n_persona=6, seed=0)
+    with pytest.raises(ValueError, match=r"n_neighbors=6, but it must be between 1 and 5"):
+        manifold.umap(da, n_neighbors=6)
+    with pytest.raises(ValueError, match=r"n_neighbors >= 2"):
+        manifold.umap(da, n_neighbors=1)
+
+
+def test_twonn_recovers_the_dimension_of_spheres(backend):
+    # S^2 and S^5, rotated into 32 units under a large offset; centering and normalising
+    # keep a sphere a sphere.
+    da = pvx.synthetic.manifold_personas(dims=(2, 5), n_persona=1000, offset=300.0, seed=0)
+    with stays_lazy():
+        dim = manifold.twonn(to_backend(da, backend))
+    assert dim.name == "intrinsic_dimension"
+    assert dim.dims == ("layer",)
+    np.testing.assert_allclose(dim.compute(), da["true_dimension"], rtol=0.15)
+
+
+def test_twonn_on_a_plane_and_the_effect_of_normalising():
+    da = pvx.synthetic.manifold_personas(dims=(2,), n_persona=1000, kind="plane", seed=1)
+    np.testing.assert_allclose(manifold.twonn(da, layer=0, normalize=False), 2.0, rtol=0.15)
+    # a flat disc through the mean becomes a circle once rows are normalised
+    np.testing.assert_allclose(manifold.twonn(da, layer=0), 1.0, rtol=0.15)
+
+
+def test_twonn_matches_a_direct_computation():
+    da = pvx.synthetic.manifold_personas(dims=(3,), n_persona=300, seed=2)
+    x = prepared(layer_slices(da)[0])
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    r = np.sort(d, axis=1)[:, :2]
+    mu = np.sort(r[:, 1] / r[:, 0])
+    keep = int(300 * 0.8)
+    f = np.arange(1, 301) / 300
+    expected = np.linalg.lstsq(np.log(mu[:keep])[:, None], -np.log(1 - f[:keep]), rcond=None)[0]
+    np.testing.assert_allclose(manifold.twonn(da, discard_fraction=0.2), expected, rtol=1e-8)
+
+
+def test_twonn_errors():
+    da = pvx.synthetic.manifold_personas(dims=(2,), n_persona=20)
+    with pytest.raises(ValueError, match=r"discard_fraction=1\.0; pass a fraction in \[0, 1\)"):
+        manifold.twonn(da, discard_fraction=1.0)
+    with pytest.raises(ValueError, match=r"twonn\(\) needs at least 3 personas"):
+        manifold.twonn(da.isel(persona=[0, 1]))
