@@ -1,0 +1,323 @@
+"""Plotly views: inspect the returned figures (traces, frames, colours, hover); never render."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pvx.accessor
+import pvx.plot
+import pvx.synthetic
+from pvx import _colors, cluster, decomposition, manifold, similarity
+
+pytest.importorskip("plotly")
+
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def da() -> xr.DataArray:
+    """15 personas in 3 planted clusters, 4 layers labelled 10..13, plus the baseline."""
+    return pvx.synthetic.planted_personas(
+        n_persona=15, n_clusters=3, n_layer=4, n_hidden=24, seed=2, first_layer=10, baseline=True
+    )
+
+
+@pytest.fixture(scope="module")
+def scores(da: xr.DataArray) -> xr.Dataset:
+    return decomposition.pca(da, n_components=3, include_baseline=True).compute()
+
+
+@pytest.fixture
+def no_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every analysis function raise: drawing a computed result must not refit it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a view recomputed an analysis")
+
+    for module, names in [
+        (decomposition, ["pca", "explained_variance"]),
+        (manifold, ["umap", "isomap", "twonn"]),
+        (cluster, ["kmeans", "linkage"]),
+        (similarity, ["cosine", "neighbors", "pair_similarity", "variant_similarity"]),
+    ]:
+        for name in names:
+            monkeypatch.setattr(module, name, refuse)
+
+
+def frame_names(fig) -> list[str]:
+    return [f.name for f in fig.frames]
+
+
+def all_points(trace) -> np.ndarray:
+    return np.column_stack([np.asarray(trace.x), np.asarray(trace.y)])
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def test_projection_has_one_frame_per_layer_with_slider_and_play(scores):
+    fig = pvx.plot.projection(scores)
+    assert frame_names(fig) == ["10", "11", "12", "13"]
+    assert [t.type for t in fig.data] == ["scattergl"]
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["10", "11", "12", "13"]
+    assert [list(s.args[0]) for s in steps] == [["10"], ["11"], ["12"], ["13"]]
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert labels == ["Play", "Pause"]
+    # each frame holds that layer's scores, as float32
+    for i, frame in enumerate(fig.frames):
+        expected = scores["scores"].isel(layer=i).sel(component=[1, 2]).values
+        np.testing.assert_allclose(all_points(frame.data[0]), expected, rtol=1e-6, atol=1e-6)
+        assert np.asarray(frame.data[0].x).dtype == np.float32
+
+
+def test_projection_three_components_is_3d(scores):
+    fig = pvx.plot.projection(scores, components=(1, 2, 3))
+    assert {t.type for t in fig.data} == {"scatter3d"}
+    assert fig.layout.scene.zaxis.title.text.startswith("PC3")
+    np.testing.assert_allclose(
+        fig.frames[2].data[0].z, scores["scores"].isel(layer=2).sel(component=3), rtol=1e-6
+    )
+
+
+def test_projection_single_layer_has_no_frames(da):
+    fig = pvx.plot.projection(decomposition.pca(da, layer=11))
+    assert not fig.frames and not fig.layout.sliders
+    assert "layer 11" in fig.layout.title.text
+
+
+def test_numeric_colour_bar_is_fixed_across_layers_and_missing_is_grey(da, scores):
+    fig = pvx.plot.projection(scores, color="age")
+    main, missing = fig.data
+    age = da["age"].values
+    assert main.marker.colorbar.title.text == "age"
+    assert main.marker.cmin == np.nanmin(age) and main.marker.cmax == np.nanmax(age)
+    assert main.marker.colorscale is not None and main.marker.showscale
+    assert not main.showlegend
+    # the baseline has no age: one grey point, never on the colour scale
+    assert missing.name == "missing" and missing.marker.color == _colors.MISSING_COLOR
+    assert len(missing.x) == 1 and len(main.x) == 15
+    for frame in fig.frames:  # frames move points only: colours and range stay put
+        assert frame.data[0].marker.color is None and frame.data[0].marker.cmin is None
+
+
+def test_ordinal_colour_uses_the_order_as_ticks_and_hover(da, scores):
+    fig = pvx.plot.projection(scores, color="education")
+    bar = fig.data[0].marker.colorbar
+    order = da["education"].attrs["order"]
+    assert list(bar.ticktext) == order and list(bar.tickvals) == list(range(len(order)))
+    codes = np.asarray(fig.data[0].marker.color)
+    shown = [order[int(c)] for c in codes]
+    assert shown == list(da["education"].values[:15])
+    assert all(f"education: {e}" in t for e, t in zip(shown, fig.data[0].hovertext, strict=True))
+    assert fig.data[0].marker.cmin == -0.5 and fig.data[0].marker.cmax == len(order) - 0.5
+
+
+def test_categorical_colour_keeps_top_categories_and_other(da):
+    jobs = ["cook"] * 6 + ["nurse"] * 4 + ["pilot"] * 3 + ["poet", "mime"] + [None]
+    acts = da.assign_coords(job=("persona", jobs, {"kind": "categorical"}))
+    result = decomposition.pca(acts, include_baseline=True)
+    fig = pvx.plot.projection(result, color="job", max_categories=2)
+    assert [t.name for t in fig.data] == ["cook", "nurse", "Other", "missing"]
+    assert [len(t.x) for t in fig.data] == [6, 4, 5, 1]
+    assert all(t.showlegend for t in fig.data)
+    assert fig.data[2].marker.color == _colors.OTHER_COLOR
+    assert fig.layout.legend.title.text == "job"
+    assert len({t.marker.color for t in fig.data}) == 4
+
+
+def test_cluster_colour_runs_kmeans_once(monkeypatch, da, scores):
+    calls = []
+    real = cluster.kmeans
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cluster, "kmeans", counting)
+    fig = pvx.plot.projection(scores, color="cluster", vectors=da, n_clusters=3)
+    assert len(calls) == 1 and calls[0]["include_baseline"] is True
+    assert [t.name for t in fig.data] == ["cluster 0", "cluster 1", "cluster 2"]
+    # the planted clusters are recovered: each legend entry is one planted block
+    for trace in fig.data:
+        members = [t.split("id: ")[1].split("<br>")[0] for t in trace.hovertext]
+        planted = {int(da["planted_cluster"].sel(id=m)) for m in members if m.startswith("p")}
+        assert len(planted) == 1
+
+
+def test_per_layer_clusters_change_membership_per_frame(da):
+    acts = da.isel(persona=slice(0, 15))
+    labels = cluster.kmeans(acts, 3, mode="per_layer")
+    fig = pvx.plot.projection(decomposition.pca(acts), groups=labels)
+    assert [t.name for t in fig.data] == ["cluster 0", "cluster 1", "cluster 2"]
+    for i, frame in enumerate(fig.frames):
+        sizes = [len(t.x) for t in frame.data]
+        expected = np.bincount(labels.isel(layer=i).values, minlength=3).tolist()
+        assert sizes == expected
+        assert all(len(t.hovertext) == len(t.x) for t in frame.data)
+
+
+def test_explicit_groups_and_values(scores):
+    n = scores.sizes["persona"]
+    fig = pvx.plot.projection(scores, groups=[("a", "b", "c")[i % 3] for i in range(n)])
+    assert [t.name for t in fig.data] == ["a", "b", "c"]
+    values = np.linspace(0, 1, n)
+    fig = pvx.plot.projection(scores, color_values=values)
+    assert fig.data[0].marker.cmin == 0 and fig.data[0].marker.cmax == 1
+    with pytest.raises(ValueError, match="one value per persona"):
+        pvx.plot.projection(scores, color_values=values[:-1])
+    with pytest.raises(ValueError, match="pass one of"):
+        pvx.plot.projection(scores, color="age", groups=values)
+
+
+def test_groups_dataarray_is_matched_by_id(scores):
+    ids = scores["id"].values
+    groups = xr.DataArray(
+        [f"g{i % 2}" for i in range(len(ids))][::-1],
+        dims="persona",
+        coords={"id": ("persona", ids[::-1])},
+    )
+    fig = pvx.plot.projection(scores, groups=groups)
+    first = fig.data[0]
+    members = [t.split("id: ")[1].split("<br>")[0] for t in first.hovertext]
+    expected = groups.set_xindex("id").sel(id=members).values
+    assert set(expected) == {first.name}
+
+
+def test_hover_escapes_every_string_from_the_data(da):
+    names = da["name"].values.astype(object)
+    names[0] = MARKUP
+    region = da["region"].values.astype(object)
+    region[1] = "<b>bold</b> & co"
+    acts = da.assign_coords(
+        name=("persona", names), region=("persona", region, {"kind": "categorical"})
+    )
+    fig = pvx.plot.projection(decomposition.pca(acts), color="region", hover=["education", "age"])
+    text = [t for trace in fig.data for t in trace.hovertext]
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in t for t in text)
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; co" in [t.name for t in fig.data]
+    dumped = fig.to_json()
+    assert "<img" not in dumped and "<b>bold" not in dumped
+
+
+def test_hover_shows_id_name_and_chosen_attributes(scores):
+    fig = pvx.plot.projection(scores, hover=["age", "region"])
+    first = fig.data[0].hovertext[0]
+    assert first.startswith("<b>Ada</b><br>id: p0<br>age: ")
+    assert "region: " in first
+    assert fig.data[0].hovertext[-1].endswith("region: missing")  # the baseline
+    with pytest.raises(KeyError, match="hover="):
+        pvx.plot.projection(scores, hover=["shoe_size"])
+
+
+def test_recolouring_a_computed_projection_does_not_refit(scores, no_analysis):
+    for kwargs in ({"color": "age"}, {"color": "region"}, {"groups": np.arange(16) % 2}):
+        fig = pvx.plot.projection(scores, hover=["education"], **kwargs)
+        assert frame_names(fig) == ["10", "11", "12", "13"]
+
+
+def test_knn_overlay_links_exactly_the_k_nearest(da):
+    acts = da.isel(persona=slice(0, 15))
+    result = decomposition.pca(acts)
+    nn = similarity.neighbors(acts, 3)
+    fig = pvx.plot.projection(result, neighbors=nn)
+    edges_trace, points = fig.data
+    assert edges_trace.mode == "lines" and points.mode == "markers"
+    ids = list(points.hovertext)
+    ids = [t.split("id: ")[1].split("<br>")[0] for t in ids]
+    for i, frame in enumerate(fig.frames):
+        xy = all_points(frame.data[1])
+        where = {tuple(p): j for j, p in enumerate(xy)}
+        seg = all_points(frame.data[0]).reshape(-1, 3, 2)
+        assert np.isnan(seg[:, 2]).all()
+        drawn = {(ids[where[tuple(s[0])]], ids[where[tuple(s[1])]]) for s in seg}
+        layer_nn = nn.isel(layer=i)
+        expected = {
+            (str(p), str(q))
+            for p, row in zip(layer_nn["id"].values, layer_nn["neighbor_id"].values, strict=True)
+            for q in row
+        }
+        assert drawn == expected and len(seg) == 15 * 3
+        assert all(a != b for a, b in drawn)
+
+
+def test_axes_fixed_or_per_layer(scores):
+    xy = scores["scores"].sel(component=[1, 2]).values
+    fixed = pvx.plot.projection(scores.drop_vars("explained_variance_ratio"))
+    lo, hi = fixed.layout.xaxis.range
+    assert lo < xy[..., 0].min() and hi > xy[..., 0].max()
+    assert all(f.layout.xaxis.range is None for f in fixed.frames)
+    per = pvx.plot.projection(scores, axes="per_layer")
+    for i, frame in enumerate(per.frames):
+        lo, hi = frame.layout.xaxis.range
+        assert lo <= xy[i, :, 0].min() and hi >= xy[i, :, 0].max()
+        assert hi - lo < 1.2 * np.ptp(xy[i, :, 0]) + 1e-6
+    # PCA axis titles carry each layer's explained variance
+    ratio = float(scores["explained_variance_ratio"].isel(layer=3, component=0))
+    assert per.frames[3].layout.xaxis.title.text == f"PC1 ({100 * ratio:.1f}%)"
+
+
+def test_projection_errors_name_the_fix(da, scores):
+    stacked = pvx.synthetic.planted_personas(variants=["biography", "templated"], seed=0)
+    with pytest.raises(ValueError, match=r"variant=\.\.\."):
+        pvx.plot.projection(decomposition.pca(stacked))
+    with pytest.raises(KeyError, match="'age'"):
+        pvx.plot.projection(scores, color="shoe_size")
+    with pytest.raises(ValueError, match="n_clusters"):
+        pvx.plot.projection(scores, color="cluster")
+    with pytest.raises(KeyError, match="component"):
+        pvx.plot.projection(scores, components=(1, 5))
+    with pytest.raises(ValueError, match="axes"):
+        pvx.plot.projection(scores, axes="loose")
+
+
+@pytest.mark.filterwarnings("ignore:using precomputed metric:UserWarning")
+@pytest.mark.parametrize("method", ["pca", "umap", "isomap"])
+def test_from_vectors_draws_the_analysis(da, method):
+    acts = da.chunk({"layer": 1})
+    fig = getattr(pvx.plot, method)(acts, color="region", layer=[11, 12])
+    assert frame_names(fig) == ["11", "12"]
+    expected = {"pca": decomposition.pca, "umap": manifold.umap, "isomap": manifold.isomap}[method](
+        da, layer=[11, 12]
+    )
+    expected = expected["scores"] if method == "pca" else expected
+    north = expected.sel(layer=12).isel(persona=da["region"].values[:15] == "north")
+    np.testing.assert_allclose(
+        all_points(fig.frames[1].data[0]), north.values, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_from_vectors_computes_clusters_and_neighbours_together(da):
+    fig = pvx.plot.pca(da, color="cluster", n_clusters=3, k=2, hover=["age"])
+    assert [t.name for t in fig.data][1:] == ["cluster 0", "cluster 1", "cluster 2"]
+    assert fig.data[0].mode == "lines"
+    hover = [list(t.hovertext) for t in fig.data if t.hovertext is not None]
+    assert "baseline_assistant" not in json.dumps(hover)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_write_html_embeds_plotlyjs_and_never_uses_a_cdn(tmp_path, scores):
+    fig = pvx.plot.projection(scores, color="age")
+    page = pvx.plot.write_html(fig, tmp_path / "pca.html")
+    text = page.read_text()
+    assert "cdn.plot.ly/plotly" not in text.split("</script>", 1)[1]
+    assert '<script src="http' not in text
+    assert text.count("Plotly.newPlot") >= 1 and len(text) > 1_000_000  # bundle inside
+
+
+def test_write_html_directory_writes_plotlyjs_once(tmp_path, scores):
+    for name in ("a.html", "b.html"):
+        page = pvx.plot.write_html(
+            pvx.plot.projection(scores), tmp_path / name, plotlyjs="directory"
+        )
+        text = page.read_text()
+        assert 'src="plotly.min.js"' in text and len(text) < 500_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", "plotly.min.js"]
+    with pytest.raises(ValueError, match="CDN"):
+        pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "c.html", plotlyjs="cdn")
