@@ -21,6 +21,7 @@ only invisible leftovers, which the next write clears. One writer at a time.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+import zarr.api.asynchronous
 import zarr.storage
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr.core.metadata.io import save_metadata
@@ -51,6 +53,9 @@ from pvx._construct import (
 
 FORMAT_VERSION = 1
 DEFAULT_PERSONA_BLOCK = 64
+# Per-persona coordinates are tiny: few large chunks keep opening a store a handful of reads,
+# even over HTTP. Writes only ever extend their last chunk, so committed values never change.
+COLUMN_CHUNK = 4096
 TAIL = "_tail"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 _RESERVED = {"vectors", "layer", "hidden", "persona", "variant", *PERSONA_COORDS}
@@ -91,14 +96,22 @@ def open_store(path_or_url: str | os.PathLike, **storage_options: Any) -> xr.Dat
     store = _zarr_store(path_or_url, storage_options, read_only=True)
     root = _open_root(store, path_or_url)
     nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={"pvx_format_version": FORMAT_VERSION})}
-    for path in root.attrs["pvx"]["variants"]:
+    paths = root.attrs["pvx"]["variants"]
+    for path in paths:
         model_dir, mask, _ = path.split("/")
-        if model_dir not in nodes:
-            nodes[model_dir] = xr.Dataset(attrs=dict(root[model_dir].attrs))
-        if f"{model_dir}/{mask}" not in nodes:
-            nodes[f"{model_dir}/{mask}"] = xr.Dataset(attrs=dict(root[f"{model_dir}/{mask}"].attrs))
-        group = zarr.open_group(store, path=path, mode="r", use_consolidated=True)
-        nodes[path] = _read_variant(group).to_dataset()
+        for key in (model_dir, f"{model_dir}/{mask}"):
+            if key not in nodes:
+                nodes[key] = xr.Dataset(attrs=dict(root[key].attrs))
+    opened = sync(
+        _gather(
+            *(
+                zarr.api.asynchronous.open_group(store, path=path, mode="r", use_consolidated=True)
+                for path in paths
+            )
+        )
+    )
+    arrays = _read_variants([zarr.Group(g) for g in opened])
+    nodes.update({path: da.to_dataset() for path, da in zip(paths, arrays, strict=True)})
     tree = xr.DataTree.from_dict(nodes)
     tree.attrs["source"] = str(path_or_url)
     return tree
@@ -259,8 +272,11 @@ def write_variant(
     group = root.create_group(path)
     columns = _columns(da)
     created: list[zarr.Array | zarr.Group] = [tail := group.create_group(TAIL)]
-    for sub, block in ((group, persona_block), (tail, 1)):
-        created += _create_arrays(sub, da, columns, block)
+    for sub, block, column_chunk in (
+        (group, persona_block, COLUMN_CHUNK),
+        (tail, 1, persona_block),
+    ):
+        created += _create_arrays(sub, da, columns, block, column_chunk)
     meta = {
         "model": model,
         "mask_strategy": mask_strategy,
@@ -357,11 +373,11 @@ def set_attribute(
         stored_name = _fresh_column_name(group, name)
         n_main, n_tail = meta["n_main"], meta["n_tail"]
         created = []
-        for sub, block, rows in (
-            (group, meta["persona_block"], slice(0, n_main)),
-            (group[meta["tail"]], 1, slice(n_main, n_main + n_tail)),
+        for sub, chunk, rows in (
+            (group, COLUMN_CHUNK, slice(0, n_main)),
+            (group[meta["tail"]], meta["persona_block"], slice(n_main, n_main + n_tail)),
         ):
-            column = _create_column(sub, stored_name, var, block)
+            column = _create_column(sub, stored_name, var, chunk)
             column.resize((rows.stop - rows.start,))
             column[:] = _encode(var[rows].values, var.attrs["kind"])
             created.append(column)
@@ -426,26 +442,54 @@ def _open_or_create_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
 
 
 def _read_variant(group: zarr.Group, columns: Sequence[str] | None = None) -> xr.DataArray:
-    """The committed content of a variant group opened from its consolidated metadata:
-    main rows then tail rows, lazily. ``columns`` limits which per-persona coordinates are
-    read (default: all)."""
-    meta = group.attrs["pvx"]
-    parts = [(group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])]
-    vectors = dask.array.concatenate([dask.array.from_zarr(g["vectors"])[:n] for g, n in parts])
-    coords: dict[Hashable, Any] = {"layer": ("layer", group["layer"][:])}
-    for name, stored in meta["columns"].items():
-        if columns is not None and name not in columns:
-            continue
-        raw = np.concatenate([g[stored][:n] for g, n in parts])
-        coords[name] = _decode(name, raw, dict(group[stored].attrs))
-    da = xr.DataArray(
-        vectors,
-        dims=("persona", "layer", "hidden"),
-        coords=coords,
-        name="vectors",
-        attrs={"model": meta["model"], "mask_strategy": meta["mask_strategy"]},
-    )
-    return da.assign_coords(variant=meta["variant"]).set_xindex("id")
+    """The committed content of a variant group opened from its consolidated metadata."""
+    return _read_variants([group], columns)[0]
+
+
+def _read_variants(
+    groups: Sequence[zarr.Group], columns: Sequence[str] | None = None
+) -> list[xr.DataArray]:
+    """Variants as lazy DataArrays: main rows then tail rows, coordinates read eagerly.
+
+    ``columns`` limits which per-persona coordinates are read (default: all). All
+    coordinate reads of all variants go out at once: one round of requests, not one per
+    array, which is what keeps opening a remote store fast.
+    """
+    plans = []
+    for group in groups:
+        meta = group.attrs["pvx"]
+        parts = [(group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])]
+        names = [n for n in meta["columns"] if columns is None or n in columns]
+        reads = [("layer", group["layer"], None)]
+        reads += [(name, g[meta["columns"][name]], n) for name in names for g, n in parts]
+        plans.append((group, meta, parts, names, reads))
+    everything = [
+        array._async_array.getitem(slice(0, n)) for *_, reads in plans for _, array, n in reads
+    ]
+    values = iter(sync(_gather(*everything)))
+    result = []
+    for group, meta, parts, names, reads in plans:
+        read: dict[str, list[np.ndarray]] = {}
+        for name, _, _ in reads:
+            read.setdefault(name, []).append(next(values))
+        coords: dict[Hashable, Any] = {"layer": ("layer", read.pop("layer")[0])}
+        for name in names:
+            attrs = dict(group[meta["columns"][name]].attrs)
+            coords[name] = _decode(name, np.concatenate(read[name]), attrs)
+        vectors = dask.array.concatenate([dask.array.from_zarr(g["vectors"])[:n] for g, n in parts])
+        da = xr.DataArray(
+            vectors,
+            dims=("persona", "layer", "hidden"),
+            coords=coords,
+            name="vectors",
+            attrs={"model": meta["model"], "mask_strategy": meta["mask_strategy"]},
+        )
+        result.append(da.assign_coords(variant=meta["variant"]).set_xindex("id"))
+    return result
+
+
+async def _gather(*coroutines: Any) -> list[Any]:
+    return list(await asyncio.gather(*coroutines))
 
 
 def _open_variant_for_write(
@@ -534,7 +578,11 @@ def _append_rows(
 
 
 def _create_arrays(
-    group: zarr.Group, da: xr.DataArray, columns: Mapping[str, xr.Variable], block: int
+    group: zarr.Group,
+    da: xr.DataArray,
+    columns: Mapping[str, xr.Variable],
+    block: int,
+    column_chunk: int,
 ) -> list[zarr.Array]:
     layer = group.create_array(
         "layer", data=da["layer"].values.astype(np.int64), dimension_names=["layer"]
@@ -548,7 +596,11 @@ def _create_arrays(
         dimension_names=list(da.dims),
         compressors=_vector_compressors(),
     )
-    return [layer, vectors, *(_create_column(group, n, v, block) for n, v in columns.items())]
+    return [
+        layer,
+        vectors,
+        *(_create_column(group, n, v, column_chunk) for n, v in columns.items()),
+    ]
 
 
 def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> tuple[zarr.Group, list[Any]]:
@@ -628,12 +680,12 @@ def _columns(da: xr.DataArray) -> dict[str, xr.Variable]:
     return columns
 
 
-def _create_column(group: zarr.Group, name: str, var: xr.Variable, block: int) -> zarr.Array:
+def _create_column(group: zarr.Group, name: str, var: xr.Variable, chunk: int) -> zarr.Array:
     numeric = var.attrs.get("kind") == "numeric"
     return group.create_array(
         name,
         shape=(0,),
-        chunks=(block,),
+        chunks=(chunk,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else "",
         dimension_names=["persona"],
