@@ -164,13 +164,13 @@ def _double_center(k: np.ndarray) -> np.ndarray:
     )
 
 
-def _check_finite(g: np.ndarray, ids: tuple[Any, ...], func: str) -> None:
+def _check_finite(g: np.ndarray, ids: tuple[Any, ...]) -> None:
     # diag(G)_i = sum of squares of row i (float64: no overflow from float16/32 inputs), so it
     # is non-finite exactly when row i holds a NaN or an inf, in some layer/variant.
     bad = ~np.isfinite(np.diagonal(g, axis1=-2, axis2=-1))
     if bad.any():
         rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
-        raise ValueError(nonfinite_message(func, [ids[i] for i in rows]))
+        raise ValueError(nonfinite_message([ids[i] for i in rows]))
 
 
 def _prepare_kernel(
@@ -180,10 +180,9 @@ def _prepare_kernel(
     normalize: bool,
     double_center: bool,
     ids: tuple[Any, ...],
-    func: str,
 ) -> np.ndarray:
     """Gram of prepared rows from the raw Gram ``g`` (see module docstring)."""
-    _check_finite(g, ids, func)
+    _check_finite(g, ids)
     k = _double_center(g) if center else g
     if normalize:
         sq = np.diagonal(k, axis1=-2, axis2=-1)
@@ -203,12 +202,12 @@ def prepared_gram(
     center: bool,
     normalize: bool,
     double_center: bool = False,
-    func: str,
 ) -> xr.DataArray:
     """Gram of the prepared rows, derived lazily from :func:`raw_gram`'s result.
 
     Also checks for non-finite vectors (when the kernel runs, so lazily on dask) and names the
-    offending persona ids.
+    offending persona ids. The kernel's arguments do not depend on the calling analysis, so
+    analyses computed together share its tasks.
     """
     ids = tuple(persona_ids(gram))
     return xr.apply_ufunc(
@@ -221,7 +220,6 @@ def prepared_gram(
             "normalize": normalize,
             "double_center": double_center,
             "ids": ids,
-            "func": func,
         },
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -251,11 +249,11 @@ def distances(prepared: xr.DataArray) -> xr.DataArray:
 
 
 def prepared_distances(
-    da: xr.DataArray, *, center: bool = True, normalize: bool = True, func: str
+    da: xr.DataArray, *, center: bool = True, normalize: bool = True
 ) -> xr.DataArray:
     """Distances between the prepared (centered, normalised) rows of ``da``."""
     gram = raw_gram(da)
-    return distances(prepared_gram(gram, center=center, normalize=normalize, func=func))
+    return distances(prepared_gram(gram, center=center, normalize=normalize))
 
 
 def batched(

@@ -160,13 +160,17 @@ def persona_ids(da: xr.DataArray) -> np.ndarray:
     return np.asarray([f"persona[{i}]" for i in range(n)], dtype=object)
 
 
-def nonfinite_message(func: str, ids: Iterable[Any]) -> str:
-    """The message for non-finite activations, naming the offending personas."""
+def nonfinite_message(ids: Iterable[Any]) -> str:
+    """The message for non-finite activations, naming the offending personas.
+
+    It names no function: the check runs in a kernel shared by every analysis requested
+    together, so the same task serves (and reports for) all of them.
+    """
     ids = list(ids)
     return (
-        f"{func}() found non-finite values (NaN or inf) in the vectors of persona(s) "
-        f"{_summarise(ids)}; drop them with da.drop_sel(id=[...]) or fix the extraction "
-        "that produced them"
+        f"found non-finite values (NaN or inf) in the vectors of persona(s) {_summarise(ids)}, "
+        "which no analysis can use; drop them with da.drop_sel(id=[...]) or fix the "
+        "extraction that produced them"
     )
 
 

@@ -21,11 +21,11 @@ from pvx._validate import check_n_components
 __all__ = ["explained_variance", "pca"]
 
 
-def _kernel_gram(da: xr.DataArray, *, normalize: bool, func: str) -> xr.DataArray:
+def _kernel_gram(da: xr.DataArray, *, normalize: bool) -> xr.DataArray:
     # Centering already makes the Gram doubly centered; normalising breaks that, so PCA's own
     # centering of the unit vectors is applied again.
     return _engine.prepared_gram(
-        _engine.raw_gram(da), center=True, normalize=normalize, double_center=normalize, func=func
+        _engine.raw_gram(da), center=True, normalize=normalize, double_center=normalize
     )
 
 
@@ -125,7 +125,7 @@ def pca(
     )
     n = da.sizes[P]
     k = check_n_components(n_components, n_persona=n, n_hidden=da.sizes[H], func=func)
-    kernel = _kernel_gram(da, normalize=normalize, func=func)
+    kernel = _kernel_gram(da, normalize=normalize)
     scores, vals = _engine.embedding(kernel, k)
     scores = _engine.align_layers(scores).rename("scores")
     total = _engine.trace(kernel)
@@ -205,7 +205,7 @@ def explained_variance(
         why="PCA centers over personas",
     )
     k = min(da.sizes[P], da.sizes[H])
-    kernel = _kernel_gram(da, normalize=normalize, func=func)
+    kernel = _kernel_gram(da, normalize=normalize)
     vals = _engine.spectrum(kernel, k)
     total = _engine.trace(kernel)
     return (vals / total.where(total > 0)).fillna(0.0).rename("explained_variance_ratio")

@@ -120,7 +120,7 @@ def umap(
     )
     if n_neighbors < 2:
         raise ValueError(f"{func}() needs n_neighbors >= 2, got {n_neighbors}; pass 2 or more")
-    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    distance = _engine.prepared_distances(da, normalize=normalize)
     coords = _embed(distance, _umap_one, k, n_neighbors=n_neighbors, n_components=k, seed=int(seed))
     coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
     return coords.rename("umap")
@@ -197,7 +197,7 @@ def isomap(
         n_neighbors, "n_neighbors", func=func, maximum=10**9, why="a positive number"
     )
     n_neighbors = min(n_neighbors, n - 1)
-    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    distance = _engine.prepared_distances(da, normalize=normalize)
     coords = _embed(distance, _isomap_one, k, n_neighbors=n_neighbors, n_components=k)
     coords = _engine.align_layers(coords)
     coords.attrs = {"n_neighbors": n_neighbors, "normalize": int(normalize)}
@@ -282,7 +282,7 @@ def twonn(
             f"{func}() got discard_fraction={discard_fraction!r}; pass a fraction in [0, 1), "
             "e.g. 0.1"
         )
-    distance = _engine.prepared_distances(da, normalize=normalize, func=func)
+    distance = _engine.prepared_distances(da, normalize=normalize)
     dim = xr.apply_ufunc(
         _engine.batched_arrays,
         distance,

@@ -82,7 +82,7 @@ def cosine(
         why="centering subtracts the mean over personas",
     )
     gram = _engine.raw_gram(da)
-    sim = _engine.prepared_gram(gram, center=center, normalize=True, func="cosine")
+    sim = _engine.prepared_gram(gram, center=center, normalize=True)
     sim = sim.clip(-1.0, 1.0).rename("cosine")
     sim.attrs = {"long_name": "centered cosine similarity" if center else "cosine similarity"}
     return sim
@@ -277,8 +277,8 @@ def pair_similarity(
 def _variant_kernel(
     g_aa: np.ndarray, g_bb: np.ndarray, g_ab: np.ndarray, *, ids: tuple[Any, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    _engine._check_finite(g_aa, ids, "variant_similarity")
-    _engine._check_finite(g_bb, ids, "variant_similarity")
+    _engine._check_finite(g_aa, ids)
+    _engine._check_finite(g_bb, ids)
 
     def diag(m: np.ndarray) -> np.ndarray:
         return np.diagonal(m, axis1=-2, axis2=-1)
@@ -291,12 +291,8 @@ def _variant_kernel(
     # Each variant is centered by its own mean: Ca Cbᵀ = H Gab H.
     c_aa, c_bb, c_ab = (_engine._double_center(g) for g in (g_aa, g_bb, g_ab))
     centered = ratio(diag(c_ab), diag(c_aa), diag(c_bb))
-    cos_a = _engine._prepare_kernel(
-        g_aa, center=True, normalize=True, double_center=False, ids=ids, func=""
-    )
-    cos_b = _engine._prepare_kernel(
-        g_bb, center=True, normalize=True, double_center=False, ids=ids, func=""
-    )
+    cos_a = _engine._prepare_kernel(g_aa, center=True, normalize=True, double_center=False, ids=ids)
+    cos_b = _engine._prepare_kernel(g_bb, center=True, normalize=True, double_center=False, ids=ids)
     n = g_aa.shape[-1]
     iu = np.triu_indices(n, k=1)
     upper_a, upper_b = cos_a[..., *iu], cos_b[..., *iu]
