@@ -396,9 +396,10 @@ def _zarr_store(
 ) -> zarr.abc.store.Store:
     text = os.fspath(path_or_url)
     if "://" in text and not text.startswith("file://"):
-        return zarr.storage.FsspecStore.from_url(
+        remote = zarr.storage.FsspecStore.from_url(
             text, storage_options=dict(storage_options) or None, read_only=read_only
         )
+        return _CheckedStore(remote, text)
     if storage_options:
         raise TypeError(f"storage options {sorted(storage_options)} only apply to URLs")
     path = Path(text.removeprefix("file://"))
@@ -406,7 +407,34 @@ def _zarr_store(
         raise StoreError(
             f"no store at {text!r}; check the path, or create one with pvx.write_variant"
         )
-    return zarr.storage.LocalStore(path, read_only=read_only)
+    return _CheckedStore(zarr.storage.LocalStore(path, read_only=read_only), text)
+
+
+class _CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
+    """A store whose failed or missing reads of vector chunks are errors, not fill values.
+
+    pvx writes every chunk of every committed row, so a vector chunk that cannot be read
+    means a failing server or a damaged store: say so instead of computing on zeros.
+    """
+
+    def __init__(self, store: zarr.abc.store.Store, where: str) -> None:
+        super().__init__(store)
+        self._where = where
+
+    def _with_store(self, store: zarr.abc.store.Store) -> _CheckedStore:
+        return type(self)(store, self._where)
+
+    async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            value = await self._store.get(key, *args, **kwargs)
+        except Exception as err:
+            raise StoreError(f"reading {key!r} from {self._where!r} failed: {err}") from err
+        if value is None and "/vectors/c/" in f"/{key}":
+            raise StoreError(
+                f"chunk {key!r} is missing from {self._where!r}: the store is damaged or the "
+                "server is failing"
+            )
+        return value
 
 
 def _open_root(store: zarr.abc.store.Store, where: Any, mode: str = "r") -> zarr.Group:
@@ -595,6 +623,8 @@ def _create_arrays(
         fill_value=0,
         dimension_names=list(da.dims),
         compressors=_vector_compressors(),
+        # Every chunk exists on disk, so a missing one is detectably an error (_CheckedStore).
+        config={"write_empty_chunks": True},
     )
     return [
         layer,
@@ -627,6 +657,7 @@ def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> tuple[zarr.Group, list[A
                 dimension_names=array.metadata.dimension_names,
                 attributes=dict(array.attrs),
                 compressors=array.compressors,
+                config={"write_empty_chunks": True},
                 overwrite=True,
             )
         )
