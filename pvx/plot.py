@@ -40,10 +40,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PlotAccessor",
+    "cosine",
+    "dendrogram",
+    "explained_variance",
+    "heatmap",
     "isomap",
+    "linkage",
+    "pair_similarity",
+    "pair_trajectories",
     "pca",
     "projection",
+    "scree",
     "umap",
+    "variance_heatmap",
+    "variant_lines",
+    "variant_similarity",
     "write_html",
 ]
 
@@ -654,6 +665,716 @@ def projection(
     return go.Figure(data=data, layout=layout, frames=frames)
 
 
+# --------------------------------------------------------------------------- heatmap
+
+
+def _leaf_positions(order: Any, ids: np.ndarray, order_layer: Any) -> np.ndarray:
+    """Row order as positions along ``persona``, from positions, ids or a linkage Dataset."""
+    if isinstance(order, xr.Dataset):
+        if "order" not in order:
+            raise ValueError("order= needs the Dataset of pvx.cluster.linkage (with 'order')")
+        tree = _computed(order)
+        if "layer" in tree["order"].dims:
+            label = tree["layer"].values[-1] if order_layer is None else order_layer
+            tree = tree.sel(layer=label)
+        _check_dims(tree["order"], ["leaf"], func="heatmap(order=...)")
+        leaf_ids = tree["leaf_id"].values if "leaf_id" in tree else None
+        if leaf_ids is not None:
+            order = np.asarray(leaf_ids, dtype=object)
+        else:
+            order = tree["order"].values
+    arr = np.asarray(order)
+    if arr.dtype.kind in "iu":
+        positions = arr.astype(np.int64)
+    else:
+        positions = pd.Index(ids).get_indexer(arr.astype(object))
+    n = len(ids)
+    if sorted(positions.tolist()) != list(range(n)):
+        raise ValueError(
+            f"order= must list each of the {n} personas once (positions or ids), e.g. the "
+            "'order' of pvx.cluster.linkage computed on the same personas"
+        )
+    return positions
+
+
+def _blocks(n: int, max_rows: int | None) -> list[np.ndarray]:
+    if max_rows is None or n <= max_rows:
+        return [np.array([i]) for i in range(n)]
+    return np.array_split(np.arange(n), max_rows)
+
+
+def _block_means(z: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
+    """Mean of each (row block, column block) over the last two axes."""
+    starts = np.array([b[0] for b in blocks])
+    sizes = np.array([len(b) for b in blocks], dtype=np.float64)
+    summed = np.add.reduceat(np.add.reduceat(z, starts, axis=-1), starts, axis=-2)
+    return summed / np.outer(sizes, sizes)
+
+
+def heatmap(
+    sim: xr.DataArray,
+    *,
+    order: Any = None,
+    order_layer: Any = None,
+    labels: str = "id",
+    text_threshold: int = 25,
+    max_rows: int | None = 800,
+    precision: str = "auto",
+    title: str | None = None,
+) -> go.Figure:
+    """Persona × persona similarity heatmap, one frame per layer.
+
+    Rows keep one order on every layer (so they stay put while the slider moves). The file
+    stays small for many personas: values are stored as float32, or as whole hundredths
+    (int8) when the matrices are large, cell text is only drawn for a few personas, and above
+    ``max_rows`` neighbouring rows are averaged into blocks (a screen shows no more rows).
+
+    Parameters
+    ----------
+    sim : xarray.DataArray
+        :func:`pvx.similarity.cosine`: dims ``(layer, persona, persona_other)`` or
+        ``(persona, persona_other)``.
+    order : array-like or xarray.Dataset, optional
+        Row order: positions along ``persona``, persona ids, or the Dataset of
+        :func:`pvx.cluster.linkage` (its dendrogram leaf order).
+    order_layer : label, optional
+        With a layered linkage, the layer whose leaf order is used (default the last).
+    labels : {"id", "name"}
+        Row and column labels: the ids, or ``name (id)``.
+    text_threshold : int
+        Print each cell's value when there are at most this many rows.
+    max_rows : int or None
+        Average neighbouring rows (and columns) into at most this many blocks; ``None``
+        keeps every persona.
+    precision : {"auto", "float32", "int8"}
+        Storage of the values: ``int8`` keeps hundredths of the cosine (hover shows cosine
+        × 100); ``auto`` uses it above 2.5 million cells.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace; frames named by layer label with a slider.
+
+    Examples
+    --------
+    >>> import pvx.cluster, pvx.plot, pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
+    >>> fig = pvx.plot.heatmap(pvx.similarity.cosine(da), order=pvx.cluster.linkage(da))
+    >>> fig.data[0].type, len(fig.frames)
+    ('heatmap', 3)
+    """
+    import plotly.graph_objects as go
+
+    if not isinstance(sim, xr.DataArray) or _P not in sim.dims or _Q not in sim.dims:
+        raise ValueError(
+            "heatmap() needs the DataArray of pvx.similarity.cosine, with dims "
+            f"('persona', 'persona_other'), got {getattr(sim, 'dims', type(sim).__name__)!r}"
+        )
+    _check_dims(sim, ["layer", _P, _Q], func="heatmap")
+    if labels not in ("id", "name"):
+        raise ValueError(f"heatmap() got labels={labels!r}; choose 'id' or 'name'")
+    if precision not in ("auto", "float32", "int8"):
+        raise ValueError(
+            f"heatmap() got precision={precision!r}; choose 'auto', 'float32' or 'int8'"
+        )
+    sim = _computed(sim)
+    layers = _layer_labels(sim)
+    ids = _persona_ids(sim)
+    order_ = _leaf_positions(order, ids, order_layer) if order is not None else np.arange(len(ids))
+    dims = ["layer", _P, _Q] if "layer" in sim.dims else [_P, _Q]
+    z = sim.transpose(*dims).values
+    z = z[..., order_, :][..., order_] if z.ndim == 3 else z[np.ix_(order_, order_)]
+    if z.ndim == 2:
+        z = z[None]
+    shown = ids[order_]
+    if labels == "name" and "name" in sim.coords:
+        names = np.asarray(sim["name"].values, dtype=object)[order_]
+        shown = np.asarray([f"{n} ({i})" for n, i in zip(names, shown, strict=True)])
+    blocks = _blocks(len(ids), max_rows)
+    if len(blocks) < len(ids):
+        z = _block_means(z, blocks)
+        ticks = [
+            _esc(shown[b[0]]) if len(b) == 1 else f"{_esc(shown[b[0]])} … {_esc(shown[b[-1]])}"
+            for b in blocks
+        ]
+    else:
+        ticks = [_esc(s) for s in shown]
+    rows = len(ticks)
+    cells = rows * rows * len(layers)
+    small = precision == "float32" or (precision == "auto" and cells <= 2_500_000)
+    if small:
+        values = np.round(z, 4).astype(np.float32)
+        zrange, value_fmt = (-1.0, 1.0), "cosine %{z:.3f}"
+        bar: dict[str, Any] = {"title": {"text": "cosine"}}
+    else:
+        # Whole hundredths: one byte per cell, a quarter of float32 in the page.
+        values = np.round(np.clip(z, -1, 1) * 100).astype(np.int8)
+        zrange, value_fmt = (-100.0, 100.0), "cosine ×100: %{z}"
+        bar = {
+            "title": {"text": "cosine"},
+            "tickvals": [-100, -50, 0, 50, 100],
+            "ticktext": ["-1", "-0.5", "0", "0.5", "1"],
+        }
+    trace: dict[str, Any] = {
+        "z": values[0],
+        "x": ticks,
+        "y": ticks,
+        "zmin": zrange[0],
+        "zmax": zrange[1],
+        "colorscale": "RdBu",
+        "reversescale": True,
+        "colorbar": bar,
+        "hovertemplate": f"%{{y}}<br>%{{x}}<br>{value_fmt}<extra></extra>",
+        "xgap": 0,
+        "ygap": 0,
+    }
+    if rows <= text_threshold:
+        # computed in the browser from z: no per-cell strings in the file
+        trace["texttemplate"] = "%{z:.2f}" if small else "%{z}"
+        trace["textfont"] = {"size": 10}
+    heading = _esc(title) if title is not None else _esc(sim.attrs.get("long_name", "cosine"))
+    heading += _variant_note(sim)
+    show_ticks = rows <= 60
+    layout: dict[str, Any] = {
+        "title": {"text": heading},
+        "template": "plotly_white",
+        "xaxis": {"showticklabels": show_ticks, "type": "category", "tickangle": -45},
+        "yaxis": {
+            "showticklabels": show_ticks,
+            "type": "category",
+            "autorange": "reversed",
+            "scaleanchor": "x",
+        },
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+    }
+    frames = []
+    if "layer" in sim.dims:
+        frames = [
+            go.Frame(name=str(label), data=[go.Heatmap(z=values[i])], traces=[0])
+            for i, label in enumerate(layers)
+        ]
+        layout.update(_animation(layers))
+        layout["margin"]["b"] = 90
+    elif layers != [None]:
+        layout["title"]["text"] += f" · {_layer_title(layers[0])}"
+    return go.Figure(data=[go.Heatmap(**trace)], layout=layout, frames=frames)
+
+
+# --------------------------------------------------------------------------- lines by layer
+
+
+def _pair_label(ps: xr.Dataset, i: int) -> str:
+    def one(suffix: str) -> str:
+        pid = ps[f"id{suffix}"].values[i]
+        if f"name{suffix}" in ps.coords:
+            return f"{_esc(ps[f'name{suffix}'].values[i])} ({_esc(pid)})"
+        return _esc(pid)
+
+    return f"{one('')} – {one('_other')}"
+
+
+def _band(go: Any, x: np.ndarray, low: np.ndarray, high: np.ndarray, name: str, color: str) -> Any:
+    """One filled polygon between two curves (a single trace, whatever the number of pairs)."""
+    return go.Scatter(
+        x=np.concatenate([x, x[::-1]]),
+        y=np.concatenate([high, low[::-1]]).astype(np.float32),
+        fill="toself",
+        fillcolor=color,
+        line={"width": 0},
+        name=name,
+        hoverinfo="skip",
+    )
+
+
+def _layer_axis(obj: xr.DataArray | xr.Dataset, func: str) -> np.ndarray:
+    if "layer" not in obj.dims:
+        raise ValueError(
+            f"{func}() draws curves over layers, but the result has no 'layer' dimension "
+            f"(dims {tuple(obj.dims)!r}); compute it with several layers"
+        )
+    return np.asarray(obj["layer"].values)
+
+
+def pair_trajectories(
+    ps: xr.Dataset,
+    *,
+    top: int | None = None,
+    max_pairs: int = 10,
+    title: str | None = None,
+) -> go.Figure:
+    """Cosine of chosen persona pairs across layers, against the all-pairs median and band.
+
+    Parameters
+    ----------
+    ps : xarray.Dataset
+        :func:`pvx.similarity.pair_similarity`: ``cosine`` ``(layer, pair)`` and the all-pairs
+        ``median``, ``low`` and ``high`` ``(layer)``.
+    top : int, optional
+        Draw the ``top`` pairs whose cosine changes most across layers (largest max - min).
+    max_pairs : int
+        Without ``top``: draw every pair if there are at most this many, else the 5 that
+        change most. Never one trace per pair for all pairs.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``Scatter`` traces: the quantile band (one filled trace), the median, then one line
+        per drawn pair.
+
+    Examples
+    --------
+    >>> import pvx.plot, pvx.similarity, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
+    >>> fig = pvx.plot.pair_trajectories(pvx.similarity.pair_similarity(da, [("p0", "p7")]))
+    >>> [t.name for t in fig.data]
+    ['5–95% of all pairs', 'median of all pairs', 'Ada (p0) – Bea (p7)']
+    """
+    import plotly.graph_objects as go
+
+    if not isinstance(ps, xr.Dataset) or not {"cosine", "median", "low", "high"} <= set(ps):
+        raise ValueError(
+            "pair_trajectories() needs the Dataset of pvx.similarity.pair_similarity (with "
+            "'cosine', 'median', 'low', 'high')"
+        )
+    _check_dims(ps, ["layer", "pair"], func="pair_trajectories")
+    ps = _computed(ps)
+    x = _layer_axis(ps, "pair_trajectories")
+    cos = ps["cosine"].transpose("layer", "pair").values
+    n_pairs = cos.shape[1]
+    if top is None and n_pairs <= max_pairs:
+        chosen = np.arange(n_pairs)
+    else:
+        k = min(top if top is not None else 5, n_pairs)
+        change = np.nanmax(cos, axis=0) - np.nanmin(cos, axis=0)
+        chosen = np.argsort(-change, kind="stable")[:k]
+    q = ps.attrs.get("quantiles", [0.05, 0.95])
+    band_name = f"{100 * q[0]:g}–{100 * q[1]:g}% of all pairs"
+    data = [
+        _band(go, x, ps["low"].values, ps["high"].values, band_name, "rgba(120,120,120,0.2)"),
+        go.Scatter(
+            x=x,
+            y=ps["median"].values.astype(np.float32),
+            mode="lines",
+            name="median of all pairs",
+            line={"color": _INK, "dash": "dash"},
+            hovertemplate="layer %{x}<br>median %{y:.3f}<extra></extra>",
+        ),
+    ]
+    for j, i in enumerate(chosen):
+        label = _pair_label(ps, int(i))
+        data.append(
+            go.Scatter(
+                x=x,
+                y=cos[:, i].astype(np.float32),
+                mode="lines+markers",
+                name=label,
+                line={"color": _colors.QUALITATIVE[j % len(_colors.QUALITATIVE)]},
+                hovertemplate=f"{label}<br>layer %{{x}}<br>cosine %{{y:.3f}}<extra></extra>",
+            )
+        )
+    heading = _esc(title) if title is not None else "Pair similarity across layers"
+    layout = {
+        "title": {"text": heading + _variant_note(ps)},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": "layer"}},
+        "yaxis": {"title": {"text": "centered cosine"}},
+        "hovermode": "closest",
+    }
+    return go.Figure(data=data, layout=layout)
+
+
+def _ratio(evr: xr.DataArray | xr.Dataset, func: str) -> xr.DataArray:
+    if isinstance(evr, xr.Dataset):
+        if "explained_variance_ratio" not in evr:
+            raise ValueError(
+                f"{func}() needs explained-variance ratios: pvx.decomposition."
+                "explained_variance, or the Dataset of pvx.decomposition.pca"
+            )
+        evr = evr["explained_variance_ratio"]
+    if "component" not in evr.dims:
+        raise ValueError(f"{func}() needs a 'component' dimension, got {evr.dims!r}")
+    _check_dims(evr, ["layer", "component"], func=func)
+    return _computed(evr)
+
+
+def scree(
+    evr: xr.DataArray | xr.Dataset,
+    *,
+    cumulative: bool = False,
+    max_components: int | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Scree curves: explained-variance ratio per component, one curve per layer.
+
+    Parameters
+    ----------
+    evr : xarray.DataArray or xarray.Dataset
+        :func:`pvx.decomposition.explained_variance` (or a :func:`pvx.decomposition.pca`
+        Dataset): dims ``(layer, component)`` or ``(component,)``.
+    cumulative : bool
+        Draw the cumulative ratio instead.
+    max_components : int, optional
+        Draw only the first components.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Scatter`` per layer, coloured from early (dark) to late (light) layers.
+    """
+    import plotly.graph_objects as go
+
+    ratio = _ratio(evr, "scree")
+    if max_components is not None:
+        ratio = ratio.isel(component=slice(0, max_components))
+    if cumulative:
+        ratio = ratio.cumsum("component")
+    layers = _layer_labels(ratio)
+    values = ratio.transpose(..., "component").values.reshape(len(layers), -1)
+    comps = ratio["component"].values
+    shades = _colors._viridis(len(layers))
+    what = "cumulative ratio" if cumulative else "ratio"
+    data = [
+        go.Scatter(
+            x=comps,
+            y=values[i].astype(np.float32),
+            mode="lines+markers",
+            name=_layer_title(label) or "all",
+            line={"color": shades[i]},
+            marker={"size": 4},
+            hovertemplate=f"{_layer_title(label)}<br>PC%{{x}}<br>{what} %{{y:.3f}}<extra></extra>",
+        )
+        for i, label in enumerate(layers)
+    ]
+    heading = _esc(title) if title is not None else "Explained variance by component"
+    layout = {
+        "title": {"text": heading + _variant_note(ratio)},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": "component"}},
+        "yaxis": {
+            "title": {"text": f"explained variance {what}"},
+            "range": [0, 1.02] if cumulative else None,
+        },
+        "hovermode": "closest",
+    }
+    return go.Figure(data=data, layout=layout)
+
+
+def variance_heatmap(
+    evr: xr.DataArray | xr.Dataset,
+    *,
+    cumulative: bool = False,
+    max_components: int | None = 50,
+    title: str | None = None,
+) -> go.Figure:
+    """Layer × component heatmap of explained-variance ratios.
+
+    Parameters
+    ----------
+    evr : xarray.DataArray or xarray.Dataset
+        As for :func:`scree`, with a ``layer`` dimension.
+    cumulative : bool
+        Show the cumulative ratio.
+    max_components : int or None
+        Show only the first components (default 50).
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace: x = component, y = layer label.
+    """
+    import plotly.graph_objects as go
+
+    ratio = _ratio(evr, "variance_heatmap")
+    _layer_axis(ratio, "variance_heatmap")
+    if max_components is not None:
+        ratio = ratio.isel(component=slice(0, max_components))
+    if cumulative:
+        ratio = ratio.cumsum("component")
+    what = "cumulative ratio" if cumulative else "ratio"
+    trace = go.Heatmap(
+        z=ratio.transpose("layer", "component").values.astype(np.float32),
+        x=ratio["component"].values,
+        y=[str(v) for v in ratio["layer"].values],
+        colorscale=_colors.NUMERIC_SCALE,
+        zmin=0,
+        colorbar={"title": {"text": what}},
+        hovertemplate=f"layer %{{y}}<br>PC%{{x}}<br>{what} %{{z:.3f}}<extra></extra>",
+    )
+    heading = _esc(title) if title is not None else "Explained variance by layer and component"
+    layout = {
+        "title": {"text": heading + _variant_note(ratio)},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": "component"}},
+        "yaxis": {"title": {"text": "layer"}, "type": "category"},
+    }
+    return go.Figure(data=[trace], layout=layout)
+
+
+# --------------------------------------------------------------------------- dendrogram
+
+
+def _tree_lines(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Line coordinates of a linkage matrix's dendrogram, NaN-separated, and its leaf order."""
+    import scipy.cluster.hierarchy
+
+    tree = scipy.cluster.hierarchy.dendrogram(z, no_plot=True, color_threshold=-1)
+    icoord, dcoord = np.asarray(tree["icoord"]), np.asarray(tree["dcoord"])
+    gap = np.full((len(icoord), 1), np.nan)
+    x = np.hstack([icoord, gap]).ravel().astype(np.float32)
+    y = np.hstack([dcoord, gap]).ravel().astype(np.float32)
+    return x, y, list(tree["leaves"])
+
+
+def dendrogram(
+    tree: xr.Dataset,
+    *,
+    names: Any = None,
+    max_labels: int = 80,
+    title: str | None = None,
+) -> go.Figure:
+    """Dendrogram of a hierarchical clustering, one frame per layer with a shared height axis.
+
+    Parameters
+    ----------
+    tree : xarray.Dataset
+        :func:`pvx.cluster.linkage`: ``linkage`` ``(layer, merge, field)`` (or without
+        ``layer``) and ``leaf_id``.
+    names : xarray.DataArray or mapping, optional
+        Display names by persona id (e.g. ``da["name"]`` with its ``id`` coordinate), shown
+        with the ids on hover and as leaf labels.
+    max_labels : int
+        Label the leaves on the axis when there are at most this many.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        A line trace (the tree) and a marker trace (the leaves, with hover); frames named by
+        layer label, all on one height range.
+    """
+    import plotly.graph_objects as go
+
+    if not isinstance(tree, xr.Dataset) or not {"linkage", "leaf_id"} <= set(tree):
+        raise ValueError(
+            "dendrogram() needs the Dataset of pvx.cluster.linkage (with 'linkage' and 'leaf_id')"
+        )
+    _check_dims(tree, ["layer", "merge", "field", "leaf"], func="dendrogram")
+    tree = _computed(tree)
+    layers = _layer_labels(tree)
+    linkage_ = tree["linkage"].transpose(..., "merge", "field").values.reshape(len(layers), -1, 4)
+    # leaf_id is in leaf order; position 0..n-1 along persona is recovered from 'order'
+    by_position: dict[int, Any] = {}
+    for order_row, id_row in zip(
+        tree["order"].values.reshape(len(layers), -1),
+        tree["leaf_id"].values.reshape(len(layers), -1),
+        strict=True,
+    ):
+        by_position.update(zip(order_row.tolist(), id_row.tolist(), strict=True))
+    ids = np.asarray([by_position[i] for i in range(len(by_position))], dtype=object)
+    name_of: dict[Any, Any] = {}
+    if isinstance(names, xr.DataArray):
+        name_of = dict(zip(names["id"].values.tolist(), names.values.tolist(), strict=True))
+    elif names is not None:
+        name_of = dict(names)
+    hover = np.asarray(
+        [
+            (f"<b>{_esc(name_of[i])}</b><br>" if i in name_of else "") + f"id: {_esc(i)}"
+            for i in ids
+        ],
+        dtype=object,
+    )
+    tick = np.asarray([_esc(name_of.get(i, i)) for i in ids], dtype=object)
+    drawn = [_tree_lines(z) for z in linkage_]
+    top = max(float(np.nanmax(y)) for _, y, _ in drawn) * 1.05 or 1.0
+    n = len(ids)
+    leaf_x = (5 + 10 * np.arange(n)).astype(np.float32)
+
+    def traces(i: int) -> list[dict[str, Any]]:
+        x, y, leaves = drawn[i]
+        return [
+            {"x": x, "y": y},
+            {"x": leaf_x, "y": np.zeros(n, np.float32), "hovertext": hover[leaves]},
+        ]
+
+    def axis(i: int) -> dict[str, Any]:
+        leaves = drawn[i][2]
+        return {
+            "xaxis": {
+                "tickvals": leaf_x if n <= max_labels else [],
+                "ticktext": tick[leaves] if n <= max_labels else [],
+                "range": [0, 10 * n],
+                "showgrid": False,
+                "zeroline": False,
+            }
+        }
+
+    first = traces(0)
+    data = [
+        go.Scatter(
+            **first[0],
+            mode="lines",
+            line={"color": _INK, "width": 1},
+            hoverinfo="skip",
+            name="merges",
+        ),
+        go.Scatter(
+            **first[1],
+            mode="markers",
+            marker={"size": 5, "color": _colors.DEFAULT_COLOR},
+            hovertemplate="%{hovertext}<extra></extra>",
+            name="personas",
+        ),
+    ]
+    method = tree.attrs.get("method", "")
+    heading = _esc(title) if title is not None else f"Dendrogram ({_esc(method)} linkage)"
+    layout: dict[str, Any] = {
+        "title": {"text": heading + _variant_note(tree)},
+        "template": "plotly_white",
+        "showlegend": False,
+        "yaxis": {"title": {"text": "merge distance"}, "range": [0, top]},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 120},
+        **axis(0),
+    }
+    layout["xaxis"]["tickangle"] = -60
+    frames = []
+    if "layer" in tree.dims:
+        frames = [
+            go.Frame(
+                name=str(label),
+                data=[go.Scatter(**t) for t in traces(i)],
+                traces=[0, 1],
+                layout=axis(i),
+            )
+            for i, label in enumerate(layers)
+        ]
+        layout.update(_animation(layers))
+        layout["margin"]["b"] = 160
+    elif layers != [None]:
+        layout["title"]["text"] += f" · {_layer_title(layers[0])}"
+    return go.Figure(data=data, layout=layout, frames=frames)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def variant_lines(
+    vs: xr.Dataset,
+    *,
+    personas: Sequence[Hashable] | None = None,
+    quantiles: tuple[float, float] = (0.05, 0.95),
+    title: str | None = None,
+) -> go.Figure:
+    """How the prompt variant moves personas, by layer.
+
+    Draws, per layer, the median and a quantile band over personas of the centered cosine
+    between each persona's two variants, the raw median, and the correlation between the two
+    variants' cosine matrices, plus chosen personas.
+
+    Parameters
+    ----------
+    vs : xarray.Dataset
+        :func:`pvx.similarity.variant_similarity`: ``raw`` and ``centered``
+        ``(layer, persona)``, ``matrix_correlation`` ``(layer)``.
+    personas : sequence of hashable, optional
+        Persona ids to draw individually.
+    quantiles : (float, float)
+        The band over personas.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``Scatter`` traces over layer labels.
+    """
+    import plotly.graph_objects as go
+
+    if not isinstance(vs, xr.Dataset) or not {"raw", "centered", "matrix_correlation"} <= set(vs):
+        raise ValueError(
+            "variant_lines() needs the Dataset of pvx.similarity.variant_similarity (with "
+            "'raw', 'centered' and 'matrix_correlation')"
+        )
+    _check_dims(vs, ["layer", _P], func="variant_lines")
+    vs = _computed(vs)
+    x = _layer_axis(vs, "variant_lines")
+    centered = vs["centered"].transpose("layer", _P).values
+    raw = vs["raw"].transpose("layer", _P).values
+    low, high = np.nanquantile(centered, quantiles, axis=1)
+    lo_pct, hi_pct = (f"{100 * q:g}" for q in quantiles)
+    data = [
+        _band(
+            go,
+            x,
+            low,
+            high,
+            f"{lo_pct}–{hi_pct}% of personas (centered)",
+            "rgba(59,110,168,0.2)",
+        ),
+        go.Scatter(
+            x=x,
+            y=np.nanmedian(centered, axis=1).astype(np.float32),
+            mode="lines+markers",
+            name="median persona, centered",
+            line={"color": _colors.DEFAULT_COLOR},
+            hovertemplate="layer %{x}<br>median centered cosine %{y:.3f}<extra></extra>",
+        ),
+        go.Scatter(
+            x=x,
+            y=np.nanmedian(raw, axis=1).astype(np.float32),
+            mode="lines",
+            name="median persona, raw",
+            line={"color": _colors.DEFAULT_COLOR, "dash": "dot"},
+            hovertemplate="layer %{x}<br>median raw cosine %{y:.3f}<extra></extra>",
+        ),
+        go.Scatter(
+            x=x,
+            y=vs["matrix_correlation"].values.astype(np.float32),
+            mode="lines+markers",
+            name="cosine-matrix correlation",
+            line={"color": "#EF553B"},
+            hovertemplate="layer %{x}<br>matrix correlation %{y:.3f}<extra></extra>",
+        ),
+    ]
+    if personas:
+        ids = _persona_ids(vs)
+        positions = pd.Index(ids).get_indexer(list(personas))
+        if (positions < 0).any():
+            absent = [p for p, i in zip(personas, positions, strict=True) if i < 0]
+            raise KeyError(f"variant_lines() got unknown persona id(s) {absent!r}")
+        names = vs["name"].values if "name" in vs.coords else ids
+        for j, i in enumerate(positions):
+            label = f"{_esc(names[i])} ({_esc(ids[i])})"
+            data.append(
+                go.Scatter(
+                    x=x,
+                    y=centered[:, i].astype(np.float32),
+                    mode="lines",
+                    name=label,
+                    line={"color": _colors.QUALITATIVE[(j + 2) % len(_colors.QUALITATIVE)]},
+                    hovertemplate=f"{label}<br>layer %{{x}}<br>cosine %{{y:.3f}}<extra></extra>",
+                )
+            )
+    a, b = vs.attrs.get("variant_a", "a"), vs.attrs.get("variant_b", "b")
+    default = f"Variant similarity: {_esc(a)} vs {_esc(b)}"
+    layout = {
+        "title": {"text": _esc(title) if title is not None else default},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": "layer"}},
+        "yaxis": {"title": {"text": "cosine / correlation"}},
+        "hovermode": "closest",
+    }
+    return go.Figure(data=data, layout=layout)
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -889,14 +1610,165 @@ def isomap(
     )
 
 
+def cosine(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    order: Any = None,
+    order_layer: Any = None,
+    method: str = "ward",
+    center: bool = True,
+    include_baseline: bool = False,
+    **kwargs: Any,
+) -> go.Figure:
+    """Similarity heatmap per layer: :func:`pvx.similarity.cosine`, then :func:`heatmap`.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors.
+    layer : label, list of labels or None
+        Layers to show.
+    order : "dendrogram", array-like or None
+        ``"dendrogram"`` orders rows by the leaf order of :func:`pvx.cluster.linkage`
+        (``method``) on ``order_layer`` (default: the last shown layer), computed with the
+        cosine in one pass; or positions/ids as in :func:`heatmap`.
+    order_layer : label, optional
+        The layer whose dendrogram orders the rows.
+    method : str
+        Linkage method for ``order="dendrogram"``.
+    center : bool
+        Centered cosine (default).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+    **kwargs
+        Passed to :func:`heatmap`.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    sim = similarity.cosine(da, layer=layer, center=center, include_baseline=include_baseline)
+    if isinstance(order, str) and order == "dendrogram":
+        if order_layer is None:
+            labels = np.atleast_1d(sim["layer"].values) if "layer" in sim.coords else [None]
+            order_layer = labels[-1]
+        tree = cluster.linkage(
+            da,
+            layer=order_layer,
+            method=method,
+            include_baseline=include_baseline,
+        )
+        sim, tree = _compute_together(sim, tree)
+        return heatmap(sim, order=tree, **kwargs)
+    if isinstance(order, str):
+        raise ValueError(
+            f"cosine() got order={order!r}; pass 'dendrogram', persona positions or ids"
+        )
+    return heatmap(sim, order=order, order_layer=order_layer, **kwargs)
+
+
+def pair_similarity(
+    da: xr.DataArray,
+    pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
+    *,
+    layer: Any = None,
+    top: int | None = None,
+    quantiles: tuple[float, float] = (0.05, 0.95),
+    include_baseline: bool = False,
+    **kwargs: Any,
+) -> go.Figure:
+    """Pair trajectories: :func:`pvx.similarity.pair_similarity`, then :func:`pair_trajectories`.
+
+    With ``pairs=None`` every pair is computed and the ``top`` (default 5) that change most
+    across layers are drawn.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    ps = similarity.pair_similarity(
+        da, pairs, layer=layer, quantiles=quantiles, include_baseline=include_baseline
+    )
+    if pairs is None and top is None:
+        top = 5
+    return pair_trajectories(ps, top=top, **kwargs)
+
+
+def variant_similarity(
+    da: xr.DataArray,
+    a: Hashable,
+    b: Hashable,
+    *,
+    layer: Any = None,
+    personas: Sequence[Hashable] | None = None,
+    include_baseline: bool = False,
+    **kwargs: Any,
+) -> go.Figure:
+    """Variant shift: :func:`pvx.similarity.variant_similarity`, then :func:`variant_lines`.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    vs = similarity.variant_similarity(da, a, b, layer=layer, include_baseline=include_baseline)
+    return variant_lines(vs, personas=personas, **kwargs)
+
+
+def explained_variance(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    heatmap: bool = False,
+    cumulative: bool = False,
+    normalize: bool = True,
+    include_baseline: bool = False,
+    **kwargs: Any,
+) -> go.Figure:
+    """Scree: :func:`pvx.decomposition.explained_variance`, then :func:`scree` curves.
+
+    ``heatmap=True`` draws the layer × component :func:`variance_heatmap` instead.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    evr = decomposition.explained_variance(
+        da, layer=layer, normalize=normalize, include_baseline=include_baseline
+    )
+    draw = variance_heatmap if heatmap else scree
+    return draw(evr, cumulative=cumulative, **kwargs)
+
+
+def linkage(
+    da: xr.DataArray,
+    *,
+    layer: Any = None,
+    method: str = "ward",
+    include_baseline: bool = False,
+    **kwargs: Any,
+) -> go.Figure:
+    """Dendrogram: :func:`pvx.cluster.linkage`, then :func:`dendrogram` with the names of ``da``.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    tree = cluster.linkage(da, layer=layer, method=method, include_baseline=include_baseline)
+    names = da["name"] if "name" in da.coords and "id" in da.coords else None
+    return dendrogram(tree, names=names, **kwargs)
+
+
 # --------------------------------------------------------------------------- accessor
 
 
 class PlotAccessor:
-    """Plotly views of a DataArray of persona vectors, as ``da.pv.plot.<kind>(...)``.
+    """Plotly views of a DataArray of persona vectors, as ``da.pv.plot.<analysis>(...)``.
 
-    Each method runs the analysis once and returns a :class:`plotly.graph_objects.Figure`;
-    see the function of the same name in :mod:`pvx.plot` for the options.
+    ``da.pv.plot.X(...)`` draws ``da.pv.X(...)``: each method runs that analysis once and
+    returns a :class:`plotly.graph_objects.Figure` (``linkage`` draws a dendrogram,
+    ``explained_variance`` scree curves or a heatmap). ``projection`` recolours a computed
+    projection. See the function of the same name in :mod:`pvx.plot` for the options.
     """
 
     def __init__(self, da: xr.DataArray) -> None:
@@ -917,3 +1789,25 @@ class PlotAccessor:
     def isomap(self, **kwargs: Any) -> go.Figure:
         """Call :func:`pvx.plot.isomap` on this array."""
         return isomap(self._da, **kwargs)
+
+    def cosine(self, **kwargs: Any) -> go.Figure:
+        """Call :func:`pvx.plot.cosine` on this array."""
+        return cosine(self._da, **kwargs)
+
+    def pair_similarity(
+        self, pairs: Sequence[tuple[Hashable, Hashable]] | None = None, **kwargs: Any
+    ) -> go.Figure:
+        """Call :func:`pvx.plot.pair_similarity` on this array."""
+        return pair_similarity(self._da, pairs, **kwargs)
+
+    def variant_similarity(self, a: Hashable, b: Hashable, **kwargs: Any) -> go.Figure:
+        """Call :func:`pvx.plot.variant_similarity` on this array."""
+        return variant_similarity(self._da, a, b, **kwargs)
+
+    def explained_variance(self, **kwargs: Any) -> go.Figure:
+        """Call :func:`pvx.plot.explained_variance` on this array."""
+        return explained_variance(self._da, **kwargs)
+
+    def linkage(self, **kwargs: Any) -> go.Figure:
+        """Call :func:`pvx.plot.linkage` on this array."""
+        return linkage(self._da, **kwargs)

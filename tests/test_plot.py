@@ -321,3 +321,183 @@ def test_write_html_directory_writes_plotlyjs_once(tmp_path, scores):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", "plotly.min.js"]
     with pytest.raises(ValueError, match="CDN"):
         pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "c.html", plotlyjs="cdn")
+
+
+# --------------------------------------------------------------------------- heatmap
+
+
+@pytest.fixture(scope="module")
+def acts(da: xr.DataArray) -> xr.DataArray:
+    """The 15 planted personas without the baseline."""
+    return da.isel(persona=slice(0, 15))
+
+
+def test_heatmap_one_frame_per_layer_in_dendrogram_order(acts):
+    sim = similarity.cosine(acts)
+    tree = cluster.linkage(acts, layer=13)
+    fig = pvx.plot.heatmap(sim, order=tree)
+    assert [t.type for t in fig.data] == ["heatmap"] and frame_names(fig) == [
+        "10",
+        "11",
+        "12",
+        "13",
+    ]
+    order = tree["order"].values
+    ids = acts["id"].values[order].tolist()
+    assert list(fig.data[0].x) == ids and list(fig.data[0].y) == ids  # rows fixed for all frames
+    for i, frame in enumerate(fig.frames):
+        assert frame.data[0].x is None  # frames only swap values
+        expected = sim.isel(layer=i).values[np.ix_(order, order)]
+        np.testing.assert_allclose(np.asarray(frame.data[0].z), expected, atol=1e-4)
+    assert fig.data[0].zmin == -1 and fig.data[0].zmax == 1
+    assert fig.data[0].texttemplate  # few personas: values printed, computed in the browser
+
+
+def test_heatmap_order_by_ids_and_from_vectors(acts):
+    ids = acts["id"].values[::-1]
+    fig = pvx.plot.heatmap(similarity.cosine(acts, layer=12), order=ids)
+    assert list(fig.data[0].y) == ids.tolist() and not fig.frames
+    fig = pvx.plot.cosine(acts, order="dendrogram", layer=[10, 11])
+    leaves = cluster.linkage(acts, layer=11)["leaf_id"].values.tolist()
+    assert list(fig.data[0].x) == leaves
+    with pytest.raises(ValueError, match="each of the 15 personas once"):
+        pvx.plot.heatmap(similarity.cosine(acts), order=[0, 1, 2])
+
+
+def test_heatmap_for_many_personas_is_compact():
+    big = pvx.synthetic.planted_personas(n_persona=120, n_layer=2, n_hidden=8, seed=0)
+    sim = similarity.cosine(big)
+    fig = pvx.plot.heatmap(sim, max_rows=40, precision="int8", text_threshold=25)
+    z = np.asarray(fig.frames[1].data[0].z)
+    assert z.shape == (40, 40) and z.dtype == np.int8
+    assert fig.data[0].texttemplate is None  # no per-cell text for many rows
+    assert fig.data[0].x[0] == "p0 … p2"
+    # each block is the mean of its cells
+    np.testing.assert_allclose(
+        z[0, 1], round(100 * float(sim.isel(layer=1)[:3, 3:6].mean())), atol=1
+    )
+    assert '"dtype":"i1"' in fig.to_json()
+
+
+def test_heatmap_escapes_labels(acts):
+    ids = acts["id"].values.astype(object)
+    ids[0] = MARKUP
+    sim = similarity.cosine(acts.assign_coords(id=("persona", ids)).set_xindex("id"), layer=10)
+    fig = pvx.plot.heatmap(sim, labels="name")
+    assert fig.data[0].x[0] == "Ada (&lt;img src=x onerror=alert(1)&gt;)"
+    assert "<img" not in fig.to_json()
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def test_pair_trajectories_draw_chosen_pairs_against_the_band(acts):
+    ps = similarity.pair_similarity(acts, [("p0", "p1"), ("p0", "p14")])
+    fig = pvx.plot.pair_trajectories(ps)
+    band, median, *pairs = fig.data
+    assert band.fill == "toself" and median.name == "median of all pairs"
+    assert [p.name for p in pairs] == ["Ada (p0) – Bea (p1)", "Ada (p0) – Cal (p14)"]
+    np.testing.assert_allclose(pairs[1].y, ps["cosine"].isel(pair=1), rtol=1e-6)
+    np.testing.assert_allclose(median.y, ps["median"], rtol=1e-6)
+    np.testing.assert_allclose(band.y[:4], ps["high"], rtol=1e-6)
+    assert list(band.x[:4]) == [10, 11, 12, 13]
+
+
+def test_pair_trajectories_pick_the_most_changing_pairs_never_all(acts):
+    ps = similarity.pair_similarity(acts)  # all 105 pairs
+    fig = pvx.plot.pair_trajectories(ps, top=3)
+    assert len(fig.data) == 2 + 3
+    change = ps["cosine"].max("layer") - ps["cosine"].min("layer")
+    best = change.argsort().values[::-1][:3]
+    expected = [f"{ps['id'].values[i]}) – " for i in best]
+    assert all(e in t.name for e, t in zip(expected, fig.data[2:], strict=True))
+    assert len(pvx.plot.pair_trajectories(ps).data) == 2 + 5
+    assert len(pvx.plot.pair_similarity(acts).data) == 2 + 5
+
+
+def test_scree_and_variance_heatmap(acts):
+    evr = decomposition.explained_variance(acts)
+    fig = pvx.plot.scree(evr)
+    assert [t.name for t in fig.data] == ["layer 10", "layer 11", "layer 12", "layer 13"]
+    np.testing.assert_allclose(fig.data[2].y, evr.isel(layer=2), rtol=1e-6)
+    cum = pvx.plot.scree(evr, cumulative=True, max_components=5)
+    assert len(cum.data[0].y) == 5 and np.all(np.diff(cum.data[0].y) >= 0)
+    heat = pvx.plot.variance_heatmap(decomposition.pca(acts, n_components=4))
+    assert heat.data[0].type == "heatmap" and np.asarray(heat.data[0].z).shape == (4, 4)
+    assert list(heat.data[0].y) == ["10", "11", "12", "13"]
+    assert pvx.plot.explained_variance(acts, heatmap=True).data[0].type == "heatmap"
+
+
+def test_dendrogram_layered_with_shared_height(acts):
+    tree = cluster.linkage(acts)
+    fig = pvx.plot.dendrogram(tree, names=acts["name"])
+    assert frame_names(fig) == ["10", "11", "12", "13"]
+    top = fig.layout.yaxis.range[1]
+    assert top >= float(tree["linkage"].sel(field="distance").max())
+    for i, frame in enumerate(fig.frames):
+        lines, leaves = frame.data
+        assert np.nanmax(lines.y) == pytest.approx(
+            float(tree["linkage"].isel(layer=i).sel(field="distance").max()), rel=1e-5
+        )
+        leaf_ids = tree["leaf_id"].isel(layer=i).values.tolist()
+        assert [t.split("id: ")[1] for t in leaves.hovertext] == leaf_ids
+        assert frame.layout.yaxis.range is None  # one height range for every layer
+    single = pvx.plot.dendrogram(cluster.linkage(acts, layer=12))
+    assert not single.frames and len(single.layout.xaxis.ticktext) == 15
+
+
+def test_variant_lines(acts):
+    both = pvx.synthetic.planted_personas(
+        n_persona=10, n_layer=3, variants=["biography", "templated"], seed=0
+    )
+    vs = similarity.variant_similarity(both, "biography", "templated")
+    fig = pvx.plot.variant_lines(vs, personas=["p3"])
+    names = [t.name for t in fig.data]
+    assert names[1:] == [
+        "median persona, centered",
+        "median persona, raw",
+        "cosine-matrix correlation",
+        "Dee (p3)",
+    ]
+    np.testing.assert_allclose(fig.data[3].y, vs["matrix_correlation"], rtol=1e-6)
+    np.testing.assert_allclose(fig.data[1].y, vs["centered"].median("persona"), rtol=1e-6)
+    assert "biography vs templated" in fig.layout.title.text
+    assert [t.name for t in pvx.plot.variant_similarity(both, "biography", "templated").data] == (
+        names[:4]
+    )
+
+
+@pytest.fixture(scope="module")
+def results(acts: xr.DataArray) -> dict[str, xr.Dataset | xr.DataArray]:
+    both = pvx.synthetic.planted_personas(n_persona=6, variants=["a", "b"], seed=0)
+    return {
+        "heatmap": similarity.cosine(acts),
+        "pair_trajectories": similarity.pair_similarity(acts),
+        "scree": decomposition.explained_variance(acts),
+        "variance_heatmap": decomposition.pca(acts),
+        "dendrogram": cluster.linkage(acts),
+        "variant_lines": similarity.variant_similarity(both, "a", "b"),
+    }
+
+
+@pytest.mark.parametrize(
+    "view",
+    ["heatmap", "pair_trajectories", "scree", "variance_heatmap", "dendrogram", "variant_lines"],
+)
+def test_views_of_computed_results_do_not_recompute(results, view, no_analysis):
+    fig = getattr(pvx.plot, view)(results[view])
+    assert fig.data
+
+
+def test_layered_views_name_frames_by_layer_and_slide(results):
+    for view in ("heatmap", "dendrogram"):
+        fig = getattr(pvx.plot, view)(results[view])
+        assert frame_names(fig) == ["10", "11", "12", "13"]
+        assert [s.label for s in fig.layout.sliders[0].steps] == frame_names(fig)
+
+
+def test_line_views_need_layers(acts):
+    with pytest.raises(ValueError, match="no 'layer' dimension"):
+        pvx.plot.pair_trajectories(similarity.pair_similarity(acts, layer=10))
+    with pytest.raises(ValueError, match="pair_similarity"):
+        pvx.plot.pair_trajectories(xr.Dataset())
