@@ -89,6 +89,7 @@ def run_pvx(path: Path, out: Path) -> None:
     scree = decomposition.explained_variance(da)
     cos, res, scree = dask.compute(cos, res, scree)
     wall = time.perf_counter() - start
+    results = cos.nbytes + res.nbytes + scree.nbytes
     np.savez(
         out,
         cos0=cos.isel(layer=0).values,
@@ -96,7 +97,7 @@ def run_pvx(path: Path, out: Path) -> None:
         evr=scree.values,
         scores=res["scores"].values,
     )
-    _report(wall)
+    _report(wall, results)
 
 
 def run_numpy(path: Path, out: Path, *, gram: bool) -> None:
@@ -125,12 +126,14 @@ def run_numpy(path: Path, out: Path, *, gram: bool) -> None:
             evr[layer] = s**2 / (s**2).sum()
     wall = time.perf_counter() - start
     np.savez(out, cos0=cos[0], cos_last=cos[-1], evr=evr, scores=scores)
-    _report(wall)
+    _report(wall, cos.nbytes + evr.nbytes + scores.nbytes)
 
 
-def _report(wall: float) -> None:
+def _report(wall: float, result_bytes: int) -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"wall_s": wall, "peak_rss_mib": peak_mib}))
+    print(
+        json.dumps({"wall_s": wall, "peak_rss_mib": peak_mib, "results_mib": result_bytes / 2**20})
+    )
 
 
 def _idle_rss() -> float:
@@ -178,7 +181,7 @@ def main() -> None:
         seconds = write_store(store, args.persona, args.layers, args.hidden, args.block)
         print(f"written in {seconds:.1f} s; machine: {platform.platform()}, {os.cpu_count()} cpus")
         idle = _idle_rss()
-        print(f"imports alone: peak RSS {idle:.0f} MiB")
+        print(f"imports alone: peak RSS {idle:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
         results = {}
         for name in ("pvx", "numpy", "numpy-gram"):
             out = Path(tmp) / f"{name}.npz"
@@ -196,6 +199,10 @@ def main() -> None:
                 f"{r['peak_rss_mib'] - idle:>11.0f}{r['wall_s'] / base['wall_s']:>12.2f}"
                 f"{(r['peak_rss_mib'] - idle) / (base['peak_rss_mib'] - idle):>11.2f}"
             )
+        print(
+            f"(every run ends holding its results, {base['results_mib']:.0f} MiB; dask's final "
+            "gather briefly holds the per-layer chunks and the assembled arrays both)"
+        )
         ours, ref = results["pvx"]["arrays"], base["arrays"]
         k = 4  # 5 planted centres: 4 well-separated components; the rest are noise ties
         print(

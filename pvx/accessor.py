@@ -33,9 +33,11 @@ class PvAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
 
-    def cosine(self, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def cosine(
+        self, other: xr.DataArray | None = None, *, layer: Any = None, **kwargs: Any
+    ) -> xr.DataArray:
         """Call :func:`pvx.similarity.cosine` on this array."""
-        return similarity.cosine(self._da, layer=layer, **kwargs)
+        return similarity.cosine(self._da, other, layer=layer, **kwargs)
 
     def neighbors(self, k: int, *, layer: Any = None, **kwargs: Any) -> xr.Dataset:
         """Call :func:`pvx.similarity.neighbors` on this array."""

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from pvx import _engine
-from pvx._engine import P, Q
+from pvx._engine import H, P, Q
 from pvx._validate import check_positive_int, select_layers
 
 __all__ = ["cosine", "neighbors", "pair_similarity", "variant_similarity"]
@@ -22,6 +22,7 @@ __all__ = ["cosine", "neighbors", "pair_similarity", "variant_similarity"]
 
 def cosine(
     da: xr.DataArray,
+    other: xr.DataArray | None = None,
     *,
     layer: Any = None,
     center: bool = True,
@@ -34,6 +35,10 @@ def cosine(
     da : xarray.DataArray
         Persona vectors with dims ``persona`` and ``hidden`` (and any others, e.g. ``layer``,
         ``variant``, which the result keeps).
+    other : xarray.DataArray, optional
+        Compare ``da``'s personas with these instead of with each other (same hidden size and
+        the same labels on every other dim). When centering, each array is centered by its
+        own mean over personas, as :func:`variant_similarity` does.
     layer : label, list of labels or None
         Layers to analyse: one label drops the ``layer`` dim (as ``sel`` does), a list keeps
         it, ``None`` keeps every layer.
@@ -54,8 +59,9 @@ def cosine(
     Raises
     ------
     ValueError
-        Missing ``persona``/``hidden`` dims, fewer than 2 personas when centering, or
-        non-finite values (raised when the result is computed, naming the persona ids).
+        Missing ``persona``/``hidden`` dims, fewer than 2 personas when centering, ``other``
+        with another hidden size or other layer labels, or non-finite values (raised when
+        the result is computed, naming the persona ids).
     KeyError
         Unknown layer labels.
 
@@ -81,11 +87,79 @@ def cosine(
         min_personas=2 if center else 1,
         why="centering subtracts the mean over personas",
     )
-    gram = _engine.raw_gram(da)
-    sim = _engine.prepared_gram(gram, center=center, normalize=True)
+    if other is None:
+        sim = _engine.prepared_gram(_engine.raw_gram(da), center=center, normalize=True)
+    else:
+        sim = _cross_cosine(
+            da, other, layer=layer, center=center, include_baseline=include_baseline
+        )
     sim = sim.clip(-1.0, 1.0).rename("cosine")
     sim.attrs = {"long_name": "centered cosine similarity" if center else "cosine similarity"}
     return sim
+
+
+def _cross_kernel(
+    g_ab: np.ndarray,
+    g_aa: np.ndarray,
+    g_bb: np.ndarray,
+    *,
+    center: bool,
+    ids_a: tuple[Any, ...],
+    ids_b: tuple[Any, ...],
+) -> np.ndarray:
+    _engine._check_finite(g_aa, ids_a)
+    _engine._check_finite(g_bb, ids_b)
+    if center:  # each side by its own mean: Ca Cbᵀ = Ha Gab Hb
+        g_ab, g_aa, g_bb = (_engine._double_center(g) for g in (g_ab, g_aa, g_bb))
+    norms = []
+    for g in (g_aa, g_bb):
+        sq = np.diagonal(g, axis1=-2, axis2=-1)
+        zero = sq <= _engine.ZERO_TOL * np.abs(sq).max(axis=-1, keepdims=True)
+        norms.append(np.where(zero, np.inf, np.sqrt(np.where(zero, 1.0, sq))))
+    return g_ab / norms[0][..., :, None] / norms[1][..., None, :]
+
+
+def _anonymous(gram: xr.DataArray, name: str) -> xr.DataArray:
+    # A side input: no coordinates to merge, and its own names for its square dims.
+    return gram.drop_vars(list(gram.coords)).rename({P: name, Q: f"{name}2"})
+
+
+def _cross_cosine(
+    da: xr.DataArray, other: xr.DataArray, *, layer: Any, center: bool, include_baseline: bool
+) -> xr.DataArray:
+    other = _engine.prepare_input(
+        other,
+        func="cosine",
+        layer=layer,
+        include_baseline=include_baseline,
+        min_personas=2 if center else 1,
+        why="centering subtracts the mean over personas",
+    )
+    if da.sizes[H] != other.sizes[H]:
+        raise ValueError(
+            f"cosine() needs vectors of one hidden size, but da has {da.sizes[H]} hidden units "
+            f"and other has {other.sizes[H]}; compare vectors of the same model"
+        )
+    try:
+        da, other = xr.align(da, other, join="exact", exclude=[P, H])
+    except ValueError as err:
+        raise ValueError(
+            f"cosine() needs da and other to share the labels of every dim but persona and "
+            f"hidden ({err}); select matching layers/variants first, e.g. with layer=[...]"
+        ) from None
+    ids_a = tuple(_engine.persona_ids(da).tolist())
+    ids_b = tuple(_engine.persona_ids(other).tolist())
+    return xr.apply_ufunc(
+        _cross_kernel,
+        _engine.raw_gram(da, other),
+        _anonymous(_engine.raw_gram(da), "_a"),
+        _anonymous(_engine.raw_gram(other), "_b"),
+        input_core_dims=[[P, Q], ["_a", "_a2"], ["_b", "_b2"]],
+        output_core_dims=[[P, Q]],
+        kwargs={"center": center, "ids_a": ids_a, "ids_b": ids_b},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
 
 
 def _neighbors_kernel(sim: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ def da() -> xr.DataArray:
     ("method", "func", "args", "kwargs"),
     [
         ("cosine", similarity.cosine, (), {"layer": 1, "center": False}),
+        ("cosine", similarity.cosine, (pvx.synthetic.planted_personas(seed=1),), {"layer": 0}),
         ("neighbors", similarity.neighbors, (2,), {"layer": [0, 2]}),
         ("pair_similarity", similarity.pair_similarity, ([("p0", "p5")],), {}),
         ("variant_similarity", similarity.variant_similarity, ("biography", "templated"), {}),

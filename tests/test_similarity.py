@@ -254,3 +254,27 @@ def test_variant_similarity_errors():
         similarity.variant_similarity(da, "biography", "qa")
     with pytest.raises(ValueError, match="needs a 'variant' dimension"):
         similarity.variant_similarity(da.isel(variant=0), "biography", "templated")
+
+
+def test_cosine_against_other_personas(backend):
+    da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
+    new = pvx.synthetic.planted_personas(n_persona=5, n_layer=3, seed=9)
+    new = new.assign_coords(id=("persona", [f"n{i}" for i in range(5)])).set_xindex("id")
+    with stays_lazy():
+        sim = similarity.cosine(to_backend(da, backend), to_backend(new, backend))
+    assert sim.dims == ("layer", "persona", "persona_other")
+    assert sim["id_other"].values.tolist() == ["n0", "n1", "n2", "n3", "n4"]
+    sim = sim.compute()
+    for i, (a, b) in enumerate(zip(layer_slices(da), layer_slices(new), strict=True)):
+        np.testing.assert_allclose(sim.isel(layer=i), prepared(a) @ prepared(b).T, atol=1e-6)
+    raw = similarity.cosine(da, new, center=False, layer=2)
+    a, b = layer_slices(da)[2], layer_slices(new)[2]
+    np.testing.assert_allclose(raw, prepared(a, center=False) @ prepared(b, center=False).T)
+
+
+def test_cosine_against_other_errors():
+    da = pvx.synthetic.planted_personas(n_persona=6, n_layer=3, n_hidden=16)
+    with pytest.raises(ValueError, match=r"one hidden size, but da has 16 .* other has 8"):
+        similarity.cosine(da, pvx.synthetic.planted_personas(n_persona=6, n_hidden=8))
+    with pytest.raises(ValueError, match=r"share the labels of every dim but persona"):
+        similarity.cosine(da, pvx.synthetic.planted_personas(n_persona=6, first_layer=5))
