@@ -26,6 +26,7 @@ import scipy.linalg
 import xarray as xr
 
 from pvx._validate import (
+    LayerSelection,
     drop_baseline,
     nonfinite_message,
     persona_ids,
@@ -51,7 +52,7 @@ def prepare_input(
     da: xr.DataArray,
     *,
     func: str,
-    layer: Any = None,
+    layer: LayerSelection = None,
     include_baseline: bool = False,
     min_personas: int = 1,
     why: str = "",

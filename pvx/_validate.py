@@ -7,10 +7,13 @@ so it never computes a lazy array. Messages say what was expected, what was foun
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import xarray as xr
+
+#: What ``layer=`` accepts: one label (drops the dim, as ``sel`` does), a list, or None (all).
+LayerSelection: TypeAlias = Hashable | Sequence[Hashable] | None
 
 #: The id of the model's default-voice persona, stored with the others but left out of
 #: analyses unless a function is called with ``include_baseline=True``.
@@ -48,7 +51,7 @@ def require_no_dims(da: xr.DataArray, *dims: Hashable, func: str) -> None:
         )
 
 
-def select_layers(da: xr.DataArray, layer: Any, *, func: str) -> xr.DataArray:
+def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.DataArray:
     """Select ``layer`` labels like ``da.sel(layer=...)``, with a clear error for unknown labels.
 
     ``None`` keeps every layer, one label drops the ``layer`` dimension and a list keeps it.

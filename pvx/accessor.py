@@ -14,6 +14,7 @@ from typing import Any
 import xarray as xr
 
 from pvx import cluster, decomposition, manifold, similarity
+from pvx._validate import LayerSelection
 
 __all__ = ["PvAccessor"]
 
@@ -34,12 +35,12 @@ class PvAccessor:
         self._da = da
 
     def cosine(
-        self, other: xr.DataArray | None = None, *, layer: Any = None, **kwargs: Any
+        self, other: xr.DataArray | None = None, *, layer: LayerSelection = None, **kwargs: Any
     ) -> xr.DataArray:
         """Call :func:`pvx.similarity.cosine` on this array."""
         return similarity.cosine(self._da, other, layer=layer, **kwargs)
 
-    def neighbors(self, k: int, *, layer: Any = None, **kwargs: Any) -> xr.Dataset:
+    def neighbors(self, k: int, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
         """Call :func:`pvx.similarity.neighbors` on this array."""
         return similarity.neighbors(self._da, k, layer=layer, **kwargs)
 
@@ -47,42 +48,44 @@ class PvAccessor:
         self,
         pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
         *,
-        layer: Any = None,
+        layer: LayerSelection = None,
         **kwargs: Any,
     ) -> xr.Dataset:
         """Call :func:`pvx.similarity.pair_similarity` on this array."""
         return similarity.pair_similarity(self._da, pairs, layer=layer, **kwargs)
 
     def variant_similarity(
-        self, a: Hashable, b: Hashable, *, layer: Any = None, **kwargs: Any
+        self, a: Hashable, b: Hashable, *, layer: LayerSelection = None, **kwargs: Any
     ) -> xr.Dataset:
         """Call :func:`pvx.similarity.variant_similarity` on this array."""
         return similarity.variant_similarity(self._da, a, b, layer=layer, **kwargs)
 
-    def pca(self, *, layer: Any = None, **kwargs: Any) -> xr.Dataset:
+    def pca(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
         """Call :func:`pvx.decomposition.pca` on this array."""
         return decomposition.pca(self._da, layer=layer, **kwargs)
 
-    def explained_variance(self, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def explained_variance(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
         """Call :func:`pvx.decomposition.explained_variance` on this array."""
         return decomposition.explained_variance(self._da, layer=layer, **kwargs)
 
-    def umap(self, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def umap(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
         """Call :func:`pvx.manifold.umap` on this array."""
         return manifold.umap(self._da, layer=layer, **kwargs)
 
-    def isomap(self, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def isomap(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
         """Call :func:`pvx.manifold.isomap` on this array."""
         return manifold.isomap(self._da, layer=layer, **kwargs)
 
-    def twonn(self, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def twonn(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
         """Call :func:`pvx.manifold.twonn` on this array."""
         return manifold.twonn(self._da, layer=layer, **kwargs)
 
-    def kmeans(self, n_clusters: int, *, layer: Any = None, **kwargs: Any) -> xr.DataArray:
+    def kmeans(
+        self, n_clusters: int, *, layer: LayerSelection = None, **kwargs: Any
+    ) -> xr.DataArray:
         """Call :func:`pvx.cluster.kmeans` on this array."""
         return cluster.kmeans(self._da, n_clusters, layer=layer, **kwargs)
 
-    def linkage(self, *, layer: Any = None, **kwargs: Any) -> xr.Dataset:
+    def linkage(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
         """Call :func:`pvx.cluster.linkage` on this array."""
         return cluster.linkage(self._da, layer=layer, **kwargs)

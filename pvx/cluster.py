@@ -18,7 +18,7 @@ import xarray as xr
 
 from pvx import _engine
 from pvx._engine import H, P, Q
-from pvx._validate import check_choice, check_positive_int
+from pvx._validate import LayerSelection, check_choice, check_positive_int
 
 __all__ = ["KMEANS_MODES", "LINKAGE_METHODS", "kmeans", "linkage"]
 
@@ -86,7 +86,7 @@ def kmeans(
     da: xr.DataArray,
     n_clusters: int,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     mode: str = "mean_across_layers",
     seed: int = 0,
     include_baseline: bool = False,
@@ -202,7 +202,7 @@ def _linkage_one(distance: np.ndarray, *, method: str) -> tuple[np.ndarray, np.n
 def linkage(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     method: str = "ward",
     include_baseline: bool = False,
 ) -> xr.Dataset:

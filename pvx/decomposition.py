@@ -16,7 +16,7 @@ import xarray as xr
 
 from pvx import _engine
 from pvx._engine import H, P, Q
-from pvx._validate import check_n_components
+from pvx._validate import LayerSelection, check_n_components
 
 __all__ = ["explained_variance", "pca"]
 
@@ -58,7 +58,7 @@ def _weighted_sum(weights: Any, x: Any) -> Any:
 def pca(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     n_components: int = 2,
     normalize: bool = True,
     loadings: bool = False,
@@ -164,7 +164,7 @@ def pca(
 def explained_variance(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     normalize: bool = True,
     include_baseline: bool = False,
 ) -> xr.DataArray:

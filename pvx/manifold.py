@@ -14,7 +14,7 @@ import xarray as xr
 
 from pvx import _engine
 from pvx._engine import P, Q
-from pvx._validate import check_n_components, check_positive_int
+from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
 __all__ = ["isomap", "twonn", "umap"]
 
@@ -52,7 +52,7 @@ def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed
 def umap(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     n_components: int = 2,
     normalize: bool = True,
     n_neighbors: int | None = None,
@@ -141,7 +141,7 @@ def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) ->
 def isomap(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     n_components: int = 2,
     n_neighbors: int = 8,
     normalize: bool = True,
@@ -231,7 +231,7 @@ def _twonn_one(distance: np.ndarray, *, discard_fraction: float) -> np.ndarray:
 def twonn(
     da: xr.DataArray,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     discard_fraction: float = 0.1,
     normalize: bool = True,
     include_baseline: bool = False,

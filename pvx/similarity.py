@@ -15,7 +15,7 @@ import xarray as xr
 
 from pvx import _engine
 from pvx._engine import H, P, Q
-from pvx._validate import check_positive_int, select_layers
+from pvx._validate import LayerSelection, check_positive_int, select_layers
 
 __all__ = ["cosine", "neighbors", "pair_similarity", "variant_similarity"]
 
@@ -24,7 +24,7 @@ def cosine(
     da: xr.DataArray,
     other: xr.DataArray | None = None,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     center: bool = True,
     include_baseline: bool = False,
 ) -> xr.DataArray:
@@ -125,7 +125,12 @@ def _anonymous(gram: xr.DataArray, name: str) -> xr.DataArray:
 
 
 def _cross_cosine(
-    da: xr.DataArray, other: xr.DataArray, *, layer: Any, center: bool, include_baseline: bool
+    da: xr.DataArray,
+    other: xr.DataArray,
+    *,
+    layer: LayerSelection,
+    center: bool,
+    include_baseline: bool,
 ) -> xr.DataArray:
     other = _engine.prepare_input(
         other,
@@ -174,7 +179,7 @@ def neighbors(
     da: xr.DataArray,
     k: int,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     center: bool = True,
     include_baseline: bool = False,
 ) -> xr.Dataset:
@@ -265,7 +270,7 @@ def pair_similarity(
     da: xr.DataArray,
     pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     quantiles: tuple[float, float] = (0.05, 0.95),
     include_baseline: bool = False,
 ) -> xr.Dataset:
@@ -383,7 +388,7 @@ def variant_similarity(
     a: Hashable,
     b: Hashable,
     *,
-    layer: Any = None,
+    layer: LayerSelection = None,
     include_baseline: bool = False,
 ) -> xr.Dataset:
     """How the prompt variant moves each persona: variant ``a`` against variant ``b``.
