@@ -501,3 +501,19 @@ def test_line_views_need_layers(acts):
         pvx.plot.pair_trajectories(similarity.pair_similarity(acts, layer=10))
     with pytest.raises(ValueError, match="pair_similarity"):
         pvx.plot.pair_trajectories(xr.Dataset())
+
+
+def test_write_html_keeps_typed_arrays_compact_and_exact(tmp_path):
+    import base64
+    import re
+
+    values = np.arange(-128, 128, dtype=np.int8).reshape(16, 16)  # every byte: "/" in base64
+    fig = pvx.plot.heatmap(
+        xr.DataArray(values / 100, dims=("persona", "persona_other")), text_threshold=0
+    )
+    text = pvx.plot.write_html(fig, tmp_path / "z.html", plotlyjs="directory").read_text()
+    (bdata,) = re.findall(r'"bdata":"([^"]*)"', text)
+    assert "\\u002f" not in bdata and "/" in bdata
+    decoded = np.frombuffer(base64.b64decode(bdata), dtype=np.float32).reshape(16, 16)
+    np.testing.assert_allclose(decoded, values / 100, atol=1e-6)
+    assert "</" not in bdata
