@@ -1,0 +1,134 @@
+"""hvplot/HoloViews helpers: inspect the returned HoloViews objects; never render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pvx.hvplot
+import pvx.synthetic
+from pvx import _colors, cluster, decomposition, manifold, similarity
+
+hv = pytest.importorskip("holoviews")
+pytest.importorskip("hvplot")
+
+
+@pytest.fixture(scope="module")
+def da() -> xr.DataArray:
+    return pvx.synthetic.planted_personas(
+        n_persona=15, n_clusters=3, n_layer=3, n_hidden=24, seed=2, first_layer=10, baseline=True
+    )
+
+
+@pytest.fixture(scope="module")
+def scores(da: xr.DataArray) -> xr.Dataset:
+    return decomposition.pca(da, include_baseline=True).compute()
+
+
+@pytest.fixture
+def no_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("a view recomputed an analysis")
+
+    for module, name in [
+        (decomposition, "pca"),
+        (decomposition, "explained_variance"),
+        (manifold, "umap"),
+        (manifold, "isomap"),
+        (cluster, "kmeans"),
+        (cluster, "linkage"),
+        (similarity, "cosine"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_projection_is_a_holomap_over_layers(scores):
+    view = pvx.hvplot.projection(scores, hover=["region"])
+    assert isinstance(view, hv.HoloMap) and view.kdims[0].name == "layer"
+    assert list(view.keys()) == [10, 11, 12]
+    element = view[11]
+    assert isinstance(element, hv.Scatter)
+    assert [d.name for d in element.kdims] == ["PC1"]
+    assert {"PC2", "id", "name", "region"} <= {d.name for d in element.vdims}
+    np.testing.assert_allclose(
+        element.data["PC2"], scores["scores"].sel(layer=11, component=2), rtol=1e-12
+    )
+    norm = hv.Store.lookup_options("bokeh", element, "norm").kwargs
+    assert norm["framewise"] is False  # fixed axes unless axes="per_layer"
+    per = pvx.hvplot.projection(scores, axes="per_layer")[10]
+    assert hv.Store.lookup_options("bokeh", per, "norm").kwargs["framewise"] is True
+
+
+def test_numeric_colour_has_one_range_for_all_layers(da, scores):
+    view = pvx.hvplot.projection(scores, color="age")
+    age = da["age"].values
+    for layer in view.keys():
+        element = view[layer]
+        assert element.get_dimension("age").range == (np.nanmin(age), np.nanmax(age))
+        assert hv.Store.lookup_options("bokeh", element, "style").kwargs["cmap"] == "viridis"
+        plot = hv.Store.lookup_options("bokeh", element, "plot").kwargs
+        assert plot["colorbar"] and plot["clipping_colors"]["NaN"] == _colors.MISSING_COLOR
+
+
+def test_ordinal_and_categorical_colours(da, scores):
+    view = pvx.hvplot.projection(scores, color="education")
+    cmap = hv.Store.lookup_options("bokeh", view[10], "style").kwargs["cmap"]
+    assert list(cmap) == [*da["education"].attrs["order"], "missing"]
+    assert cmap["missing"] == _colors.MISSING_COLOR
+    view = pvx.hvplot.projection(scores, color="region", max_categories=1)
+    column = view[12].data["region"]
+    assert set(column) == {"north", "Other", "missing"}
+    assert (column == "Other").sum() == 10 and (column == "missing").sum() == 1
+
+
+def test_clusters_from_vectors(da):
+    view = pvx.hvplot.pca(da, color="cluster", n_clusters=3)
+    assert sorted(set(view[10].data["cluster"])) == ["cluster 0", "cluster 1", "cluster 2"]
+    assert "baseline_assistant" not in set(view[10].data["id"])
+
+
+def test_recolouring_does_not_refit(scores, no_analysis):
+    for color in ("age", "education", "region", None):
+        assert list(pvx.hvplot.projection(scores, color=color).keys()) == [10, 11, 12]
+
+
+def test_single_layer_is_a_plain_scatter(da):
+    view = pvx.hvplot.projection(decomposition.pca(da, layer=11), color="age")
+    assert isinstance(view, hv.Scatter)
+
+
+def test_cosine_is_an_image_per_layer_in_leaf_order(da):
+    acts = da.isel(persona=slice(0, 15))
+    tree = cluster.linkage(acts, layer=12)
+    sim = similarity.cosine(acts)
+    view = pvx.hvplot.heatmap(sim, order=tree)
+    assert isinstance(view, hv.HoloMap) and list(view.keys()) == [10, 11, 12]
+    image = view[11]
+    assert isinstance(image, hv.Image) and image.vdims[0].name == "cosine"
+    order = tree["order"].values
+    expected = sim.sel(layer=11).values[np.ix_(order, order)]
+    grid = image.dimension_values("cosine", flat=False)
+    np.testing.assert_allclose(grid, expected)  # row i of the grid is persona order[i]
+    assert pvx.hvplot.cosine(acts, layer=[10, 11]).keys() == [10, 11]
+
+
+def test_scree_is_one_curve_per_layer(da):
+    evr = decomposition.explained_variance(da)
+    view = pvx.hvplot.scree(evr)
+    assert isinstance(view, hv.NdOverlay) and list(view.keys()) == [10, 11, 12]
+    curve = view[10]
+    assert isinstance(curve, hv.Curve)
+    np.testing.assert_allclose(curve.dimension_values(1), evr.sel(layer=10))
+    cum = pvx.hvplot.scree(evr, cumulative=True, max_components=4)[12].dimension_values(1)
+    assert len(cum) == 4 and np.all(np.diff(cum) >= 0)
+    assert list(pvx.hvplot.explained_variance(da).keys()) == [10, 11, 12]
+
+
+def test_errors(scores):
+    with pytest.raises(KeyError, match="shoe_size"):
+        pvx.hvplot.projection(scores, color="shoe_size")
+    with pytest.raises(ValueError, match="2 components"):
+        pvx.hvplot.projection(scores, components=(1, 2, 3))
+    with pytest.raises(ValueError, match="cosine"):
+        pvx.hvplot.heatmap(scores["scores"])
