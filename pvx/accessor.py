@@ -89,3 +89,17 @@ class PvAccessor:
     def linkage(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
         """Call :func:`pvx.cluster.linkage` on this array."""
         return cluster.linkage(self._da, layer=layer, **kwargs)
+
+    @property
+    def plot(self) -> Any:
+        """Plotly views as ``da.pv.plot.<analysis>(...)`` (:mod:`pvx.plot`)."""
+        from pvx.plot import PlotAccessor  # plotting code loads on first use
+
+        return PlotAccessor(self._da)
+
+    @property
+    def hvplot(self) -> Any:
+        """HoloViews views as ``da.pv.hvplot.<analysis>(...)`` (:mod:`pvx.hvplot`)."""
+        from pvx.hvplot import HvplotAccessor
+
+        return HvplotAccessor(self._da)

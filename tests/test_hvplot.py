@@ -132,3 +132,16 @@ def test_errors(scores):
         pvx.hvplot.projection(scores, components=(1, 2, 3))
     with pytest.raises(ValueError, match="cosine"):
         pvx.hvplot.heatmap(scores["scores"])
+
+
+def test_accessor_forwards(da):
+    acts = da.isel(persona=slice(0, 15))
+    view = acts.pv.hvplot.pca(color="age", layer=[10, 11])
+    direct = pvx.hvplot.pca(acts, color="age", layer=[10, 11])
+    assert list(view.keys()) == [10, 11]
+    assert view[11].data.equals(direct[11].data)
+    assert list(acts.pv.hvplot.scree().keys()) == [10, 11, 12]
+    assert isinstance(acts.pv.hvplot.cosine(layer=10), hv.Image)
+    result = decomposition.pca(acts)
+    recoloured = acts.pv.hvplot.projection(result, color="cluster", n_clusters=3)
+    assert sorted(set(recoloured[12].data["cluster"])) == ["cluster 0", "cluster 1", "cluster 2"]

@@ -517,3 +517,29 @@ def test_write_html_keeps_typed_arrays_compact_and_exact(tmp_path):
     decoded = np.frombuffer(base64.b64decode(bdata), dtype=np.float32).reshape(16, 16)
     np.testing.assert_allclose(decoded, values / 100, atol=1e-6)
     assert "</" not in bdata
+
+
+# --------------------------------------------------------------------------- accessor
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs"),
+    [
+        ("pca", (), {"color": "age", "layer": [10, 12]}),
+        ("isomap", (), {"color": "region", "hover": ["age"]}),
+        ("cosine", (), {"order": "dendrogram"}),
+        ("pair_similarity", ([("p0", "p3")],), {}),
+        ("explained_variance", (), {"heatmap": True}),
+        ("linkage", (), {"layer": 11}),
+    ],
+)
+def test_accessor_forwards_to_the_functions(acts, method, args, kwargs):
+    via_accessor = getattr(acts.pv.plot, method)(*args, **kwargs)
+    direct = getattr(pvx.plot, method)(acts, *args, **kwargs)
+    assert via_accessor.to_json() == direct.to_json()
+
+
+def test_accessor_projection_recolours_with_the_vectors(acts):
+    result = decomposition.pca(acts)
+    fig = acts.pv.plot.projection(result, color="cluster", n_clusters=3)
+    assert [t.name for t in fig.data] == ["cluster 0", "cluster 1", "cluster 2"]
