@@ -291,8 +291,10 @@ def test_from_vectors_draws_the_analysis(da, method):
     )
 
 
-def test_from_vectors_computes_clusters_and_neighbours_together(da):
-    fig = pvx.plot.pca(da, color="cluster", n_clusters=3, k=2, hover=["age"])
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_from_vectors_computes_clusters_and_neighbours_together(da, backend):
+    acts = da.chunk({"layer": 1, "persona": 4}) if backend == "dask" else da
+    fig = pvx.plot.pca(acts, color="cluster", n_clusters=3, k=2, hover=["age"])
     assert [t.name for t in fig.data][1:] == ["cluster 0", "cluster 1", "cluster 2"]
     assert fig.data[0].mode == "lines"
     hover = [list(t.hovertext) for t in fig.data if t.hovertext is not None]
@@ -357,7 +359,7 @@ def test_heatmap_order_by_ids_and_from_vectors(acts):
     ids = acts["id"].values[::-1]
     fig = pvx.plot.heatmap(similarity.cosine(acts, layer=12), order=ids)
     assert list(fig.data[0].y) == ids.tolist() and not fig.frames
-    fig = pvx.plot.cosine(acts, order="dendrogram", layer=[10, 11])
+    fig = pvx.plot.cosine(acts.chunk({"layer": 1}), order="dendrogram", layer=[10, 11])
     leaves = cluster.linkage(acts, layer=11)["leaf_id"].values.tolist()
     assert list(fig.data[0].x) == leaves
     with pytest.raises(ValueError, match="each of the 15 personas once"):
