@@ -102,7 +102,7 @@ bio.pv.hvplot.scree(cumulative=True, max_components=50)
 # that works offline: plotly.js is embedded, or written once beside the pages.
 
 # %%
-out = Path("views")
+out = Path("pvx-report") / "explore"  # /pvx-report/ is git-ignored
 fig = pvx.plot.projection(pca, color="age", hover=["occupation"])
 pvx.plot.write_html(fig, out / "pca.html", plotlyjs="directory")
 pvx.plot.write_html(
