@@ -197,8 +197,7 @@ def ordinal(values: Any, order: Sequence[Any], title: str) -> Coloring:
     """
     raw = _as_2d(values)
     labels = _labels(raw)
-    levels = [format_value(v) for v in order]
-    levels = [v for v in levels if v is not None]
+    levels = [v for v in map(format_value, order) if v is not None]
     extra = sorted({v for v in labels.ravel() if v is not None} - set(levels))
     levels += extra
     position = {v: i for i, v in enumerate(levels)}
@@ -236,13 +235,12 @@ def categorical(
     labels = _labels(raw)
     flat = [v for v in labels.ravel() if v is not None]
     if order is not None:
-        ranked = [format_value(v) for v in order]
-        ranked = [v for v in ranked if v is not None]
+        ranked = [v for v in map(format_value, order) if v is not None]
         ranked += [v for v in dict.fromkeys(flat) if v not in set(ranked)]
     else:
         counts = pd.Series(flat, dtype=object).value_counts(sort=False)
         first = {v: i for i, v in reversed(list(enumerate(flat)))}
-        ranked = sorted(counts.index, key=lambda v: (-counts[v], first[v]))
+        ranked = sorted(first, key=lambda v: (-int(counts[v]), first[v]))
     kept = ranked[:max_categories]
     has_other = len(ranked) > max_categories
     position = {v: i for i, v in enumerate(kept)}
@@ -254,7 +252,9 @@ def categorical(
     colors = tuple(QUALITATIVE[i % len(QUALITATIVE)] for i in range(len(kept)))
     if has_other:
         colors += (OTHER_COLOR,)
-    shown = np.where(labels == None, None, np.char.add(prefix, labels.astype(str)))  # noqa: E711
+    shown = np.array(
+        [None if v is None else f"{prefix}{v}" for v in labels.ravel()], dtype=object
+    ).reshape(labels.shape)
     return Coloring("categorical", title, codes, shown, categories=names, colors=colors)
 
 

@@ -16,7 +16,7 @@ hvplot and HoloViews are imported inside the functions.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -311,7 +311,11 @@ def _from_vectors(
 ) -> hv.HoloMap:
     analysis = {key: value for key, value in analysis.items() if value is not None}
     analysis.setdefault("n_components", max(components))
-    funcs = {"pca": decomposition.pca, "umap": manifold.umap, "isomap": manifold.isomap}
+    funcs: dict[str, Callable[..., Any]] = {
+        "pca": decomposition.pca,
+        "umap": manifold.umap,
+        "isomap": manifold.isomap,
+    }
     result = funcs[method](da, **analysis)
     return projection(result, vectors=da, components=components, **kwargs)
 

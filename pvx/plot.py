@@ -25,7 +25,7 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,7 +268,9 @@ def _coloring(
 def _cluster_coloring(labels: Any, max_categories: int) -> Coloring:
     arr = np.asarray(labels)
     order = sorted({int(v) for v in arr.ravel() if v >= 0})
-    arr = np.where(arr < 0, None, arr).astype(object)
+    arr = np.array([None if v < 0 else int(v) for v in arr.ravel()], dtype=object).reshape(
+        arr.shape
+    )
     return _colors.categorical(
         arr,
         "cluster",
@@ -1482,7 +1484,11 @@ def _layered_projection(
     comps = list(components) if components is not None else [1, 2]
     analysis.setdefault("n_components", max(comps))
     common = {key: analysis[key] for key in ("layer", "include_baseline") if key in analysis}
-    funcs = {"pca": decomposition.pca, "umap": manifold.umap, "isomap": manifold.isomap}
+    funcs: dict[str, Callable[..., Any]] = {
+        "pca": decomposition.pca,
+        "umap": manifold.umap,
+        "isomap": manifold.isomap,
+    }
     lazy: list[Any] = [funcs[method](da, **analysis)]
     if color == "cluster":
         if n_clusters is None:
