@@ -843,12 +843,18 @@ def heatmap(
     layout: dict[str, Any] = {
         "title": {"text": heading},
         "template": "plotly_white",
-        "xaxis": {"showticklabels": show_ticks, "type": "category", "tickangle": -45},
+        "xaxis": {
+            "showticklabels": show_ticks,
+            "type": "category",
+            "tickangle": -45,
+            "showgrid": False,
+        },
         "yaxis": {
             "showticklabels": show_ticks,
             "type": "category",
             "autorange": "reversed",
             "scaleanchor": "x",
+            "showgrid": False,
         },
         "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
     }
@@ -883,6 +889,7 @@ def _band(go: Any, x: np.ndarray, low: np.ndarray, high: np.ndarray, name: str, 
     return go.Scatter(
         x=np.concatenate([x, x[::-1]]),
         y=np.concatenate([high, low[::-1]]).astype(np.float32),
+        mode="lines",
         fill="toself",
         fillcolor=color,
         line={"width": 0},
