@@ -1,0 +1,472 @@
+"""The main job, ``pvx analyze``: compute every analysis once, save the numbers, draw the pages.
+
+Three steps, each usable on its own:
+
+- :func:`compute_results` runs the analyses the chosen views need in one ``dask.compute``
+  (one read of the vectors) and returns them as an ``xr.DataTree``;
+- :func:`save_results` writes that tree to ``results.zarr``;
+- :func:`render` draws the HTML pages and ``index.html`` from a results tree, whether just
+  computed or reopened with ``xr.open_datatree(path, engine="zarr")``: no recomputation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from pvx import cluster, decomposition, manifold, plot, similarity
+from pvx._construct import attribute_names
+from pvx.store import StoreError, load, open_store
+
+VIEWS = (
+    "pca",
+    "umap",
+    "isomap",
+    "similarity",
+    "pairs",
+    "scree",
+    "dendrogram",
+    "variants",
+    "kmeans",
+)
+DEFAULT_VIEWS = ("pca", "umap", "similarity", "pairs", "scree", "dendrogram", "variants")
+RUN_FILE = "run.json"
+RESULTS = "results.zarr"
+
+Progress = Callable[[str], None]
+
+
+def analyze(
+    store: str | os.PathLike | xr.DataTree,
+    *,
+    model: str | None = None,
+    mask_strategy: str | None = None,
+    variants: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
+    ids: Sequence[str] | None = None,
+    include_baseline: bool = False,
+    views: Sequence[str] = DEFAULT_VIEWS,
+    colors: Sequence[str] = (),
+    n_clusters: int | None = None,
+    out: str | os.PathLike = "pvx-report",
+    overwrite: bool = False,
+    progress: Progress | None = print,
+) -> Path:
+    """Analyse one model/mask of a store and write an HTML report with its numbers.
+
+    Parameters
+    ----------
+    store
+        Path, URL or opened tree.
+    variants
+        Variants to analyse (default: all of the model/mask); several are aligned by label
+        and compared.
+    views
+        Any of :data:`VIEWS`.
+    colors
+        Persona attributes to colour projections by (default: up to three, one of each kind).
+    n_clusters
+        k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring.
+    out
+        Output folder. A folder holding another run's results is never replaced unless
+        ``overwrite=True``; rerunning the same settings replaces its own results.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's ``index.html``.
+    """
+    say = progress or (lambda message: None)
+    unknown = sorted(set(views) - set(VIEWS))
+    if unknown:
+        raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
+    if "kmeans" in views and not n_clusters:
+        n_clusters = 5
+    tree = store if isinstance(store, xr.DataTree) else open_store(store)
+    source = tree.attrs.get("source", str(store))
+    names = list(variants) if variants else _all_variants(tree, model, mask_strategy)
+    da = load(
+        tree,
+        names,
+        model=model,
+        mask_strategy=mask_strategy,
+        ids=ids,
+        layers=layers,
+        include_baseline=include_baseline,
+    )
+    if "variant" not in da.dims:
+        da = da.expand_dims("variant")
+    colors = list(colors) or _default_colors(da)
+    missing = [c for c in colors if c != "cluster" and c not in da.coords]
+    if missing:
+        raise ValueError(
+            f"unknown colour attribute(s) {missing}; the personas have {attribute_names(da)}"
+        )
+    settings = {
+        "store": source,
+        "model": da.attrs.get("model"),
+        "mask_strategy": da.attrs.get("mask_strategy"),
+        "variants": [str(v) for v in da["variant"].values],
+        "layers": [int(v) for v in da["layer"].values],
+        "ids": list(ids) if ids is not None else None,
+        "include_baseline": include_baseline,
+        "views": list(views),
+        "colors": colors,
+        "n_clusters": n_clusters,
+    }
+    out = Path(out)
+    _check_out(out, settings, overwrite=overwrite)
+    say(
+        f"pvx analyze: {settings['model']} / {settings['mask_strategy']}, variants "
+        f"{settings['variants']}, {da.sizes['persona']} personas x {da.sizes['layer']} layers"
+    )
+    start = time.perf_counter()
+    results = compute_results(da, views, n_clusters=n_clusters, progress=say)
+    results.attrs["settings"] = json.dumps(settings)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        save_results(results, staging / RESULTS)
+        say("drawing views")
+        render(results, staging, progress=say)
+        (staging / RUN_FILE).write_text(json.dumps(settings, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(f"done in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
+    return out / "index.html"
+
+
+def compute_results(
+    da: xr.DataArray,
+    views: Sequence[str] = DEFAULT_VIEWS,
+    *,
+    n_clusters: int | None = None,
+    progress: Progress | None = None,
+) -> xr.DataTree:
+    """Run every analysis the views need, in one computation (one read of ``da``).
+
+    ``da`` has dims ``(variant, persona, layer, hidden)``. Returns a tree with one node per
+    analysis (``pca``, ``scree``, ``umap``, ``isomap``, ``cosine``, ``linkage``, ``pairs``,
+    ``kmeans``, ``variants``), each vectorised over ``variant`` and ``layer``.
+    """
+    say = progress or (lambda message: None)
+    views = set(views)
+    lazy: dict[str, Any] = {}
+    if views & {"pca", "kmeans"}:
+        lazy["pca"] = decomposition.pca(da, n_components=min(3, da.sizes["persona"]))
+    if "scree" in views:
+        lazy["scree"] = decomposition.explained_variance(da)
+    if "umap" in views:
+        lazy["umap"] = manifold.umap(da)
+    if "isomap" in views:
+        lazy["isomap"] = manifold.isomap(da)
+    if "similarity" in views:
+        lazy["cosine"] = similarity.cosine(da)
+    if views & {"similarity", "dendrogram"}:
+        lazy["linkage"] = cluster.linkage(da)
+    if "pairs" in views:
+        lazy["pairs"] = similarity.pair_similarity(da)
+    if n_clusters:
+        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer")
+    if "variants" in views and da.sizes["variant"] >= 2:
+        a, b = (str(v) for v in da["variant"].values[:2])
+        lazy["variants"] = similarity.variant_similarity(da, a, b)
+    say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
+    computed = _compute(lazy)
+    return xr.DataTree.from_dict(
+        {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
+    )
+
+
+def save_results(results: xr.DataTree, path: str | os.PathLike) -> None:
+    """Write a results tree to Zarr v3 (strings as variable-length UTF-8)."""
+    clean = results.map_over_datasets(_storable)
+    clean.attrs = dict(results.attrs)
+    clean.to_zarr(path, mode="w-", consolidated=False, zarr_format=3)
+
+
+def open_results(path: str | os.PathLike) -> xr.DataTree:
+    """Open a ``results.zarr`` written by :func:`save_results` (or ``pvx analyze``)."""
+    tree = xr.open_datatree(path, engine="zarr", consolidated=False, chunks=None).load()
+    return tree.map_over_datasets(_restore)
+
+
+def render(
+    results: xr.DataTree, out: str | os.PathLike, *, progress: Progress | None = None
+) -> Path:
+    """Draw one page per view and ``index.html`` from a results tree; nothing is recomputed."""
+    say = progress or (lambda message: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(results.attrs["settings"])
+    variants = settings["variants"]
+    pages: list[tuple[str, str, str]] = []
+
+    def page(view: str, title: str, description: str, figures: list[Any]) -> None:
+        say(f"  {view}: {len(figures)} figure(s)")
+        _write_page(out / f"{view}.html", title, description, figures)
+        pages.append((f"{view}.html", title, description))
+
+    def node(name: str) -> xr.Dataset | None:
+        return results[name].to_dataset() if name in results.children else None
+
+    clusters = node("kmeans")
+    for method, label in (("pca", "PCA"), ("umap", "UMAP"), ("isomap", "Isomap")):
+        result = node(method)
+        if result is None or method not in settings["views"]:
+            continue
+        figures = []
+        for variant in variants:
+            scores = result["scores"] if method == "pca" else result[method]
+            scores = scores.sel(variant=variant)
+            for color in settings["colors"]:
+                extra: dict[str, Any] = {"hover": settings["colors"]}
+                if color == "cluster":
+                    extra["groups"] = clusters["cluster"].sel(variant=variant)
+                else:
+                    extra["color"] = color
+                figures.append(
+                    plot.projection(
+                        scores, title=f"{label} of {variant}, coloured by {color}", **extra
+                    )
+                )
+        page(method, label, f"{label} of the personas per layer (slider).", figures)
+    if clusters is not None and "kmeans" in settings["views"] and node("pca") is not None:
+        figures = [
+            plot.projection(
+                node("pca")["scores"].sel(variant=v),
+                groups=clusters["cluster"].sel(variant=v),
+                title=f"k-means ({settings['n_clusters']} clusters) of {v} on PCA",
+            )
+            for v in variants
+        ]
+        page("kmeans", "k-means", "Clusters matched across layers, drawn on PCA.", figures)
+    cos, tree = node("cosine"), node("linkage")
+    if cos is not None:
+        figures = []
+        for v in variants:
+            order = tree.sel(variant=v) if tree is not None else None
+            figures.append(
+                plot.heatmap(
+                    cos["cosine"].sel(variant=v),
+                    order=order,
+                    title=f"Centered cosine similarity, {v}",
+                )
+            )
+        page("similarity", "Similarity", "Centered cosine between personas per layer.", figures)
+    pairs = node("pairs")
+    if pairs is not None:
+        figures = [
+            plot.pair_trajectories(pairs.sel(variant=v), top=8, title=f"Most-changing pairs, {v}")
+            for v in variants
+        ]
+        page("pairs", "Pairs", "Pairs whose similarity changes most across layers.", figures)
+    scree = node("scree")
+    if scree is not None:
+        figures = []
+        for v in variants:
+            evr = scree["explained_variance_ratio"].sel(variant=v)
+            figures += [
+                plot.scree(evr, max_components=20, title=f"Scree, {v}"),
+                plot.variance_heatmap(evr, cumulative=True, title=f"Cumulative variance, {v}"),
+            ]
+        page("scree", "Scree", "Explained variance per component and layer.", figures)
+    if tree is not None and "dendrogram" in settings["views"]:
+        figures = [
+            plot.dendrogram(tree.sel(variant=v), title=f"Ward dendrogram, {v}") for v in variants
+        ]
+        page("dendrogram", "Dendrogram", "Hierarchical clustering per layer.", figures)
+    moved = node("variants")
+    if moved is not None:
+        page(
+            "variants",
+            "Variants",
+            f"How the prompt variant moves each persona ({variants[0]} vs {variants[1]}).",
+            [plot.variant_lines(moved, title=f"{variants[0]} vs {variants[1]}")],
+        )
+    _write_index(out, settings, results, pages)
+    return out / "index.html"
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
+    keys = list(lazy)
+    try:
+        from distributed import get_client
+
+        get_client()
+        distributed = True
+    except (ImportError, ValueError):
+        distributed = False
+    if distributed:
+        values = dask.compute(*lazy.values(), optimize_graph=False)
+    else:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(minimum=2, dt=0.5):
+            values = dask.compute(*lazy.values(), optimize_graph=False)
+    return dict(zip(keys, values, strict=True))
+
+
+def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
+    if isinstance(value, xr.Dataset):
+        return value
+    return value.to_dataset(name=value.name or name)
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """Zarr v3 has a specified type for variable-length strings only: use it everywhere."""
+    ds = ds.drop_vars([k for k in ds.variables if str(k).startswith("sample_ids")])
+    # String indexes would be written back as fixed-width (unstable) types: drop them first.
+    ds = ds.drop_indexes([k for k in ds.xindexes if k not in ds.dims or ds[k].dtype.kind in "OUT"])
+    fixed = {}
+    for key, var in ds.variables.items():
+        if var.dtype.kind in "OUT":
+            values = np.array(
+                [
+                    "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                    for v in var.values.ravel()
+                ],
+                dtype=object,
+            ).reshape(var.shape)
+            fixed[key] = var.copy(data=values)
+    return ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
+        {k: v for k, v in fixed.items() if k in ds.coords}
+    )
+
+
+def _restore(ds: xr.Dataset) -> xr.Dataset:
+    """Back to pvx's in-memory form: object strings, missing labels as NaN, ids indexed."""
+    fixed = {}
+    for key, var in ds.variables.items():
+        if var.dtype.kind in "OUT":
+            values = np.asarray(var.values, dtype=object)
+            if "kind" in var.attrs:
+                values = np.array([v if v else np.nan for v in values.ravel()], object).reshape(
+                    values.shape
+                )
+            fixed[key] = var.copy(data=values)
+    ds = ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
+        {k: v for k, v in fixed.items() if k in ds.coords}
+    )
+    for key, dim in (("id", "persona"), ("id_other", "persona_other")):
+        if key in ds.coords and ds[key].dims == (dim,) and key not in ds.xindexes:
+            ds = ds.set_xindex(key)
+    return ds
+
+
+def _all_variants(tree: xr.DataTree, model: str | None, mask: str | None) -> list[str]:
+    from pvx.store import variants
+
+    return variants(tree, model=model, mask_strategy=mask)
+
+
+def _default_colors(da: xr.DataArray) -> list[str]:
+    """One attribute of each kind, so a first look shows something without being asked."""
+    chosen: dict[str, str] = {}
+    for key in attribute_names(da):
+        chosen.setdefault(da[key].attrs["kind"], str(key))
+    return [chosen[k] for k in ("categorical", "ordinal", "numeric") if k in chosen]
+
+
+def _check_out(out: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
+    if not out.exists() or overwrite:
+        return
+    run = out / RUN_FILE
+    if run.exists():
+        if json.loads(run.read_text()) == settings:
+            return  # the same run again: replace its own results
+        raise StoreError(
+            f"{out} holds the results of a different run; pass another --out or --overwrite"
+        )
+    if any(out.iterdir()):
+        raise StoreError(f"{out} exists and is not a pvx report; pass another --out")
+
+
+def _write_page(path: Path, title: str, description: str, figures: list[Any]) -> None:
+    import plotly.io
+
+    body = []
+    for i, fig in enumerate(figures):
+        div = plotly.io.to_html(
+            fig,
+            include_plotlyjs=False,
+            full_html=False,
+            div_id=f"figure-{i}",
+            config={"displaylogo": False, "responsive": True},
+            auto_play=False,
+        )
+        body.append(plot._BDATA.sub(plot._unescape_bdata, div))
+    text = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pvx: {html.escape(title)}</title>
+<script src="plotly.min.js"></script>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}} .figure{{margin-bottom:2em;}}</style>
+</head><body>
+<p><a href="index.html">&larr; all views</a></p>
+<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>
+{"".join(f'<div class="figure">{div}</div>' for div in body)}
+</body></html>
+"""
+    path.write_text(text, encoding="utf-8")
+    bundle = path.parent / "plotly.min.js"
+    if not bundle.exists():
+        import plotly.offline
+
+        bundle.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+
+
+def _write_index(
+    out: Path, settings: dict[str, Any], results: xr.DataTree, pages: list[tuple[str, str, str]]
+) -> None:
+    first = next(iter(results.children.values())).to_dataset()
+    n_persona = first.sizes.get("persona", 0)
+    rows = [
+        ("store", settings["store"]),
+        ("model", settings["model"]),
+        ("mask strategy", settings["mask_strategy"]),
+        ("variants", ", ".join(settings["variants"])),
+        (
+            "personas",
+            f"{n_persona}" + (" (baseline included)" if settings["include_baseline"] else ""),
+        ),
+        ("layers", f"{len(settings['layers'])}: {settings['layers']}"),
+        ("colours", ", ".join(settings["colors"]) or "none"),
+        ("k-means clusters", settings["n_clusters"] or "-"),
+        ("numbers", f'<a href="{RESULTS}">{RESULTS}</a> (xr.open_datatree(..., engine="zarr"))'),
+        ("written", datetime.datetime.now().isoformat(timespec="seconds")),
+    ]
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v if k == 'numbers' else html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
+    links = "".join(
+        f'<li><a href="{href}">{html.escape(title)}</a>: {html.escape(text)}</li>'
+        for href, title, text in pages
+    )
+    (out / "index.html").write_text(
+        f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pvx report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}} th{{text-align:left;padding-right:1em;}}</style>
+</head><body><h1>pvx report</h1>
+<table>{table}</table>
+<h2>Views</h2><ul>{links}</ul>
+</body></html>
+""",
+        encoding="utf-8",
+    )
