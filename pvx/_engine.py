@@ -41,8 +41,12 @@ P, Q, H = "persona", "persona_other", "hidden"
 # treated as zero (it equals the mean up to float64 rounding of the offset).
 ZERO_TOL = 1e-12
 
-# Upper bound on persona blocks per layer in the Gram pass (see _coarsen_persona_blocks).
+# Upper bound on persona blocks per layer in the blockwise Gram pass (_coarsen_persona_blocks).
 MAX_PERSONA_BLOCKS = 8
+
+# A layer slice up to this size in float64 is multiplied in one BLAS call (``X Xᵀ`` by syrk,
+# half the work of block products); bigger slices stream over persona blocks.
+SLICE_BYTES = 512 * 2**20
 
 
 # --------------------------------------------------------------------------- inputs
@@ -134,23 +138,63 @@ def _coarsen_persona_blocks(da: xr.DataArray) -> xr.DataArray:
     return da.copy(data=da.data.rechunk({axis: size}))
 
 
+def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ bᵀ`` per leading index, in float64; ``X Xᵀ`` of one buffer takes BLAS's syrk path."""
+    same = a is b or (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+    a64 = a.astype(np.float64)
+    b64 = a64 if same else b.astype(np.float64)
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a64 = np.broadcast_to(a64, lead + a64.shape[-2:])
+    b64 = np.broadcast_to(b64, lead + b64.shape[-2:])
+    out = np.empty((*lead, a.shape[-2], b.shape[-2]))
+    for index in np.ndindex(*lead):
+        left = a64[index]
+        out[index] = left @ (left if same else b64[index]).T
+    return out
+
+
+def _slice_bytes(da: xr.DataArray) -> int:
+    """Bytes of one ``persona x hidden`` slice in float64."""
+    return da.sizes[P] * da.sizes[H] * 8
+
+
 def raw_gram(da: xr.DataArray, other: xr.DataArray | None = None) -> xr.DataArray:
     """Float64 Gram matrix ``X Yᵀ`` over ``hidden``: dims ``(..., persona, persona_other)``.
 
-    Lazy on dask: block products reuse each input chunk (same task names on both sides), and
-    the result keeps the input's layer chunks.
+    Lazy on dask, one task per layer: a layer's slice (up to ``SLICE_BYTES`` in float64) is
+    gathered and multiplied in one BLAS call. Bigger slices stream over persona blocks with
+    dask's blockwise matmul instead, so memory stays bounded by a few blocks. Both sides
+    reuse the same input chunks (same task names), so each chunk is read once.
     """
-    da = _coarsen_persona_blocks(da)
-    other = da if other is None else _coarsen_persona_blocks(other)
-    gram = xr.apply_ufunc(
-        _matmul_t,
+    big = max(_slice_bytes(x) for x in (da, da if other is None else other)) > SLICE_BYTES
+    if is_dask(da) and big:
+        da = _coarsen_persona_blocks(da)
+        other = da if other is None else _coarsen_persona_blocks(other)
+        gram = xr.apply_ufunc(
+            _matmul_t,
+            da,
+            other_side(other),
+            input_core_dims=[[P, H], [Q, H]],
+            output_core_dims=[[P, Q]],
+            dask="allowed",  # dask's blockwise matmul streams over persona/hidden blocks
+        )
+        return single_chunk(gram, P, Q).rename("gram")
+    da = single_chunk(da, P, H)
+    other = da if other is None else single_chunk(other, P, H)
+    return xr.apply_ufunc(
+        _gram_kernel,
         da,
         other_side(other),
         input_core_dims=[[P, H], [Q, H]],
         output_core_dims=[[P, Q]],
-        dask="allowed",  # dask's own blockwise matmul streams over persona/hidden blocks
-    )
-    return single_chunk(gram, P, Q).rename("gram")
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    ).rename("gram")
 
 
 # --------------------------------------------------------------------------- kernels

@@ -10,7 +10,7 @@ import xarray as xr
 from conftest import layer_slices, prepared, stays_lazy, to_backend
 
 import pvx.synthetic
-from pvx import decomposition, similarity
+from pvx import _engine, decomposition, similarity
 
 
 def _reference_cosine(x: np.ndarray, *, center: bool = True) -> np.ndarray:
@@ -164,9 +164,13 @@ def test_input_errors():
         similarity.cosine(similarity.cosine(da).rename(layer="hidden"))
 
 
-def test_several_results_share_one_read():
+@pytest.mark.parametrize("streaming", [False, True])
+def test_several_results_share_one_read(monkeypatch, streaming):
     # Every input block is produced by a counting task; cosine, PCA and the scree computed
-    # together must run each block exactly once.
+    # together must run each block exactly once, whether a layer's slice is multiplied whole
+    # or (for slices too big to gather) streamed over persona blocks.
+    if streaming:
+        monkeypatch.setattr(_engine, "SLICE_BYTES", 0)
     base = pvx.synthetic.planted_personas(n_persona=9, n_layer=4, seed=0)
     calls: list[tuple[int, ...]] = []
 
@@ -182,6 +186,18 @@ def test_several_results_share_one_read():
     dask.compute(cos, res, scree)
     assert len(calls) == 3 * 4  # 3 persona blocks x 4 layers, each read once
     assert len(set(calls)) == len(calls)
+    xr.testing.assert_allclose(cos, similarity.cosine(base))
+    xr.testing.assert_allclose(res, decomposition.pca(base))
+
+
+def test_streaming_gram_merges_tiny_blocks(monkeypatch):
+    monkeypatch.setattr(_engine, "SLICE_BYTES", 0)
+    da = pvx.synthetic.planted_personas(n_persona=40, n_layer=2, seed=6)
+    tiny = da.chunk({"persona": 2, "layer": 1})  # 20 blocks per layer: 400 block products
+    gram = _engine.raw_gram(tiny)
+    # merged to at most 8 blocks per layer: 2 x 64 products, not 2 x 400
+    assert len(gram.data.__dask_graph__()) < 400
+    xr.testing.assert_allclose(gram.compute(), _engine.raw_gram(da))
 
 
 def test_neighbors_are_nearest_first(acts3):
