@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import xarray as xr
@@ -116,12 +117,106 @@ def _import(args: argparse.Namespace) -> None:
     print(summarize(open_store(args.store), source=str(args.store)))
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from pvx import report
+
+    store = args.store or default_store()
+    views = [v for item in args.views for v in item.split(",") if v] if args.views else None
+    with _dask_cluster(args.scheduler, args.workers):
+        report.analyze(
+            store,
+            model=args.model,
+            mask_strategy=args.mask_strategy,
+            variants=args.variant,
+            layers=_int_list(args.layers),
+            ids=[i for item in args.ids for i in item.split(",")] if args.ids else None,
+            include_baseline=args.include_baseline,
+            views=views or report.DEFAULT_VIEWS,
+            colors=args.color or (),
+            n_clusters=args.clusters,
+            out=args.out,
+            overwrite=args.overwrite,
+        )
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    """'3,5,10-12' -> [3, 5, 10, 11, 12]."""
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        try:
+            if "-" in part.strip("-"):
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"
+            ) from None
+    return out
+
+
+@contextlib.contextmanager
+def _dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[None]:
+    """Run dask work on a distributed scheduler: an existing one, or a local cluster."""
+    if scheduler is None and workers is None:
+        yield
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler, timeout="10s") as client:
+            n = len(client.scheduler_info()["workers"])
+            print(f"dask: using scheduler {scheduler} ({n} workers)")
+            yield
+        return
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        print(f"dask: local cluster of {workers} worker processes")
+        yield
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pvx", description="Persona vectors with xarray.")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="summarise a store")
     info.add_argument("store", nargs="?", help="path or URL (default: the demo store)")
     info.set_defaults(func=_info)
+    run = commands.add_parser(
+        "analyze", help="analyse a store and write an interactive HTML report"
+    )
+    run.add_argument("store", nargs="?", help="path or URL (default: the demo store)")
+    run.add_argument("--model", help="model name (needed when the store holds several)")
+    run.add_argument("--mask-strategy", help="mask strategy (needed when there are several)")
+    run.add_argument(
+        "--variant",
+        action="append",
+        help="variant to analyse (repeat to compare several; default: all)",
+    )
+    run.add_argument("--layers", help="layer labels, e.g. 0,3,5-6 (default: all)")
+    run.add_argument("--ids", action="append", help="persona ids, comma-separated (default: all)")
+    run.add_argument("--include-baseline", action="store_true", help="keep baseline_assistant")
+    run.add_argument(
+        "--views",
+        action="append",
+        help="comma-separated views: pca, umap, isomap, similarity, pairs, scree, dendrogram, "
+        "variants, kmeans (default: all but isomap and kmeans)",
+    )
+    run.add_argument("--color", action="append", help="persona attribute to colour by (repeatable)")
+    run.add_argument("--clusters", type=int, help="k-means clusters (kmeans view, --color cluster)")
+    run.add_argument("--out", default="pvx-report", help="output folder (default: pvx-report)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace another run's results in --out"
+    )
+    run.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    run.add_argument("--workers", type=int, help="run on a local cluster of N worker processes")
+    run.set_defaults(func=_analyze)
     imp = commands.add_parser("import", help="import persona vectors into a pvx store")
     imp.add_argument(
         "format",
@@ -147,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (StoreError, ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (StoreError, ValueError, TypeError, KeyError, OSError) as err:
         print(f"pvx {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

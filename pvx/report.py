@@ -28,7 +28,7 @@ import xarray as xr
 
 from pvx import cluster, decomposition, manifold, plot, similarity
 from pvx._construct import attribute_names
-from pvx.store import StoreError, load, open_store
+from pvx.store import StoreError, load, mask_strategies, models, open_store
 
 VIEWS = (
     "pca",
@@ -96,6 +96,16 @@ def analyze(
         n_clusters = 5
     tree = store if isinstance(store, xr.DataTree) else open_store(store)
     source = tree.attrs.get("source", str(store))
+    # The main job picks the first model / mask strategy when there are several, and says so.
+    if model is None and len(models(tree)) > 1:
+        model = models(tree)[0]
+        say(f"using model {model} of {models(tree)}; choose with --model")
+    if mask_strategy is None and len(mask_strategies(tree, model=model)) > 1:
+        mask_strategy = mask_strategies(tree, model=model)[0]
+        say(
+            f"using mask strategy {mask_strategy} of {mask_strategies(tree, model=model)}; "
+            "choose with --mask-strategy"
+        )
     names = list(variants) if variants else _all_variants(tree, model, mask_strategy)
     da = load(
         tree,
@@ -462,7 +472,8 @@ def _write_index(
     (out / "index.html").write_text(
         f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>pvx report</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}} th{{text-align:left;padding-right:1em;}}</style>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}}
+th{{text-align:left;padding-right:1em;}}</style>
 </head><body><h1>pvx report</h1>
 <table>{table}</table>
 <h2>Views</h2><ul>{links}</ul>
