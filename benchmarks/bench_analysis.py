@@ -100,6 +100,21 @@ def run_pvx(path: Path, out: Path) -> None:
     _report(wall, results)
 
 
+def run_pvx_reductions(path: Path) -> None:
+    """PCA and scree only: results of a few MiB, so the peak is the working memory."""
+    import dask
+    import xarray as xr
+
+    from pvx import decomposition
+
+    da = xr.open_zarr(path, consolidated=False, chunks={})["vectors"].set_xindex("id")
+    start = time.perf_counter()
+    res, scree = dask.compute(
+        decomposition.pca(da, n_components=N_COMPONENTS), decomposition.explained_variance(da)
+    )
+    _report(time.perf_counter() - start, res.nbytes + scree.nbytes)
+
+
 def run_numpy(path: Path, out: Path, *, gram: bool) -> None:
     import xarray as xr
 
@@ -161,13 +176,25 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=42)
     parser.add_argument("--hidden", type=int, default=3584)
     parser.add_argument("--block", type=int, default=250, help="personas per chunk")
-    parser.add_argument("--run", choices=["pvx", "numpy", "numpy-gram"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of all runs; the best wall time counts"
+    )
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the check that pvx's working memory does not grow with the layer count",
+    )
+    parser.add_argument(
+        "--run", choices=["pvx", "pvx-reductions", "numpy", "numpy-gram"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.run == "pvx":
         return run_pvx(args.store, args.out)
+    if args.run == "pvx-reductions":
+        return run_pvx_reductions(args.store)
     if args.run:
         return run_numpy(args.store, args.out, gram=args.run == "numpy-gram")
 
@@ -182,12 +209,19 @@ def main() -> None:
         print(f"written in {seconds:.1f} s; machine: {platform.platform()}, {os.cpu_count()} cpus")
         idle = _idle_rss()
         print(f"imports alone: peak RSS {idle:.0f} MiB; load average {os.getloadavg()[0]:.1f}")
-        results = {}
-        for name in ("pvx", "numpy", "numpy-gram"):
-            out = Path(tmp) / f"{name}.npz"
-            line = _child([__file__, "--run", name, "--store", str(store), "--out", str(out)])
-            results[name] = json.loads(line)
-            results[name]["arrays"] = dict(np.load(out))
+        results: dict[str, dict] = {}
+        # Interleaved rounds: a shared machine's load hits every run alike; keep the best time
+        # (the least disturbed) and the largest peak (the most conservative).
+        for _ in range(args.repeat):
+            for name in ("pvx", "numpy", "numpy-gram"):
+                out = Path(tmp) / f"{name}.npz"
+                argv = [__file__, "--run", name, "--store", str(store), "--out", str(out)]
+                run = json.loads(_child(argv))
+                best = results.setdefault(name, {**run, "walls": []})
+                best["walls"].append(run["wall_s"])
+                best["wall_s"] = min(best["walls"])
+                best["peak_rss_mib"] = max(best["peak_rss_mib"], run["peak_rss_mib"])
+                best["arrays"] = dict(np.load(out))
         base = results["numpy"]
         print(
             f"\n{'run':<12}{'wall s':>9}{'peak MiB':>10}{'- imports':>11}{'time ratio':>12}"
@@ -199,6 +233,9 @@ def main() -> None:
                 f"{r['peak_rss_mib'] - idle:>11.0f}{r['wall_s'] / base['wall_s']:>12.2f}"
                 f"{(r['peak_rss_mib'] - idle) / (base['peak_rss_mib'] - idle):>11.2f}"
             )
+        for name, r in results.items():
+            print(f"{name} wall times: {', '.join(f'{w:.1f}' for w in r['walls'])} s")
+        print(f"load average after the runs: {os.getloadavg()[0]:.1f}")
         print(
             f"(every run ends holding its results, {base['results_mib']:.0f} MiB; dask's final "
             "gather briefly holds the per-layer chunks and the assembled arrays both)"
@@ -213,6 +250,18 @@ def main() -> None:
                 np.abs(np.abs(ours["scores"][..., :k]) - np.abs(ref["scores"][..., :k])).max(),
             )
         )
+
+        if args.no_scaling:
+            return None
+        print("\npvx PCA + scree only (no n x n output), peak RSS against the layer count:")
+        for n_layer in (max(1, args.layers // 3), args.layers):
+            path = Path(tmp) / f"layers{n_layer}.zarr"
+            write_store(path, args.persona, n_layer, args.hidden, args.block)
+            run = json.loads(_child([__file__, "--run", "pvx-reductions", "--store", str(path)]))
+            print(
+                f"  {n_layer:>4} layers: wall {run['wall_s']:.1f} s, peak {run['peak_rss_mib']:.0f}"
+                f" MiB ({run['peak_rss_mib'] - idle:.0f} above imports)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The Gram engine shared by every analysis (DESIGN §4, "Engine").
 
 Per layer, each analysis depends on the vectors only through the ``persona x persona`` Gram
-matrix ``G = X Xᵀ``. :func:`raw_gram` builds it in one streaming pass (float64 block products,
-so dask reads each chunk once and holds a few layers at a time); :func:`prepared_gram` derives
-the Gram of centered and/or normalised rows from it without touching the vectors again:
+matrix ``G = X Xᵀ``. :func:`raw_gram` builds it in one streaming pass in float64 (one task per
+layer slice, or block products for slices too big to gather), so dask reads each chunk once
+and holds a few layers at a time; :func:`prepared_gram` derives the Gram of centered and/or
+normalised rows from it without touching the vectors again:
 
 - centering is ``H G H`` with ``H = I - 11ᵀ/n``. In float64 the absolute error is about
   ``eps * |offset|²``, so a shared offset 10⁴ times the persona differences still leaves
