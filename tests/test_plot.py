@@ -545,3 +545,23 @@ def test_accessor_projection_recolours_with_the_vectors(acts):
     result = decomposition.pca(acts)
     fig = acts.pv.plot.projection(result, color="cluster", n_clusters=3)
     assert [t.name for t in fig.data] == ["cluster 0", "cluster 1", "cluster 2"]
+
+
+def test_per_layer_numbers_keep_one_colour_range(scores):
+    values = xr.DataArray(
+        np.arange(4 * 16, dtype=float).reshape(4, 16),
+        dims=("layer", "persona"),
+        coords={"layer": scores["layer"].values, "id": ("persona", scores["id"].values)},
+        name="norm",
+    )
+    values[2, 5] = np.nan  # missing on one layer only
+    fig = pvx.plot.projection(scores, color_values=values)
+    main = fig.data[0]
+    assert (main.marker.cmin, main.marker.cmax) == (0.0, 63.0)
+    assert main.marker.colorbar.title.text == "norm"
+    for i, frame in enumerate(fig.frames):
+        shown = np.asarray(frame.data[0].marker.color)
+        expected = values.isel(layer=i).values
+        np.testing.assert_allclose(shown, expected[np.isfinite(expected)])
+        assert (frame.data[0].marker.cmin, frame.data[0].marker.cmax) == (0.0, 63.0)
+        assert len(frame.data[1].x) == (1 if i == 2 else 0)  # the grey 'missing' trace
