@@ -1446,9 +1446,12 @@ def write_html(
         page_title = _esc(title) if title is not None else str(fig.layout.title.text)
         text = text.replace("<head>", f"<head><title>{page_title}</title>", 1)
     path.write_text(text, encoding="utf-8")
-    bundle = path.parent / "plotly.min.js"
-    if plotlyjs == "directory" and not bundle.exists():
-        bundle.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    if plotlyjs == "directory":
+        bundle = path.parent / "plotly.min.js"
+        js = plotly.offline.get_plotlyjs().encode("utf-8")
+        # written once per folder; rewritten only if another plotly version left its own
+        if not bundle.exists() or bundle.stat().st_size != len(js):
+            bundle.write_bytes(js)
     return path
 
 

@@ -321,8 +321,15 @@ def test_write_html_directory_writes_plotlyjs_once(tmp_path, scores):
         text = page.read_text()
         assert 'src="plotly.min.js"' in text and len(text) < 500_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", "plotly.min.js"]
+    bundle = tmp_path / "plotly.min.js"
+    written = bundle.stat().st_mtime_ns
+    pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "c.html", plotlyjs="directory")
+    assert bundle.stat().st_mtime_ns == written  # once per folder
+    bundle.write_text("/* another plotly version */")
+    pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "c.html", plotlyjs="directory")
+    assert bundle.stat().st_size > 1_000_000
     with pytest.raises(ValueError, match="CDN"):
-        pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "c.html", plotlyjs="cdn")
+        pvx.plot.write_html(pvx.plot.projection(scores), tmp_path / "d.html", plotlyjs="cdn")
 
 
 # --------------------------------------------------------------------------- heatmap
