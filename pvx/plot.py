@@ -508,9 +508,12 @@ def projection(
     """
     import plotly.graph_objects as go
 
+    if isinstance(result, xr.Dataset):  # one compute for scores and ratios (one Gram pass)
+        result = _computed(
+            result[[v for v in ("scores", "explained_variance_ratio") if v in result]]
+        )
     scores, ratio = _scores(result)
     scores = _computed(scores)
-    ratio = _computed(ratio) if ratio is not None else None
     if _P not in scores.dims or "component" not in scores.dims:
         raise ValueError(
             f"projection() needs dims ('persona', 'component') (and usually 'layer'), got "
@@ -520,13 +523,13 @@ def projection(
     if axes not in ("fixed", "per_layer"):
         raise ValueError(f"projection() got axes={axes!r}; choose 'fixed' or 'per_layer'")
     available = [int(c) for c in scores["component"].values]
+    if len(available) < 2 and components is None:
+        raise ValueError("projection() needs at least 2 components; compute n_components=2")
     comps = list(components) if components is not None else available[:2]
     if len(comps) not in (2, 3):
         raise ValueError(
             f"projection() draws 2 or 3 components, got components={comps!r}; pass e.g. (1, 2)"
         )
-    if len(available) < 2 and components is None:
-        raise ValueError("projection() needs at least 2 components; compute n_components=2")
     unknown = [c for c in comps if c not in available]
     if unknown:
         raise KeyError(

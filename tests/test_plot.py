@@ -572,3 +572,27 @@ def test_per_layer_numbers_keep_one_colour_range(scores):
         np.testing.assert_allclose(shown, expected[np.isfinite(expected)])
         assert (frame.data[0].marker.cmin, frame.data[0].marker.cmax) == (0.0, 63.0)
         assert len(frame.data[1].x) == (1 if i == 2 else 0)  # the grey 'missing' trace
+
+
+def test_lazy_results_are_computed_in_one_pass(da):
+    from dask.callbacks import Callback
+
+    class CountComputes(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def _start(self, dsk) -> None:
+            self.count += 1
+
+    acts = da.chunk({"layer": 1, "persona": 4})
+    lazy = decomposition.pca(acts)
+    with CountComputes() as counter:
+        pvx.plot.projection(lazy, color="age")
+    assert counter.count == 1
+    with CountComputes() as counter:
+        pvx.plot.pca(acts, color="cluster", n_clusters=3, k=2)
+    assert counter.count == 1  # PCA, k-means and neighbours together
+    with CountComputes() as counter:
+        pvx.plot.cosine(acts, order="dendrogram")
+    assert counter.count == 1
