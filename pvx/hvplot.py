@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pvx import _colors, decomposition, manifold, similarity
+from pvx import _colors, cluster, decomposition, manifold, similarity
 from pvx.plot import (
     _AXIS_NAMES,
     _check_dims,
     _coloring,
+    _compute_together,
     _computed,
     _hover_fields,
     _layer_labels,
@@ -317,6 +318,13 @@ def _from_vectors(
         "isomap": manifold.isomap,
     }
     result = funcs[method](da, **analysis)
+    if kwargs.get("color") == "cluster" and kwargs.get("n_clusters") is not None:
+        # k-means with the projection, in one pass over the vectors
+        common = {k: analysis[k] for k in ("layer", "include_baseline") if k in analysis}
+        mode = kwargs.pop("cluster_mode", "mean_across_layers")
+        labels = cluster.kmeans(da, kwargs.pop("n_clusters"), mode=mode, **common)
+        result, kwargs["groups"] = _compute_together(result, labels)
+        kwargs.pop("color")
     return projection(result, vectors=da, components=components, **kwargs)
 
 

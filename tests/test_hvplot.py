@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import pvx.accessor
 import pvx.hvplot
 import pvx.synthetic
 from pvx import _colors, cluster, decomposition, manifold, similarity
@@ -83,7 +84,17 @@ def test_ordinal_and_categorical_colours(da, scores):
 
 
 def test_clusters_from_vectors(da):
-    view = pvx.hvplot.pca(da, color="cluster", n_clusters=3)
+    from dask.callbacks import Callback
+
+    starts = []
+
+    class Count(Callback):
+        def _start(self, dsk) -> None:
+            starts.append(dsk)
+
+    with Count():
+        view = pvx.hvplot.pca(da.chunk({"layer": 1}), color="cluster", n_clusters=3)
+    assert len(starts) == 1  # PCA and k-means in one pass
     assert sorted(set(view[10].data["cluster"])) == ["cluster 0", "cluster 1", "cluster 2"]
     assert "baseline_assistant" not in set(view[10].data["id"])
 
