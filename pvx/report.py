@@ -244,7 +244,8 @@ def render(
             scores = result["scores"] if method == "pca" else result[method]
             scores = scores.sel(variant=variant)
             for color in settings["colors"]:
-                extra: dict[str, Any] = {"hover": settings["colors"]}
+                attributes = [c for c in settings["colors"] if c != "cluster"]
+                extra: dict[str, Any] = {"hover": attributes}
                 if color == "cluster":
                     extra["groups"] = clusters["cluster"].sel(variant=variant)
                 else:

@@ -1,0 +1,190 @@
+"""``pvx analyze``: one computation, saved numbers, pages drawn from them, safe output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pvx
+import pvx.synthetic
+from pvx import report
+from pvx.cli import main
+
+FAST_VIEWS = ["pca", "similarity", "pairs", "scree", "dendrogram", "variants", "kmeans", "isomap"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two variants of 12 planted personas (3 clusters) over 4 layers, plus a baseline."""
+    path = tmp_path_factory.mktemp("store") / "s.zarr"
+    for i, variant in enumerate(("templated", "biography")):
+        da = pvx.synthetic.planted_personas(
+            n_persona=12, n_clusters=3, n_layer=4, n_hidden=24, seed=i, baseline=True
+        )
+        da = da.assign_coords(variant=variant)
+        da.attrs.update(model="org/planted", mask_strategy="mean")
+        pvx.write_variant(path, da)
+    return path
+
+
+def test_analyze_writes_pages_index_and_results(store, tmp_path):
+    index = report.analyze(
+        store, views=FAST_VIEWS, n_clusters=3, out=tmp_path / "out", progress=None
+    )
+    out = index.parent
+    pages = {p.name for p in out.glob("*.html")}
+    assert pages == {"index.html", *(f"{v}.html" for v in FAST_VIEWS)}
+    assert (out / "plotly.min.js").exists()  # written once, beside the pages: works offline
+    text = index.read_text()
+    for view in FAST_VIEWS:
+        assert f'href="{view}.html"' in text
+    assert "org/planted" in text and "templated, biography" in text
+    for page in out.glob("*.html"):
+        assert "cdn" not in page.read_text().lower()
+    results = report.open_results(out / "results.zarr")
+    settings = json.loads(results.attrs["settings"])
+    assert settings["variants"] == ["templated", "biography"]
+    scores = results["pca"]["scores"]
+    assert scores.dims == ("variant", "layer", "persona", "component")
+    assert pvx.BASELINE_ID not in scores["id"].values
+
+
+def test_results_match_a_direct_computation(store, tmp_path):
+    index = report.analyze(store, views=["pca", "similarity"], out=tmp_path / "o", progress=None)
+    results = report.open_results(index.parent / "results.zarr")
+    da = pvx.load(store, ["templated", "biography"])
+    direct = pvx.similarity.cosine(da).compute()
+    xr.testing.assert_allclose(
+        results["cosine"]["cosine"],
+        direct.drop_vars([k for k in direct.coords if str(k).startswith("sample_ids")]),
+    )
+
+
+def test_pages_redrawn_from_saved_results_are_identical(store, tmp_path):
+    index = report.analyze(store, views=FAST_VIEWS, n_clusters=3, out=tmp_path / "a", progress=None)
+    reopened = report.open_results(index.parent / "results.zarr")
+    report.render(reopened, tmp_path / "b")
+    for page in index.parent.glob("*.html"):
+        if page.name != "index.html":  # the index carries the time it was written
+            assert (tmp_path / "b" / page.name).read_text() == page.read_text(), page.name
+
+
+def test_another_runs_output_is_never_replaced(store, tmp_path):
+    out = tmp_path / "out"
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    before = (out / "scree.html").read_text()
+    report.analyze(store, views=["scree"], out=out, progress=None)  # same run: fine
+    with pytest.raises(pvx.StoreError, match="holds the results of a different run"):
+        report.analyze(store, views=["pca"], out=out, progress=None)
+    assert (out / "scree.html").read_text() == before
+    report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
+    assert (out / "pca.html").exists() and not (out / "scree.html").exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("precious")
+    with pytest.raises(pvx.StoreError, match="is not a pvx report"):
+        report.analyze(store, views=["pca"], out=other, progress=None)
+    assert (other / "notes.txt").read_text() == "precious"
+
+
+def test_cluster_colour_and_attribute_colours(store, tmp_path):
+    index = report.analyze(
+        store,
+        views=["pca"],
+        colors=["cluster", "planted_cluster"],
+        n_clusters=3,
+        out=tmp_path / "o",
+        progress=None,
+    )
+    text = (index.parent / "pca.html").read_text()
+    assert "coloured by cluster" in text and "coloured by planted_cluster" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--variant", "nope"], "variant 'nope' not found"),
+        (["--model", "nope"], "model 'nope' not in the store"),
+        (["--color", "shoe_size"], "unknown colour attribute"),
+        (["--views", "pca,nonsense"], "unknown views"),
+        (["--layers", "0,99"], "layers [99] are not in variant"),
+    ],
+)
+def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
+    assert main(["analyze", str(store), "--out", str(tmp_path / "o"), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pvx analyze: error:") and message in err
+    assert err.count("\n") == 1
+
+
+def test_cli_missing_store_and_unreachable_url(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "none.zarr")]) == 1
+    assert "no store at" in capsys.readouterr().err
+    assert main(["analyze", "http://127.0.0.1:9/none.zarr"]) == 1
+    assert "http://127.0.0.1:9/none.zarr" in capsys.readouterr().err
+
+
+def test_workers_give_the_same_numbers(store, tmp_path):
+    views = "pca,similarity,scree,dendrogram,variants"
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    for out, extra in ((local, []), (remote, ["--workers", "2"])):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pvx.cli",
+                "analyze",
+                str(store),
+                "--views",
+                views,
+                "--out",
+                str(out),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "local cluster of 2 worker processes" in result.stdout
+    a, b = report.open_results(local / "results.zarr"), report.open_results(remote / "results.zarr")
+    for node in a.subtree:
+        if node.has_data:
+            xr.testing.assert_allclose(node.to_dataset(), b[node.path].to_dataset())
+
+
+def test_layers_and_ids_are_selected(store, tmp_path):
+    index = report.analyze(
+        store,
+        views=["scree"],
+        layers=[1, 3],
+        ids=[f"p{i}" for i in range(6)],
+        out=tmp_path / "o",
+        progress=None,
+    )
+    results = report.open_results(index.parent / "results.zarr")
+    evr = results["scree"]["explained_variance_ratio"]
+    assert evr["layer"].values.tolist() == [1, 3]
+    assert evr.sizes["component"] == 6
+    np.testing.assert_allclose(evr.sum("component"), 1.0)
+
+
+def test_demo_store_main_job(tmp_path):
+    """The README's main job, on the shipped demo store, as a newcomer runs it."""
+    pvx_script = Path(sys.executable).with_name("pvx")
+    result = subprocess.run(
+        [str(pvx_script), "analyze", "--out", str(tmp_path / "report")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "using mask strategy token_mean" in result.stdout
+    out = tmp_path / "report"
+    assert {p.name for p in out.glob("*.html")} >= {"index.html", "pca.html", "umap.html"}
+    results = report.open_results(out / "results.zarr")
+    assert results["pca"]["scores"].sizes["persona"] == 320
