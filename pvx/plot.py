@@ -45,6 +45,7 @@ __all__ = [
     "dendrogram",
     "explained_variance",
     "heatmap",
+    "html_div",
     "isomap",
     "linkage",
     "pair_similarity",
@@ -1456,6 +1457,37 @@ def write_html(
         if not bundle.exists() or bundle.stat().st_size != len(js):
             bundle.write_bytes(js)
     return path
+
+
+def html_div(fig: go.Figure, *, div_id: str | None = None, **kwargs: Any) -> str:
+    """The figure as an HTML ``<div>`` (no plotly.js), to compose pages of several figures.
+
+    The page must load plotly.js itself (e.g. ``<script src="plotly.min.js">`` beside it, as
+    :func:`write_html` with ``plotlyjs="directory"`` writes). Typed arrays stay compact, as in
+    :func:`write_html`.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure.
+    div_id : str, optional
+        The ``id`` of the figure's ``<div>``.
+    **kwargs
+        Passed to :func:`plotly.io.to_html`.
+
+    Returns
+    -------
+    str
+        ``<div>...</div>`` with the figure's data and its ``Plotly.newPlot`` script.
+    """
+    import plotly.io
+
+    config = {"displaylogo": False, "responsive": True, **kwargs.pop("config", {})}
+    kwargs.setdefault("auto_play", False)
+    div = plotly.io.to_html(
+        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=config, **kwargs
+    )
+    return _BDATA.sub(_unescape_bdata, div)
 
 
 # Plotly escapes "/" as "\u002f" (6 bytes) everywhere in the page's JSON, so it can never close

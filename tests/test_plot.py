@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -596,3 +597,15 @@ def test_lazy_results_are_computed_in_one_pass(da):
     with CountComputes() as counter:
         pvx.plot.cosine(acts, order="dendrogram")
     assert counter.count == 1
+
+
+def test_html_div_composes_pages(scores):
+    div = pvx.plot.html_div(pvx.plot.projection(scores, color="age"), div_id="figure-0")
+    assert (
+        div.startswith("<div")
+        and div.endswith("</div>")
+        and 'id="figure-0"' in div
+        and "Plotly.newPlot" in div
+    )
+    assert "\\u002f" not in "".join(re.findall(r'"bdata":"([^"]*)"', div))
+    assert "<script src=" not in div and len(div) < 200_000
