@@ -1,7 +1,15 @@
-"""pvx: xarray-native analysis of persona vectors."""
+"""pvx: xarray-native analysis of persona vectors.
 
+Importing pvx registers the ``.pv`` accessor on DataArrays.
+"""
+
+from pvx import accessor, cluster, decomposition, manifold, similarity, synthetic
 from pvx._construct import BASELINE_ID, persona_vectors
+from pvx.cluster import kmeans, linkage
+from pvx.decomposition import explained_variance, pca
 from pvx.importers import import_directory, import_parquet
+from pvx.manifold import isomap, twonn, umap
+from pvx.similarity import cosine, neighbors, pair_similarity, variant_similarity
 from pvx.store import (
     StoreError,
     append_personas,
@@ -19,17 +27,34 @@ from pvx.store import (
 __all__ = [
     "BASELINE_ID",
     "StoreError",
+    "accessor",
     "append_personas",
+    "cluster",
+    "cosine",
+    "decomposition",
+    "explained_variance",
     "import_directory",
     "import_parquet",
+    "isomap",
+    "kmeans",
     "layers",
+    "linkage",
     "load",
+    "manifold",
     "mask_strategies",
     "models",
+    "neighbors",
     "open_store",
+    "pair_similarity",
+    "pca",
     "persona_ids",
     "persona_vectors",
     "set_attribute",
+    "similarity",
+    "synthetic",
+    "twonn",
+    "umap",
+    "variant_similarity",
     "variants",
     "write_variant",
 ]

@@ -22,7 +22,7 @@ COMMANDS = [
 
 def test_readme_has_snippets_and_commands():
     assert len(SNIPPETS) >= 2
-    assert "pvx info" in COMMANDS
+    assert "pvx analyze" in COMMANDS  # the main job, on the demo store
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda s: s.splitlines()[1][:40])
@@ -43,3 +43,9 @@ def test_readme_command_runs(command, tmp_path):
         [str(pvx), *command.split()[1:]], capture_output=True, text=True, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
+    if command == "pvx analyze":
+        out = tmp_path / "pvx-report"
+        pages = {p.name for p in out.glob("*.html")}
+        assert {"index.html", "pca.html", "umap.html", "similarity.html"} <= pages
+        assert (out / "results.zarr").is_dir() and (out / "plotly.min.js").exists()
+        assert "using mask strategy token_mean" in result.stdout

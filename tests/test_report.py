@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,19 +171,3 @@ def test_layers_and_ids_are_selected(store, tmp_path):
     assert evr["layer"].values.tolist() == [1, 3]
     assert evr.sizes["component"] == 6
     np.testing.assert_allclose(evr.sum("component"), 1.0)
-
-
-def test_demo_store_main_job(tmp_path):
-    """The README's main job, on the shipped demo store, as a newcomer runs it."""
-    pvx_script = Path(sys.executable).with_name("pvx")
-    result = subprocess.run(
-        [str(pvx_script), "analyze", "--out", str(tmp_path / "report")],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "using mask strategy token_mean" in result.stdout
-    out = tmp_path / "report"
-    assert {p.name for p in out.glob("*.html")} >= {"index.html", "pca.html", "umap.html"}
-    results = report.open_results(out / "results.zarr")
-    assert results["pca"]["scores"].sizes["persona"] == 320
