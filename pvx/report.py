@@ -411,19 +411,7 @@ def _check_out(out: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
 
 
 def _write_page(path: Path, title: str, description: str, figures: list[Any]) -> None:
-    import plotly.io
-
-    body = []
-    for i, fig in enumerate(figures):
-        div = plotly.io.to_html(
-            fig,
-            include_plotlyjs=False,
-            full_html=False,
-            div_id=f"figure-{i}",
-            config={"displaylogo": False, "responsive": True},
-            auto_play=False,
-        )
-        body.append(plot._BDATA.sub(plot._unescape_bdata, div))
+    body = [plot.html_div(fig, div_id=f"figure-{i}") for i, fig in enumerate(figures)]
     text = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>pvx: {html.escape(title)}</title>
 <script src="plotly.min.js"></script>
