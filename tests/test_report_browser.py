@@ -1,0 +1,92 @@
+"""The report of ``pvx analyze`` in a real headless Chromium: every page renders every
+figure, offline, without console errors, and the index links them all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import pvx
+import pvx.synthetic
+from pvx import report
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("PVX_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="browser tests need the Python package playwright"
+)
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    store = tmp / "s.zarr"
+    for i, variant in enumerate(("templated", "biography")):
+        da = pvx.synthetic.planted_personas(
+            n_persona=12, n_clusters=3, n_layer=3, n_hidden=24, seed=i, baseline=True
+        )
+        da = da.assign_coords(variant=variant)
+        # markup in a name must stay text in every page
+        names = da["name"].values.copy()
+        names[0] = "<img src=x onerror=window.__pwned=true>"
+        da = da.assign_coords(name=("persona", names))
+        da.attrs.update(model="org/planted", mask_strategy="mean")
+        pvx.write_variant(store, da)
+    views = [v for v in report.VIEWS if v != "umap"]  # UMAP is tested elsewhere; numba is slow
+    index = report.analyze(store, views=views, n_clusters=3, out=tmp / "out", progress=None)
+    return index.parent
+
+
+def test_every_page_renders_offline_without_errors(report_dir):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page()
+        errors: list[str] = []
+        blocked: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        def route(r):
+            if r.request.url.startswith("file://"):
+                r.continue_()
+            else:
+                blocked.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.add_init_script("window.__pwned = false;")
+        page.goto((report_dir / "index.html").as_uri())
+        links = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
+        pages = [href for href in links if href.endswith(".html")]
+        assert sorted(pages) == sorted(
+            p.name for p in report_dir.glob("*.html") if p.name != "index.html"
+        )
+        for href in pages:
+            page.goto((report_dir / href).as_uri())
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.plotly-graph-div')]"
+                ".every(d => d._fullData && d._fullLayout)"
+            )
+            figures = page.evaluate(
+                "() => [...document.querySelectorAll('.plotly-graph-div')].map(d => d.data.length)"
+            )
+            assert figures and all(n > 0 for n in figures), href
+            assert page.evaluate("() => window.__pwned") is False, href
+            assert page.evaluate("() => document.querySelectorAll('img').length") == 0, href
+        browser.close()
+    assert errors == []
+    assert blocked == []
