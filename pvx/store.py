@@ -584,7 +584,7 @@ def _append_rows(
         if promote:
             # Committed tail rows plus new rows fill whole blocks: they become new main chunks.
             rows = np.concatenate([tail[name][:n_tail], new[name]])
-            main = group[name]
+            main = _every_chunk(group[name])
             main.resize((n_main + promote, *main.shape[1:]))
             main[n_main:] = rows[:promote]
             changed.append(main)
@@ -595,7 +595,7 @@ def _append_rows(
                 continue
         else:
             rows, start = new[name], n_tail
-        target = new_tail[name]
+        target = _every_chunk(new_tail[name])
         target.resize((start + len(rows), *target.shape[1:]))
         target[start:] = rows
         changed.append(target)
@@ -603,6 +603,13 @@ def _append_rows(
     _commit(group, commit, changed=changed, removed=removed)
     for key in removed:
         del group[key]
+
+
+def _every_chunk(array: zarr.Array) -> zarr.Array:
+    """Write chunks even when they hold only the fill value (e.g. all-zero activations), so
+    that a missing vector chunk always means damage (see _CheckedStore). Not stored in the
+    array's metadata, hence set on every handle that writes."""
+    return array.with_config({"write_empty_chunks": True})
 
 
 def _create_arrays(
@@ -623,8 +630,6 @@ def _create_arrays(
         fill_value=0,
         dimension_names=list(da.dims),
         compressors=_vector_compressors(),
-        # Every chunk exists on disk, so a missing one is detectably an error (_CheckedStore).
-        config={"write_empty_chunks": True},
     )
     return [
         layer,
@@ -657,7 +662,6 @@ def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> tuple[zarr.Group, list[A
                 dimension_names=array.metadata.dimension_names,
                 attributes=dict(array.attrs),
                 compressors=array.compressors,
-                config={"write_empty_chunks": True},
                 overwrite=True,
             )
         )

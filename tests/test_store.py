@@ -436,3 +436,11 @@ def test_fsspec_urls_read_and_write():
     got = pvx.load(url, "biography").compute()
     assert got["id"].values.tolist() == [*ids_of(3), "x"]
     np.testing.assert_array_equal(got.sel(id="x").values, vectors_for(["x"])[0].values)
+
+
+def test_all_zero_personas_are_stored_not_skipped(store):
+    zeros = vectors_for(ids_of(3)).copy(data=np.zeros((3, 3, HIDDEN), "float32"))
+    pvx.write_variant(store, zeros.isel(persona=[0]), persona_block=2)
+    pvx.append_personas(store, zeros.isel(persona=[1, 2]))
+    np.testing.assert_array_equal(pvx.load(store, "biography").values, 0.0)
+    assert len(list(store.rglob("vectors/c/*/*/*"))) == 3 * 2  # block [0, 1] + tail [2]
