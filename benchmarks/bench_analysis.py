@@ -6,6 +6,8 @@ layer and the full hidden axis. Then, each in a fresh subprocess so peak memory 
 
 - ``pvx``: open the store lazily and compute ``cosine``, ``pca`` (10 components) and
   ``explained_variance`` for every layer in one ``dask.compute`` (threaded scheduler);
+- ``pvx-blas1``: the same with one BLAS thread per dask thread (``OPENBLAS_NUM_THREADS=1``,
+  what dask.distributed sets for its workers), so the two levels of threads do not compete;
 - ``numpy``: the plain baseline: load the whole array, then loop over layers: center and
   normalise in float64, cosine ``U Uᵀ``, PCA by SVD of the centered unit vectors (what
   scikit-learn's ``PCA`` does);
@@ -160,8 +162,14 @@ def _idle_rss() -> float:
     return float(_child(["-c", code]).strip())
 
 
-def _child(args: list[str]) -> str:
+# dask.distributed gives its workers these settings by default; the local threaded scheduler
+# does not, and two dask threads each driving a multi-threaded BLAS fight over the cores.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _child(args: list[str], extra_env: dict[str, str] | None = None) -> str:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.update(extra_env or {})
     done = subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env=env, check=False
     )
@@ -213,10 +221,11 @@ def main() -> None:
         # Interleaved rounds: a shared machine's load hits every run alike; keep the best time
         # (the least disturbed) and the largest peak (the most conservative).
         for _ in range(args.repeat):
-            for name in ("pvx", "numpy", "numpy-gram"):
+            for name in ("pvx", "pvx-blas1", "numpy", "numpy-gram"):
                 out = Path(tmp) / f"{name}.npz"
-                argv = [__file__, "--run", name, "--store", str(store), "--out", str(out)]
-                run = json.loads(_child(argv))
+                mode = name.removesuffix("-blas1")
+                argv = [__file__, "--run", mode, "--store", str(store), "--out", str(out)]
+                run = json.loads(_child(argv, ONE_BLAS_THREAD if name.endswith("-blas1") else None))
                 best = results.setdefault(name, {**run, "walls": []})
                 best["walls"].append(run["wall_s"])
                 best["wall_s"] = min(best["walls"])
@@ -240,7 +249,7 @@ def main() -> None:
             f"(every run ends holding its results, {base['results_mib']:.0f} MiB; dask's final "
             "gather briefly holds the per-layer chunks and the assembled arrays both)"
         )
-        ours, ref = results["pvx"]["arrays"], base["arrays"]
+        ours, ref = results["pvx-blas1"]["arrays"], base["arrays"]
         k = 4  # 5 planted centres: 4 well-separated components; the rest are noise ties
         print(
             "\nmax |pvx - numpy|: cosine {:.1e}, explained-variance ratio {:.1e}, "
@@ -257,10 +266,11 @@ def main() -> None:
         for n_layer in (max(1, args.layers // 3), args.layers):
             path = Path(tmp) / f"layers{n_layer}.zarr"
             write_store(path, args.persona, n_layer, args.hidden, args.block)
-            run = json.loads(_child([__file__, "--run", "pvx-reductions", "--store", str(path)]))
+            argv = [__file__, "--run", "pvx-reductions", "--store", str(path)]
+            run = json.loads(_child(argv, ONE_BLAS_THREAD))
             print(
-                f"  {n_layer:>4} layers: wall {run['wall_s']:.1f} s, peak {run['peak_rss_mib']:.0f}"
-                f" MiB ({run['peak_rss_mib'] - idle:.0f} above imports)"
+                f"  {n_layer:>4} layers (one BLAS thread): wall {run['wall_s']:.1f} s, peak "
+                f"{run['peak_rss_mib']:.0f} MiB ({run['peak_rss_mib'] - idle:.0f} above imports)"
             )
 
 
