@@ -110,3 +110,12 @@ def test_missing_chunk_is_an_error_not_zeros(tmp_path, served):
 def test_unreachable_url_is_a_clear_error():
     with pytest.raises(pvx.StoreError, match=r"http://127.0.0.1:9/nowhere.zarr"):
         pvx.open_store("http://127.0.0.1:9/nowhere.zarr")
+
+
+def test_analyses_over_http_equal_local(tmp_path, served):
+    url, _ = served
+    make_store(tmp_path / "s.zarr")
+    remote = pvx.load(f"{url}/s.zarr", ["biography", "templated"])
+    local = pvx.load(tmp_path / "s.zarr", ["biography", "templated"]).compute()
+    for func in (pvx.cosine, pvx.pca, pvx.explained_variance):
+        xr.testing.assert_allclose(func(remote).compute(), func(local))
