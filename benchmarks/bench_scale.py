@@ -1,0 +1,158 @@
+"""Whole-store analysis out of core, against the hardware floor measured in the same run.
+
+    python benchmarks/make_store.py /tmp/pvx-L.zarr --size L --variants templated
+    python benchmarks/bench_scale.py /tmp/pvx-L.zarr [--variant templated] [--workers 2]
+
+Each measurement runs in a fresh subprocess, so its peak RSS is its own:
+
+- ``open``: open the store and align two variants (ids, names, layers, attributes; no
+  vectors), locally and over HTTP (a server on 127.0.0.1 in this process);
+- ``pvx``: centered cosine, PCA (2 components) and the full scree for every layer of one
+  variant, in one ``dask.compute`` (the threaded scheduler, or a LocalCluster of N worker
+  processes with ``--workers``);
+- ``floor (a)``: read and decompress the same Zarr chunks once, with the same scheduler,
+  doing nothing with them;
+- ``floor (b)``: the per-layer products ``X @ X.T`` alone, with NumPy on float32 copies of
+  each layer already in memory (the copy is not timed);
+- the ratio ``pvx / max(floor a, floor b)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.server
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time, os
+import numpy as np
+
+mode, store, variant, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+import dask
+import pvx
+
+def cluster():
+    if not workers:
+        import contextlib
+        return contextlib.nullcontext()
+    from distributed import Client, LocalCluster
+    lc = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit=None)
+    return Client(lc)
+
+def touch(block):
+    return np.zeros((1,) * block.ndim, dtype=np.float32)
+
+result = {}
+with cluster():
+    da = pvx.load(store, variant)
+    start = time.perf_counter()
+    if mode == "pvx":
+        out = dask.compute(pvx.cosine(da), pvx.pca(da, n_components=2),
+                           pvx.explained_variance(da))
+        result["check"] = float(np.asarray(out[2].sum()))
+    elif mode == "read":
+        blocks = da.data.map_blocks(touch, chunks=tuple((1,) * len(c) for c in da.data.chunks),
+                                    dtype=np.float32)
+        dask.compute(blocks)
+    elif mode == "matmul":
+        total = 0.0
+        for layer in da["layer"].values:
+            x = np.asarray(da.sel(layer=layer).values, dtype=np.float32)  # not timed
+            t = time.perf_counter()
+            g = x @ x.T
+            total += time.perf_counter() - t
+        result["matmul_only"] = total
+    result["seconds"] = time.perf_counter() - start
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if workers:
+    result["note"] = "peak RSS of the client process; workers are separate processes"
+print(json.dumps(result))
+"""
+
+
+def run_child(mode: str, store: str, variant: str, workers: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, store, variant, str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_open(store: str, variants: list[str]) -> float:
+    code = (
+        "import sys, time, pvx\n"
+        "t = time.perf_counter()\n"
+        "tree = pvx.open_store(sys.argv[1])\n"
+        "names = pvx.variants(tree)\n"
+        "pvx.load(tree, names[:2]) if len(names) > 1 else pvx.load(tree, names[0])\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, store], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def http_server(directory: Path):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 256
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store")
+    parser.add_argument("--variant", default="templated")
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    store = str(Path(args.store).resolve())
+    import pvx
+
+    shape = pvx.load(store, args.variant).sizes
+    with http_server(Path(store).parent) as url:
+        open_http = time_open(f"{url}/{Path(store).name}", [])
+    open_local = time_open(store, [])
+    pvx_run = run_child("pvx", store, args.variant, args.workers)
+    read = run_child("read", store, args.variant, args.workers)
+    matmul = run_child("matmul", store, args.variant, 0)
+    floor = max(read["seconds"], matmul["matmul_only"])
+    scheduler = f"LocalCluster of {args.workers} workers" if args.workers else "threaded"
+    print(
+        f"store {store}: {shape['persona']} x {shape['layer']} x {shape['hidden']} "
+        f"({scheduler}), {os.cpu_count()} cores, {platform.machine()}"
+    )
+    print(f"open + align 2 variants: local {open_local:.2f} s, HTTP {open_http:.2f} s")
+    rss = pvx_run["peak_rss_mb"]
+    print(f"pvx cosine+PCA+scree: {pvx_run['seconds']:.1f} s, peak RSS {rss:.0f} MB")
+    print(f"floor (a) read+decompress: {read['seconds']:.1f} s")
+    print(f"floor (b) X @ X.T per layer (float32, in memory): {matmul['matmul_only']:.1f} s")
+    print(f"ratio pvx / floor: {pvx_run['seconds'] / floor:.2f}x")
+    if args.workers:
+        print(pvx_run.get("note", ""))
+
+
+if __name__ == "__main__":
+    main()
