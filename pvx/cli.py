@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -88,9 +90,24 @@ def _human_bytes(n: int) -> str:
     return f"{size:.1f} TB"
 
 
+def _storage_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """['anon=true', 'profile=lab'] -> {'anon': True, 'profile': 'lab'} (JSON values)."""
+    options: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--storage-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def _info(args: argparse.Namespace) -> None:
     store = args.store or default_store()
-    print(summarize(open_store(store), source=store))
+    tree = open_store(store, **_storage_options(args.storage_option))
+    print(summarize(tree, source=store))
 
 
 def _import(args: argparse.Namespace) -> None:
@@ -122,9 +139,10 @@ def _analyze(args: argparse.Namespace) -> None:
 
     store = args.store or default_store()
     views = [v for item in args.views for v in item.split(",") if v] if args.views else None
+    tree = open_store(store, **_storage_options(args.storage_option))
     with _dask_cluster(args.scheduler, args.workers):
         report.analyze(
-            store,
+            tree,
             model=args.model,
             mask_strategy=args.mask_strategy,
             variants=args.variant,
@@ -182,11 +200,15 @@ def _dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[None]:
         yield
 
 
+STORAGE_HELP = "fsspec storage option for a store URL, KEY=VALUE (repeatable), e.g. anon=true"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pvx", description="Persona vectors with xarray.")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="summarise a store")
     info.add_argument("store", nargs="?", help="path or URL (default: the demo store)")
+    info.add_argument("--storage-option", action="append", help=STORAGE_HELP)
     info.set_defaults(func=_info)
     run = commands.add_parser(
         "analyze", help="analyse a store and write an interactive HTML report"
@@ -214,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="replace another run's results in --out"
     )
+    run.add_argument("--storage-option", action="append", help=STORAGE_HELP)
     run.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     run.add_argument("--workers", type=int, help="run on a local cluster of N worker processes")
     run.set_defaults(func=_analyze)

@@ -173,7 +173,7 @@ def load(
             )
         da = mask_node[name].to_dataset()["vectors"]
         if not include_baseline:
-            da = da.isel(persona=da["id"].values != BASELINE_ID)
+            da = _drop_ids(da, {BASELINE_ID})
         arrays.append(_select(da, ids=ids, layers=layers, variant=name))
     if len(arrays) == 1:
         return arrays[0]
@@ -512,7 +512,8 @@ def _read_variants(
             name="vectors",
             attrs={"model": meta["model"], "mask_strategy": meta["mask_strategy"]},
         )
-        result.append(da.assign_coords(variant=meta["variant"]).set_xindex("id"))
+        variant = np.array(meta["variant"], dtype=object)  # object: Zarr's specified string type
+        result.append(da.assign_coords(variant=variant).set_xindex("id"))
     return result
 
 
@@ -734,8 +735,12 @@ def _encode(values: np.ndarray, kind: str) -> np.ndarray:
         return np.asarray(values, dtype="float64")
     if kind == "sample_ids":
         return encode_sample_ids(values)
-    # Missing labels are stored as "" (the string type has no NaN).
-    return np.array(["" if not isinstance(v, str) else v for v in values], dtype=object)
+    # Labels are strings; missing ones are stored as "" (the string type has no NaN).
+    return np.array(["" if _is_missing(v) else str(v) for v in values], dtype=object)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _decode(name: str, raw: np.ndarray, attrs: dict[str, Any]) -> xr.Variable:
@@ -943,6 +948,19 @@ def _select(
     return da
 
 
+def _drop_ids(da: xr.DataArray, ids: set[str]) -> xr.DataArray:
+    """Drop personas by id with slices, so the kept runs keep the store's chunks (a
+    boolean selection would re-chunk the whole persona axis)."""
+    keep = ~np.isin(np.asarray(da["id"].values, dtype=object), list(ids))
+    if keep.all():
+        return da
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    runs = [da.isel(persona=slice(a, b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if len(runs) == 1:
+        return runs[0]
+    return xr.concat(runs, "persona", coords="minimal", compat="override", join="override")
+
+
 def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray:
     aligned = xr.align(*arrays, join="inner")
     kept_ids = set(aligned[0]["id"].values.tolist())
@@ -964,13 +982,21 @@ def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray
             f"aligning variants {names} dropped " + "; ".join(parts), UserWarning, stacklevel=3
         )
     # Persona attributes describe the persona, not the rendering: take the first variant's.
-    return xr.concat(
-        [a.drop_vars("variant") for a in aligned],
-        dim=pd.Index(names, name="variant"),
+    # Provenance is per rendering: keep each variant's sample ids.
+    provenance = [a["sample_ids"].values for a in aligned if "sample_ids" in a.coords]
+    joined = xr.concat(
+        [a.drop_vars(["variant", "sample_ids"], errors="ignore") for a in aligned],
+        dim=pd.Index(names, dtype=object, name="variant"),  # object: Zarr-specified strings
         coords="minimal",
         compat="override",
         join="override",
     )
+    if len(provenance) == len(aligned):
+        stacked = np.empty((len(names), joined.sizes["persona"]), dtype=object)
+        for i, values in enumerate(provenance):
+            stacked[i, :] = values
+        joined = joined.assign_coords(sample_ids=(("variant", "persona"), stacked))
+    return joined
 
 
 def size_on_disk(path: str | os.PathLike) -> int:

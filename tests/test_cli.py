@@ -92,3 +92,17 @@ def test_import_errors_are_one_line(tmp_path, args):
     assert result.returncode == 1
     assert result.stderr.startswith("pvx import: error:")
     assert result.stderr.count("\n") == 1
+
+
+def test_storage_options_are_parsed_and_checked(capsys):
+    from pvx.cli import _storage_options
+
+    assert _storage_options(["anon=true", "profile=lab", "n=3"]) == {
+        "anon": True,
+        "profile": "lab",
+        "n": 3,
+    }
+    assert main(["info", str(DEMO), "--storage-option", "anon=true"]) == 1
+    assert "storage options ['anon'] only apply to URLs" in capsys.readouterr().err
+    assert main(["info", "--storage-option", "oops"]) == 1
+    assert "--storage-option takes KEY=VALUE" in capsys.readouterr().err

@@ -444,3 +444,41 @@ def test_all_zero_personas_are_stored_not_skipped(store):
     pvx.append_personas(store, zeros.isel(persona=[1, 2]))
     np.testing.assert_array_equal(pvx.load(store, "biography").values, 0.0)
     assert len(list(store.rglob("vectors/c/*/*/*"))) == 3 * 2  # block [0, 1] + tail [2]
+
+
+def test_non_string_labels_are_stored_as_strings(store):
+    da = vectors_for(ids_of(3)).assign_coords(
+        group=("persona", np.array([0, 1, None], dtype=object), {"kind": "categorical"})
+    )
+    pvx.write_variant(store, da)
+    got = pvx.load(store, "biography")["group"].values
+    assert got[:2].tolist() == ["0", "1"] and pd_isna(got[2])
+
+
+def test_dropping_the_baseline_keeps_the_stored_chunks(store):
+    pvx.write_variant(store, vectors_for([pvx.BASELINE_ID, *ids_of(20)]), persona_block=8)
+    # blocks of 8 then a tail of one persona per chunk, less the baseline's row
+    assert pvx.load(store, "biography").data.chunks[0] == (7, 8, 1, 1, 1, 1, 1)
+    pvx.write_variant(store, vectors_for([*ids_of(9), pvx.BASELINE_ID, "z"], variant="mid"))
+    got = pvx.load(store, "mid")
+    assert got["id"].values.tolist() == [*ids_of(9), "z"]
+    np.testing.assert_array_equal(got.values, vectors_for([*ids_of(9), "z"]).values)
+
+
+def test_several_variants_keep_each_ones_provenance(store, tmp_path):
+    pvx.write_variant(store, with_attributes(ids_of(3)))
+    templated = with_attributes(ids_of(3), variant="templated")
+    provenance = np.empty(3, dtype=object)
+    provenance[:] = [("t",), ("u",), ("v",)]
+    templated = templated.assign_coords(sample_ids=("persona", provenance))
+    pvx.write_variant(store, templated)
+    got = pvx.load(store, ["biography", "templated"])
+    assert got["sample_ids"].dims == ("variant", "persona")
+    assert got["sample_ids"].sel(variant="templated").values.tolist() == [("t",), ("u",), ("v",)]
+    assert got["sample_ids"].sel(variant="biography").values[0] == ("p0-s1", "p0-s2")
+    # loaded labels use Zarr's specified string type when results are saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got.drop_vars("sample_ids").mean("hidden").to_dataset().to_zarr(
+            tmp_path / "r.zarr", consolidated=False
+        )
