@@ -32,8 +32,13 @@ import pvx.plot
 
 hv.extension("bokeh")
 
-# the store lives at the repository root; this works from the root or from examples/
-STORE = next(p for p in (Path("stores/demo.zarr"), Path("../stores/demo.zarr")) if p.exists())
+# the store lives at the repository root: found from this file, or from the working
+# directory in Jupyter (where __file__ is undefined)
+try:
+    ROOT = Path(__file__).resolve().parents[1]
+except NameError:
+    ROOT = next(p for p in (Path.cwd(), Path.cwd().parent) if (p / "stores").exists())
+STORE = ROOT / "stores" / "demo.zarr"
 bio = pvx.load(STORE, "biography", mask_strategy="token_mean")
 print(dict(bio.sizes))
 
