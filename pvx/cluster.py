@@ -124,6 +124,13 @@ def kmeans(
         ``n_clusters`` out of range, unknown ``mode``, missing dims, non-finite values (when
         computed, naming the persona ids).
 
+    Notes
+    -----
+    ``first_layer`` and ``per_layer`` work from the per-layer Gram matrices (shared with the
+    other analyses). ``mean_across_layers`` needs inner products across layers, which those
+    do not hold, so it builds the layer-mean unit vectors directly: a pass over the vectors of
+    its own (still lazy and streamed per persona block).
+
     Examples
     --------
     >>> import pvx.cluster, pvx.synthetic
