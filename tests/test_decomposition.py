@@ -108,3 +108,16 @@ def test_pca_errors(acts):
         decomposition.pca(acts.isel(persona=[0]))
     with pytest.raises(KeyError, match=r"explained_variance\(\) got unknown layer"):
         decomposition.explained_variance(acts, layer=[0, 5])
+
+
+def test_pca_vectorises_over_variant(backend):
+    da = pvx.synthetic.planted_personas(
+        n_persona=10, n_clusters=2, variants=["biography", "templated"], seed=12
+    )
+    with stays_lazy():
+        res = decomposition.pca(to_backend(da, backend), layer=[0, 2], n_components=3)
+    assert res["scores"].dims == ("variant", "layer", "persona", "component")
+    res = res.compute()
+    for v in ("biography", "templated"):
+        alone = decomposition.pca(da.sel(variant=v), layer=[0, 2], n_components=3)
+        xr.testing.assert_allclose(res.sel(variant=v), alone)
