@@ -19,11 +19,13 @@ once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 import scipy.linalg
+import threadpoolctl
 import xarray as xr
 
 from pvx._validate import (
@@ -139,24 +141,89 @@ def _coarsen_persona_blocks(da: xr.DataArray) -> xr.DataArray:
     return da.copy(data=da.data.rechunk({axis: size}))
 
 
+class _OneBlasThread:
+    """Limit BLAS to one thread while any kernel runs in a worker thread.
+
+    dask's threaded scheduler runs one task per core; a multi-threaded BLAS inside each task
+    oversubscribes the cores and spins (4x slower on two cores). The limit is process-wide in
+    OpenBLAS, so it is reference counted: set by the first kernel to enter, restored by the
+    last to leave. Calls from the main thread (NumPy input, the synchronous scheduler) keep
+    every BLAS thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return
+        with self._lock:
+            if self._users == 0:
+                self._limiter = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+one_blas_thread = _OneBlasThread()
+
+
 def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ bᵀ`` per leading index, in float64; ``X Xᵀ`` of one buffer takes BLAS's syrk path."""
+    """``a @ bᵀ`` per leading index, returned in float64; ``X Xᵀ`` of one buffer takes BLAS's
+    syrk path.
+
+    Float16 input (about 3 significant digits) is multiplied in float32, twice as fast as
+    float64, after subtracting a reference row ``r`` (the first row of ``a``) so the shared
+    offset does not cancel in float32; the raw Gram is restored exactly from
+    ``(Y + 1rᵀ)(Z + 1rᵀ)ᵀ = YZᵀ + (Yr)1ᵀ + 1(Zr)ᵀ + (r·r)11ᵀ`` in float64. Other input is
+    multiplied in float64.
+    """
     same = a is b or (
         a.shape == b.shape
         and a.strides == b.strides
         and a.dtype == b.dtype
         and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     )
-    a64 = a.astype(np.float64)
-    b64 = a64 if same else b.astype(np.float64)
     lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a64 = np.broadcast_to(a64, lead + a64.shape[-2:])
-    b64 = np.broadcast_to(b64, lead + b64.shape[-2:])
+    a = np.broadcast_to(a, lead + a.shape[-2:])
+    b = np.broadcast_to(b, lead + b.shape[-2:])
     out = np.empty((*lead, a.shape[-2], b.shape[-2]))
-    for index in np.ndindex(*lead):
-        left = a64[index]
-        out[index] = left @ (left if same else b64[index]).T
+    half = a.dtype == np.float16 and b.dtype == np.float16
+    with one_blas_thread:
+        for index in np.ndindex(*lead):
+            if half:
+                out[index] = _gram_from_reference(a[index], None if same else b[index])
+            else:
+                left = a[index].astype(np.float64)
+                right = left if same else b[index].astype(np.float64)
+                out[index] = left @ right.T
     return out
+
+
+def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows, via float32 products of the rows
+    less ``a``'s first row."""
+    ref = a[0].astype(np.float32)
+    y = a.astype(np.float32)
+    y -= ref
+    z = y if b is None else b.astype(np.float32) - ref
+    product = (y @ z.T).astype(np.float64)  # syrk when z is y
+    ref64 = ref.astype(np.float64)
+    yr = y @ ref64  # float64 products: these terms carry the offset
+    zr = yr if b is None else z @ ref64
+    product += yr[:, None]
+    product += zr[None, :]
+    product += ref64 @ ref64
+    return product
 
 
 def _slice_bytes(da: xr.DataArray) -> int:
@@ -312,9 +379,10 @@ def batched(
     """
     lead = arrays[0].shape[: arrays[0].ndim - n_core[0]]
     results = []
-    for index in np.ndindex(*lead):
-        out = kernel(*(a[index] for a in arrays), **kwargs)
-        results.append(out if isinstance(out, tuple) else (out,))
+    with one_blas_thread:
+        for index in np.ndindex(*lead):
+            out = kernel(*(a[index] for a in arrays), **kwargs)
+            results.append(out if isinstance(out, tuple) else (out,))
     if not results:  # a zero-length leading dim
         raise ValueError("cannot analyse an empty array")
     stacked = tuple(
@@ -329,21 +397,6 @@ def batched_arrays(
 ) -> Any:
     """:func:`batched` in the calling convention of ``xr.apply_ufunc`` (arrays first)."""
     return batched(kernel, arrays, n_core, **kwargs)
-
-
-def _take_kernel(index: np.ndarray, *, values: tuple[Any, ...]) -> np.ndarray:
-    return np.asarray(values)[index]
-
-
-def take_labels(index: xr.DataArray, labels: tuple[Any, ...]) -> xr.DataArray:
-    """Replace integer positions by ``labels[position]``, lazily."""
-    return xr.apply_ufunc(
-        _take_kernel,
-        index,
-        kwargs={"values": labels},
-        dask="parallelized",
-        output_dtypes=[np.asarray(labels).dtype],
-    )
 
 
 # --------------------------------------------------------------------------- spectra
@@ -416,7 +469,8 @@ def align_layers(coords: xr.DataArray) -> xr.DataArray:
 
 
 def _eigvals_kernel(k: np.ndarray) -> np.ndarray:
-    vals = np.linalg.eigvalsh(k)[..., ::-1]
+    with one_blas_thread:
+        vals = np.linalg.eigvalsh(k)[..., ::-1]
     return np.clip(vals, 0.0, None)
 
 

@@ -200,10 +200,14 @@ def kmeans(
     return labels.rename("cluster")
 
 
-def _linkage_one(distance: np.ndarray, *, method: str) -> tuple[np.ndarray, np.ndarray]:
+def _linkage_one(
+    distance: np.ndarray, *, method: str, ids: tuple[Any, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     condensed = scipy.spatial.distance.squareform(distance, checks=False)
     z = scipy.cluster.hierarchy.linkage(condensed, method=method)
-    return z, scipy.cluster.hierarchy.leaves_list(z).astype(np.int64)
+    order = scipy.cluster.hierarchy.leaves_list(z).astype(np.int64)
+    # ids looked up here, not by a task on `order` (see similarity._neighbors_kernel)
+    return z, order, np.asarray(ids)[order]
 
 
 def linkage(
@@ -255,17 +259,17 @@ def linkage(
     )
     n = da.sizes[P]
     distance = _engine.prepared_distances(da)
-    z, order = xr.apply_ufunc(
+    ids = tuple(_engine.persona_ids(da).tolist())
+    z, order, leaf_id = xr.apply_ufunc(
         _engine.batched_arrays,
         distance,
         input_core_dims=[[P, Q]],
-        output_core_dims=[["merge", "field"], ["leaf"]],
-        kwargs={"kernel": _linkage_one, "n_core": (2,), "method": method},
+        output_core_dims=[["merge", "field"], ["leaf"], ["leaf"]],
+        kwargs={"kernel": _linkage_one, "n_core": (2,), "method": method, "ids": ids},
         dask="parallelized",
-        output_dtypes=[np.float64, np.int64],
+        output_dtypes=[np.float64, np.int64, np.asarray(ids).dtype],
         dask_gufunc_kwargs={"output_sizes": {"merge": n - 1, "field": 4, "leaf": n}},
     )
-    leaf_id = _engine.take_labels(order, tuple(_engine.persona_ids(da).tolist()))
     ds = xr.Dataset({"linkage": z, "order": order, "leaf_id": leaf_id})
     ds = ds.assign_coords(field=["left", "right", "distance", "size"])
     ds.attrs = {"method": method}

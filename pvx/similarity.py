@@ -167,12 +167,16 @@ def _cross_cosine(
     )
 
 
-def _neighbors_kernel(sim: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _neighbors_kernel(
+    sim: np.ndarray, *, k: int, ids: tuple[Any, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sim = sim.copy()
     n = sim.shape[-1]
     sim[..., np.arange(n), np.arange(n)] = -np.inf  # self is never a neighbour
     order = np.argsort(-sim, axis=-1, kind="stable")[..., :k]
-    return order, np.take_along_axis(sim, order, axis=-1)
+    # ids are looked up here rather than by a second task on `order`: dask (2026.8) loses a
+    # key when a multi-output result and a task built on it are computed with other results
+    return order, np.take_along_axis(sim, order, axis=-1), np.asarray(ids)[order]
 
 
 def neighbors(
@@ -227,18 +231,17 @@ def neighbors(
         k, "k", func="neighbors", maximum=da.sizes[P] - 1, why="at most personas - 1 neighbours"
     )
     sim = cosine(da, center=center, include_baseline=True)
-    index, value = xr.apply_ufunc(
+    ids = tuple(_engine.persona_ids(da).tolist())
+    index, value, neighbor_id = xr.apply_ufunc(
         _neighbors_kernel,
         sim,
         input_core_dims=[[P, Q]],
-        output_core_dims=[[P, "rank"], [P, "rank"]],
-        kwargs={"k": k},
+        output_core_dims=[[P, "rank"]] * 3,
+        kwargs={"k": k, "ids": ids},
         dask="parallelized",
-        output_dtypes=[np.int64, np.float64],
+        output_dtypes=[np.int64, np.float64, np.asarray(ids).dtype],
         dask_gufunc_kwargs={"output_sizes": {"rank": k}},
     )
-    ids = tuple(_engine.persona_ids(da).tolist())
-    neighbor_id = _engine.take_labels(index, ids)
     ds = xr.Dataset({"index": index, "neighbor_id": neighbor_id, "cosine": value})
     return ds.assign_coords(rank=np.arange(1, k + 1))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import pytest
 import xarray as xr
 
@@ -40,3 +41,27 @@ def test_accessor_forwards(da, method, func, args, kwargs):
 
 def test_accessor_is_registered_by_pvx_accessor():
     assert xr.DataArray.pv is pvx.accessor.PvAccessor
+
+
+def test_all_analyses_compute_together(da):
+    # One dask.compute of every analysis (as `pvx analyze` does) shares the reads and must
+    # give what each gives alone on numpy.
+    lazy = da.chunk({"layer": 1, "persona": 3})
+    calls = {
+        "cosine": lambda x: x.pv.cosine(),
+        "pca": lambda x: x.pv.pca(loadings=True),
+        "scree": lambda x: x.pv.explained_variance(),
+        "isomap": lambda x: x.pv.isomap(),
+        "twonn": lambda x: x.pv.twonn(),
+        "kmeans": lambda x: x.pv.kmeans(2, mode="per_layer"),
+        "kmeans_mean": lambda x: x.pv.kmeans(2),
+        "linkage": lambda x: x.pv.linkage(),
+        "neighbors": lambda x: x.pv.neighbors(3),
+        "pairs": lambda x: x.pv.pair_similarity([("p0", "p1")]),
+        "variants": lambda x: x.pv.variant_similarity("biography", "templated"),
+    }
+    together = dask.compute(*(call(lazy) for call in calls.values()))
+    for name, result in zip(calls, together, strict=True):
+        expected = calls[name](da)
+        compare = xr.testing.assert_equal if name in ("kmeans", "kmeans_mean") else None
+        (compare or xr.testing.assert_allclose)(result, expected)
