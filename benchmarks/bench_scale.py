@@ -8,8 +8,8 @@ Each measurement runs in a fresh subprocess, so its peak RSS is its own:
 - ``open``: open the store and align two variants (ids, names, layers, attributes; no
   vectors), locally and over HTTP (a server on 127.0.0.1 in this process);
 - ``pvx``: centered cosine, PCA (2 components) and the full scree for every layer of one
-  variant, in one ``dask.compute`` (the threaded scheduler, or a LocalCluster of N worker
-  processes with ``--workers``);
+  variant, in one ``dask.compute`` that streams the results into a Zarr store (the threaded
+  scheduler, or a LocalCluster of N worker processes with ``--workers``);
 - ``floor (a)``: read and decompress the same Zarr chunks once, with the same scheduler,
   doing nothing with them;
 - ``floor (b)``: the per-layer products ``X @ X.T`` alone, with NumPy on float32 copies of
@@ -56,9 +56,16 @@ with cluster():
     da = pvx.load(store, variant)
     start = time.perf_counter()
     if mode == "pvx":
-        out = dask.compute(pvx.cosine(da), pvx.pca(da, n_components=2),
-                           pvx.explained_variance(da))
-        result["check"] = float(np.asarray(out[2].sum()))
+        # Results stream into a Zarr store as layers finish: the cosines alone are
+        # layers x personas^2 float64 (1 GB for L), more than memory should hold.
+        import tempfile, pathlib
+        out = pathlib.Path(tempfile.mkdtemp())
+        results = {"cosine": pvx.cosine(da).to_dataset(),
+                   "pca": pvx.pca(da, n_components=2),
+                   "scree": pvx.explained_variance(da).to_dataset()}
+        writes = [r.to_zarr(out / f"{k}.zarr", compute=False, consolidated=False)
+                  for k, r in results.items()]
+        dask.compute(*writes)
     elif mode == "read":
         blocks = da.data.map_blocks(touch, chunks=tuple((1,) * len(c) for c in da.data.chunks),
                                     dtype=np.float32)

@@ -1,0 +1,54 @@
+"""The Gram engine's fast paths keep the answers: float16 products in float32 after removing
+a reference row, and one BLAS thread per dask worker thread."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import threadpoolctl
+
+from pvx import _engine
+
+
+def test_float16_gram_matches_float64_under_a_large_offset():
+    rng = np.random.default_rng(0)
+    offset = rng.standard_normal(2048) * 40.0  # residual-stream mean, far above the spread
+    x = (offset + rng.standard_normal((2, 50, 2048))).astype(np.float16)
+    exact = np.einsum("lph,lqh->lpq", x.astype(np.float64), x.astype(np.float64))
+    got = _engine._gram_kernel(x, x)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, exact, rtol=1e-6)
+    # what the analyses use: the doubly centered Gram, where the offset has cancelled
+    centered, exact_centered = _engine._double_center(got), _engine._double_center(exact)
+    scale = np.abs(exact_centered).max()
+    np.testing.assert_allclose(centered, exact_centered, atol=1e-4 * scale)
+    other = (offset + rng.standard_normal((2, 30, 2048))).astype(np.float16)
+    cross = np.einsum("lph,lqh->lpq", x.astype(np.float64), other.astype(np.float64))
+    np.testing.assert_allclose(_engine._gram_kernel(x, other), cross, rtol=1e-6)
+
+
+def blas_threads() -> int:
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+
+
+def test_one_blas_thread_in_worker_threads_only():
+    before = blas_threads()
+    seen: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def task():
+        with _engine.one_blas_thread:
+            barrier.wait()  # both threads inside at once: the count must hold the limit
+            seen.append(blas_threads())
+            barrier.wait()
+
+    threads = [threading.Thread(target=task) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [1, 1]
+    assert blas_threads() == before  # restored by the last to leave
+    with _engine.one_blas_thread:  # the main thread keeps every BLAS thread
+        assert blas_threads() == before
