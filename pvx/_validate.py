@@ -41,16 +41,6 @@ def require_dims(da: xr.DataArray, *dims: Hashable, func: str) -> None:
         )
 
 
-def require_no_dims(da: xr.DataArray, *dims: Hashable, func: str) -> None:
-    """Raise ``ValueError`` if ``da`` has any of the reserved result dimensions in ``dims``."""
-    present = [d for d in dims if d in da.dims]
-    if present:
-        raise ValueError(
-            f"{func}() creates dimension(s) {present!r}, but the input already has them "
-            f"({da.dims!r}); rename those dimensions first"
-        )
-
-
 def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.DataArray:
     """Select ``layer`` labels like ``da.sel(layer=...)``, with a clear error for unknown labels.
 
