@@ -176,6 +176,11 @@ class _OneBlasThread:
 
 one_blas_thread = _OneBlasThread()
 
+# Kernels import heavy libraries (scikit-learn, umap) when a task first needs them. Two dask
+# threads importing the same package at once can see it half-initialised ("cannot import
+# name ... from partially initialized module"): kernels import under this lock.
+import_lock = threading.Lock()
+
 
 def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ bᵀ`` per leading index, returned in float64; ``X Xᵀ`` of one buffer takes BLAS's
@@ -253,16 +258,43 @@ def raw_gram(da: xr.DataArray, other: xr.DataArray | None = None) -> xr.DataArra
         )
         return single_chunk(gram, P, Q).rename("gram")
     da = single_chunk(da, P, H)
-    other = da if other is None else single_chunk(other, P, H)
+    if other is None:
+        return _self_gram(da)
     return xr.apply_ufunc(
         _gram_kernel,
         da,
-        other_side(other),
+        other_side(single_chunk(other, P, H)),
         input_core_dims=[[P, H], [Q, H]],
         output_core_dims=[[P, Q]],
         dask="parallelized",
         output_dtypes=[np.float64],
     ).rename("gram")
+
+
+def _self_gram_kernel(x: np.ndarray) -> np.ndarray:
+    return _gram_kernel(x, x)
+
+
+def _self_gram(da: xr.DataArray) -> xr.DataArray:
+    """``X Xᵀ`` from a single input: passing ``X`` twice, dask hands the kernel two copies
+    (each argument's merge and transpose fused into the task separately), which doubles the
+    conversion and loses BLAS's syrk path (and bit-equality with the numpy path)."""
+    gram = xr.apply_ufunc(
+        _self_gram_kernel,
+        da,
+        input_core_dims=[[P, H]],
+        output_core_dims=[[P, Q]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {Q: da.sizes[P]}},
+    )
+    other = other_side(da)
+    names = [name for name, coord in other.coords.items() if coord.dims == (Q,)]
+    gram = gram.assign_coords({name: other[name].variable for name in names})
+    for name in names:
+        if name in other.xindexes and name not in gram.xindexes:
+            gram = gram.set_xindex(name, type(other.xindexes[name]))
+    return gram.rename("gram")
 
 
 # --------------------------------------------------------------------------- kernels

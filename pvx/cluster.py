@@ -40,7 +40,8 @@ def _first_seen_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def _kmeans_one(k: np.ndarray, *, n_clusters: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
+    with _engine.import_lock:
+        from sklearn.cluster import KMeans
 
     points = _euclidean_embedding(k)
     labels = KMeans(n_clusters=n_clusters, random_state=seed, n_init=10).fit_predict(points)

@@ -7,6 +7,8 @@ run on those ``persona x persona`` matrices, one dask task per layer.
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,8 @@ def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.
 
 
 def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed: int) -> Any:
-    import umap as umap_learn  # heavy (numba): imported when a UMAP task runs
+    with _engine.import_lock:
+        import umap as umap_learn  # heavy (numba): imported when a UMAP task runs
 
     n = distance.shape[0]
     model = umap_learn.UMAP(
@@ -46,7 +49,10 @@ def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed
         # the spectral initialisation needs more points than components + 1
         init="spectral" if n > n_components + 1 else "random",
     )
-    return model.fit_transform(distance).astype(np.float64)
+    with warnings.catch_warnings():
+        # pvx never inverts the embedding; umap warns about that for every layer
+        warnings.filterwarnings("ignore", message="using precomputed metric; inverse_transform")
+        return model.fit_transform(distance).astype(np.float64)
 
 
 def umap(
@@ -127,7 +133,8 @@ def umap(
 
 
 def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) -> np.ndarray:
-    from sklearn.manifold import Isomap
+    with _engine.import_lock:
+        from sklearn.manifold import Isomap
 
     model = Isomap(
         n_neighbors=n_neighbors,
