@@ -8,7 +8,6 @@ run on those ``persona x persona`` matrices, one dask task per layer.
 from __future__ import annotations
 
 import warnings
-
 from typing import Any
 
 import numpy as np
