@@ -4,7 +4,8 @@ Importing pvx registers the ``.pv`` accessor on DataArrays.
 """
 
 from pvx import accessor, cluster, decomposition, manifold, similarity, synthetic
-from pvx._construct import BASELINE_ID, persona_vectors
+from pvx._construct import persona_vectors
+from pvx._validate import BASELINE_ID
 from pvx.cluster import kmeans, linkage
 from pvx.decomposition import explained_variance, pca
 from pvx.importers import import_directory, import_parquet

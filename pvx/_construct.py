@@ -12,7 +12,6 @@ import xarray as xr
 
 DIMS = ("persona", "layer", "hidden")
 KINDS = ("numeric", "ordinal", "categorical")
-BASELINE_ID = "baseline_assistant"
 # Per-persona coordinates that are not attributes.
 PERSONA_COORDS = ("id", "name", "sample_ids")
 WRITABLE_DTYPES = (np.dtype("float16"), np.dtype("float32"))

@@ -13,7 +13,8 @@ from typing import Any
 
 import xarray as xr
 
-from pvx._construct import BASELINE_ID, attribute_names
+from pvx._construct import attribute_names
+from pvx._validate import BASELINE_ID
 from pvx.store import StoreError, open_store, size_on_disk
 
 

@@ -42,7 +42,6 @@ from zarr.core.metadata.io import save_metadata
 from zarr.core.sync import sync
 
 from pvx._construct import (
-    BASELINE_ID,
     PERSONA_COORDS,
     attribute_names,
     attribute_variable,
@@ -50,6 +49,7 @@ from pvx._construct import (
     encode_sample_ids,
     validate_vectors,
 )
+from pvx._validate import BASELINE_ID
 
 FORMAT_VERSION = 1
 DEFAULT_PERSONA_BLOCK = 64
