@@ -397,16 +397,17 @@ def _default_colors(da: xr.DataArray) -> list[str]:
 
 
 def _check_out(out: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
-    if not out.exists() or overwrite:
+    """Refuse to replace what is not this run's report (``overwrite`` allows another run's)."""
+    if not out.exists():
         return
     run = out / RUN_FILE
     if run.exists():
-        if json.loads(run.read_text()) == settings:
-            return  # the same run again: replace its own results
+        if overwrite or json.loads(run.read_text()) == settings:
+            return  # the same run again replaces its own results
         raise StoreError(
             f"{out} holds the results of a different run; pass another --out or --overwrite"
         )
-    if any(out.iterdir()):
+    if any(out.iterdir()):  # never delete files pvx did not write, even with --overwrite
         raise StoreError(f"{out} exists and is not a pvx report; pass another --out")
 
 

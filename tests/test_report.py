@@ -87,8 +87,9 @@ def test_another_runs_output_is_never_replaced(store, tmp_path):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("precious")
-    with pytest.raises(pvx.StoreError, match="is not a pvx report"):
-        report.analyze(store, views=["pca"], out=other, progress=None)
+    for overwrite in (False, True):
+        with pytest.raises(pvx.StoreError, match="is not a pvx report"):
+            report.analyze(store, views=["pca"], out=other, overwrite=overwrite, progress=None)
     assert (other / "notes.txt").read_text() == "precious"
 
 
