@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,3 +80,41 @@ def match_signs(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     signs = np.sign((actual * expected).sum(axis=0))
     signs[signs == 0] = 1
     return actual * signs
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM = os.environ.get("PVX_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads).
+
+    Skipped when either is missing, except in CI, which installs both (``.ci/run``): a skip
+    there would hide a failure.
+    """
+    if os.environ.get("CI"):
+        import playwright.sync_api as sync_api
+
+        assert os.path.exists(CHROMIUM), f"CI needs Chromium at {CHROMIUM}"
+    else:
+        sync_api = pytest.importorskip(
+            "playwright.sync_api", reason="browser tests need the Python package playwright"
+        )
+        if not os.path.exists(CHROMIUM):
+            pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        # launch() gives a fresh temporary profile; headless, no sandbox (root in CI)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

@@ -7,9 +7,6 @@ Needs ``pip install playwright`` (the Python package only; the browser is the sy
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +20,7 @@ from pvx import cluster, decomposition, similarity
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("PVX_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MARKUP = "<img src=x onerror=window.__pwned=true>"
-
-if os.environ.get("CI"):  # CI installs both (.ci/run): a skip there would hide a failure
-    import playwright.sync_api as sync_api
-
-    assert os.path.exists(CHROMIUM), f"CI needs Chromium at {CHROMIUM}"
-else:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser tests need the Python package playwright"
-    )
-if shutil.which(CHROMIUM) is None and not os.path.exists(CHROMIUM):
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        # launch() gives a fresh temporary profile; headless, no sandbox (root in CI)
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class Page:
@@ -139,7 +103,8 @@ def test_projection_page_renders_points_and_slides(browser, tmp_path, da, scores
     page.settle()
     x = page.eval("() => Array.from(gd()._fullData[0].x)")
     np.testing.assert_allclose(x, scores["scores"].isel(layer=1, component=0), rtol=1e-5)
-    assert page.eval("() => gd().layout.sliders[0].active") == 1
+    # the slider follows the animation asynchronously (plotly_animatingframe)
+    page.page.wait_for_function("() => gd().layout.sliders[0].active === 1", timeout=10_000)
     page.close()
 
 

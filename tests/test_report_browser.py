@@ -3,7 +3,6 @@ figure, offline, without console errors, and the index links them all."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,6 @@ import pvx.synthetic
 from pvx import report
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("PVX_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-if os.environ.get("CI"):  # CI installs both (.ci/run): a skip there would hide a failure
-    import playwright.sync_api as sync_api
-
-    assert os.path.exists(CHROMIUM), f"CI needs Chromium at {CHROMIUM}"
-else:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser tests need the Python package playwright"
-    )
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,42 +34,40 @@ def report_dir(tmp_path_factory) -> Path:
     return index.parent
 
 
-def test_every_page_renders_offline_without_errors(report_dir):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page()
-        errors: list[str] = []
-        blocked: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+def test_every_page_renders_offline_without_errors(browser, report_dir):
+    page = browser.new_page()
+    errors: list[str] = []
+    blocked: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
 
-        def route(r):
-            if r.request.url.startswith("file://"):
-                r.continue_()
-            else:
-                blocked.append(r.request.url)
-                r.abort()
+    def route(r):
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
 
-        page.route("**/*", route)
-        page.add_init_script("window.__pwned = false;")
-        page.goto((report_dir / "index.html").as_uri())
-        links = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
-        pages = [href for href in links if href.endswith(".html")]
-        assert sorted(pages) == sorted(
-            p.name for p in report_dir.glob("*.html") if p.name != "index.html"
+    page.route("**/*", route)
+    page.add_init_script("window.__pwned = false;")
+    page.goto((report_dir / "index.html").as_uri())
+    links = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
+    pages = [href for href in links if href.endswith(".html")]
+    assert sorted(pages) == sorted(
+        p.name for p in report_dir.glob("*.html") if p.name != "index.html"
+    )
+    for href in pages:
+        page.goto((report_dir / href).as_uri())
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.plotly-graph-div')]"
+            ".every(d => d._fullData && d._fullLayout)"
         )
-        for href in pages:
-            page.goto((report_dir / href).as_uri())
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.plotly-graph-div')]"
-                ".every(d => d._fullData && d._fullLayout)"
-            )
-            figures = page.evaluate(
-                "() => [...document.querySelectorAll('.plotly-graph-div')].map(d => d.data.length)"
-            )
-            assert figures and all(n > 0 for n in figures), href
-            assert page.evaluate("() => window.__pwned") is False, href
-            assert page.evaluate("() => document.querySelectorAll('img').length") == 0, href
-        browser.close()
+        figures = page.evaluate(
+            "() => [...document.querySelectorAll('.plotly-graph-div')].map(d => d.data.length)"
+        )
+        assert figures and all(n > 0 for n in figures), href
+        assert page.evaluate("() => window.__pwned") is False, href
+        assert page.evaluate("() => document.querySelectorAll('img').length") == 0, href
+    page.close()
     assert errors == []
     assert blocked == []
