@@ -154,7 +154,7 @@ def test_heatmap_page_renders_and_slides(browser, tmp_path, da):
     page.settle()
     z2 = page.eval("() => gd()._fullData[0].z.map(r => Array.from(r))")
     np.testing.assert_allclose(z2, sim.isel(layer=2).values[np.ix_(order, order)], atol=1e-3)
-    assert page.eval("() => gd().layout.sliders[0].active") == 2
+    page.page.wait_for_function("() => gd().layout.sliders[0].active === 2", timeout=10_000)
     page.close()
 
 
