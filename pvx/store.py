@@ -2,18 +2,22 @@
 
 Layout::
 
-    <store>/                            root attrs: {"pvx": {"format_version", "variants"}}
+    <store>/                            root attrs: {"pvx": {"format_version", "variants",
+                                                            "models"}} (the catalog)
       <model_dir>/                      attrs: {"model": "<original/name>"}
         <mask_strategy>/                attrs: {"mask_strategy": ...}
           <variant>/                    vectors (persona, layer, hidden), layer, id, name, ...
-            _tail/                      the same columns, one persona per chunk
+            _tail/                      the same columns, one persona per chunk (the commit
+                                        record names the current tail group)
 
 Chunks of ``vectors`` hold a block of ``persona_block`` personas for one layer and the full
-hidden axis. Appends never rewrite stored chunks: new personas go to ``_tail`` (one persona
-per chunk) until a whole block is there, which then moves to the main arrays as new chunks.
+hidden axis. Appends never rewrite stored vector chunks: new personas go to the tail (one
+persona per chunk) until a whole block is there, which then moves to the main arrays as new
+chunks. Per-persona coordinates (ids, names, attributes, provenance) sit in a few large
+chunks; writes only extend them, so committed values never change.
 
-Every write follows one protocol: write chunks only outside the committed region (or into
-new arrays), then commit by rewriting the variant group's ``zarr.json`` once. That file
+Every write follows one protocol: write vector chunks only outside the committed region (or
+into new arrays), then commit by rewriting the variant group's ``zarr.json`` once. That file
 holds the consolidated metadata of the variant's subtree (shapes included) and the commit
 record, so a reader sees the variant before or after a write and a killed writer leaves
 only invisible leftovers, which the next write clears. One writer at a time.
