@@ -1507,10 +1507,7 @@ def _compute_together(*objs: Any) -> tuple[Any, ...]:
     """Compute several lazy results in one pass (shared Gram matrices are built once)."""
     import dask
 
-    # optimize_graph=False: with dask 2026.8 / xarray 2026.9, graph optimisation of these
-    # results raises "Missing dependency transpose-..." (even for neighbors() alone); without
-    # it, identical keys are still shared, so common work (the Gram pass) runs once.
-    return tuple(dask.compute(*objs, optimize_graph=False))
+    return tuple(dask.compute(*objs))
 
 
 def _layered_projection(

@@ -11,6 +11,7 @@ Three steps, each usable on its own:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import json
@@ -317,22 +318,20 @@ def render(
 
 
 def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
-    keys = list(lazy)
+    """One ``dask.compute`` for every result (shared Gram tasks run once), with a progress
+    bar on the local scheduler (a distributed client has its own dashboard)."""
     try:
         from distributed import get_client
 
         get_client()
-        distributed = True
+        progress: Any = contextlib.nullcontext()
     except (ImportError, ValueError):
-        distributed = False
-    if distributed:
-        values = dask.compute(*lazy.values(), optimize_graph=False)
-    else:
         from dask.diagnostics import ProgressBar
 
-        with ProgressBar(minimum=2, dt=0.5):
-            values = dask.compute(*lazy.values(), optimize_graph=False)
-    return dict(zip(keys, values, strict=True))
+        progress = ProgressBar(minimum=2, dt=0.5)
+    with progress:
+        values = dask.compute(*lazy.values())
+    return dict(zip(lazy, values, strict=True))
 
 
 def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
