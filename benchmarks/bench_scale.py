@@ -57,15 +57,18 @@ with cluster():
     start = time.perf_counter()
     if mode == "pvx":
         # Results stream into a Zarr store as layers finish: the cosines alone are
-        # layers x personas^2 float64 (1 GB for L), more than memory should hold.
-        import tempfile, pathlib
-        out = pathlib.Path(tempfile.mkdtemp())
-        results = {"cosine": pvx.cosine(da).to_dataset(),
-                   "pca": pvx.pca(da, n_components=2),
-                   "scree": pvx.explained_variance(da).to_dataset()}
-        writes = [r.to_zarr(out / f"{k}.zarr", compute=False, consolidated=False)
-                  for k, r in results.items()]
-        dask.compute(*writes)
+        # layers x personas^2 float64 (1 GB for L), more than memory should hold. One
+        # DataTree.to_zarr is one dask store call over one optimised graph, so the three
+        # results share each layer's read and Gram (separate to_zarr(compute=False) calls
+        # are optimised one by one and would each redo them).
+        import tempfile, pathlib, xarray as xr
+        out = pathlib.Path(tempfile.mkdtemp()) / "results.zarr"
+        results = xr.DataTree.from_dict({
+            "cosine": pvx.cosine(da).to_dataset(),
+            "pca": pvx.pca(da, n_components=2),
+            "scree": pvx.explained_variance(da).to_dataset(),
+        })
+        results.to_zarr(out, compute=False, consolidated=False).compute()
     elif mode == "read":
         blocks = da.data.map_blocks(touch, chunks=tuple((1,) * len(c) for c in da.data.chunks),
                                     dtype=np.float32)

@@ -216,17 +216,21 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows, via float32 products of the rows
-    less ``a``'s first row."""
+    less ``a``'s first row.
+
+    The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or
+    column) term, which centering removes exactly, and uncentered uses see it relative to
+    ``r·r``, which is summed in float64.
+    """
     ref = a[0].astype(np.float32)
-    y = a.astype(np.float32)
-    y -= ref
-    z = y if b is None else b.astype(np.float32) - ref
+    y = np.subtract(a, ref, dtype=np.float32)  # one pass: convert and subtract
+    z = y if b is None else np.subtract(b, ref, dtype=np.float32)
     product = (y @ z.T).astype(np.float64)  # syrk when z is y
-    ref64 = ref.astype(np.float64)
-    yr = y @ ref64  # float64 products: these terms carry the offset
-    zr = yr if b is None else z @ ref64
+    yr = (y @ ref).astype(np.float64)
+    zr = yr if b is None else (z @ ref).astype(np.float64)
     product += yr[:, None]
     product += zr[None, :]
+    ref64 = ref.astype(np.float64)
     product += ref64 @ ref64
     return product
 
@@ -352,20 +356,26 @@ def prepared_gram(
 
     Also checks for non-finite vectors (when the kernel runs, so lazily on dask) and names the
     offending persona ids. The kernel's arguments do not depend on the calling analysis, so
-    analyses computed together share its tasks.
+    analyses computed together share its tasks: ``double_center`` is a separate step on top
+    of the same prepared Gram, so the cosine and PCA of one array share it.
     """
     ids = tuple(persona_ids(gram))
-    return xr.apply_ufunc(
+    prepared = xr.apply_ufunc(
         _prepare_kernel,
         gram,
         input_core_dims=[[P, Q]],
         output_core_dims=[[P, Q]],
-        kwargs={
-            "center": center,
-            "normalize": normalize,
-            "double_center": double_center,
-            "ids": ids,
-        },
+        kwargs={"center": center, "normalize": normalize, "double_center": False, "ids": ids},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    if not double_center:
+        return prepared
+    return xr.apply_ufunc(
+        _double_center,
+        prepared,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, Q]],
         dask="parallelized",
         output_dtypes=[np.float64],
     )
@@ -434,18 +444,77 @@ def batched_arrays(
 # --------------------------------------------------------------------------- spectra
 
 
-def _top_eigen_one(k: np.ndarray, n_top: int) -> tuple[np.ndarray, np.ndarray]:
+def _tridiagonal_one(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = k.shape[-1]
-    vals, vecs = scipy.linalg.eigh(k, subset_by_index=[n - n_top, n - 1])
+    lwork = max(1, int(scipy.linalg.lapack.dsytrd_lwork(n, lower=1)[0]))
+    reduced, _, _, tau, info = scipy.linalg.lapack.dsytrd(k, lower=1, lwork=lwork)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK dsytrd failed (info={info})")
+    return reduced, tau
+
+
+def _tridiagonal_kernel(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Householder reduction ``K = Q T Qᵀ`` of each symmetric matrix (LAPACK ``dsytrd``).
+
+    This is the O(n³) part of an eigendecomposition; the scree (every eigenvalue) and the top
+    eigenvectors both finish from it cheaply, so analyses computed together reduce each
+    layer once. Returns ``dsytrd``'s packed output: ``T`` on the diagonal and subdiagonal,
+    the reflectors below it, and their scales ``tau``.
+    """
+    return batched(_tridiagonal_one, (np.asarray(k, dtype=np.float64),), (2,))
+
+
+def tridiagonalize(kernel_gram: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Lazy :func:`_tridiagonal_kernel`: the packed reduction ``(..., persona,
+    persona_other)`` and the reflector scales ``(..., reflector)``."""
+    n = kernel_gram.sizes[P]
+    reduced, tau = xr.apply_ufunc(
+        _tridiagonal_kernel,
+        kernel_gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, Q], ["reflector"]],
+        dask="parallelized",
+        output_dtypes=[np.float64, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"reflector": max(n - 1, 0)}},
+    )
+    return reduced, bare(tau)
+
+
+def _tridiagonal(reduced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.diagonal(reduced).copy(), np.diagonal(reduced, -1).copy()
+
+
+def _top_eigen_one(
+    reduced: np.ndarray, tau: np.ndarray, n_top: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n_top`` eigenpairs from one packed reduction, largest first.
+
+    Eigenvectors of ``T`` (bisection and inverse iteration, O(n·n_top)) are carried back by
+    the reflectors: ``dsytrd`` with ``lower=1`` stores ``Q = diag(1, Q')`` with ``Q'`` in
+    QR form in ``reduced[1:, :-1]``, which LAPACK ``dormqr`` applies.
+    """
+    n = reduced.shape[-1]
+    d, e = _tridiagonal(reduced)
+    vals, vecs = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(n - n_top, n - 1))
+    if n > 1:
+        lwork = max(1, n_top) * 64
+        rotated, _, info = scipy.linalg.lapack.dormqr(
+            "L", "N", reduced[1:, :-1], tau, vecs[1:], lwork
+        )
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK dormqr failed (info={info})")
+        vecs[1:] = rotated
     return vals[::-1], vecs[:, ::-1]
 
 
-def _embedding_kernel(k: np.ndarray, *, n_top: int) -> tuple[np.ndarray, np.ndarray]:
+def _embedding_kernel(
+    reduced: np.ndarray, tau: np.ndarray, *, n_top: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Top eigenpairs of a doubly centered Gram: coordinates ``V sqrt(λ)`` and ``λ``.
 
     Signs are deterministic: each column's largest-magnitude entry is positive.
     """
-    vals, vecs = batched(_top_eigen_one, (k,), (2,), n_top=n_top)
+    vals, vecs = batched(_top_eigen_one, (reduced, tau), (2, 1), n_top=n_top)
     vals = np.clip(vals, 0.0, None)
     coords = vecs * np.sqrt(vals)[..., None, :]
     return fix_signs(coords), vals
@@ -459,10 +528,12 @@ def fix_signs(coords: np.ndarray) -> np.ndarray:
 
 def embedding(kernel_gram: xr.DataArray, n_top: int) -> tuple[xr.DataArray, xr.DataArray]:
     """Coordinates ``(..., persona, component)`` and eigenvalues ``(..., component)``."""
+    reduced, tau = tridiagonalize(kernel_gram)
     coords, vals = xr.apply_ufunc(
         _embedding_kernel,
-        kernel_gram,
-        input_core_dims=[[P, Q]],
+        reduced,
+        tau,
+        input_core_dims=[[P, Q], ["reflector"]],
         output_core_dims=[[P, "component"], ["component"]],
         kwargs={"n_top": n_top},
         dask="parallelized",
@@ -500,24 +571,30 @@ def align_layers(coords: xr.DataArray) -> xr.DataArray:
     )
 
 
-def _eigvals_kernel(k: np.ndarray) -> np.ndarray:
-    with one_blas_thread:
-        vals = np.linalg.eigvalsh(k)[..., ::-1]
-    return np.clip(vals, 0.0, None)
+def _eigvals_one(reduced: np.ndarray, n_top: int) -> np.ndarray:
+    # Every eigenvalue of T (LAPACK dsterf, O(n²)); the largest n_top are kept.
+    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(reduced))[::-1]
+    return vals[:n_top]
+
+
+def _eigvals_kernel(reduced: np.ndarray, *, n_top: int) -> np.ndarray:
+    return np.clip(batched(_eigvals_one, (reduced,), (2,), n_top=n_top), 0.0, None)
 
 
 def spectrum(kernel_gram: xr.DataArray, n_top: int) -> xr.DataArray:
     """The ``n_top`` largest eigenvalues of every Gram matrix, ``(..., component)``."""
+    reduced, _ = tridiagonalize(kernel_gram)
     vals = xr.apply_ufunc(
         _eigvals_kernel,
-        kernel_gram,
+        reduced,
         input_core_dims=[[P, Q]],
         output_core_dims=[["component"]],
+        kwargs={"n_top": n_top},
         dask="parallelized",
         output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"component": kernel_gram.sizes[P]}},
+        dask_gufunc_kwargs={"output_sizes": {"component": n_top}},
     )
-    return vals.isel(component=slice(0, n_top)).assign_coords(component=np.arange(1, n_top + 1))
+    return vals.assign_coords(component=np.arange(1, n_top + 1))
 
 
 def trace(kernel_gram: xr.DataArray) -> xr.DataArray:

@@ -3,9 +3,11 @@ dask.distributed cluster, and over HTTP; the synthetic store generator plants wh
 
 from __future__ import annotations
 
+import collections
 import pickle
 
 import dask
+import dask.callbacks
 import numpy as np
 import pytest
 import xarray as xr
@@ -61,6 +63,39 @@ def test_out_of_core_equals_in_memory(store):
     in_memory = analyses(lazy.compute())
     for a, b in zip(out_of_core, in_memory, strict=True):
         xr.testing.assert_allclose(a, b)
+
+
+class TaskCounter(dask.callbacks.Callback):
+    """Counts executed tasks by the function name leading their key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def _posttask(self, key, result, dsk, state, id):
+        name = key[0] if isinstance(key, tuple) else key
+        self.counts[str(name).rsplit("-", 1)[0]] += 1
+
+
+def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_path):
+    """Cosine, PCA and the scree written by one DataTree.to_zarr (results bigger than memory
+    stream to disk) share each layer's chunk reads, Gram and tridiagonal reduction."""
+    lazy = pvx.load(store, "templated")
+    cosine, pca, scree = analyses(lazy)
+    tree = xr.DataTree.from_dict(
+        {"cosine": cosine.to_dataset(), "pca": pca, "scree": scree.to_dataset()}
+    )
+    write = tree.to_zarr(tmp_path / "results.zarr", compute=False, consolidated=False)
+    with TaskCounter() as counter:
+        write.compute(scheduler="threads")
+    n_layer, n_chunks = lazy.sizes["layer"], lazy.data.npartitions
+    fused = {name: count for name, count in counter.counts.items() if "zarr" in name}
+    assert sum(fused.values()) == n_chunks, fused  # each vector chunk read once
+    assert counter.counts["tridiagonal_kernel"] == n_layer
+    assert sum(c for name, c in counter.counts.items() if "gram" in name) == n_layer
+    saved = xr.open_datatree(tmp_path / "results.zarr", engine="zarr", consolidated=False)
+    xr.testing.assert_allclose(saved["pca"]["scores"], pca["scores"].compute())
+    xr.testing.assert_allclose(saved["scree"].to_dataset()["explained_variance_ratio"], scree)
 
 
 def graph_bytes(da):
