@@ -305,12 +305,12 @@ def _self_gram(da: xr.DataArray) -> xr.DataArray:
 
 
 def _double_center(k: np.ndarray) -> np.ndarray:
-    return (
-        k
-        - k.mean(axis=-1, keepdims=True)
-        - k.mean(axis=-2, keepdims=True)
-        + k.mean(axis=(-2, -1), keepdims=True)
-    )
+    """``H K H``: remove row and column means (one new array, then in place)."""
+    rows = k.mean(axis=-1, keepdims=True)
+    out = k - rows
+    out -= k.mean(axis=-2, keepdims=True)
+    out += rows.mean(axis=-2, keepdims=True)
+    return out
 
 
 def _check_finite(g: np.ndarray, ids: tuple[Any, ...]) -> None:
@@ -332,14 +332,16 @@ def _prepare_kernel(
 ) -> np.ndarray:
     """Gram of prepared rows from the raw Gram ``g`` (see module docstring)."""
     _check_finite(g, ids)
-    k = _double_center(g) if center else g
+    k = _double_center(g) if center else (g.copy() if normalize else g)
     if normalize:
         sq = np.diagonal(k, axis1=-2, axis2=-1)
         scale = np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True)
         zero = sq <= ZERO_TOL * scale  # zero rows stay zero instead of amplifying rounding
         norm = np.sqrt(np.where(zero, 1.0, sq))
-        k = k / norm[..., :, None] / norm[..., None, :]
-        k = np.where(zero[..., :, None] | zero[..., None, :], 0.0, k)
+        k /= norm[..., :, None]
+        k /= norm[..., None, :]
+        if zero.any():
+            k[np.broadcast_to(zero[..., :, None] | zero[..., None, :], k.shape)] = 0.0
     if double_center:
         k = _double_center(k)
     return k
@@ -447,10 +449,12 @@ def batched_arrays(
 def _tridiagonal_one(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = k.shape[-1]
     lwork = max(1, int(scipy.linalg.lapack.dsytrd_lwork(n, lower=1)[0]))
-    reduced, _, _, tau, info = scipy.linalg.lapack.dsytrd(k, lower=1, lwork=lwork)
+    # k is symmetric, so its transpose (a Fortran-ordered view) is k itself, without the
+    # transposing copy LAPACK would need; the result goes back C-ordered as reduced.T.
+    reduced, _, _, tau, info = scipy.linalg.lapack.dsytrd(k.T, lower=1, lwork=lwork)
     if info != 0:
         raise np.linalg.LinAlgError(f"LAPACK dsytrd failed (info={info})")
-    return reduced, tau
+    return reduced.T, tau
 
 
 def _tridiagonal_kernel(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -458,8 +462,9 @@ def _tridiagonal_kernel(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     This is the O(n³) part of an eigendecomposition; the scree (every eigenvalue) and the top
     eigenvectors both finish from it cheaply, so analyses computed together reduce each
-    layer once. Returns ``dsytrd``'s packed output: ``T`` on the diagonal and subdiagonal,
-    the reflectors below it, and their scales ``tau``.
+    layer once. Returns ``dsytrd``'s packed output, transposed (C-ordered, so stacking
+    layers copies without transposing): ``T`` on the diagonal and superdiagonal, the
+    reflectors above it, and their scales ``tau``.
     """
     return batched(_tridiagonal_one, (np.asarray(k, dtype=np.float64),), (2,))
 
@@ -480,12 +485,12 @@ def tridiagonalize(kernel_gram: xr.DataArray) -> tuple[xr.DataArray, xr.DataArra
     return reduced, bare(tau)
 
 
-def _tridiagonal(reduced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.diagonal(reduced).copy(), np.diagonal(reduced, -1).copy()
+def _tridiagonal(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.diagonal(packed).copy(), np.diagonal(packed, 1).copy()
 
 
 def _top_eigen_one(
-    reduced: np.ndarray, tau: np.ndarray, n_top: int
+    packed: np.ndarray, tau: np.ndarray, n_top: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n_top`` eigenpairs from one packed reduction, largest first.
 
@@ -493,8 +498,9 @@ def _top_eigen_one(
     the reflectors: ``dsytrd`` with ``lower=1`` stores ``Q = diag(1, Q')`` with ``Q'`` in
     QR form in ``reduced[1:, :-1]``, which LAPACK ``dormqr`` applies.
     """
-    n = reduced.shape[-1]
-    d, e = _tridiagonal(reduced)
+    n = packed.shape[-1]
+    d, e = _tridiagonal(packed)
+    reduced = packed.T
     vals, vecs = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(n - n_top, n - 1))
     if n > 1:
         lwork = max(1, n_top) * 64
@@ -508,13 +514,13 @@ def _top_eigen_one(
 
 
 def _embedding_kernel(
-    reduced: np.ndarray, tau: np.ndarray, *, n_top: int
+    packed: np.ndarray, tau: np.ndarray, *, n_top: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top eigenpairs of a doubly centered Gram: coordinates ``V sqrt(λ)`` and ``λ``.
 
     Signs are deterministic: each column's largest-magnitude entry is positive.
     """
-    vals, vecs = batched(_top_eigen_one, (reduced, tau), (2, 1), n_top=n_top)
+    vals, vecs = batched(_top_eigen_one, (packed, tau), (2, 1), n_top=n_top)
     vals = np.clip(vals, 0.0, None)
     coords = vecs * np.sqrt(vals)[..., None, :]
     return fix_signs(coords), vals
@@ -571,14 +577,14 @@ def align_layers(coords: xr.DataArray) -> xr.DataArray:
     )
 
 
-def _eigvals_one(reduced: np.ndarray, n_top: int) -> np.ndarray:
+def _eigvals_one(packed: np.ndarray, n_top: int) -> np.ndarray:
     # Every eigenvalue of T (LAPACK dsterf, O(n²)); the largest n_top are kept.
-    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(reduced))[::-1]
+    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(packed))[::-1]
     return vals[:n_top]
 
 
-def _eigvals_kernel(reduced: np.ndarray, *, n_top: int) -> np.ndarray:
-    return np.clip(batched(_eigvals_one, (reduced,), (2,), n_top=n_top), 0.0, None)
+def _eigvals_kernel(packed: np.ndarray, *, n_top: int) -> np.ndarray:
+    return np.clip(batched(_eigvals_one, (packed,), (2,), n_top=n_top), 0.0, None)
 
 
 def spectrum(kernel_gram: xr.DataArray, n_top: int) -> xr.DataArray:
