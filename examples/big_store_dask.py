@@ -160,14 +160,12 @@ if __name__ == "__main__":
     print(f"other cluster: {float(sim.where(~same).mean()):.2f}")
 
 # %% [markdown]
-# Neighbours and hierarchical clustering are computed the same way. For now compute each of
-# them with its own `.compute()` (or pass `optimize_graph=False` to `dask.compute`): combining
-# them in one optimised `dask.compute` call trips a dask graph error.
+# Neighbours and hierarchical clustering are computed the same way, and also share their
+# layer's read and Gram when computed together.
 
 # %%
 if __name__ == "__main__":
-    nn = vec.pv.neighbors(5, layer=31).compute()
-    tree31 = vec.pv.linkage(layer=31).compute()
+    nn, tree31 = dask.compute(vec.pv.neighbors(5, layer=31), vec.pv.linkage(layer=31))
     print(nn["neighbor_id"].sel(id="p0").values, tree31["leaf_id"].values[:5])
 
 # %% [markdown]
@@ -176,6 +174,12 @@ if __name__ == "__main__":
 # Results are labelled xarray objects, so they save to Zarr and reopen without recomputing.
 # A `DataTree` keeps them together, one group per analysis. (Zarr v3 specifies only
 # variable-length strings, so fixed-width string labels are converted first.)
+#
+# Results bigger than memory (the cosines of 1000 personas over 126 layers are 1 GB) can
+# skip the in-memory step: build the tree from the *lazy* results and write it with
+# `tree.to_zarr(path, compute=False).compute()`. Layers stream to disk as they finish, and
+# because it is one write, the analyses still share each layer's read and Gram (separate
+# `to_zarr(compute=False)` calls are optimised one by one and would each redo them).
 
 # %%
 if __name__ == "__main__":

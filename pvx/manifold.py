@@ -7,6 +7,8 @@ run on those ``persona x persona`` matrices, one dask task per layer.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 from typing import Any
 
@@ -17,7 +19,7 @@ from pvx import _engine
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
-__all__ = ["isomap", "twonn", "umap"]
+__all__ = ["isomap", "prepare_umap", "twonn", "umap"]
 
 
 def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.DataArray:
@@ -34,24 +36,86 @@ def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.
     return coords.assign_coords(component=np.arange(1, size + 1))
 
 
-def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed: int) -> Any:
-    with _engine.import_lock:
-        import umap as umap_learn  # heavy (numba): imported when a UMAP task runs
+def _load_umap() -> Any:
+    """Import umap-learn, with its numba functions cached on disk.
 
+    umap-learn compiles most of its numba functions without ``cache=True``, so every fresh
+    process spent ~10 s compiling them before its first UMAP. Caching them (in numba's cache
+    directory: beside umap-learn's sources when writable, else the user's cache or
+    ``NUMBA_CACHE_DIR``) makes that a one-time cost per environment.
+    """
+    global _umap_module
+    with _engine.import_lock:
+        if _umap_module is None:
+            import numba.core.registry
+            import umap as umap_learn  # heavy (numba): imported when UMAP is first used
+            import umap.layouts
+            import umap.umap_
+            import umap.utils
+
+            for module in (umap.umap_, umap.layouts, umap.utils):
+                for function in vars(module).values():
+                    if isinstance(function, numba.core.registry.CPUDispatcher):
+                        with contextlib.suppress(RuntimeError):  # no writable cache location
+                            function.enable_caching()
+            _umap_module = umap_learn
+    return _umap_module
+
+
+_umap_module: Any = None
+_umap_ready = False
+
+
+def _exact_neighbors(distance: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of each row (itself first), sorted, from the full distance
+    matrix pvx already has: exact at any size (umap-learn itself falls back to approximate
+    neighbours above 4096 points) and no numba kernel to compile."""
+    ranked = distance.copy()
+    np.fill_diagonal(ranked, -np.inf)  # each point is its own first neighbour, even on ties
+    nearest = np.argpartition(ranked, k - 1, axis=1)[:, :k]
+    order = np.argsort(np.take_along_axis(ranked, nearest, axis=1), axis=1, kind="stable")
+    nearest = np.take_along_axis(nearest, order, axis=1)
+    return nearest.astype(np.int32), np.take_along_axis(distance, nearest, axis=1).astype(
+        np.float32
+    )
+
+
+def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed: int) -> Any:
+    umap_learn = _load_umap()
     n = distance.shape[0]
     model = umap_learn.UMAP(
         n_neighbors=n_neighbors,
         n_components=n_components,
         metric="precomputed",
+        precomputed_knn=_exact_neighbors(distance, n_neighbors),
         random_state=seed,
         n_jobs=1,  # a fixed seed forces one thread anyway; saying so avoids a warning
         # the spectral initialisation needs more points than components + 1
         init="spectral" if n > n_components + 1 else "random",
     )
     with warnings.catch_warnings():
-        # pvx never inverts the embedding; umap warns about that for every layer
+        # pvx never inverts or extends the embedding; umap warns about that for every layer
         warnings.filterwarnings("ignore", message="using precomputed metric; inverse_transform")
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         return model.fit_transform(distance).astype(np.float64)
+
+
+def prepare_umap() -> float:
+    """Get UMAP's compiled code ready in this process; returns the seconds it took.
+
+    The first UMAP of a process loads umap-learn's numba code from the on-disk cache, or,
+    the first time in an environment, compiles it (~10 s). Calling this first lets a caller
+    say so instead of a computation stalling silently; ``pvx analyze`` does, and runs it on
+    every worker of a distributed cluster before computing.
+    """
+    global _umap_ready
+    start = time.perf_counter()
+    if not _umap_ready:
+        points = np.random.default_rng(0).standard_normal((12, 3))
+        distance = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+        _umap_one(distance, n_neighbors=4, n_components=2, seed=0)
+        _umap_ready = True
+    return time.perf_counter() - start
 
 
 def umap(

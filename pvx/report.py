@@ -17,6 +17,7 @@ import html
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -196,6 +197,8 @@ def compute_results(
     if "variants" in views and da.sizes["variant"] >= 2:
         a, b = (str(v) for v in da["variant"].values[:2])
         lazy["variants"] = similarity.variant_similarity(da, a, b)
+    if "umap" in lazy:
+        _prepare_umap(say)
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
     computed = _compute(lazy)
     return xr.DataTree.from_dict(
@@ -317,15 +320,46 @@ def render(
 # --------------------------------------------------------------------------- internals
 
 
-def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
-    """One ``dask.compute`` for every result (shared Gram tasks run once), with a progress
-    bar on the local scheduler (a distributed client has its own dashboard)."""
+def _distributed_client() -> Any:
     try:
         from distributed import get_client
 
-        get_client()
-        progress: Any = contextlib.nullcontext()
+        return get_client()
     except (ImportError, ValueError):
+        return None
+
+
+def _prepare_umap(say: Progress) -> None:
+    """Load (or, first time in an environment, compile) UMAP's numba code before the
+    computation, where it would otherwise stall a task silently; on a cluster, on every
+    worker at once."""
+    say("preparing UMAP's compiled code (about 20 s the first time, then cached)")
+    client = _distributed_client()
+    done = threading.Event()
+
+    def tick() -> None:
+        start = time.perf_counter()
+        while not done.wait(5.0):
+            say(f"  still preparing UMAP ({time.perf_counter() - start:.0f} s)")
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        if client is None:
+            seconds = manifold.prepare_umap()
+        else:
+            seconds = max(client.run(manifold.prepare_umap).values())
+    finally:
+        done.set()
+        ticker.join()
+    say(f"UMAP ready in {seconds:.1f} s")
+
+
+def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
+    """One ``dask.compute`` for every result (shared Gram tasks run once), with a progress
+    bar on the local scheduler (a distributed client has its own dashboard)."""
+    progress: Any = contextlib.nullcontext()
+    if _distributed_client() is None:
         from dask.diagnostics import ProgressBar
 
         progress = ProgressBar(minimum=2, dt=0.5)

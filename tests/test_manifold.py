@@ -127,3 +127,46 @@ def test_twonn_errors():
         manifold.twonn(da, discard_fraction=1.0)
     with pytest.raises(ValueError, match=r"twonn\(\) needs at least 3 personas"):
         manifold.twonn(da.isel(persona=[0, 1]))
+
+
+def test_exact_neighbors_are_the_sorted_nearest_with_self_first():
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((40, 3))
+    points[7] = points[3]  # a tie at distance 0: each still lists itself first
+    distance = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    indices, dists = manifold._exact_neighbors(distance, 6)
+    assert indices.shape == dists.shape == (40, 6)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(40))
+    for i in range(40):
+        expected = np.sort(distance[i])[:6]
+        np.testing.assert_allclose(dists[i], expected.astype(np.float32))
+        np.testing.assert_allclose(distance[i, indices[i]], dists[i], rtol=1e-6)
+
+
+UMAP_TWICE = """
+import sys, umap.umap_
+from pvx import manifold
+manifold.prepare_umap()
+hits = sum(f.stats.cache_hits.get(s, 0) for f in [umap.umap_.smooth_knn_dist,
+           umap.umap_.compute_membership_strengths] for s in f.signatures)
+print(hits)
+"""
+
+
+def test_umap_compiled_code_is_cached_across_processes(tmp_path):
+    """A fresh process loads umap-learn's numba code from the disk cache pvx enables,
+    instead of compiling it again (the ~10 s stall of a first UMAP)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+
+    def cache_hits() -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", UMAP_TWICE], env=env, capture_output=True, text=True, check=True
+        )
+        return int(out.stdout.split()[-1])
+
+    assert cache_hits() == 0  # an empty cache: compiled, and written
+    assert cache_hits() >= 2  # loaded from the cache

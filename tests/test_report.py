@@ -131,7 +131,7 @@ def test_cli_missing_store_and_unreachable_url(tmp_path, capsys):
 
 
 def test_workers_give_the_same_numbers(store, tmp_path):
-    views = "pca,similarity,scree,dendrogram,variants"
+    views = "pca,similarity,scree,dendrogram,variants,umap"
     local, remote = tmp_path / "local", tmp_path / "remote"
     for out, extra in ((local, []), (remote, ["--workers", "2"])):
         result = subprocess.run(
@@ -152,6 +152,7 @@ def test_workers_give_the_same_numbers(store, tmp_path):
         )
         assert result.returncode == 0, result.stderr
     assert "local cluster of 2 worker processes" in result.stdout
+    assert "UMAP ready in" in result.stdout  # prepared on both workers first
     a, b = report.open_results(local / "results.zarr"), report.open_results(remote / "results.zarr")
     for node in a.subtree:
         if node.has_data:
@@ -172,3 +173,12 @@ def test_layers_and_ids_are_selected(store, tmp_path):
     assert evr["layer"].values.tolist() == [1, 3]
     assert evr.sizes["component"] == 6
     np.testing.assert_allclose(evr.sum("component"), 1.0)
+
+
+def test_umap_is_prepared_before_the_computation_and_says_so(store, tmp_path):
+    messages: list[str] = []
+    report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
+    preparing = next(i for i, m in enumerate(messages) if m.startswith("preparing UMAP"))
+    ready = next(i for i, m in enumerate(messages) if m.startswith("UMAP ready in"))
+    computing = next(i for i, m in enumerate(messages) if m.startswith("computing"))
+    assert preparing < ready < computing
