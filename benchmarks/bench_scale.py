@@ -1,7 +1,7 @@
 """Whole-store analysis out of core, against the hardware floor measured in the same run.
 
     python benchmarks/make_store.py /tmp/pvx-L.zarr --size L --variants templated
-    python benchmarks/bench_scale.py /tmp/pvx-L.zarr [--variant templated] [--workers 2]
+    python benchmarks/bench_scale.py /tmp/pvx-L.zarr [--variant V] [--workers 2] [--layers 63]
 
 Each measurement runs in a fresh subprocess, so its peak RSS is its own:
 
@@ -35,7 +35,8 @@ CHILD = r"""
 import contextlib, json, resource, sys, time, os
 import numpy as np
 
-mode, store, variant, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+mode, store, variant = sys.argv[1], sys.argv[2], sys.argv[3]
+workers, n_layers = int(sys.argv[4]), int(sys.argv[5])
 import dask
 import pvx
 
@@ -61,6 +62,8 @@ def worker_peak_rss_mb(client):
 result = {}
 with cluster() as client:
     da = pvx.load(store, variant)
+    if n_layers:
+        da = da.isel(layer=slice(0, n_layers))
     start = time.perf_counter()
     if mode == "pvx":
         # Results stream into a Zarr store as layers finish: the cosines alone are
@@ -99,9 +102,9 @@ print(json.dumps(result))
 """
 
 
-def run_child(mode: str, store: str, variant: str, workers: int) -> dict:
+def run_child(mode: str, store: str, variant: str, workers: int, layers: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, store, variant, str(workers)],
+        [sys.executable, "-c", CHILD, mode, store, variant, str(workers), str(layers)],
         capture_output=True,
         text=True,
         check=True,
@@ -147,17 +150,20 @@ def main() -> None:
     parser.add_argument("store")
     parser.add_argument("--variant", default="templated")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=0, help="only the first N layers")
     args = parser.parse_args()
     store = str(Path(args.store).resolve())
     import pvx
 
-    shape = pvx.load(store, args.variant).sizes
+    shape = dict(pvx.load(store, args.variant).sizes)
+    if args.layers:
+        shape["layer"] = min(args.layers, shape["layer"])
     with http_server(Path(store).parent) as url:
         open_http = time_open(f"{url}/{Path(store).name}", [])
     open_local = time_open(store, [])
-    pvx_run = run_child("pvx", store, args.variant, args.workers)
-    read = run_child("read", store, args.variant, args.workers)
-    matmul = run_child("matmul", store, args.variant, 0)
+    pvx_run = run_child("pvx", store, args.variant, args.workers, args.layers)
+    read = run_child("read", store, args.variant, args.workers, args.layers)
+    matmul = run_child("matmul", store, args.variant, 0, args.layers)
     floor = max(read["seconds"], matmul["matmul_only"])
     scheduler = f"LocalCluster of {args.workers} workers" if args.workers else "threaded"
     print(
