@@ -206,7 +206,9 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with one_blas_thread:
         for index in np.ndindex(*lead):
             if half:
-                out[index] = _gram_from_reference(a[index], None if same else b[index])
+                # non-finite rows make NaNs here; prepared_gram's check names them afterwards
+                with np.errstate(invalid="ignore", over="ignore"):
+                    out[index] = _gram_from_reference(a[index], None if same else b[index])
             else:
                 left = a[index].astype(np.float64)
                 right = left if same else b[index].astype(np.float64)
@@ -214,15 +216,24 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _reference_row(a: np.ndarray) -> np.ndarray:
+    """The first finite row of ``a`` in float32 (zeros if none): a non-finite reference would
+    spread to every row, and the finiteness check would then name every persona."""
+    finite = np.isfinite(a).all(axis=-1)
+    if not finite.any():
+        return np.zeros(a.shape[-1], dtype=np.float32)
+    return a[int(finite.argmax())].astype(np.float32)
+
+
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows, via float32 products of the rows
-    less ``a``'s first row.
+    less ``a``'s first finite row.
 
     The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or
     column) term, which centering removes exactly, and uncentered uses see it relative to
     ``r·r``, which is summed in float64.
     """
-    ref = a[0].astype(np.float32)
+    ref = _reference_row(a)
     y = np.subtract(a, ref, dtype=np.float32)  # one pass: convert and subtract
     z = y if b is None else np.subtract(b, ref, dtype=np.float32)
     product = (y @ z.T).astype(np.float64)  # syrk when z is y
@@ -494,14 +505,18 @@ def _top_eigen_one(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n_top`` eigenpairs from one packed reduction, largest first.
 
-    Eigenvectors of ``T`` (bisection and inverse iteration, O(n·n_top)) are carried back by
+    Eigenvectors of ``T`` (MRRR, O(n·n_top)) are carried back by
     the reflectors: ``dsytrd`` with ``lower=1`` stores ``Q = diag(1, Q')`` with ``Q'`` in
     QR form in ``reduced[1:, :-1]``, which LAPACK ``dormqr`` applies.
     """
     n = packed.shape[-1]
     d, e = _tridiagonal(packed)
     reduced = packed.T
-    vals, vecs = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(n - n_top, n - 1))
+    # MRRR (stemr): stebz's bisection fails on exactly repeated eigenvalues, e.g. personas
+    # with orthogonal vectors of equal norm
+    vals, vecs = scipy.linalg.eigh_tridiagonal(
+        d, e, select="i", select_range=(n - n_top, n - 1), lapack_driver="stemr"
+    )
     if n > 1:
         lwork = max(1, n_top) * 64
         rotated, _, info = scipy.linalg.lapack.dormqr(
@@ -579,7 +594,7 @@ def align_layers(coords: xr.DataArray) -> xr.DataArray:
 
 def _eigvals_one(packed: np.ndarray, n_top: int) -> np.ndarray:
     # Every eigenvalue of T (LAPACK dsterf, O(n²)); the largest n_top are kept.
-    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(packed))[::-1]
+    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(packed), lapack_driver="sterf")[::-1]
     return vals[:n_top]
 
 

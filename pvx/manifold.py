@@ -80,8 +80,18 @@ def _exact_neighbors(distance: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     )
 
 
+def _quiet_umap_warnings() -> None:
+    # pvx never inverts or extends an embedding, and umap warns about both on every fit with
+    # precomputed distances. A process-wide filter for just these messages from umap:
+    # catch_warnings around each fit is not thread-safe (dask threads leak filters through
+    # it), while re-adding an existing filter only moves it to the front.
+    for message in ("using precomputed metric; inverse_transform", r"precomputed_knn\[2\]"):
+        warnings.filterwarnings("ignore", message=message, module="umap")
+
+
 def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed: int) -> Any:
     umap_learn = _load_umap()
+    _quiet_umap_warnings()
     n = distance.shape[0]
     model = umap_learn.UMAP(
         n_neighbors=n_neighbors,
@@ -93,11 +103,7 @@ def _umap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int, seed
         # the spectral initialisation needs more points than components + 1
         init="spectral" if n > n_components + 1 else "random",
     )
-    with warnings.catch_warnings():
-        # pvx never inverts or extends the embedding; umap warns about that for every layer
-        warnings.filterwarnings("ignore", message="using precomputed metric; inverse_transform")
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
-        return model.fit_transform(distance).astype(np.float64)
+    return model.fit_transform(distance).astype(np.float64)
 
 
 def prepare_umap() -> float:

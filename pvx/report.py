@@ -348,7 +348,16 @@ def _prepare_umap(say: Progress) -> None:
         if client is None:
             seconds = manifold.prepare_umap()
         else:
-            seconds = max(client.run(manifold.prepare_umap).values())
+            # As tasks pinned to each worker, in its thread pool: client.run would block
+            # the worker's event loop for the whole compile.
+            workers = list(client.scheduler_info()["workers"])
+            if not workers:  # e.g. an adaptive cluster before it scales up
+                say("no workers yet: each prepares UMAP with its first UMAP task")
+                return
+            futures = [
+                client.submit(manifold.prepare_umap, pure=False, workers=[w]) for w in workers
+            ]
+            seconds = max(client.gather(futures))
     finally:
         done.set()
         ticker.join()

@@ -121,3 +121,23 @@ def test_pca_vectorises_over_variant(backend):
     for v in ("biography", "templated"):
         alone = decomposition.pca(da.sel(variant=v), layer=[0, 2], n_components=3)
         xr.testing.assert_allclose(res.sel(variant=v), alone)
+
+
+@pytest.mark.parametrize("n", [3, 4, 27])
+def test_pca_with_exactly_repeated_eigenvalues(backend, n):
+    """Orthogonal personas of equal norm: every centered eigenvalue is the same (bisection
+    fails there; the eigensolver must not)."""
+    da = xr.DataArray(
+        np.eye(n, 64),
+        dims=("persona", "hidden"),
+        coords={"id": ("persona", [f"p{i}" for i in range(n)])},
+    )
+    res = decomposition.pca(to_backend(da, backend), n_components=2).compute()
+    expected = PCA(n_components=2).fit(prepared(da.values))
+    np.testing.assert_allclose(
+        res["explained_variance_ratio"], expected.explained_variance_ratio_, atol=1e-12
+    )
+    scores = res["scores"].values
+    np.testing.assert_allclose(
+        scores.T @ scores, np.diag(expected.explained_variance_ * (n - 1)), atol=1e-12
+    )

@@ -182,3 +182,14 @@ def test_umap_is_prepared_before_the_computation_and_says_so(store, tmp_path):
     ready = next(i for i, m in enumerate(messages) if m.startswith("UMAP ready in"))
     computing = next(i for i, m in enumerate(messages) if m.startswith("computing"))
     assert preparing < ready < computing
+
+
+def test_umap_preparation_with_a_cluster_that_has_no_workers_yet():
+    distributed = pytest.importorskip("distributed")
+    messages: list[str] = []
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        report._prepare_umap(messages.append)
+    assert messages[-1] == "no workers yet: each prepares UMAP with its first UMAP task"

@@ -130,6 +130,14 @@ def test_nonfinite_values_name_the_personas(backend):
         decomposition.pca(da).compute()
 
 
+def test_nonfinite_first_persona_in_float16_names_only_that_persona(backend):
+    # float16 Grams subtract a reference row; a non-finite one must not taint every row
+    da = pvx.synthetic.planted_personas(n_persona=6, seed=0).astype(np.float16)
+    da[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite .* \['p0'\]"):
+        similarity.cosine(to_backend(da, backend)).compute()
+
+
 def test_baseline_is_left_out_unless_asked(backend):
     da = to_backend(pvx.synthetic.planted_personas(n_persona=6, baseline=True), backend)
     assert "baseline_assistant" not in similarity.cosine(da)["id"].values
