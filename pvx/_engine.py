@@ -154,14 +154,26 @@ class _OneBlasThread:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._limiter: Any = None
+        self._blas: list[Any] | None = None
+        self._saved: list[int] = []
+
+    def _libraries(self) -> list[Any]:
+        # Finding the BLAS libraries scans the process (a few ms), so it is done once: NumPy's
+        # and SciPy's OpenBLAS, the ones kernels use, are loaded when pvx is imported.
+        if self._blas is None:
+            controller = threadpoolctl.ThreadpoolController()
+            self._blas = controller.select(user_api="blas").lib_controllers
+        return self._blas
 
     def __enter__(self) -> None:
         if threading.current_thread() is threading.main_thread():
             return
         with self._lock:
             if self._users == 0:
-                self._limiter = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+                libraries = self._libraries()
+                self._saved = [library.num_threads for library in libraries]
+                for library in libraries:
+                    library.set_num_threads(1)
             self._users += 1
 
     def __exit__(self, *exc: object) -> None:
@@ -170,8 +182,8 @@ class _OneBlasThread:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                self._limiter.restore_original_limits()
-                self._limiter = None
+                for library, n_threads in zip(self._libraries(), self._saved, strict=True):
+                    library.set_num_threads(n_threads)
 
 
 one_blas_thread = _OneBlasThread()
@@ -219,10 +231,11 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _reference_row(a: np.ndarray) -> np.ndarray:
     """The first finite row of ``a`` in float32 (zeros if none): a non-finite reference would
     spread to every row, and the finiteness check would then name every persona."""
-    finite = np.isfinite(a).all(axis=-1)
-    if not finite.any():
-        return np.zeros(a.shape[-1], dtype=np.float32)
-    return a[int(finite.argmax())].astype(np.float32)
+    for row in a:  # almost always the first: a whole-array check would cost a pass
+        ref = row.astype(np.float32)
+        if np.isfinite(ref).all():
+            return ref
+    return np.zeros(a.shape[-1], dtype=np.float32)
 
 
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
