@@ -72,7 +72,8 @@ with cluster() as client:
         # results share each layer's read and Gram (separate to_zarr(compute=False) calls
         # are optimised one by one and would each redo them).
         import tempfile, pathlib, xarray as xr
-        out = pathlib.Path(tempfile.mkdtemp()) / "results.zarr"
+        workdir = tempfile.TemporaryDirectory()  # removed at exit: 1 GB for L
+        out = pathlib.Path(workdir.name) / "results.zarr"
         results = xr.DataTree.from_dict({
             "cosine": pvx.cosine(da).to_dataset(),
             "pca": pvx.pca(da, n_components=2),
