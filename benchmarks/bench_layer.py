@@ -60,15 +60,11 @@ def main() -> None:
         steps["Gram product (syrk)"] = best(lambda: y @ y.T, args.repeat)
         gram = _engine._gram_kernel(x, x)
         steps["Gram, whole kernel"] = best(lambda: _engine._gram_kernel(x, x), args.repeat)
-        cosine = _engine._prepare_kernel(
-            gram, center=True, normalize=True, double_center=False, ids=ids
-        )
+        cosine = _engine._prepare_kernel(gram, center=True, normalize=True, ids=ids)
         kernel = _engine._double_center(cosine)
         steps["center + normalise + double-center"] = best(
             lambda: _engine._double_center(
-                _engine._prepare_kernel(
-                    gram, center=True, normalize=True, double_center=False, ids=ids
-                )
+                _engine._prepare_kernel(gram, center=True, normalize=True, ids=ids)
             ),
             args.repeat,
         )

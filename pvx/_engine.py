@@ -141,6 +141,23 @@ def _coarsen_persona_blocks(da: xr.DataArray) -> xr.DataArray:
     return da.copy(data=da.data.rechunk({axis: size}))
 
 
+def _set_blas_threads(libraries: list[Any], counts: list[int]) -> None:
+    """Set each library's thread count from whichever thread calls (under the caller's lock).
+
+    threadpoolctl >= 3.6 lets only one "controlling" thread change OpenBLAS's process-wide
+    pool and silently ignores the others; the limit below is set by the first worker thread
+    to enter and restored by the last to leave, often another, so each change takes control
+    and gives it back.
+    """
+    release = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    for library, count in zip(libraries, counts, strict=True):
+        library.set_num_threads(count)
+    if release is not None:
+        release(force=True)
+
+
 class _OneBlasThread:
     """Limit BLAS to one thread while any kernel runs in a worker thread.
 
@@ -172,8 +189,7 @@ class _OneBlasThread:
             if self._users == 0:
                 libraries = self._libraries()
                 self._saved = [library.num_threads for library in libraries]
-                for library in libraries:
-                    library.set_num_threads(1)
+                _set_blas_threads(libraries, [1] * len(libraries))
             self._users += 1
 
     def __exit__(self, *exc: object) -> None:
@@ -182,8 +198,7 @@ class _OneBlasThread:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                for library, n_threads in zip(self._libraries(), self._saved, strict=True):
-                    library.set_num_threads(n_threads)
+                _set_blas_threads(self._libraries(), self._saved)
 
 
 one_blas_thread = _OneBlasThread()
@@ -351,7 +366,6 @@ def _prepare_kernel(
     *,
     center: bool,
     normalize: bool,
-    double_center: bool,
     ids: tuple[Any, ...],
 ) -> np.ndarray:
     """Gram of prepared rows from the raw Gram ``g`` (see module docstring)."""
@@ -366,8 +380,6 @@ def _prepare_kernel(
         k /= norm[..., None, :]
         if zero.any():
             k[np.broadcast_to(zero[..., :, None] | zero[..., None, :], k.shape)] = 0.0
-    if double_center:
-        k = _double_center(k)
     return k
 
 
@@ -391,7 +403,7 @@ def prepared_gram(
         gram,
         input_core_dims=[[P, Q]],
         output_core_dims=[[P, Q]],
-        kwargs={"center": center, "normalize": normalize, "double_center": False, "ids": ids},
+        kwargs={"center": center, "normalize": normalize, "ids": ids},
         dask="parallelized",
         output_dtypes=[np.float64],
     )

@@ -373,8 +373,8 @@ def _variant_kernel(
     # Each variant is centered by its own mean: Ca Cbᵀ = H Gab H.
     c_aa, c_bb, c_ab = (_engine._double_center(g) for g in (g_aa, g_bb, g_ab))
     centered = ratio(diag(c_ab), diag(c_aa), diag(c_bb))
-    cos_a = _engine._prepare_kernel(g_aa, center=True, normalize=True, double_center=False, ids=ids)
-    cos_b = _engine._prepare_kernel(g_bb, center=True, normalize=True, double_center=False, ids=ids)
+    cos_a = _engine._prepare_kernel(g_aa, center=True, normalize=True, ids=ids)
+    cos_b = _engine._prepare_kernel(g_bb, center=True, normalize=True, ids=ids)
     n = g_aa.shape[-1]
     iu = np.triu_indices(n, k=1)
     upper_a, upper_b = cos_a[..., *iu], cos_b[..., *iu]

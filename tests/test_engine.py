@@ -32,23 +32,38 @@ def blas_threads() -> int:
     return max(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
 
 
-def test_one_blas_thread_in_worker_threads_only():
-    before = blas_threads()
+def blas_threads_seen_by_two_worker_threads() -> list[int]:
+    """Two threads inside the limit at once; the first to enter leaves first, so the limit
+    is restored by a thread that did not set it."""
     seen: list[int] = []
     barrier = threading.Barrier(2)
+    first_in, first_left = threading.Event(), threading.Event()
 
-    def task():
+    def task(first: bool):
+        if not first:
+            first_in.wait()
         with _engine.one_blas_thread:
+            first_in.set()
             barrier.wait()  # both threads inside at once: the count must hold the limit
             seen.append(blas_threads())
             barrier.wait()
+            if not first:
+                first_left.wait()
+        if first:
+            first_left.set()
 
-    threads = [threading.Thread(target=task) for _ in range(2)]
+    threads = [threading.Thread(target=task, args=(i == 0,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert seen == [1, 1]
-    assert blas_threads() == before  # restored by the last to leave
+    return seen
+
+
+def test_one_blas_thread_in_worker_threads_only():
+    before = blas_threads()
+    for _ in range(2):  # a second round: the threads of the first no longer exist
+        assert blas_threads_seen_by_two_worker_threads() == [1, 1]
+        assert blas_threads() == before  # restored by the last to leave
     with _engine.one_blas_thread:  # the main thread keeps every BLAS thread
         assert blas_threads() == before

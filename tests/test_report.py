@@ -175,13 +175,21 @@ def test_layers_and_ids_are_selected(store, tmp_path):
     np.testing.assert_allclose(evr.sum("component"), 1.0)
 
 
-def test_umap_is_prepared_before_the_computation_and_says_so(store, tmp_path):
+def test_umap_is_prepared_before_the_computation_and_says_so(store, tmp_path, monkeypatch):
     messages: list[str] = []
+    prepare = report.manifold.prepare_umap
+
+    def recorded() -> float:
+        messages.append("prepare_umap called")
+        return prepare()
+
+    monkeypatch.setattr(report.manifold, "prepare_umap", recorded)
     report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
+    called = messages.index("prepare_umap called")
     preparing = next(i for i, m in enumerate(messages) if m.startswith("preparing UMAP"))
     ready = next(i for i, m in enumerate(messages) if m.startswith("UMAP ready in"))
     computing = next(i for i, m in enumerate(messages) if m.startswith("computing"))
-    assert preparing < ready < computing
+    assert preparing < called < ready < computing
 
 
 def test_umap_preparation_with_a_cluster_that_has_no_workers_yet():
