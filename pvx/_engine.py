@@ -28,6 +28,7 @@ import scipy.linalg
 import threadpoolctl
 import xarray as xr
 
+from pvx import _lapack
 from pvx._validate import (
     LayerSelection,
     drop_baseline,
@@ -483,14 +484,9 @@ def batched_arrays(
 
 
 def _tridiagonal_one(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = k.shape[-1]
-    lwork = max(1, int(scipy.linalg.lapack.dsytrd_lwork(n, lower=1)[0]))
-    # k is symmetric, so its transpose (a Fortran-ordered view) is k itself, without the
-    # transposing copy LAPACK would need; the result goes back C-ordered as reduced.T.
-    reduced, _, _, tau, info = scipy.linalg.lapack.dsytrd(k.T, lower=1, lwork=lwork)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"LAPACK dsytrd failed (info={info})")
-    return reduced.T, tau
+    # GIL released: scipy.linalg.lapack.dsytrd would stall every other dask thread
+    packed, _, _, tau = _lapack.dsytrd_lower(k)
+    return packed, tau
 
 
 def _tridiagonal_kernel(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -619,7 +615,7 @@ def align_layers(coords: xr.DataArray) -> xr.DataArray:
 
 def _eigvals_one(packed: np.ndarray, n_top: int) -> np.ndarray:
     # Every eigenvalue of T (LAPACK dsterf, O(n²)); the largest n_top are kept.
-    vals = scipy.linalg.eigvalsh_tridiagonal(*_tridiagonal(packed), lapack_driver="sterf")[::-1]
+    vals = _lapack.dsterf(*_tridiagonal(packed))[::-1]
     return vals[:n_top]
 
 

@@ -1,14 +1,17 @@
 """The Gram engine's fast paths keep the answers: float16 products in float32 after removing
-a reference row, and one BLAS thread per dask worker thread."""
+a reference row, one BLAS thread per dask worker thread, and the eigen step's LAPACK calls
+without the GIL."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
+import scipy.linalg
 import threadpoolctl
 
-from pvx import _engine
+from pvx import _engine, _lapack
 
 
 def test_float16_gram_matches_float64_under_a_large_offset():
@@ -67,3 +70,49 @@ def test_one_blas_thread_in_worker_threads_only():
         assert blas_threads() == before  # restored by the last to leave
     with _engine.one_blas_thread:  # the main thread keeps every BLAS thread
         assert blas_threads() == before
+
+
+def longest_stall(call) -> float:
+    """The longest time another Python thread could not run while ``call`` ran, as a
+    fraction of the call: about 1 if the call holds the GIL throughout."""
+    started, stop, stamps = threading.Event(), threading.Event(), []
+
+    def spin() -> None:
+        started.set()
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    started.wait()
+    begin = time.perf_counter()
+    call()
+    end = time.perf_counter()
+    stop.set()
+    spinner.join()
+    inside = [t for t in stamps if begin < t < end]
+    return float(np.diff([begin, *inside, end]).max() / (end - begin))
+
+
+def test_eigen_step_lapack_matches_scipy_and_releases_the_gil():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 300):
+        a = rng.standard_normal((n, n + 5))
+        k = a @ a.T
+        lwork = max(1, int(scipy.linalg.lapack.dsytrd_lwork(n, lower=1)[0]))
+        reduced, d, e, tau, _ = scipy.linalg.lapack.dsytrd(k.T, lower=1, lwork=lwork)
+        packed, d_got, e_got, tau_got = _lapack.dsytrd_lower(k)
+        np.testing.assert_array_equal(packed, reduced.T)
+        np.testing.assert_array_equal(tau_got, tau)
+        expected = scipy.linalg.eigvalsh_tridiagonal(d, e, lapack_driver="sterf")
+        np.testing.assert_array_equal(_lapack.dsterf(d_got, e_got), expected)
+        np.testing.assert_allclose(expected, np.linalg.eigvalsh(k), atol=1e-9 * expected[-1])
+    # scipy.linalg.lapack's wrappers hold the GIL for the whole call, stalling every other
+    # dask thread; these must not
+    a = rng.standard_normal((1200, 1200))
+    k = a @ a.T
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert longest_stall(lambda: scipy.linalg.lapack.dsytrd(k.T, lower=1)) > 0.5
+        assert longest_stall(lambda: _lapack.dsytrd_lower(k)) < 0.1
+        _, d, e, _ = _lapack.dsytrd_lower(k)
+        assert longest_stall(lambda: _lapack.dsterf(d, e)) < 0.1
