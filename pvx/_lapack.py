@@ -4,8 +4,9 @@
 reduction of one 1000 x 1000 layer takes about 45 ms, during which every other dask thread
 that needs Python (reading the next chunks through Zarr, writing results, the scheduler
 itself) stands still: the cores idled a third of the time on the M store. These call the
-same routines through the function pointers ``scipy.linalg.cython_lapack`` exports, via
-ctypes, which releases the GIL around a foreign call.
+same routines through the function pointers ``scipy.linalg.cython_lapack`` exports for
+Cython users (numba finds its LAPACK the same way), via ctypes, which releases the GIL
+around a foreign call.
 """
 
 from __future__ import annotations
