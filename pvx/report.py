@@ -80,7 +80,9 @@ def analyze(
     colors
         Persona attributes to colour projections by (default: up to three, one of each kind).
     n_clusters
-        k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring.
+        k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring (default 5
+        when either is asked for). A persona attribute named ``cluster`` takes precedence
+        over the k-means colouring.
     out
         Output folder. A folder holding another run's results is never replaced unless
         ``overwrite=True``; rerunning the same settings replaces its own results.
@@ -94,8 +96,6 @@ def analyze(
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
-    if "kmeans" in views and not n_clusters:
-        n_clusters = 5
     tree = store if isinstance(store, xr.DataTree) else open_store(store)
     source = tree.attrs.get("source", str(store))
     # The main job picks the first model / mask strategy when there are several, and says so.
@@ -121,7 +121,12 @@ def analyze(
     if "variant" not in da.dims:
         da = da.expand_dims("variant")
     colors = list(colors) or _default_colors(da)
-    missing = [c for c in colors if c != "cluster" and c not in da.coords]
+    # "cluster" colours by k-means unless the personas have an attribute of that name, which
+    # wins (as in pvx.plot.projection)
+    kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
+    if ("kmeans" in views or kmeans_colour) and not n_clusters:
+        n_clusters = 5
+    missing = [c for c in colors if c not in da.coords and not (c == "cluster" and kmeans_colour)]
     if missing:
         raise ValueError(
             f"unknown colour attribute(s) {missing}; the personas have {attribute_names(da)}"
@@ -247,10 +252,10 @@ def render(
         for variant in variants:
             scores = result["scores"] if method == "pca" else result[method]
             scores = scores.sel(variant=variant)
+            attributes = [c for c in settings["colors"] if c in scores.coords]
             for color in settings["colors"]:
-                attributes = [c for c in settings["colors"] if c != "cluster"]
                 extra: dict[str, Any] = {"hover": attributes}
-                if color == "cluster":
+                if color not in attributes:  # "cluster", with no attribute of that name
                     extra["groups"] = clusters["cluster"].sel(variant=variant)
                 else:
                     extra["color"] = color

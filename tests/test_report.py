@@ -106,6 +106,37 @@ def test_cluster_colour_and_attribute_colours(store, tmp_path):
     assert "coloured by cluster" in text and "coloured by planted_cluster" in text
 
 
+def test_a_persona_attribute_named_cluster_wins_over_kmeans(tmp_path):
+    # pvx's own synthetic stores label personas with a "cluster" attribute, which the default
+    # colours pick: it used to be taken for the k-means colouring and crash after computing
+    path = tmp_path / "s.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=12, n_clusters=3, n_layer=3, n_hidden=16)
+    labels = [f"c{c}" for c in da["planted_cluster"].values]
+    cluster = ("persona", labels, {"kind": "categorical"})
+    da = da.drop_vars("planted_cluster").assign_coords(cluster=cluster)
+    da = da.assign_coords(variant="templated")
+    da.attrs.update(model="org/planted", mask_strategy="mean")
+    pvx.write_variant(path, da)
+    index = report.analyze(
+        path, views=["pca"], colors=["cluster", "age"], out=tmp_path / "o", progress=None
+    )
+    settings = json.loads(report.open_results(index.parent / "results.zarr").attrs["settings"])
+    assert settings["n_clusters"] is None  # no k-means ran
+    text = (index.parent / "pca.html").read_text()
+    assert "coloured by cluster" in text
+    assert '"c0"' in text and '"cluster 0"' not in text  # the attribute's labels, not k-means
+
+
+def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
+    index = report.analyze(
+        store, views=["pca"], colors=["cluster"], out=tmp_path / "o", progress=None
+    )
+    results = report.open_results(index.parent / "results.zarr")
+    assert json.loads(results.attrs["settings"])["n_clusters"] == 5
+    assert results["kmeans"]["cluster"].max() == 4
+    assert "coloured by cluster" in (index.parent / "pca.html").read_text()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
