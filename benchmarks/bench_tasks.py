@@ -2,9 +2,10 @@
 
     python benchmarks/bench_tasks.py /tmp/pvx-M.zarr [--variant V] [--layers 40]
 
-Runs ``bench_scale.py``'s pvx job (centered cosine, PCA, full scree, streamed into one Zarr
-store) on the threaded scheduler, and prints the wall time, the process's CPU time over
-wall time and cores ("busy"), and each kind of task's summed time per layer. Summed task
+Builds ``bench_scale.py``'s pvx job (centered cosine, PCA, full scree, streamed into one
+Zarr store), runs it on the threaded scheduler and prints, for the computation alone (not
+the graph building, which ``bench_scale.py`` also times), the wall time, the process's CPU
+time over wall time and cores ("busy"), and each kind of task's summed time per layer. Summed task
 time close to wall x threads with low "busy" means threads wait inside tasks (on the GIL,
 or on Zarr's I/O).
 """

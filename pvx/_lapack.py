@@ -50,6 +50,8 @@ def dsytrd_lower(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     """Householder reduction of the symmetric float64 matrix ``k`` (LAPACK ``dsytrd``,
     ``uplo="L"``), as ``scipy.linalg.lapack.dsytrd(k, lower=1)`` returns it but transposed:
     ``(packed.T, d, e, tau)``. ``k`` is read, not changed."""
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"dsytrd_lower() needs a square matrix, got shape {k.shape}")
     n = k.shape[-1]
     # C-ordered, the copy is the Fortran-ordered kᵀ = k, and LAPACK leaves packedᵀ in it
     packed = np.array(k, dtype=np.float64, order="C")
@@ -74,6 +76,11 @@ def dsytrd_lower(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 def dsterf(d: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Every eigenvalue, ascending, of the symmetric tridiagonal matrix with diagonal ``d``
     and off-diagonal ``e`` (LAPACK ``dsterf``)."""
+    if np.ndim(d) != 1 or np.shape(e) != (max(len(d) - 1, 0),):
+        raise ValueError(
+            f"dsterf() needs an off-diagonal of length {max(len(d) - 1, 0)} for a diagonal of "
+            f"length {len(d)}, got shape {np.shape(e)}"
+        )
     vals = np.array(d, dtype=np.float64)
     off = np.array(e, dtype=np.float64) if len(e) else np.zeros(1)
     info = ctypes.c_int(0)

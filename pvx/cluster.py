@@ -198,7 +198,9 @@ def kmeans(
             output_dtypes=[np.int64],
         )
     labels.attrs = {"mode": mode, "n_clusters": n_clusters, "seed": int(seed)}
-    return labels.rename("cluster")
+    # A persona attribute named "cluster" (e.g. planted labels) would shadow the result: a
+    # DataArray named like one of its coordinates cannot become a Dataset variable.
+    return labels.drop_vars("cluster", errors="ignore").rename("cluster")
 
 
 def _linkage_one(

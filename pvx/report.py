@@ -80,9 +80,9 @@ def analyze(
     colors
         Persona attributes to colour projections by (default: up to three, one of each kind).
     n_clusters
-        k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring (default 5
-        when either is asked for). A persona attribute named ``cluster`` takes precedence
-        over the k-means colouring.
+        k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring (default 5, or
+        the number of personas if fewer, when either is asked for). A persona attribute
+        named ``cluster`` takes precedence over the k-means colouring.
     out
         Output folder. A folder holding another run's results is never replaced unless
         ``overwrite=True``; rerunning the same settings replaces its own results.
@@ -125,8 +125,11 @@ def analyze(
     # wins (as in pvx.plot.projection)
     kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
     if ("kmeans" in views or kmeans_colour) and not n_clusters:
-        n_clusters = 5
-    missing = [c for c in colors if c not in da.coords and not (c == "cluster" and kmeans_colour)]
+        n_clusters = min(5, da.sizes["persona"])
+    persona_coords = [name for name, c in da.coords.items() if c.dims == ("persona",)]
+    missing = [
+        c for c in colors if c not in persona_coords and not (c == "cluster" and kmeans_colour)
+    ]
     if missing:
         raise ValueError(
             f"unknown colour attribute(s) {missing}; the personas have {attribute_names(da)}"

@@ -54,6 +54,16 @@ def test_kmeans_equals_scikit_learn_per_layer(overlapping, mode):
     assert not same_partition(labels.isel(layer=0).values, planted["planted_cluster"].values)
 
 
+def test_kmeans_labels_are_not_shadowed_by_an_attribute_named_cluster(overlapping):
+    # pvx's synthetic stores label personas with a "cluster" attribute
+    da = overlapping.rename(planted_cluster="cluster")
+    labels = cluster.kmeans(da, 4, mode="per_layer", seed=3)
+    assert "cluster" not in labels.coords
+    dataset = labels.to_dataset()  # failed: a variable named like one of its coordinates
+    expected = cluster.kmeans(overlapping, 4, mode="per_layer", seed=3)
+    np.testing.assert_array_equal(dataset["cluster"].values, expected.values)
+
+
 def test_kmeans_mean_across_layers_equals_scikit_learn(overlapping):
     with stays_lazy():
         labels = cluster.kmeans(overlapping, 4, layer=[0, 2], seed=1)

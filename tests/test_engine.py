@@ -8,6 +8,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import scipy.linalg
 import threadpoolctl
 
@@ -82,14 +83,16 @@ def longest_stall(call) -> float:
         while not stop.is_set():
             stamps.append(time.perf_counter())
 
-    spinner = threading.Thread(target=spin)
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     started.wait()
-    begin = time.perf_counter()
-    call()
-    end = time.perf_counter()
-    stop.set()
-    spinner.join()
+    try:
+        begin = time.perf_counter()
+        call()
+        end = time.perf_counter()
+    finally:  # a call that raises must not leave the spinner running
+        stop.set()
+        spinner.join()
     inside = [t for t in stamps if begin < t < end]
     return float(np.diff([begin, *inside, end]).max() / (end - begin))
 
@@ -116,3 +119,10 @@ def test_eigen_step_lapack_matches_scipy_and_releases_the_gil():
         assert longest_stall(lambda: _lapack.dsytrd_lower(k)) < 0.5
         _, d, e, _ = _lapack.dsytrd_lower(k)
         assert longest_stall(lambda: _lapack.dsterf(d, e)) < 0.5
+    # ctypes checks nothing: shapes are checked before LAPACK sees the buffers
+    with pytest.raises(ValueError, match="square matrix"):
+        _lapack.dsytrd_lower(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="square matrix"):
+        _lapack.dsytrd_lower(np.ones((2, 3, 3)))
+    with pytest.raises(ValueError, match="off-diagonal of length 2"):
+        _lapack.dsterf(np.ones(3), np.ones(1))

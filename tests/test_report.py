@@ -125,6 +125,19 @@ def test_a_persona_attribute_named_cluster_wins_over_kmeans(tmp_path):
     text = (index.parent / "pca.html").read_text()
     assert "coloured by cluster" in text
     assert '"c0"' in text and '"cluster 0"' not in text  # the attribute's labels, not k-means
+    # with k-means too: its labels no longer clash with the attribute's name
+    index = report.analyze(
+        path, views=["pca", "kmeans"], colors=["cluster"], out=tmp_path / "k", progress=None
+    )
+    results = report.open_results(index.parent / "results.zarr")
+    assert results["kmeans"]["cluster"].dtype.kind == "i"
+    assert sorted(set(results["pca"]["scores"]["cluster"].values)) == ["c0", "c1", "c2"]
+
+
+def test_colours_must_be_persona_attributes(store, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown colour attribute\(s\) \['layer'\]"):
+        report.analyze(store, views=["pca"], colors=["layer"], out=tmp_path / "o", progress=None)
+    assert not (tmp_path / "o").exists()
 
 
 def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
