@@ -34,12 +34,14 @@ import sys
 import threading
 from pathlib import Path
 
+HERE = str(Path(__file__).parent)  # the child imports streaming_job from here
+
 CHILD = r"""
 import contextlib, json, resource, sys, time, os
 import numpy as np
 
 mode, store, variant = sys.argv[1], sys.argv[2], sys.argv[3]
-workers, n_layers = int(sys.argv[4]), int(sys.argv[5])
+workers, n_layers, benchmarks = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 import dask
 import pvx
 
@@ -72,23 +74,11 @@ with cluster() as client:
         da = da.isel(layer=slice(0, n_layers))
     start = time.perf_counter()
     if mode == "pvx":
-        # Results stream into a Zarr store as layers finish: the cosines alone are
-        # layers x personas^2 float64 (1 GB for L), more than memory should hold. One
-        # DataTree.to_zarr is one dask store call over one optimised graph, so the three
-        # results share each layer's read and Gram (separate to_zarr(compute=False) calls
-        # are optimised one by one and would each redo them).
-        import tempfile, pathlib, xarray as xr
+        import tempfile, pathlib
+        sys.path.insert(0, benchmarks)
+        from bench_scale import streaming_job
         workdir = tempfile.TemporaryDirectory()  # removed at exit: 1 GB for L
-        out = pathlib.Path(workdir.name) / "results.zarr"
-        results = xr.DataTree.from_dict({
-            "cosine": pvx.cosine(da).to_dataset(),
-            "pca": pvx.pca(da, n_components=2),
-            "scree": pvx.explained_variance(da).to_dataset(),
-        })
-        # float64 cosines do not compress (zstd saves 7%) and compressing them costs more
-        # than the Gram on M, so they are written raw.
-        raw = {"/cosine": {"cosine": {"compressors": None}}}
-        results.to_zarr(out, compute=False, consolidated=False, encoding=raw).compute()
+        streaming_job(da, pathlib.Path(workdir.name) / "results.zarr").compute()
     elif mode == "read":
         blocks = da.data.map_blocks(touch, chunks=tuple((1,) * len(c) for c in da.data.chunks),
                                     dtype=np.float32)
@@ -109,9 +99,37 @@ print(json.dumps(result))
 """
 
 
+def streaming_job(da, out: Path):
+    """The job measured: centered cosine, PCA (2 components) and the full scree of ``da``,
+    written to a new Zarr store at ``out`` by one lazy ``DataTree.to_zarr`` (returned, not
+    run).
+
+    Results stream into the store as layers finish: the cosines alone are layers x
+    personas^2 float64 (1 GB for L), more than memory should hold. One DataTree.to_zarr is
+    one dask store call over one optimised graph, so the three results share each layer's
+    read and Gram (separate to_zarr(compute=False) calls are optimised one by one and would
+    each redo them).
+    """
+    import xarray as xr
+
+    import pvx
+
+    results = xr.DataTree.from_dict(
+        {
+            "cosine": pvx.cosine(da).to_dataset(),
+            "pca": pvx.pca(da, n_components=2),
+            "scree": pvx.explained_variance(da).to_dataset(),
+        }
+    )
+    # float64 cosines do not compress (zstd saves 7%) and compressing them costs more than
+    # the Gram on M, so they are written raw.
+    raw = {"/cosine": {"cosine": {"compressors": None}}}
+    return results.to_zarr(out, compute=False, consolidated=False, encoding=raw)
+
+
 def run_child(mode: str, store: str, variant: str, workers: int, layers: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, store, variant, str(workers), str(layers)],
+        [sys.executable, "-c", CHILD, mode, store, variant, str(workers), str(layers), HERE],
         capture_output=True,
         text=True,
         check=True,

@@ -19,7 +19,7 @@ import pathlib
 import tempfile
 import time
 
-import xarray as xr
+from bench_scale import streaming_job  # this script's folder is on sys.path
 from dask.callbacks import Callback
 from dask.utils import key_split
 
@@ -52,17 +52,8 @@ def main() -> None:
     if args.layers:
         da = da.isel(layer=slice(0, args.layers))
     n_layers = da.sizes["layer"]
-    results = xr.DataTree.from_dict(
-        {
-            "cosine": pvx.cosine(da).to_dataset(),
-            "pca": pvx.pca(da, n_components=2),
-            "scree": pvx.explained_variance(da).to_dataset(),
-        }
-    )
     with tempfile.TemporaryDirectory() as workdir:
-        out = pathlib.Path(workdir) / "results.zarr"
-        raw = {"/cosine": {"cosine": {"compressors": None}}}
-        job = results.to_zarr(out, compute=False, consolidated=False, encoding=raw)
+        job = streaming_job(da, pathlib.Path(workdir) / "results.zarr")
         times = TaskTimes()
         cpu, wall = time.process_time(), time.perf_counter()
         with times:
