@@ -746,7 +746,7 @@ def _write_plans(
     seen: dict[tuple[str, str, str], str] = {}
     for plan in plans:
         for what, value in (("mask strategy", plan.mask_strategy), ("variant", plan.variant)):
-            if not _SAFE_NAME.match(value):
+            if not _SAFE_NAME.fullmatch(value):
                 raise ValueError(
                     f"{func}(): {what} {value!r} (from {plan.source!r}) is not a valid store "
                     "name (letters, digits, '._+=-', not starting with punctuation); rename it"

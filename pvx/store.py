@@ -1,36 +1,38 @@
-"""The pvx Zarr v3 store: the only module that touches Zarr (DESIGN §3).
+"""The pvx store (DESIGN §3): the only public module that reads and writes stores.
 
-Layout::
+Layout, the same in both forms of a store::
 
     <store>/                            root attrs: {"pvx": {"format_version", "variants",
                                                             "models"}} (the catalog)
       <model_dir>/                      attrs: {"model": "<original/name>"}
         <mask_strategy>/                attrs: {"mask_strategy": ...}
-          <variant>/                    vectors (persona, layer, hidden), layer, id, name, ...
-            _tail/                      the same columns, one persona per chunk (the commit
-                                        record names the current tail group)
+          <variant>/                    an xarray Dataset: vectors (persona, layer, hidden),
+                                        layer, id, name, sample_ids, one array per attribute
 
 Chunks of ``vectors`` hold a block of ``persona_block`` personas for one layer and the full
-hidden axis. Appends never rewrite stored vector chunks: new personas go to the tail (one
-persona per chunk) until a whole block is there, which then moves to the main arrays as new
-chunks. Per-persona coordinates (ids, names, attributes, provenance) sit in a few large
-chunks; writes only extend them, so committed values never change.
+hidden axis; every chunk of every array ends in a CRC32C checksum.
 
-Every write follows one protocol: write vector chunks only outside the committed region (or
-into new arrays), then commit by rewriting the variant group's ``zarr.json`` once. That file
-holds the consolidated metadata of the variant's subtree (shapes included) and the commit
-record, so a reader sees the variant before or after a write and a killed writer leaves
-only invisible leftovers, which the next write clears. One writer at a time.
+A *repository* (the writable form) is an Icechunk repository: each write (create a variant,
+append personas, set an attribute across variants) is one commit, readers are pinned to the
+snapshot they opened, and writers queue (see ``pvx._repository``). A *published* store is a
+plain, consolidated, read-only Zarr v3 copy of one snapshot (:func:`publish`), for HTTP
+servers and any Zarr reader. Format-1 stores (pvx 0.1's own commit protocol) are converted
+by :func:`migrate`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
+import shutil
+import unicodedata
+import uuid
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,83 +43,106 @@ import xarray as xr
 import zarr
 import zarr.api.asynchronous
 import zarr.storage
-from zarr.core.group import ConsolidatedMetadata, GroupMetadata
-from zarr.core.metadata.io import save_metadata
-from zarr.core.sync import sync
+from dask.base import tokenize
 
 from pvx._construct import (
-    PERSONA_COORDS,
     attribute_names,
     attribute_variable,
     decode_sample_ids,
     encode_sample_ids,
     validate_vectors,
 )
+from pvx._repository import (
+    Location,
+    ReadView,
+    StoreError,
+    open_read,
+    open_repository,
+    run,
+    transact,
+)
 from pvx._validate import BASELINE_ID
 
-FORMAT_VERSION = 1
+__all__ = [
+    "StoreError",
+    "append_personas",
+    "history",
+    "layers",
+    "load",
+    "mask_strategies",
+    "migrate",
+    "models",
+    "open_store",
+    "persona_ids",
+    "publish",
+    "set_attribute",
+    "size_on_disk",
+    "variants",
+    "write_variant",
+]
+
+FORMAT_VERSION = 2
 DEFAULT_PERSONA_BLOCK = 64
-# Per-persona coordinates are tiny: few large chunks keep opening a store a handful of reads,
-# even over HTTP. Writes only ever extend their last chunk, so committed values never change.
+# Per-persona coordinates are tiny: few chunks keep opening a store a handful of reads, even
+# over HTTP; an append rewrites only the last one.
 COLUMN_CHUNK = 4096
-TAIL = "_tail"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
-_RESERVED = {"vectors", "layer", "hidden", "persona", "variant", *PERSONA_COORDS}
+PVX_ARRAYS = ("vectors", "layer", "hidden", "persona", "variant", "id", "name", "sample_ids")
+RESERVED_PREFIXES = ("_", ".")
 
 StoreLike = str | os.PathLike | xr.DataTree
-
-
-class StoreError(ValueError):
-    """A store is missing, malformed, or does not hold what was asked for."""
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def open_store(path_or_url: str | os.PathLike, **storage_options: Any) -> xr.DataTree:
+def open_store(
+    path_or_url: str | os.PathLike, *, version: str | None = None, **storage_options: Any
+) -> xr.DataTree:
     """Open a pvx store lazily as a DataTree of ``model/mask_strategy/variant`` nodes.
 
     Only metadata and the small per-persona coordinates are read; ``vectors`` stay dask
-    arrays over the store's chunks.
+    arrays over the store's chunks. The tree is pinned to one version of the store: it and
+    every array taken from it keep returning that version's data, whatever is written later.
 
     Parameters
     ----------
     path_or_url
-        A local path or any fsspec URL (``http(s)://``, ``s3://``, ``gs://``, ``memory://``).
+        A local path or a URL: ``memory://``, ``s3://``, ``gs://`` repositories, or a
+        published store at any fsspec URL (``http(s)://``, ``s3://``, ...).
+    version
+        A snapshot id from :func:`history` (repositories only); default the latest.
     **storage_options
-        Passed to fsspec, e.g. ``anon=True`` for public S3 buckets.
+        Passed to fsspec (published stores) or Icechunk's storage (repositories).
 
     Returns
     -------
     xarray.DataTree
         Each variant node holds a Dataset with ``vectors`` (dims ``persona, layer, hidden``).
+        ``tree.attrs`` has ``source``, ``form`` (``repository`` or ``published``) and
+        ``snapshot``, the version read.
 
     Raises
     ------
     StoreError
-        If there is no store at the location or it is not a pvx store.
+        If there is no store at the location, it is not a pvx store, or it is damaged.
     """
-    store = _zarr_store(path_or_url, storage_options, read_only=True)
-    root = _open_root(store, path_or_url)
-    nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={"pvx_format_version": FORMAT_VERSION})}
-    paths = root.attrs["pvx"]["variants"]
+    view = open_read(Location.parse(path_or_url, storage_options), version)
+    catalog = _catalog(view)
+    paths = catalog["variants"]
+    nodes: dict[str, xr.Dataset] = {
+        "/": xr.Dataset(attrs={"pvx_format_version": catalog["format_version"]})
+    }
     for path in paths:
         model_dir, mask, _ = path.split("/")
         for key in (model_dir, f"{model_dir}/{mask}"):
             if key not in nodes:
-                nodes[key] = xr.Dataset(attrs=dict(root[key].attrs))
-    opened = sync(
-        _gather(
-            *(
-                zarr.api.asynchronous.open_group(store, path=path, mode="r", use_consolidated=True)
-                for path in paths
-            )
-        )
+                nodes[key] = xr.Dataset(attrs=dict(_node(view, key).attrs))
+    nodes.update(
+        {path: da.to_dataset() for path, da in zip(paths, _read_variants(view, paths), strict=True)}
     )
-    arrays = _read_variants([zarr.Group(g) for g in opened])
-    nodes.update({path: da.to_dataset() for path, da in zip(paths, arrays, strict=True)})
     tree = xr.DataTree.from_dict(nodes)
-    tree.attrs["source"] = str(path_or_url)
+    tree.attrs.update(source=str(path_or_url), form=view.form, snapshot=view.snapshot)
     return tree
 
 
@@ -130,6 +155,7 @@ def load(
     ids: Sequence[str] | None = None,
     layers: Sequence[int] | int | None = None,
     include_baseline: bool = False,
+    version: str | None = None,
     **storage_options: Any,
 ) -> xr.DataArray:
     """Load persona vectors of one model/mask as one labelled, lazy DataArray.
@@ -147,11 +173,13 @@ def load(
         Select personas (by id) and layers (by label) before anything is read.
     include_baseline
         Keep the ``baseline_assistant`` persona (dropped by default).
+    version
+        A snapshot id (see :func:`open_store`); only with a path or URL.
 
     Returns
     -------
     xarray.DataArray
-        Named ``vectors``, backed by dask until computed.
+        Named ``vectors``, backed by dask until computed, pinned to the version opened.
 
     Raises
     ------
@@ -163,7 +191,11 @@ def load(
     UserWarning
         Once, naming the personas and layers dropped by aligning several variants.
     """
-    tree = store if isinstance(store, xr.DataTree) else open_store(store, **storage_options)
+    tree = (
+        store
+        if isinstance(store, xr.DataTree)
+        else open_store(store, version=version, **storage_options)
+    )
     names = [variants] if isinstance(variants, str) else list(variants)
     if not names:
         raise StoreError("load() needs at least one variant name")
@@ -226,6 +258,19 @@ def layers(
     return [int(v) for v in node["layer"].values]
 
 
+def history(store: str | os.PathLike, **storage_options: Any) -> pd.DataFrame:
+    """The versions of a repository, newest first: ``snapshot``, ``written_at``, ``message``.
+
+    Any of them opens with ``open_store(store, version=snapshot)``.
+    """
+    location = Location.parse(store, storage_options)
+    repo = open_repository(location)
+    if repo is None:
+        raise StoreError(f"{location.text!r} is not a pvx repository; it has no history")
+    rows = [(s.id, s.written_at, s.message) for s in repo.ancestry(branch="main")]
+    return pd.DataFrame(rows, columns=["snapshot", "written_at", "message"])
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -238,66 +283,85 @@ def write_variant(
     variant: str | None = None,
     persona_block: int = DEFAULT_PERSONA_BLOCK,
     **storage_options: Any,
-) -> None:
+) -> str:
     """Create a variant from labelled vectors (see :func:`pvx.persona_vectors`).
 
     ``model``, ``mask_strategy`` and ``variant`` default to ``da.attrs`` and the ``variant``
     coordinate. The store is created if absent. Everything is validated before the store
-    is touched; the variant appears whole or not at all.
+    is touched; the variant appears whole (one commit) or not at all.
+
+    Returns
+    -------
+    str
+        The snapshot id of the new version.
 
     Raises
     ------
     StoreError
         If the variant exists already (add personas with :func:`append_personas`).
     ValueError, TypeError
-        For invalid vectors (dims, dtype, ids, layers, attributes, non-finite values).
+        For invalid vectors (dims, dtype, ids, layers, attributes, names, non-finite values).
     """
     da = validate_vectors(da, func="write_variant")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
-    if persona_block < 1:
+    _check_attribute_names(attribute_names(da), func="write_variant")
+    if not isinstance(persona_block, int) or persona_block < 1:
         raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
-    zstore = _zarr_store(store, storage_options, read_only=False)
-    root = _open_or_create_root(zstore, store)
-    model_dir = _model_dir(root, model)
-    path = f"{model_dir}/{mask_strategy}/{variant}"
-    if path in root.attrs["pvx"]["variants"]:
-        raise StoreError(
-            f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
-            "add personas with pvx.append_personas(...)"
-        )
-    if path in root:  # leftover of a writer killed before it registered the variant
-        del root[path]
-    for name, attrs in (
-        (model_dir, {"model": model}),
-        (f"{model_dir}/{mask_strategy}", {"mask_strategy": mask_strategy}),
-    ):
-        if name not in root:
-            root.create_group(name, attributes=attrs)
-    group = root.create_group(path)
     columns = _columns(da)
-    created: list[zarr.Array | zarr.Group] = [tail := group.create_group(TAIL)]
-    for sub, block, column_chunk in (
-        (group, persona_block, COLUMN_CHUNK),
-        (tail, 1, persona_block),
-    ):
-        created += _create_arrays(sub, da, columns, block, column_chunk)
-    meta = {
-        "model": model,
-        "mask_strategy": mask_strategy,
-        "variant": variant,
-        "persona_block": persona_block,
-        "n_main": 0,
-        "n_tail": 0,
-        "tail": TAIL,
-        "columns": {name: name for name in columns},
-    }
-    _append_rows(group, meta, da, columns, created=created)
-    catalog = root.attrs["pvx"]
-    root.attrs["pvx"] = {
-        **catalog,
-        "variants": [*catalog["variants"], path],
-        "models": {**catalog.get("models", {}), model_dir: model},
-    }
+    location = _writable(store, storage_options)
+
+    def change(session_store: zarr.abc.store.Store) -> str:
+        root = zarr.open_group(session_store, mode="r+")
+        model_dir = _model_dir(root, model)
+        path = f"{model_dir}/{mask_strategy}/{variant}"
+        if path in root.attrs["pvx"]["variants"]:
+            raise StoreError(
+                f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
+                "add personas with pvx.append_personas(...)"
+            )
+        for name, attrs in (
+            (model_dir, {"model": model}),
+            (f"{model_dir}/{mask_strategy}", {"mask_strategy": mask_strategy}),
+        ):
+            if name not in root:
+                root.create_group(name, attributes=attrs)
+        group = root.create_group(
+            path,
+            attributes={
+                "model": model,
+                "mask_strategy": mask_strategy,
+                "variant": variant,
+                "pvx": {"persona_block": persona_block, "columns": list(columns)},
+            },
+        )
+        group.create_array(
+            "layer",
+            data=da["layer"].values.astype(np.int64),
+            dimension_names=["layer"],
+            compressors=_compressors(),
+        )
+        group.create_array(
+            "vectors",
+            shape=(0, da.sizes["layer"], da.sizes["hidden"]),
+            chunks=(persona_block, 1, da.sizes["hidden"]),
+            dtype=da.dtype,
+            fill_value=0,
+            dimension_names=list(da.dims),
+            compressors=_compressors(vectors=True),
+            attributes={"coordinates": _coordinates_attr(columns)},
+        )
+        for name, var in columns.items():
+            _create_column(group, name, var)
+        run(_append_rows(session_store, path, 0, _encode_rows(da, columns)))
+        catalog = root.attrs["pvx"]
+        root.attrs["pvx"] = {
+            **catalog,
+            "variants": [*catalog["variants"], path],
+            "models": {**catalog["models"], model_dir: model},
+        }
+        return f"write_variant {path} ({da.sizes['persona']} personas)"
+
+    return transact(location, change, create=_init_root)
 
 
 def append_personas(
@@ -308,23 +372,41 @@ def append_personas(
     mask_strategy: str | None = None,
     variant: str | None = None,
     **storage_options: Any,
-) -> None:
-    """Append personas to an existing variant without rewriting any stored chunk.
+) -> str:
+    """Append personas to an existing variant, as one commit; return its snapshot id.
 
     ``da`` has the variant's layer labels and hidden size and only new ids. Attributes it
     lacks are stored as missing; unknown attributes must first be added with
-    :func:`set_attribute`. Validated before the store is touched; a killed append leaves the
-    variant as it was.
+    :func:`set_attribute`. Validated before anything is written; readers of earlier
+    versions keep seeing them unchanged.
     """
     da = validate_vectors(da, func="append_personas")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
-    zstore = _zarr_store(store, storage_options, read_only=False)
-    group, meta = _open_variant_for_write(zstore, store, model, mask_strategy, variant)
-    # Only ids are read; attribute kinds and orders come from the committed metadata.
-    stored = _read_variant(group, columns=["id"])
-    column_attrs = {name: dict(group[key].attrs) for name, key in meta["columns"].items()}
-    da = _conform(da, stored, column_attrs, func="append_personas")
-    _append_rows(group, meta, da, _columns(da))
+    _check_attribute_names(attribute_names(da), func="append_personas")
+    location = _writable(store, storage_options)
+
+    async def change_async(session_store: zarr.abc.store.Store) -> str:
+        root = await zarr.api.asynchronous.open_group(
+            store=session_store, mode="r+", use_consolidated=False
+        )
+        path = _variant_path(root.attrs["pvx"], store, model, mask_strategy, variant)
+        group = await root.getitem(path)
+        names = ["vectors", "layer", *group.attrs["pvx"]["columns"]]
+        arrays = dict(zip(names, await asyncio.gather(*map(group.getitem, names)), strict=True))
+        ids, layer = await asyncio.gather(arrays["id"].getitem(()), arrays["layer"].getitem(()))
+        stored = _Stored(
+            hidden=arrays["vectors"].shape[2],
+            dtype=arrays["vectors"].dtype,
+            n=arrays["vectors"].shape[0],
+            layers=np.asarray(layer),
+            ids=np.asarray(ids),
+            columns={name: dict(arrays[name].attrs) for name in names[2:]},
+        )
+        new = _conform(da, stored, func="append_personas")
+        await _append_rows(session_store, path, stored.n, _encode_rows(new, _columns(new)), arrays)
+        return f"append_personas {path} ({da.sizes['persona']} personas)"
+
+    return transact(location, lambda session_store: run(change_async(session_store)))
 
 
 def set_attribute(
@@ -338,375 +420,318 @@ def set_attribute(
     mask_strategy: str | None = None,
     variants: Sequence[str] | None = None,
     **storage_options: Any,
-) -> None:
-    """Add or replace a persona attribute in every variant of one model/mask.
+) -> str:
+    """Add or replace a persona attribute in every variant of one model/mask, in one commit.
 
     Parameters
     ----------
     name
-        Attribute name (any string but the reserved ``id``, ``name``, ``sample_ids``, ...).
+        Attribute name: any text without ``/`` or control characters that does not start
+        with ``_`` or ``.`` and is not one of pvx's own names (``id``, ``vectors``, ...).
     values
         Values by persona id. Personas not listed get a missing value.
     kind, order
         As in :func:`pvx.persona_vectors`; inferred from the values when omitted.
     variants
         Restrict to these variants (default: all of the model/mask).
+
+    Returns
+    -------
+    str
+        The snapshot id of the new version.
     """
-    if name in _RESERVED:
-        raise ValueError(f"{name!r} is reserved; choose another attribute name")
+    _check_attribute_names([name], func="set_attribute")
     values = dict(pd.Series(values).items()) if isinstance(values, pd.Series) else dict(values)
+    attribute_variable(list(values.values()), kind=kind, order=order)  # kind/order errors first
+    location = _writable(store, storage_options)
     tree = open_store(store, **storage_options)
     mask_node = _mask_node(tree, model, mask_strategy)
+    model_name, mask = mask_node.parent.attrs["model"], str(mask_node.name)
     targets = list(mask_node.children) if variants is None else list(variants)
-    model = mask_node.parent.attrs["model"]
-    mask_strategy = str(mask_node.name)
-    known: set[str] = set()
-    planned = {}
-    for variant in targets:
-        node = _variant_node(tree, variant, model, mask_strategy)
-        ids = [str(i) for i in node["id"].values]
-        known.update(ids)
-        planned[variant] = attribute_variable([values.get(i) for i in ids], kind=kind, order=order)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise StoreError(f"set_attribute(): ids {unknown[:10]!r} are in none of {targets!r}")
-    zstore = _zarr_store(store, storage_options, read_only=False)
-    for variant, var in planned.items():
-        group, meta = _open_variant_for_write(zstore, store, model, mask_strategy, variant)
-        old = meta["columns"].get(name)
-        stored_name = _fresh_column_name(group, name)
-        n_main, n_tail = meta["n_main"], meta["n_tail"]
-        created = []
-        for sub, chunk, rows in (
-            (group, COLUMN_CHUNK, slice(0, n_main)),
-            (group[meta["tail"]], meta["persona_block"], slice(n_main, n_main + n_tail)),
-        ):
-            column = _create_column(sub, stored_name, var, chunk)
-            column.resize((rows.stop - rows.start,))
-            column[:] = _encode(var[rows].values, var.attrs["kind"])
-            created.append(column)
-        removed = [] if old is None else [old, f"{meta['tail']}/{old}"]
-        columns = {**meta["columns"], name: stored_name}
-        _commit(group, {**meta, "columns": columns}, changed=created, removed=removed)
-        for key in removed:
-            del group[key]
+    for target in targets:
+        _variant_node(tree, target, model_name, mask)
+
+    def change(session_store: zarr.abc.store.Store) -> str:
+        root = zarr.open_group(session_store, mode="r+")
+        known: set[str] = set()
+        planned = []
+        for target in targets:
+            group = root[_variant_path(root.attrs["pvx"], store, model_name, mask, target)]
+            ids = [str(i) for i in group["id"][:]]
+            known.update(ids)
+            planned.append(
+                (group, attribute_variable([values.get(i) for i in ids], kind=kind, order=order))
+            )
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise StoreError(f"set_attribute(): ids {unknown[:10]!r} are in none of {targets!r}")
+        for group, var in planned:
+            if name in group:
+                del group[name]
+            _create_column(group, name, var)
+            column = group[name]
+            column.resize((var.size,))
+            column[:] = _encode(var.values, var.attrs["kind"])
+            meta = group.attrs["pvx"]
+            columns = [*(c for c in meta["columns"] if c != name), name]
+            group.attrs["pvx"] = {**meta, "columns": columns}
+            group["vectors"].attrs["coordinates"] = _coordinates_attr(columns)
+        return f"set_attribute {name!r} on {mask_node.parent.name}/{mask} {targets}"
+
+    return transact(location, change)
+
+
+def publish(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    version: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    out_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Write one version of a store as a plain, consolidated, read-only Zarr v3 hierarchy.
+
+    The copy is what HTTP servers, the Hugging Face Hub and any Zarr reader serve: open it
+    with :func:`open_store` or ``xr.open_datatree(out, engine="zarr")``. A local ``out`` is
+    written beside its path and renamed into place; elsewhere the root metadata is written
+    last, so a half-written copy never opens. ``out`` must not exist.
+
+    Returns
+    -------
+    str
+        The snapshot id published.
+    """
+    view = open_read(Location.parse(store, storage_options or {}), version)
+    catalog = _catalog(view)
+    target = Location.parse(out, out_options or {})
+    if target.path is not None:
+        if target.path.exists():
+            raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
+        staging = target.path.with_name(f".{target.path.name}.publishing-{uuid.uuid4().hex[:8]}")
+        dest: zarr.abc.store.Store = zarr.storage.LocalStore(staging)
+    else:
+        dest = zarr.storage.FsspecStore.from_url(
+            target.text, storage_options=dict(target.storage_options) or None
+        )
+        if _exists(dest):
+            raise StoreError(f"{target.text!r} exists; publish to a new path")
+    try:
+        out_root = zarr.create_group(dest, zarr_format=3)
+        for path in _all_groups(view.root):
+            group = view.root[path]
+            out_root.create_group(path, attributes=dict(group.attrs))
+            for name, array in group.arrays():
+                _copy_array(array, out_root, f"{path}/{name}")
+        published = {
+            "source": view.where,
+            "snapshot": view.snapshot,
+            "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        out_root.attrs["pvx"] = {**catalog, "published": published}
+        with warnings.catch_warnings():
+            # Zarr says consolidated metadata is not in the v3 spec yet; it is how every Zarr
+            # reader, xarray's included, opens a remote hierarchy in one request.
+            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            zarr.consolidate_metadata(dest)
+        if target.path is not None:
+            os.rename(staging, target.path)
+    finally:
+        if target.path is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return str(view.snapshot)
+
+
+def migrate(old: str | os.PathLike, new: str | os.PathLike) -> list[str]:
+    """Convert a format-1 store (pvx 0.1) into a new repository; return the variant paths.
+
+    The old store is only read. Each variant is copied in blocks of personas, ids, names,
+    provenance and attributes included.
+    """
+    from pvx import _legacy
+
+    location = Location.parse(old, {})
+    if location.path is None or not location.path.exists():
+        raise StoreError(f"no store at {os.fspath(old)!r}")
+    if Location.parse(new, {}).path is not None and Path(new).exists():
+        raise StoreError(f"{os.fspath(new)!r} exists; migrate into a new path")
+    done = []
+    for path, da in _legacy.read_variants(location.path):
+        block = int(da.attrs.pop("persona_block", DEFAULT_PERSONA_BLOCK))
+        step = max(block, 4 * 1024**3 // max(1, da[0].nbytes) // 16)  # ~256 MB per commit
+        for start in range(0, da.sizes["persona"], step):
+            part = da.isel(persona=slice(start, start + step)).compute()
+            if start == 0:
+                write_variant(new, part, persona_block=block)
+            else:
+                append_personas(new, part)
+        done.append(path)
+    return done
+
+
+def size_on_disk(path: str | os.PathLike) -> int:
+    """Bytes used by a local store."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 # --------------------------------------------------------------------------- internals
 
 
-def _zarr_store(
-    path_or_url: str | os.PathLike, storage_options: Mapping[str, Any], *, read_only: bool
-) -> zarr.abc.store.Store:
-    text = os.fspath(path_or_url)
-    if "://" in text and not text.startswith("file://"):
-        remote = zarr.storage.FsspecStore.from_url(
-            text, storage_options=dict(storage_options) or None, read_only=read_only
-        )
-        return _CheckedStore(remote, text)
-    if storage_options:
-        raise TypeError(f"storage options {sorted(storage_options)} only apply to URLs")
-    path = Path(text.removeprefix("file://"))
-    if read_only and not path.exists():
-        raise StoreError(
-            f"no store at {text!r}; check the path, or create one with pvx.write_variant"
-        )
-    return _CheckedStore(zarr.storage.LocalStore(path, read_only=read_only), text)
-
-
-class _CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
-    """A store whose failed or missing reads of vector chunks are errors, not fill values.
-
-    pvx writes every chunk of every committed row, so a vector chunk that cannot be read
-    means a failing server or a damaged store: say so instead of computing on zeros.
-    """
-
-    def __init__(self, store: zarr.abc.store.Store, where: str) -> None:
-        super().__init__(store)
-        self._where = where
-
-    def _with_store(self, store: zarr.abc.store.Store) -> _CheckedStore:
-        return type(self)(store, self._where)
-
-    async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            value = await self._store.get(key, *args, **kwargs)
-        except Exception as err:
-            raise StoreError(f"reading {key!r} from {self._where!r} failed: {err}") from err
-        if value is None and "/vectors/c/" in f"/{key}":
-            raise StoreError(
-                f"chunk {key!r} is missing from {self._where!r}: the store is damaged or the "
-                "server is failing"
-            )
-        return value
-
-
-def _open_root(store: zarr.abc.store.Store, where: Any, mode: str = "r") -> zarr.Group:
-    try:
-        root = zarr.open_group(store, mode=mode, use_consolidated=False)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-        raise StoreError(f"no pvx store at {os.fspath(where)!r} (no Zarr group found)") from None
-    except OSError as err:
-        raise StoreError(f"cannot read store {os.fspath(where)!r}: {err}") from None
-    info = root.attrs.get("pvx")
+def _catalog(view: ReadView) -> dict[str, Any]:
+    info = view.root.attrs.get("pvx")
     if not isinstance(info, dict) or "variants" not in info:
-        raise StoreError(f"{os.fspath(where)!r} is a Zarr group but not a pvx store")
-    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise StoreError(f"{view.where!r} is a Zarr store but not a pvx store")
+    found = info.get("format_version", 0)
+    if found == 1:
         raise StoreError(
-            f"{os.fspath(where)!r} has pvx format {info['format_version']}; this pvx reads "
-            f"up to {FORMAT_VERSION}: upgrade pvx"
+            f"{view.where!r} uses pvx's format 1, which has no transactions; convert it with "
+            "`pvx migrate OLD NEW` (or pvx.store.migrate) and use the new store"
         )
-    return root
+    if found > FORMAT_VERSION:
+        raise StoreError(
+            f"{view.where!r} has pvx format {found}; this pvx reads up to {FORMAT_VERSION}: "
+            "upgrade pvx"
+        )
+    return dict(info)
 
 
-def _open_or_create_root(store: zarr.abc.store.Store, where: Any) -> zarr.Group:
+def _node(view: ReadView, path: str) -> Any:
     try:
-        return _open_root(store, where, mode="r+")
-    except StoreError:
-        pass
-    root = zarr.open_group(store, mode="a", zarr_format=3, use_consolidated=False)
-    if "pvx" in root.attrs or any(True for _ in root.keys()):
+        return view.root[path]
+    except KeyError:
         raise StoreError(
-            f"{os.fspath(where)!r} holds data that is not a pvx store; pick a new path"
-        )
-    root.attrs["pvx"] = {"format_version": FORMAT_VERSION, "variants": []}
-    return root
+            f"{view.where!r}: group {path!r} is in the catalog but missing; the store is "
+            "damaged: restore it from a copy"
+        ) from None
 
 
-def _read_variant(group: zarr.Group, columns: Sequence[str] | None = None) -> xr.DataArray:
-    """The committed content of a variant group opened from its consolidated metadata."""
-    return _read_variants([group], columns)[0]
-
-
-def _read_variants(
-    groups: Sequence[zarr.Group], columns: Sequence[str] | None = None
-) -> list[xr.DataArray]:
-    """Variants as lazy DataArrays: main rows then tail rows, coordinates read eagerly.
-
-    ``columns`` limits which per-persona coordinates are read (default: all). All
-    coordinate reads of all variants go out at once: one round of requests, not one per
-    array, which is what keeps opening a remote store fast.
-    """
+def _read_variants(view: ReadView, paths: Sequence[str]) -> list[xr.DataArray]:
+    """Variants as lazy DataArrays; their coordinates are read eagerly, all at once."""
     plans = []
-    for group in groups:
-        meta = group.attrs["pvx"]
-        parts = [(group, meta["n_main"]), (group[meta["tail"]], meta["n_tail"])]
-        names = [n for n in meta["columns"] if columns is None or n in columns]
-        reads = [("layer", group["layer"], None)]
-        reads += [(name, g[meta["columns"][name]], n) for name in names for g, n in parts]
-        plans.append((group, meta, parts, names, reads))
-    everything = [
-        array._async_array.getitem(slice(0, n)) for *_, reads in plans for _, array, n in reads
-    ]
-    values = iter(sync(_gather(*everything)))
+    for path in paths:
+        group = _node(view, path)
+        names = ["vectors", "layer", *group.attrs["pvx"]["columns"]]
+        arrays = dict(zip(names, _open_arrays(view, group, path, names), strict=True))
+        columns = {name: arrays[name] for name in names[2:]}
+        plans.append((path, group, arrays["vectors"], arrays["layer"], columns))
+    reads = [a for *_, layer, columns in plans for a in (layer, *columns.values())]
+    # Concurrent reads: one round of requests for all coordinates of all variants.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        values = iter(list(pool.map(lambda a: a[...], reads)))
     result = []
-    for group, meta, parts, names, reads in plans:
-        read: dict[str, list[np.ndarray]] = {}
-        for name, _, _ in reads:
-            read.setdefault(name, []).append(next(values))
-        coords: dict[Hashable, Any] = {"layer": ("layer", read.pop("layer")[0])}
-        for name in names:
-            attrs = dict(group[meta["columns"][name]].attrs)
-            coords[name] = _decode(name, np.concatenate(read[name]), attrs)
-        vectors = dask.array.concatenate([dask.array.from_zarr(g["vectors"])[:n] for g, n in parts])
+    for path, group, vectors, _, columns in plans:
+        n = vectors.shape[0]
+        coords: dict[Hashable, Any] = {"layer": ("layer", next(values))}
+        for name, array in columns.items():
+            raw = next(values)
+            if raw.shape != (n,):
+                raise StoreError(
+                    f"{view.where!r}: {path}/{name} has {raw.shape[0]} rows for {n} personas; "
+                    "the store is damaged: restore it from a copy"
+                )
+            coords[name] = _decode(name, raw, dict(array.attrs))
+        data = dask.array.from_zarr(
+            vectors, name=f"pvx-vectors-{tokenize(view.where, view.snapshot, path, vectors.shape)}"
+        )
+        attrs = group.attrs
         da = xr.DataArray(
-            vectors,
+            data,
             dims=("persona", "layer", "hidden"),
             coords=coords,
             name="vectors",
-            attrs={"model": meta["model"], "mask_strategy": meta["mask_strategy"]},
+            attrs={"model": attrs["model"], "mask_strategy": attrs["mask_strategy"]},
         )
-        variant = np.array(meta["variant"], dtype=object)  # object: Zarr's specified string type
+        variant = np.array(attrs["variant"], dtype=object)  # object: Zarr's string type
         result.append(da.assign_coords(variant=variant).set_xindex("id"))
     return result
 
 
-async def _gather(*coroutines: Any) -> list[Any]:
-    return list(await asyncio.gather(*coroutines))
+def _open_arrays(view: ReadView, group: zarr.Group, path: str, names: list[str]) -> list[Any]:
+    def one(name: str) -> Any:
+        try:
+            return group[name]
+        except KeyError:
+            raise StoreError(
+                f"{view.where!r}: array {path}/{name} is missing; the store is damaged: "
+                "restore it from a copy"
+            ) from None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, names))
 
 
-def _open_variant_for_write(
-    store: zarr.abc.store.Store, where: Any, model: str, mask: str, variant: str
-) -> tuple[zarr.Group, dict[str, Any]]:
-    """Open a variant at its last commit, for writing.
+def _init_root(root: zarr.Group) -> None:
+    root.attrs["pvx"] = {"format_version": FORMAT_VERSION, "variants": [], "models": {}}
 
-    Array handles carry the committed shapes, whatever a killed writer left in the arrays'
-    own metadata; every write sets shapes from them, so leftovers are overwritten or
-    stay invisible (never part of a commit).
-    """
-    root = _open_root(store, where)
-    catalog = root.attrs["pvx"]
-    model_dirs = catalog.get("models", {})
-    path = next(
-        (
-            p
-            for p in catalog["variants"]
-            if p.split("/")[1:] == [mask, variant]
-            and (model_dirs.get(p.split("/")[0]) or root[p.split("/")[0]].attrs["model"]) == model
-        ),
-        None,
-    )
-    if path is None:
+
+def _writable(store: Any, storage_options: Mapping[str, Any]) -> Location:
+    if isinstance(store, xr.DataTree):
+        raise TypeError("writes need the store's path or URL, not an opened tree")
+    location = Location.parse(store, storage_options)
+    if location.path is not None and (location.path / "zarr.json").exists():
+        view = open_read(location)
+        version = view.root.attrs.get("pvx", {}).get("format_version")
+        if version == 1:
+            _catalog(view)  # raises with the migration hint
         raise StoreError(
-            f"variant {variant!r} of {model!r}/{mask!r} is not in {os.fspath(where)!r}; "
-            "create it with pvx.write_variant(...)"
+            f"{location.text!r} is a published (read-only) store or not a pvx store; write to "
+            "the repository it was published from"
         )
-    group = zarr.open_group(store, path=path, mode="r+", use_consolidated=True)
-    return group, dict(group.attrs["pvx"])
+    return location
 
 
-def _append_rows(
-    group: zarr.Group,
-    meta: dict[str, Any],
-    da: xr.DataArray,
-    columns: Mapping[str, xr.Variable],
-    created: Sequence[zarr.Array | zarr.Group] = (),
+def _variant_path(
+    catalog: Mapping[str, Any], where: Any, model: str, mask: str, variant: str
+) -> str:
+    for path in catalog["variants"]:
+        model_dir, stored_mask, stored_variant = path.split("/")
+        if (stored_mask, stored_variant) == (mask, variant) and catalog["models"].get(
+            model_dir
+        ) == model:
+            return str(path)
+    raise StoreError(
+        f"variant {variant!r} of {model!r}/{mask!r} is not in {os.fspath(where)!r}; "
+        "create it with pvx.write_variant(...)"
+    )
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What an append is checked against: the variant as committed."""
+
+    hidden: int
+    dtype: np.dtype
+    n: int
+    layers: np.ndarray
+    ids: np.ndarray
+    columns: Mapping[str, Mapping[str, Any]]  # persona arrays' attrs, by name
+
+
+def _encode_rows(da: xr.DataArray, columns: Mapping[str, xr.Variable]) -> dict[str, np.ndarray]:
+    rows = {"vectors": np.asarray(da.data)}
+    for name, var in columns.items():
+        rows[name] = _encode(var.values, var.attrs.get("kind", name))
+    return rows
+
+
+async def _append_rows(
+    store: zarr.abc.store.Store,
+    path: str,
+    n: int,
+    rows: Mapping[str, np.ndarray],
+    arrays: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write new personas beyond the committed rows, then commit.
+    """Write rows after the ``n`` stored ones, all arrays at once. The last partial block is
+    written as a new chunk version; earlier versions keep theirs."""
+    if arrays is None:
+        group = await zarr.api.asynchronous.open_group(store=store, path=path, mode="r+")
+        arrays = {name: array async for name, array in group.arrays()}
 
-    Whole blocks (committed tail rows + new rows) go to the main arrays as new chunks;
-    the rest to the tail, after its committed rows.
-    """
-    block, n_main, n_tail = meta["persona_block"], meta["n_main"], meta["n_tail"]
-    tail = group[meta["tail"]]
-    total = n_tail + da.sizes["persona"]
-    promote = total - total % block
-    rest = total - promote
-    changed: list[zarr.Array | zarr.Group] = list(created)
-    removed = []
-    if promote and rest and n_tail:
-        # The leftover rows would land on committed tail rows: start a fresh tail instead.
-        new_tail, fresh = _fresh_tail(group, tail)
-        changed += fresh
-        removed.append(meta["tail"])
-    else:
-        new_tail = tail
-    names = ["vectors", *(meta["columns"][c] for c in columns)]
-    new = {"vectors": np.asarray(da.data)}
-    for column, var in columns.items():
-        new[meta["columns"][column]] = _encode(var.values, var.attrs.get("kind", column))
-    for name in names:
-        if promote:
-            # Committed tail rows plus new rows fill whole blocks: they become new main chunks.
-            rows = np.concatenate([tail[name][:n_tail], new[name]])
-            main = _every_chunk(group[name])
-            main.resize((n_main + promote, *main.shape[1:]))
-            main[n_main:] = rows[:promote]
-            changed.append(main)
-            rows, start = rows[promote:], 0
-            if not len(rows):
-                # Shrinking the tail now would delete committed rows; the commit below
-                # hides them and the next write resizes the arrays.
-                continue
-        else:
-            rows, start = new[name], n_tail
-        target = _every_chunk(new_tail[name])
-        target.resize((start + len(rows), *target.shape[1:]))
-        target[start:] = rows
-        changed.append(target)
-    commit = {**meta, "n_main": n_main + promote, "n_tail": rest, "tail": new_tail.basename}
-    _commit(group, commit, changed=changed, removed=removed)
-    for key in removed:
-        del group[key]
+    async def write(name: str, values: np.ndarray) -> None:
+        array = arrays[name].with_config({"write_empty_chunks": True})
+        await array.resize((n + len(values), *array.shape[1:]))
+        await array.setitem(slice(n, None), values)
 
-
-def _every_chunk(array: zarr.Array) -> zarr.Array:
-    """Write chunks even when they hold only the fill value (e.g. all-zero activations), so
-    that a missing vector chunk always means damage (see _CheckedStore). Not stored in the
-    array's metadata, hence set on every handle that writes."""
-    return array.with_config({"write_empty_chunks": True})
-
-
-def _create_arrays(
-    group: zarr.Group,
-    da: xr.DataArray,
-    columns: Mapping[str, xr.Variable],
-    block: int,
-    column_chunk: int,
-) -> list[zarr.Array]:
-    layer = group.create_array(
-        "layer", data=da["layer"].values.astype(np.int64), dimension_names=["layer"]
-    )
-    vectors = group.create_array(
-        "vectors",
-        shape=(0, da.sizes["layer"], da.sizes["hidden"]),
-        chunks=(block, 1, da.sizes["hidden"]),
-        dtype=da.dtype,
-        fill_value=0,
-        dimension_names=list(da.dims),
-        compressors=_vector_compressors(),
-    )
-    return [
-        layer,
-        vectors,
-        *(_create_column(group, n, v, column_chunk) for n, v in columns.items()),
-    ]
-
-
-def _fresh_tail(group: zarr.Group, tail: zarr.Group) -> tuple[zarr.Group, list[Any]]:
-    """An empty copy of the tail's structure under a new name (and its new nodes)."""
-    names = set(group.group_keys())
-    k = 1
-    while f"{TAIL}{k}" in names:
-        k += 1
-    fresh = group.create_group(f"{TAIL}{k}", overwrite=True)
-    nodes: list[Any] = [fresh]
-    for name, array in tail.arrays():
-        if name == "layer":
-            nodes.append(
-                fresh.create_array(name, data=array[:], dimension_names=["layer"], overwrite=True)
-            )
-            continue
-        nodes.append(
-            fresh.create_array(
-                name,
-                shape=(0, *array.shape[1:]),
-                chunks=array.chunks,
-                dtype=array.metadata.data_type,
-                fill_value=array.metadata.fill_value,
-                dimension_names=array.metadata.dimension_names,
-                attributes=dict(array.attrs),
-                compressors=array.compressors,
-                overwrite=True,
-            )
-        )
-    return fresh, nodes
-
-
-def _commit(
-    group: zarr.Group,
-    meta: dict[str, Any],
-    *,
-    changed: Sequence[zarr.Array | zarr.Group] = (),
-    removed: Sequence[str] = (),
-) -> None:
-    """Publish a write by rewriting the variant's ``zarr.json`` once.
-
-    That one file carries the commit record and the consolidated metadata (array shapes)
-    of the variant's subtree, in the form ``zarr.consolidate_metadata`` writes. It is
-    built from the last commit plus the nodes this write changed, not from a listing, so
-    leftovers of a killed writer never become visible.
-    """
-    previous = group.metadata.consolidated_metadata
-    flat = dict(previous.flattened_metadata) if previous is not None else {}
-    for node in changed:
-        flat[node.path.removeprefix(group.path + "/")] = node.metadata
-    for key in removed:
-        flat = {k: v for k, v in flat.items() if k != key and not k.startswith(key + "/")}
-    for key, metadata in flat.items():
-        if isinstance(metadata, GroupMetadata):
-            flat[key] = dataclasses.replace(
-                metadata, consolidated_metadata=ConsolidatedMetadata(metadata={})
-            )
-    ConsolidatedMetadata._flat_to_nested(flat)
-    metadata = dataclasses.replace(
-        group.metadata,
-        attributes={**group.metadata.attributes, "pvx": meta},
-        consolidated_metadata=ConsolidatedMetadata(metadata=flat),
-    )
-    sync(save_metadata(group.store_path, metadata))
-    # Later commits in this process build on this one.
-    object.__setattr__(group._async_group, "metadata", metadata)
+    await asyncio.gather(*(write(name, values) for name, values in rows.items()))
 
 
 def _columns(da: xr.DataArray) -> dict[str, xr.Variable]:
@@ -720,17 +745,33 @@ def _columns(da: xr.DataArray) -> dict[str, xr.Variable]:
     return columns
 
 
-def _create_column(group: zarr.Group, name: str, var: xr.Variable, chunk: int) -> zarr.Array:
+def _coordinates_attr(names: Any) -> str:
+    # xarray's CF decoding reads this space-separated list; names with spaces stay variables.
+    return " ".join(str(n) for n in names if not any(c.isspace() for c in str(n)))
+
+
+def _compressors(*, vectors: bool = False) -> tuple[Any, ...]:
+    # Byte-shuffled zstd packs float activations better than plain zstd; the CRC32C last
+    # makes every damaged chunk detectable (see pvx._repository.CheckedStore).
+    first = (
+        zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+        if vectors
+        else zarr.codecs.ZstdCodec(level=3)
+    )
+    return (first, zarr.codecs.Crc32cCodec())
+
+
+def _create_column(group: zarr.Group, name: str, var: xr.Variable) -> zarr.Array:
     numeric = var.attrs.get("kind") == "numeric"
     return group.create_array(
         name,
         shape=(0,),
-        chunks=(chunk,),
+        chunks=(COLUMN_CHUNK,),
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else "",
         dimension_names=["persona"],
         attributes={k: v for k, v in var.attrs.items() if k in ("kind", "order")},
-        overwrite=True,  # an uncommitted leftover of a killed writer may hold the name
+        compressors=_compressors(),
     )
 
 
@@ -758,19 +799,36 @@ def _decode(name: str, raw: np.ndarray, attrs: dict[str, Any]) -> xr.Variable:
     return xr.Variable("persona", values, attrs)
 
 
-def _vector_compressors() -> tuple[Any, ...]:
-    # Byte-shuffled zstd packs float activations noticeably better than plain zstd.
-    return (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
+def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:
+    """Refuse attribute names that would clash with pvx's arrays or break a Zarr path."""
+    for name in names:
+        problem = _name_problem(name)
+        if problem:
+            raise ValueError(f"{func}(): attribute name {name!r} {problem}; try {_suggest(name)!r}")
 
 
-def _fresh_column_name(group: zarr.Group, name: str) -> str:
-    base = name if _SAFE_NAME.match(name) and name != TAIL else "attr"
-    existing = set(group.array_keys())
-    candidate, k = base, 1
-    while candidate in existing or candidate in _RESERVED:
-        k += 1
-        candidate = f"{base}~{k}"
-    return candidate
+def _name_problem(name: Hashable) -> str | None:
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name.strip():
+        return "is empty"
+    if "/" in name:
+        return "contains '/' (a path separator in the store)"
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        return "contains control characters"
+    if name.startswith(RESERVED_PREFIXES):
+        return f"starts with {name[0]!r}, which pvx and Zarr reserve"
+    if name in PVX_ARRAYS:
+        return "is reserved: pvx stores its own data under that name"
+    return None
+
+
+def _suggest(name: Hashable) -> str:
+    text = "".join(
+        "_" if c == "/" or unicodedata.category(c) in ("Cc", "Cf") else c for c in str(name)
+    )
+    text = text.lstrip("_.").strip() or "attribute"
+    return f"{text}_attr" if text in PVX_ARRAYS else text
 
 
 def _identity(
@@ -788,50 +846,52 @@ def _identity(
             f"which {', '.join(missing)}? pass {missing[0]}=... or set it on the array "
             "(pvx.persona_vectors(..., model=, mask_strategy=, variant=))"
         )
+    if not isinstance(model, str) or any(unicodedata.category(c) == "Cc" for c in model):
+        raise ValueError(f"model {model!r} must be text without control characters")
     for what, value in (("mask_strategy", mask), ("variant", variant)):
-        if not _SAFE_NAME.match(value) or value == TAIL:
+        if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
+            suggestion = re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("._+=-") or what
             raise ValueError(
                 f"{what} {value!r} must be a plain name (letters, digits, '._+=-', not "
-                "starting with a punctuation mark)"
+                f"starting with a punctuation mark); try {suggestion!r}"
             )
     return str(model), str(mask), str(variant)
 
 
 def _model_dir(root: zarr.Group, model: str) -> str:
     """A group name for a model: a safe rendering of its name, never parsed back."""
-    base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip(".-") or "model"
+    models = root.attrs["pvx"]["models"]
+    for model_dir, name in models.items():
+        if name == model:
+            return str(model_dir)
+    base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip("._+=-") or "model"
     candidate, k = base, 1
-    while candidate in root and root[candidate].attrs.get("model") != model:
+    while candidate in models or candidate in root:
         k += 1
         candidate = f"{base}-{k}"
     return candidate
 
 
-def _conform(
-    da: xr.DataArray,
-    stored: xr.DataArray,
-    column_attrs: Mapping[str, Mapping[str, Any]],
-    *,
-    func: str,
-) -> xr.DataArray:
+def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
     """Check new personas against a stored variant; return them in its layout."""
-    if da.sizes["hidden"] != stored.sizes["hidden"]:
+    hidden, stored_dtype = stored.hidden, stored.dtype
+    if da.sizes["hidden"] != hidden:
         raise ValueError(
-            f"{func}(): hidden size {da.sizes['hidden']} does not match the variant's "
-            f"{stored.sizes['hidden']}"
+            f"{func}(): hidden size {da.sizes['hidden']} does not match the variant's {hidden}"
         )
-    new_layers, old_layers = da["layer"].values, stored["layer"].values
+    new_layers, old_layers = da["layer"].values, stored.layers
     if set(new_layers.tolist()) != set(old_layers.tolist()):
         raise ValueError(
             f"{func}(): layer labels {new_layers.tolist()} do not match the variant's "
             f"{old_layers.tolist()}"
         )
     da = da.sel(layer=old_layers)
-    clash = sorted(set(da["id"].values.tolist()) & set(stored["id"].values.tolist()))
+    clash = sorted(set(da["id"].values.tolist()) & set(stored.ids.tolist()))
     if clash:
         raise ValueError(
             f"{func}(): ids {clash[:10]!r} are already in the variant; ids must be new"
         )
+    column_attrs = stored.columns
     stored_attrs = {k: a for k, a in column_attrs.items() if "kind" in a}
     unknown = sorted(str(k) for k in attribute_names(da) if str(k) not in stored_attrs)
     if unknown:
@@ -866,16 +926,59 @@ def _conform(
     if "sample_ids" in column_attrs and "sample_ids" not in da.coords:
         extra["sample_ids"] = ("persona", decode_sample_ids([""] * da.sizes["persona"]))
     da = da.assign_coords(extra)
-    if da.dtype != stored.dtype:
+    if "sample_ids" in da.coords and "sample_ids" not in column_attrs:
+        da = da.drop_vars("sample_ids")
+    if da.dtype != stored_dtype:
         with np.errstate(over="ignore"):  # overflow is reported below, with the fix
-            cast = da.astype(stored.dtype).compute()
+            cast = da.astype(stored_dtype).compute()
         if not np.isfinite(np.asarray(cast.data, dtype=np.float32)).all():
             raise ValueError(
-                f"{func}(): values overflow the variant's {stored.dtype}; scale them or store "
+                f"{func}(): values overflow the variant's {stored_dtype}; scale them or store "
                 "float32"
             )
         da = cast
     return da
+
+
+def _all_groups(root: zarr.Group) -> list[str]:
+    found = []
+    for path in root.attrs["pvx"]["variants"]:
+        parts = path.split("/")
+        for k in range(1, len(parts) + 1):
+            key = "/".join(parts[:k])
+            if key not in found:
+                found.append(key)
+    return found
+
+
+def _copy_array(array: zarr.Array, out_root: zarr.Group, path: str) -> None:
+    meta = array.metadata
+    copy = out_root.create_array(
+        path,
+        shape=array.shape,
+        chunks=array.chunks,
+        dtype=meta.data_type,
+        fill_value=meta.fill_value,
+        compressors=array.compressors,
+        serializer=array.serializer,
+        filters=array.filters,
+        dimension_names=meta.dimension_names,
+        attributes=dict(array.attrs),
+        config={"write_empty_chunks": True},
+    )
+    if array.ndim == 3:  # vectors: one layer at a time bounds memory
+        for layer in range(array.shape[1]):
+            copy[:, layer] = array[:, layer]
+    else:
+        copy[...] = array[...]
+
+
+def _exists(store: zarr.abc.store.Store) -> bool:
+    try:
+        zarr.open_group(store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+    return True
 
 
 def _tree(store: StoreLike) -> xr.DataTree:
@@ -1001,8 +1104,3 @@ def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray
             stacked[i, :] = values
         joined = joined.assign_coords(sample_ids=(("variant", "persona"), stacked))
     return joined
-
-
-def size_on_disk(path: str | os.PathLike) -> int:
-    """Bytes used by a local store."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -89,7 +89,7 @@ def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_
     with TaskCounter() as counter:
         write.compute(scheduler="threads")
     n_layer, n_chunks = lazy.sizes["layer"], lazy.data.npartitions
-    fused = {name: count for name, count in counter.counts.items() if "zarr" in name}
+    fused = {name: count for name, count in counter.counts.items() if "pvx-vectors" in name}
     assert sum(fused.values()) == n_chunks, fused  # each vector chunk read once
     assert counter.counts["tridiagonal_kernel"] == n_layer
     assert sum(c for name, c in counter.counts.items() if "gram" in name) == n_layer

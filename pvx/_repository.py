@@ -1,0 +1,368 @@
+"""Where a pvx store lives and how it is read and written: the storage engine under store.py.
+
+A writable store is an Icechunk repository (local directory, ``memory://NAME`` in this
+process, ``s3://`` or ``gs://``): every write is one commit on branch ``main``, readers hold
+a read-only session pinned to one snapshot, and chunks of a snapshot are never rewritten.
+A published store is a plain, consolidated Zarr v3 hierarchy (any path or fsspec URL),
+read-only. Both are read through :class:`CheckedStore`, which turns a missing, truncated or
+corrupted chunk (every pvx chunk ends in a CRC32C) and unreadable metadata into a
+``StoreError`` that names it.
+
+Concurrent writers: on a local directory a writer holds an exclusive lock on a file inside
+the repository (the OS releases it when the process dies) and later writers wait for it;
+Icechunk's own storage for local directories cannot arbitrate concurrent commits. On object
+storage Icechunk detects a concurrent commit (``ConflictError``) and pvx redoes the write
+on the new snapshot, re-validating it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import google_crc32c
+import icechunk
+import zarr
+import zarr.storage
+
+T = TypeVar("T")
+BRANCH = "main"
+LOCK_FILE = ".pvx-writer.lock"
+METADATA_KEYS = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+COMMIT_ATTEMPTS = 20
+
+# Icechunk warns on every local repository that its storage cannot arbitrate concurrent
+# commits; pvx's writer lock does that, so the warning would only mislead. A filter the
+# user chose (ICECHUNK_LOG) is kept.
+if "ICECHUNK_LOG" not in os.environ:
+    icechunk.set_logs_filter("icechunk=error")
+
+_MEMORY: dict[str, icechunk.Storage] = {}
+_MEMORY_LOCKS: dict[str, threading.Lock] = {}
+
+
+class StoreError(ValueError):
+    """A store is missing, damaged, busy, or does not hold what was asked for."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store's address as the user gave it, and how to reach it."""
+
+    text: str
+    path: Path | None  # a local directory
+    scheme: str  # "file", "memory", "s3", "gs", "http", ...
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, where: str | os.PathLike, storage_options: Mapping[str, Any]) -> Location:
+        text = os.fspath(where)
+        if "://" in text and not text.startswith("file://"):
+            return cls(text, None, text.split("://", 1)[0], dict(storage_options))
+        if storage_options:
+            raise TypeError(f"storage options {sorted(storage_options)} only apply to URLs")
+        return cls(text, Path(text.removeprefix("file://")), "file")
+
+    def icechunk_storage(self) -> icechunk.Storage | None:
+        """Icechunk storage at this location, or None where Icechunk cannot write."""
+        if self.path is not None:
+            return icechunk.local_filesystem_storage(str(self.path.absolute()))
+        if self.scheme == "memory":
+            return _MEMORY.setdefault(self.text, icechunk.in_memory_storage())
+        bucket, _, prefix = self.text.split("://", 1)[1].partition("/")
+        options = dict(self.storage_options)
+        if "anon" in options:  # fsspec's spelling
+            options["anonymous"] = options.pop("anon")
+        if self.scheme == "s3":
+            return icechunk.s3_storage(bucket=bucket, prefix=prefix, **options)
+        if self.scheme in ("gs", "gcs"):
+            return icechunk.gcs_storage(bucket=bucket, prefix=prefix, **options)
+        return None
+
+    def zarr_store(self) -> zarr.abc.store.Store:
+        """A read-only plain Zarr store at this location (published or format-1 stores)."""
+        if self.path is not None:
+            return zarr.storage.LocalStore(self.path, read_only=True)
+        return zarr.storage.FsspecStore.from_url(
+            self.text, storage_options=dict(self.storage_options) or None, read_only=True
+        )
+
+
+class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
+    """A read-only store whose damage is an error that names it, never fill values.
+
+    pvx writes every chunk of every array (``write_empty_chunks``) and ends each with a
+    CRC32C, so a chunk that is absent, unreadable or fails its checksum means damage.
+    """
+
+    def __init__(self, store: zarr.abc.store.Store, where: str, *, checksums: bool = True) -> None:
+        super().__init__(store)
+        self._where = where
+        self._checksums = checksums
+
+    def _with_store(self, store: zarr.abc.store.Store) -> CheckedStore:
+        return type(self)(store, self._where, checksums=self._checksums)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # dask.distributed ships arrays to workers
+        return (type(self), (self._store, self._where), {"_checksums": self._checksums})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._checksums = state["_checksums"]
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        metadata = key.rsplit("/", 1)[-1] in METADATA_KEYS
+        try:
+            value = await self._store.get(key, prototype, byte_range)
+        except Exception as err:
+            raise StoreError(
+                f"{self._where!r}: reading {_describe(key)} failed ({_first_line(err)}); the "
+                "store is damaged or its server is failing: retry, or restore the store from "
+                "a copy"
+            ) from None
+        if value is None:
+            if metadata:
+                return None  # zarr probes for optional metadata documents
+            raise StoreError(
+                f"{self._where!r}: {_describe(key)} is missing; the store is damaged or its "
+                "server is failing: restore the store from a copy"
+            )
+        if metadata and key.endswith("zarr.json"):
+            try:
+                json.loads(value.to_bytes())
+            except ValueError:
+                raise StoreError(
+                    f"{self._where!r}: metadata file {key!r} is not valid JSON; the store is "
+                    "damaged: restore the file or the store from a copy"
+                ) from None
+        elif not metadata and self._checksums and byte_range is None:
+            raw = value.to_bytes()
+            if len(raw) < 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+                raise StoreError(
+                    f"{self._where!r}: {_describe(key)} fails its checksum (truncated or "
+                    "corrupted); the store is damaged: restore the store from a copy"
+                )
+        return value
+
+
+def _describe(key: str) -> str:
+    if "/c/" in f"/{key}" or key.endswith("/c"):
+        array, _, index = f"/{key}".rpartition("/c")
+        return f"chunk {index.strip('/').replace('/', '.') or '0'} of array {array.strip('/')!r}"
+    return f"file {key!r}"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, in Jupyter too (whose thread
+    already runs an event loop): zarr's async API lets one write go out as one batch."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip(" |") for line in str(err).splitlines() if line.strip(" |x")]
+    return (lines[0] if lines else type(err).__name__)[:300]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ReadView:
+    """One version of a store, opened for reading."""
+
+    root: zarr.Group
+    form: str  # "repository" or "published"
+    snapshot: str | None  # the Icechunk snapshot read (or published from)
+    where: str
+
+
+def open_repository(location: Location) -> icechunk.Repository | None:
+    """The Icechunk repository at ``location``, or None if there is none."""
+    storage = location.icechunk_storage()
+    if storage is None:
+        return None
+    if location.path is not None and not (location.path / "refs").is_dir():
+        return None  # spares a round of Icechunk look-ups on plain directories
+    try:
+        if not icechunk.Repository.exists(storage):
+            return None
+        return icechunk.Repository.open(storage)
+    except icechunk.IcechunkError as err:
+        raise StoreError(
+            f"cannot open the repository at {location.text!r} ({_first_line(err)}); it is "
+            "damaged: restore it from a copy"
+        ) from None
+
+
+def open_read(location: Location, version: str | None = None) -> ReadView:
+    """Open the store at ``location`` read-only, pinned to ``version`` (default: latest)."""
+    repo = open_repository(location)
+    if repo is not None:
+        try:
+            session = (
+                repo.readonly_session(branch=BRANCH)
+                if version is None
+                else repo.readonly_session(snapshot_id=version)
+            )
+        except icechunk.IcechunkError as err:
+            what = "its latest version" if version is None else f"version {version!r}"
+            raise StoreError(
+                f"cannot read {what} of {location.text!r} ({_first_line(err)}); list versions "
+                "with pvx.store.history(...)"
+            ) from None
+        store = CheckedStore(session.store, location.text, checksums=True)
+        root = _open_group(store, location, consolidated=False)
+        return ReadView(root, "repository", session.snapshot_id, location.text)
+    if location.path is not None and not location.path.exists():
+        raise StoreError(
+            f"no store at {location.text!r}; check the path, or create one with pvx.write_variant"
+        )
+    if version is not None:
+        raise StoreError(f"{location.text!r} is not a repository: it has no versions to pick")
+    store = CheckedStore(location.zarr_store(), location.text, checksums=True)
+    root = _open_group(store, location, consolidated=None)
+    published = root.attrs.get("pvx", {}).get("published", {})
+    return ReadView(root, "published", published.get("snapshot"), location.text)
+
+
+def _open_group(store: CheckedStore, location: Location, *, consolidated: bool | None) -> Any:
+    try:
+        return zarr.open_group(store, mode="r", use_consolidated=consolidated)
+    except StoreError:
+        raise
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        raise StoreError(f"no pvx store at {location.text!r} (no Zarr group found)") from None
+    except (OSError, ValueError) as err:
+        raise StoreError(f"cannot read store {location.text!r}: {_first_line(err)}") from None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def transact(
+    location: Location,
+    change: Callable[[icechunk.IcechunkStore], str],
+    *,
+    create: Callable[[zarr.Group], None] | None = None,
+    wait: float = 300.0,
+) -> str:
+    """Apply ``change`` to the latest version and commit it; return the new snapshot id.
+
+    ``change(store)`` writes through zarr and returns the commit message; it runs again from
+    scratch if another writer committed first (object storage), so it must read what it
+    depends on from ``root``. Nothing is visible until the commit. ``create(root)``
+    initialises a new store's root group; without it a missing store is an error.
+    """
+    if location.icechunk_storage() is None:
+        raise StoreError(
+            f"{location.text!r} cannot be written: pvx writes to local directories, "
+            "memory://, s3:// and gs:// repositories; publish from one of those"
+        )
+    if open_repository(location) is None:
+        if create is None:
+            raise StoreError(f"no store at {location.text!r}; create it with write_variant")
+        _create(location, create)
+    with _writer_lock(location, wait):
+        repo = open_repository(location)
+        assert repo is not None
+        for attempt in range(COMMIT_ATTEMPTS):
+            session = repo.writable_session(BRANCH)
+            message = change(session.store)
+            try:
+                return str(session.commit(message))
+            except icechunk.ConflictError:
+                time.sleep(min(0.01 * 2**attempt, 1.0))
+    raise StoreError(
+        f"{location.text!r}: other writers committed {COMMIT_ATTEMPTS} times while this write "
+        "was retried; nothing was written, try again"
+    )
+
+
+def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:
+    """Create a repository whose first commit is an empty pvx store.
+
+    A local one is built beside its path and renamed into place, so a store either does not
+    exist or is a valid one, even if two writers create it at once.
+    """
+    if location.path is None:
+        repo = icechunk.Repository.create(location.icechunk_storage())
+        session = repo.writable_session(BRANCH)
+        create(zarr.open_group(session.store, mode="w", zarr_format=3))
+        session.commit("create pvx store")
+        return
+    target = location.path.absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StoreError(f"{location.text!r} exists and is not a pvx store; pick a new path")
+    staging = target.with_name(f".{target.name}.creating-{uuid.uuid4().hex[:8]}")
+    try:
+        repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(staging)))
+        session = repo.writable_session(BRANCH)
+        create(zarr.open_group(session.store, mode="w", zarr_format=3))
+        session.commit("create pvx store")
+        (staging / LOCK_FILE).touch()
+        with contextlib.suppress(FileNotFoundError):
+            target.rmdir()  # an empty directory the user made for it
+        os.rename(staging, target)
+    except OSError:
+        if not (target / "refs").is_dir():  # nobody else created it either
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(location: Location, wait: float) -> Iterator[None]:
+    """Exclusive right to commit to a local (or in-process memory) store; waits up to
+    ``wait`` seconds. Object stores need none: Icechunk detects concurrent commits."""
+    if location.scheme == "memory":
+        lock = _MEMORY_LOCKS.setdefault(location.text, threading.Lock())
+        if not lock.acquire(timeout=wait):
+            raise StoreError(f"{location.text!r} is busy: another writer held it for {wait} s")
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    if location.path is None:
+        yield
+        return
+    lock_path = location.path / LOCK_FILE
+    lock_path.touch(exist_ok=True)  # repositories made by other tools have none
+    with open(lock_path, "r+") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = handle.read().strip() or "another process"
+                    raise StoreError(
+                        f"{location.text!r} is busy: {holder} has been writing to it for over "
+                        f"{wait:.0f} s; wait for it to finish (or stop it) and try again"
+                    ) from None
+                time.sleep(0.005)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

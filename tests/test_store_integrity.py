@@ -1,0 +1,302 @@
+"""Store guarantees: pinned readers, refused names leave no trace, damage is a named error,
+plain xarray reads both forms, publishing and migrating keep every value."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from pathlib import Path
+
+import icechunk
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import pvx
+import pvx._repository
+from pvx import _legacy
+
+LAYERS = [0, 1, 2]
+
+
+def vectors(numbers, *, variant="v", hidden=8, **kw):
+    ramp = np.arange(hidden, dtype="f4")
+    data = np.stack([np.full((3, hidden), float(i), "f4") + ramp for i in numbers])
+    return pvx.persona_vectors(
+        data,
+        ids=[f"p{i}" for i in numbers],
+        names=[f"Persona {i}" for i in numbers],
+        layers=LAYERS,
+        attributes={"n": [float(i) for i in numbers], "group": ["ab"[i % 2] for i in numbers]},
+        sample_ids=[[f"s{i}"] for i in numbers],
+        model="org/m",
+        mask_strategy="mean",
+        variant=variant,
+        **kw,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "s.zarr"
+    pvx.write_variant(path, vectors(range(3)), persona_block=4)
+    pvx.write_variant(path, vectors(range(5), variant="w"), persona_block=4)
+    return path
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != pvx._repository.LOCK_FILE
+    }
+
+
+def test_lazy_arrays_keep_their_version_after_many_appends(store):
+    old = pvx.load(store, "v")
+    old_pair = old.isel(persona=[0, 1])
+    expected = old.values.copy()
+    for i in range(3, 15):  # rewrites the last block and moves past it, 12 times
+        pvx.append_personas(store, vectors([i]))
+    pvx.set_attribute(store, "n", {"p0": 99.0})
+    np.testing.assert_array_equal(old.values, expected)
+    np.testing.assert_array_equal(old_pair.values, expected[:2])
+    new = pvx.load(store, "v")
+    assert new.sizes["persona"] == 15 and float(new["n"][0]) == 99.0
+    np.testing.assert_array_equal(new.values[:3], expected)
+
+
+def test_versions_can_be_reopened(store):
+    first = pvx.store.history(store).snapshot[0]
+    pvx.append_personas(store, vectors([7]))
+    assert pvx.load(store, "v").sizes["persona"] == 4
+    assert pvx.load(store, "v", version=first).sizes["persona"] == 3
+    assert pvx.open_store(store, version=first).attrs["snapshot"] == first
+
+
+def test_chunks_stay_whole_blocks_however_written(tmp_path):
+    one_by_one = tmp_path / "a.zarr"
+    pvx.write_variant(one_by_one, vectors([0]), persona_block=4)
+    for i in range(1, 10):
+        pvx.append_personas(one_by_one, vectors([i]))
+    da = pvx.load(one_by_one, "v", include_baseline=True)
+    assert da.data.chunks == ((4, 4, 2), (1, 1, 1), (8,))
+    assert da.data.npartitions == 3 * 3
+
+
+def test_set_attribute_commits_every_variant_or_none(store, monkeypatch):
+    before = digest(store)
+    with pytest.raises(pvx.StoreError, match="ids"):
+        pvx.set_attribute(store, "mood", {"p0": "calm", "nobody": "x"})
+    assert digest(store) == before
+    pvx.set_attribute(store, "mood", {"p0": "calm", "p4": "tense"})
+    assert pvx.load(store, "v")["mood"].values[0] == "calm"
+    assert pvx.load(store, "w")["mood"].values[4] == "tense"
+    assert len(pvx.store.history(store)) == 5  # init, create, two variants, one attribute
+
+
+BAD_ATTRIBUTES = ["a/b", "vectors", "id", "_tail1", ".zattrs", "", "bell\x07", "sample_ids"]
+
+
+@pytest.mark.parametrize("name", BAD_ATTRIBUTES)
+def test_bad_attribute_names_are_refused_leaving_the_store_untouched(store, name):
+    before = digest(store)
+    with pytest.raises(ValueError, match=r"attribute name .* try '"):
+        pvx.set_attribute(store, name, {"p0": "x"})
+    with pytest.raises(ValueError, match=r"attribute name .* try '"):
+        pvx.append_personas(
+            store, vectors([9]).assign_coords({name: ("persona", ["x"], {"kind": "categorical"})})
+        )
+    assert digest(store) == before
+    assert pvx.load(store, "w").sizes["persona"] == 5  # still opens
+
+
+@pytest.mark.parametrize(
+    "kw", [{"variant": "a/b"}, {"variant": ""}, {"mask_strategy": "_x"}, {"variant": "v\n"}]
+)
+def test_bad_variant_and_mask_names_are_refused(store, kw):
+    before = digest(store)
+    with pytest.raises(ValueError, match=r"must be a plain name .* try '|which variant"):
+        pvx.write_variant(store, vectors([9]), **kw)
+    assert digest(store) == before
+
+
+def test_odd_but_valid_attribute_names_round_trip(store):
+    pvx.set_attribute(store, "home region", {"p0": "north"})
+    pvx.set_attribute(store, "âge ✓", {"p1": 3.0})
+    da = pvx.load(store, "v")
+    assert da["home region"].values[0] == "north" and float(da["âge ✓"][1]) == 3.0
+    pvx.append_personas(store, vectors([3]))
+    assert pvx.load(store, "v").sizes["persona"] == 4
+
+
+def test_plain_xarray_reads_repository_and_published_store(store, tmp_path):
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    tree = xr.open_datatree(repo.readonly_session("main").store, engine="zarr", consolidated=False)
+    ds = tree["org--m/mean/v"].to_dataset()
+    np.testing.assert_array_equal(ds["vectors"].values, pvx.load(store, "v").values)
+    assert {"id", "name", "n", "group", "layer"} <= set(ds.coords)
+    pvx.store.publish(store, tmp_path / "pub.zarr")
+    published = xr.open_datatree(tmp_path / "pub.zarr", engine="zarr")
+    xr.testing.assert_identical(
+        published["org--m/mean/w"].to_dataset(), tree["org--m/mean/w"].to_dataset()
+    )
+
+
+def test_publish_round_trips_and_is_read_only(store, tmp_path):
+    out = tmp_path / "pub.zarr"
+    snapshot = pvx.store.publish(store, out)
+    tree = pvx.open_store(out)
+    assert tree.attrs["form"] == "published" and tree.attrs["snapshot"] == snapshot
+    for variant in ("v", "w"):
+        xr.testing.assert_identical(
+            pvx.load(out, variant).compute(), pvx.load(store, variant).compute()
+        )
+    with pytest.raises(pvx.StoreError, match=r"published .*read-only"):
+        pvx.append_personas(out, vectors([9]))
+    with pytest.raises(pvx.StoreError, match="exists"):
+        pvx.store.publish(store, out)
+
+
+def test_concurrent_commits_without_a_lock_are_rebased(monkeypatch):
+    """Object stores have no writer lock: Icechunk's conflict detection and pvx's retry
+    carry every write (an in-memory repository stands in for S3 here)."""
+    import contextlib
+
+    monkeypatch.setattr(pvx._repository, "_writer_lock", lambda *a: contextlib.nullcontext())
+    url = "memory://pvx-conflicts/s.zarr"
+    pvx.write_variant(url, vectors([0]), persona_block=4)
+    conflicts = []
+    original = icechunk.Session.commit
+
+    def counting(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except icechunk.ConflictError:
+            conflicts.append(1)
+            raise
+
+    monkeypatch.setattr(icechunk.Session, "commit", counting)
+    threads = [
+        threading.Thread(
+            target=lambda k=k: [pvx.append_personas(url, vectors([i])) for i in range(k, 41, 4)]
+        )
+        for k in (1, 2, 3, 4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    da = pvx.load(url, "v").compute()
+    assert sorted(da["id"].values.tolist()) == sorted(f"p{i}" for i in range(41))
+    numbers = np.array([float(i[1:]) for i in da["id"].values])
+    np.testing.assert_array_equal(da.values[:, 0, 0], numbers)
+    assert conflicts  # the retry path really ran
+
+
+def test_a_busy_store_is_a_clear_error_after_the_wait(store):
+    import fcntl
+
+    with open(store / pvx._repository.LOCK_FILE, "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        location = pvx._repository.Location.parse(store, {})
+        with pytest.raises(pvx.StoreError, match="is busy"):
+            pvx._repository.transact(location, lambda s: "x", wait=0.2)
+
+
+# --------------------------------------------------------------------------- damage
+
+
+def read_everything(path):
+    for variant in ("v", "w"):
+        pvx.load(path, variant, include_baseline=True).compute()
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "flip"])
+def test_every_damaged_chunk_is_a_named_error(tmp_path, damage):
+    """Chunk files of a repository (Icechunk keeps chunks under 512 bytes inside its
+    manifests, whose damage is tested below)."""
+    store = tmp_path / "wide.zarr"
+    rng = np.random.default_rng(0)
+    for variant, n in (("v", 6), ("w", 5)):
+        noisy = vectors(range(n), hidden=64, variant=variant)
+        noisy = noisy.copy(data=rng.normal(size=noisy.shape).astype("f4"))
+        pvx.write_variant(store, noisy, persona_block=4)
+    files = sorted((store / "chunks").iterdir())
+    assert len(files) >= 8  # partial blocks of one persona are inlined
+    for path in files:
+        original = path.read_bytes()
+        if damage == "delete":
+            path.unlink()
+        elif damage == "truncate":
+            path.write_bytes(original[: len(original) // 2])
+        else:
+            flipped = bytearray(original)
+            flipped[len(flipped) // 2] ^= 0x10
+            path.write_bytes(bytes(flipped))
+        with pytest.raises(pvx.StoreError, match=r"chunk [\d.]+ of array '[^']+'.*restore"):
+            read_everything(store)
+        path.write_bytes(original)
+    read_everything(store)
+
+
+@pytest.mark.parametrize("where", ["refs", "snapshots", "manifests"])
+def test_damaged_repository_files_are_named_errors(store, where):
+    for path in sorted((store / where).rglob("*")):
+        if path.is_file():
+            path.write_bytes(b"garbage")
+    with pytest.raises(pvx.StoreError, match=r"damaged|cannot read"):
+        read_everything(store)
+
+
+def published(store, tmp_path) -> Path:
+    out = tmp_path / "pub.zarr"
+    pvx.store.publish(store, out)
+    return out
+
+
+@pytest.mark.parametrize("array", ["vectors", "id", "name", "layer", "n", "group", "sample_ids"])
+def test_published_missing_or_truncated_chunks_are_named_errors(store, tmp_path, array):
+    out = published(store, tmp_path)
+    chunk = sorted((out / "org--m/mean/w" / array / "c").rglob("*"))[-1]
+    original = chunk.read_bytes()
+    chunk.write_bytes(original[:-2])
+    with pytest.raises(pvx.StoreError, match=rf"array 'org--m/mean/w/{array}' fails its checksum"):
+        read_everything(out)
+    chunk.unlink()
+    with pytest.raises(pvx.StoreError, match=rf"array 'org--m/mean/w/{array}' is missing"):
+        read_everything(out)
+
+
+def test_garbage_metadata_is_a_named_error(store, tmp_path):
+    out = published(store, tmp_path)
+    (out / "zarr.json").write_text("{not json")
+    with pytest.raises(pvx.StoreError, match=r"metadata file 'zarr.json' is not valid JSON"):
+        pvx.open_store(out)
+
+
+# --------------------------------------------------------------------------- format 1
+
+
+def test_format_1_stores_migrate_with_every_value(tmp_path):
+    old = Path(__file__).parent / "data" / "format1.zarr"
+    with pytest.raises(pvx.StoreError, match="pvx migrate"):
+        pvx.open_store(old)
+    new = tmp_path / "new.zarr"
+    assert pvx.store.migrate(old, new) == ["org--m/mean/v"]
+    ((_, legacy),) = _legacy.read_variants(old)
+    legacy.attrs.pop("persona_block")
+    xr.testing.assert_identical(
+        pvx.load(new, "v", include_baseline=True).compute(), legacy.compute()
+    )
+    assert pvx.load(new, "v").data.chunks[0] == (4, 4, 2)
+    shutil.rmtree(new)
+    with pytest.raises(pvx.StoreError, match="no store"):
+        pvx.store.migrate(tmp_path / "nothing", new)
+
+
+def test_format_1_fixture_is_what_pvx_0_1_wrote():
+    root = zarr.open_group(Path(__file__).parent / "data" / "format1.zarr", mode="r")
+    assert root.attrs["pvx"]["format_version"] == 1
