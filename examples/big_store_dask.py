@@ -103,10 +103,11 @@ if __name__ == "__main__":
 # %% [markdown]
 # ## Chunks follow the access pattern
 #
-# One chunk holds a block of 64 personas for **one layer** and the full hidden axis. Personas
-# appended since the last full block wait in a small tail, one persona per chunk, until 64 of
-# them fill a block (here 400 = 6 × 64 + 16). An analysis works layer by layer, so it holds
-# a few chunks at a time: memory stays bounded however many layers the store has. Selecting
+# One chunk holds a block of 64 personas for **one layer** and the full hidden axis, however
+# the personas were written (here 400 = 6 × 64 + 16: the last block is partly filled, and the
+# next append completes it as a new version of those chunks). An analysis works layer by
+# layer, so it holds a few chunks at a time: memory stays bounded however many layers the
+# store has. Selecting
 # a layer keeps only its chunks in the graph; the other layers are never read.
 
 # %%

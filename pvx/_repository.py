@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,10 +86,13 @@ class Location:
         options = dict(self.storage_options)
         if "anon" in options:  # fsspec's spelling
             options["anonymous"] = options.pop("anon")
-        if self.scheme == "s3":
-            return icechunk.s3_storage(bucket=bucket, prefix=prefix, **options)
-        if self.scheme in ("gs", "gcs"):
-            return icechunk.gcs_storage(bucket=bucket, prefix=prefix, **options)
+        try:
+            if self.scheme == "s3":
+                return icechunk.s3_storage(bucket=bucket, prefix=prefix, **options)
+            if self.scheme in ("gs", "gcs"):
+                return icechunk.gcs_storage(bucket=bucket, prefix=prefix, **options)
+        except TypeError:
+            return None  # fsspec-only options (profile=, token=...): a published store
         return None
 
     def zarr_store(self) -> zarr.abc.store.Store:
@@ -292,6 +296,18 @@ def transact(
         f"{location.text!r}: other writers committed {COMMIT_ATTEMPTS} times while this write "
         "was retried; nothing was written, try again"
     )
+
+
+def compact(location: Location, older_than: datetime, *, wait: float = 300.0) -> int:
+    """Forget versions written before ``older_than`` (the latest always stays) and delete
+    the files only they used; return the bytes freed."""
+    repo = open_repository(location)
+    if repo is None:
+        raise StoreError(f"{location.text!r} is not a pvx repository; nothing to compact")
+    with _writer_lock(location, wait):
+        repo.expire_snapshots(older_than)
+        summary = repo.garbage_collect(older_than)
+    return int(summary.bytes_deleted)
 
 
 def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:

@@ -1,4 +1,5 @@
-"""The ``pvx`` command line: ``pvx info``, ``pvx import``."""
+"""The ``pvx`` command line: ``pvx info``, ``analyze``, ``import``, ``publish``, ``migrate``,
+``history``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,15 @@ import xarray as xr
 
 from pvx._construct import attribute_names
 from pvx._validate import BASELINE_ID
-from pvx.store import StoreError, open_store, size_on_disk
+from pvx.store import (
+    StoreError,
+    compact,
+    history,
+    migrate,
+    open_store,
+    publish,
+    size_on_disk,
+)
 
 
 def default_store() -> str:
@@ -32,11 +42,25 @@ def default_store() -> str:
     )
 
 
+def printable(text: object) -> str:
+    """``text`` with control characters escaped, so names never drive the terminal."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in str(text)
+    )
+
+
 def summarize(tree: xr.DataTree, *, source: str | None = None) -> str:
     """A readable summary of a store: models, masks, variants, personas, layers, attributes."""
+    return "\n".join(printable(line) for line in _summary_lines(tree, source))
+
+
+def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
     lines = [f"pvx store {source or tree.attrs.get('source', '')}"]
     if source and "://" not in source:
         lines[0] += f"  ({_human_bytes(size_on_disk(source))} on disk)"
+    if tree.attrs.get("snapshot"):
+        lines.append(f"{tree.attrs.get('form', 'store')} version {tree.attrs['snapshot']}")
     if not tree.children:
         lines.append("  (empty)")
     for model_node in tree.children.values():
@@ -64,7 +88,7 @@ def summarize(tree: xr.DataTree, *, source: str | None = None) -> str:
                     if detail == "ordinal":
                         detail += " (" + " < ".join(coord.attrs["order"]) + ")"
                     lines.append(f"      {key!s:<{width}}  {detail}")
-    return "\n".join(lines)
+    return lines
 
 
 def _ranges(values: list[int]) -> str:
@@ -109,6 +133,27 @@ def _info(args: argparse.Namespace) -> None:
     store = args.store or default_store()
     tree = open_store(store, **_storage_options(args.storage_option))
     print(summarize(tree, source=store))
+
+
+def _publish(args: argparse.Namespace) -> None:
+    snapshot = publish(args.store, args.out, version=args.version)
+    print(f"published version {snapshot} of {args.store} to {args.out}")
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    done = migrate(args.old, args.new)
+    print(f"migrated {len(done)} variant(s) from {args.old} to {args.new}")
+    print(summarize(open_store(args.new), source=str(args.new)))
+
+
+def _compact(args: argparse.Namespace) -> None:
+    freed = compact(args.store, keep=timedelta(days=args.keep_days))
+    print(f"compacted {args.store}: {_human_bytes(freed)} freed")
+
+
+def _history(args: argparse.Namespace) -> None:
+    for row in history(args.store).itertuples():
+        print(printable(f"{row.snapshot}  {row.written_at:%Y-%m-%d %H:%M:%S}  {row.message}"))
 
 
 def _import(args: argparse.Namespace) -> None:
@@ -258,6 +303,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-existing", action="store_true", help="leave variants the store already has"
     )
     imp.set_defaults(func=_import)
+    pub = commands.add_parser(
+        "publish", help="write one version as a plain, read-only Zarr store (for HTTP, the Hub)"
+    )
+    pub.add_argument("store", help="the repository to publish")
+    pub.add_argument("out", help="new path or URL of the published copy")
+    pub.add_argument("--version", help="snapshot id to publish (default: the latest)")
+    pub.set_defaults(func=_publish)
+    mig = commands.add_parser("migrate", help="convert a pvx 0.1 (format 1) store")
+    mig.add_argument("old", help="the format-1 store (only read)")
+    mig.add_argument("new", help="path of the new store")
+    mig.set_defaults(func=_migrate)
+    hist = commands.add_parser("history", help="list a repository's versions, newest first")
+    hist.add_argument("store", help="path or URL of the repository")
+    hist.set_defaults(func=_history)
+    comp = commands.add_parser(
+        "compact", help="delete old versions of a repository and the chunks only they used"
+    )
+    comp.add_argument("store", help="path or URL of the repository")
+    comp.add_argument(
+        "--keep-days", type=float, default=7.0, help="keep versions this recent (default: 7)"
+    )
+    comp.set_defaults(func=_compact)
     return parser
 
 
@@ -267,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (StoreError, ValueError, TypeError, KeyError, OSError) as err:
-        print(f"pvx {args.command}: error: {err}", file=sys.stderr)
+        print(f"pvx {args.command}: error: {printable(err)}", file=sys.stderr)
         return 1
     return 0
 

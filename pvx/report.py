@@ -45,6 +45,17 @@ VIEWS = (
 )
 DEFAULT_VIEWS = ("pca", "umap", "similarity", "pairs", "scree", "dendrogram", "variants")
 RUN_FILE = "run.json"
+
+
+def _pvx_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pvx-xarray")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 RESULTS = "results.zarr"
 
 Progress = Callable[[str], None]
@@ -136,6 +147,8 @@ def analyze(
         )
     settings = {
         "store": source,
+        "store_version": tree.attrs.get("snapshot"),
+        "pvx_version": _pvx_version(),
         "model": da.attrs.get("model"),
         "mask_strategy": da.attrs.get("mask_strategy"),
         "variants": [str(v) for v in da["variant"].values],

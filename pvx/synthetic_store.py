@@ -22,8 +22,8 @@ __all__ = ["persona_block_for", "write_synthetic_store"]
 def persona_block_for(n_persona: int, largest: int = 128) -> int:
     """The largest block size up to ``largest`` that divides ``n_persona``.
 
-    With whole blocks every persona lands in the main arrays (no tail), which is the layout
-    reads are fastest on.
+    With whole blocks every write fills whole chunks: no partly filled block is rewritten by
+    the next one.
     """
     return max(d for d in range(1, min(largest, n_persona) + 1) if n_persona % d == 0)
 

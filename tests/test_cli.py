@@ -106,3 +106,44 @@ def test_storage_options_are_parsed_and_checked(capsys):
     assert "storage options ['anon'] only apply to URLs" in capsys.readouterr().err
     assert main(["info", "--storage-option", "oops"]) == 1
     assert "--storage-option takes KEY=VALUE" in capsys.readouterr().err
+
+
+def small_store(path, *, model="org/m", attributes=None):
+    da = pvx.persona_vectors(
+        np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4),
+        ids=["a", "b"],
+        names=["Ann", "Bo"],
+        attributes=attributes or {"age": [1.0, 2.0]},
+        model=model,
+        mask_strategy="mean",
+        variant="v",
+    )
+    pvx.write_variant(path, da)
+
+
+def test_info_escapes_control_characters(tmp_path):
+    """pvx refuses such names, but stores written by other tools may hold them."""
+    store = tmp_path / "s.zarr"
+    small_store(store)
+    tree = pvx.open_store(store)
+    tree["org--m"].attrs["model"] = "evil\x1b[2J\x07model"
+    out = summarize(tree, source="s\x85.zarr")
+    assert "\x1b" not in out and "\x07" not in out and "\x85" not in out
+    assert "evil\\x1b[2J\\x07model" in out and "s\\x85.zarr" in out
+
+
+def test_publish_history_and_migrate_commands(tmp_path, capsys):
+    store, out = tmp_path / "s.zarr", tmp_path / "pub.zarr"
+    small_store(store)
+    assert main(["history", str(store)]) == 0
+    snapshot = capsys.readouterr().out.split()[0]
+    assert main(["publish", str(store), str(out), "--version", snapshot]) == 0
+    assert f"published version {snapshot}" in capsys.readouterr().out
+    assert pvx.open_store(out).attrs["snapshot"] == snapshot
+    assert main(["publish", str(store), str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+    old = Path(__file__).parent / "data" / "format1.zarr"
+    assert main(["info", str(old)]) == 1
+    assert "pvx migrate" in capsys.readouterr().err
+    assert main(["migrate", str(old), str(tmp_path / "new.zarr")]) == 0
+    assert "variant v: 10 personas" in capsys.readouterr().out

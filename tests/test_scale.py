@@ -4,15 +4,17 @@ dask.distributed cluster, and over HTTP; the synthetic store generator plants wh
 from __future__ import annotations
 
 import collections
+import functools
 import pickle
 
 import dask
-import dask.callbacks
 import numpy as np
 import pytest
 import xarray as xr
 
 import pvx
+import pvx._repository
+from pvx import _engine
 from pvx.synthetic_store import persona_block_for, write_synthetic_store
 
 
@@ -65,34 +67,44 @@ def test_out_of_core_equals_in_memory(store):
         xr.testing.assert_allclose(a, b)
 
 
-class TaskCounter(dask.callbacks.Callback):
-    """Counts executed tasks by the function name leading their key."""
+def counted(func, name, calls):
+    """``func``, counting its calls in ``calls[name]``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: collections.Counter[str] = collections.Counter()
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        calls[name] += 1
+        return func(*args, **kwargs)
 
-    def _posttask(self, key, result, dsk, state, id):
-        name = key[0] if isinstance(key, tuple) else key
-        self.counts[str(name).rsplit("-", 1)[0]] += 1
+    return wrapper
 
 
-def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_path):
+def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_path, monkeypatch):
     """Cosine, PCA and the scree written by one DataTree.to_zarr (results bigger than memory
     stream to disk) share each layer's chunk reads, Gram and tridiagonal reduction."""
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("_self_gram_kernel", "_tridiagonal_kernel"):
+        monkeypatch.setattr(_engine, name, counted(getattr(_engine, name), name, calls))
     lazy = pvx.load(store, "templated")
     cosine, pca, scree = analyses(lazy)
     tree = xr.DataTree.from_dict(
         {"cosine": cosine.to_dataset(), "pca": pca, "scree": scree.to_dataset()}
     )
     write = tree.to_zarr(tmp_path / "results.zarr", compute=False, consolidated=False)
-    with TaskCounter() as counter:
-        write.compute(scheduler="threads")
-    n_layer, n_chunks = lazy.sizes["layer"], lazy.data.npartitions
-    fused = {name: count for name, count in counter.counts.items() if "pvx-vectors" in name}
-    assert sum(fused.values()) == n_chunks, fused  # each vector chunk read once
-    assert counter.counts["tridiagonal_kernel"] == n_layer
-    assert sum(c for name, c in counter.counts.items() if "gram" in name) == n_layer
+    reads: list[str] = []
+    original_get = pvx._repository.CheckedStore.get
+
+    async def recording_get(self, key, *args, **kwargs):
+        reads.append(key)
+        return await original_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(pvx._repository.CheckedStore, "get", recording_get)
+    write.compute(scheduler="threads")
+    vector_reads = [key for key in reads if "/vectors/c/" in key]
+    n_layer, block = lazy.sizes["layer"], lazy.encoding["chunks"][0]
+    stored_chunks = n_layer * -(-(lazy.sizes["persona"] + 1) // block)  # + the baseline
+    assert len(vector_reads) == len(set(vector_reads)) == stored_chunks  # each read once
+    assert calls["_tridiagonal_kernel"] == n_layer
+    assert calls["_self_gram_kernel"] == n_layer
     saved = xr.open_datatree(tmp_path / "results.zarr", engine="zarr", consolidated=False)
     xr.testing.assert_allclose(saved["pca"]["scores"], pca["scores"].compute())
     xr.testing.assert_allclose(saved["scree"].to_dataset()["explained_variance_ratio"], scree)

@@ -82,8 +82,11 @@ def test_chunks_stay_whole_blocks_however_written(tmp_path):
     for i in range(1, 10):
         pvx.append_personas(one_by_one, vectors([i]))
     da = pvx.load(one_by_one, "v", include_baseline=True)
-    assert da.data.chunks == ((4, 4, 2), (1, 1, 1), (8,))
-    assert da.data.npartitions == 3 * 3
+    assert da.encoding["chunks"] == (4, 1, 8)  # stored: blocks of 4 personas, one layer
+    assert da.data.chunks == ((10,), (1, 1, 1), (8,))  # read: whole blocks of one layer
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(one_by_one)))
+    stored = zarr.open_array(repo.readonly_session("main").store, path="org--m/mean/v/vectors")
+    assert stored.nchunks_initialized == stored.nchunks == 3 * 3
 
 
 def test_set_attribute_commits_every_variant_or_none(store, monkeypatch):
@@ -291,7 +294,7 @@ def test_format_1_stores_migrate_with_every_value(tmp_path):
     xr.testing.assert_identical(
         pvx.load(new, "v", include_baseline=True).compute(), legacy.compute()
     )
-    assert pvx.load(new, "v").data.chunks[0] == (4, 4, 2)
+    assert pvx.load(new, "v").encoding["chunks"] == (4, 1, 8)
     shutil.rmtree(new)
     with pytest.raises(pvx.StoreError, match="no store"):
         pvx.store.migrate(tmp_path / "nothing", new)
@@ -300,3 +303,17 @@ def test_format_1_stores_migrate_with_every_value(tmp_path):
 def test_format_1_fixture_is_what_pvx_0_1_wrote():
     root = zarr.open_group(Path(__file__).parent / "data" / "format1.zarr", mode="r")
     assert root.attrs["pvx"]["format_version"] == 1
+
+
+def test_compact_frees_old_versions_and_keeps_the_latest(store):
+    for i in range(3, 30):
+        pvx.append_personas(store, vectors([i]))
+    before_size, expected = pvx.store.size_on_disk(store), pvx.load(store, "v").compute()
+    assert len(pvx.store.history(store)) > 30
+    from datetime import timedelta
+
+    assert pvx.store.compact(store, keep=timedelta(0)) > 0
+    assert pvx.store.size_on_disk(store) < before_size
+    assert len(pvx.store.history(store)) < 5
+    xr.testing.assert_identical(pvx.load(store, "v").compute(), expected)
+    pvx.append_personas(store, vectors([30]))
