@@ -212,10 +212,16 @@ def _int_list(text: str | None) -> list[int] | None:
         try:
             if "-" in part.strip("-"):
                 lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise ValueError(
+                        f"--layers range {part!r} is empty (runs downward); write it {hi}-{lo}"
+                    )
                 out.extend(range(int(lo), int(hi) + 1))
             else:
                 out.append(int(part))
-        except ValueError:
+        except ValueError as err:
+            if "is empty" in str(err):
+                raise
             raise ValueError(
                 f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"
             ) from None
@@ -228,6 +234,8 @@ def _dask_cluster(scheduler: str | None, workers: int | None) -> Iterator[None]:
     if scheduler is None and workers is None:
         yield
         return
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers needs at least 1 worker process, got {workers}")
     from distributed import Client, LocalCluster
 
     if scheduler is not None:

@@ -70,8 +70,18 @@ _INK = "#444444"
 
 
 def _esc(value: Any) -> str:
-    """Text from the data, escaped for Plotly's HTML-like labels."""
-    return html.escape(str(value), quote=True)
+    """Text from the data, escaped for Plotly's HTML-like labels (which decode ``&amp;``,
+    ``&lt;`` and ``&gt;`` but show ``&quot;`` as written: quotes stay as they are)."""
+    return html.escape(str(value), quote=False)
+
+
+LABEL_LIMIT = 40
+
+
+def _label(value: Any, limit: int = LABEL_LIMIT) -> str:
+    """``_esc`` shortened with an ellipsis, for legends and ticks; hover shows it whole."""
+    text = str(value)
+    return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _computed(obj: Any) -> Any:
@@ -326,7 +336,11 @@ def _trace_groups(coloring: Coloring) -> list[dict[str, Any]]:
             zip(coloring.categories, coloring.colors, strict=True)
         ):
             groups.append(
-                {"name": _esc(name), "member": coloring.values == code, "marker": {"color": color}}
+                {
+                    "name": _label(name),
+                    "member": coloring.values == code,
+                    "marker": {"color": color},
+                }
             )
     elif coloring.kind == "none":
         groups.append(
@@ -337,14 +351,14 @@ def _trace_groups(coloring: Coloring) -> list[dict[str, Any]]:
             "cmin": coloring.cmin,
             "cmax": coloring.cmax,
             "showscale": True,
-            "colorbar": {"title": {"text": _esc(coloring.title)}, "len": 0.75},
+            "colorbar": {"title": {"text": _label(coloring.title)}, "len": 0.75},
         }
         if coloring.kind == "numeric":
             marker["colorscale"] = _colors.NUMERIC_SCALE
         else:
             marker["colorscale"] = _colors.discrete_scale(coloring.colors)
             marker["colorbar"]["tickvals"] = list(range(len(coloring.categories)))
-            marker["colorbar"]["ticktext"] = [_esc(c) for c in coloring.categories]
+            marker["colorbar"]["ticktext"] = [_label(c) for c in coloring.categories]
         groups.append(
             {"name": _esc(coloring.title), "member": ~missing, "marker": marker, "scale": True}
         )
@@ -642,7 +656,7 @@ def projection(
     heading = _esc(title) if title is not None else f"{method}{_variant_note(scores)}{colour_note}"
     layout: dict[str, Any] = {
         "title": {"text": heading},
-        "legend": {"title": {"text": _esc(coloring.title)}, "itemsizing": "constant"},
+        "legend": {"title": {"text": _label(coloring.title)}, "itemsizing": "constant"},
         "hovermode": "closest",
         "template": "plotly_white",
         "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
@@ -803,11 +817,13 @@ def heatmap(
     if len(blocks) < len(ids):
         z = _block_means(z, blocks)
         ticks = [
-            _esc(shown[b[0]]) if len(b) == 1 else f"{_esc(shown[b[0]])} … {_esc(shown[b[-1]])}"
+            _label(shown[b[0]])
+            if len(b) == 1
+            else f"{_label(shown[b[0]])} … {_label(shown[b[-1]])}"
             for b in blocks
         ]
     else:
-        ticks = [_esc(s) for s in shown]
+        ticks = [_label(s) for s in shown]
     rows = len(ticks)
     cells = rows * rows * len(layers)
     small = precision == "float32" or (precision == "auto" and cells <= 2_500_000)
@@ -882,8 +898,8 @@ def _pair_label(ps: xr.Dataset, i: int) -> str:
     def one(suffix: str) -> str:
         pid = ps[f"id{suffix}"].values[i]
         if f"name{suffix}" in ps.coords:
-            return f"{_esc(ps[f'name{suffix}'].values[i])} ({_esc(pid)})"
-        return _esc(pid)
+            return f"{_label(ps[f'name{suffix}'].values[i])} ({_label(pid)})"
+        return _label(pid)
 
     return f"{one('')} – {one('_other')}"
 
@@ -1206,7 +1222,7 @@ def dendrogram(
         ],
         dtype=object,
     )
-    tick = np.asarray([_esc(name_of.get(i, i)) for i in ids], dtype=object)
+    tick = np.asarray([_label(name_of.get(i, i)) for i in ids], dtype=object)
     drawn = [_tree_lines(z) for z in linkage_]
     top = max(float(np.nanmax(y)) for _, y, _ in drawn) * 1.05 or 1.0
     n = len(ids)
@@ -1366,7 +1382,7 @@ def variant_lines(
             raise KeyError(f"variant_lines() got unknown persona id(s) {absent!r}")
         names = vs["name"].values if "name" in vs.coords else ids
         for j, i in enumerate(positions):
-            label = f"{_esc(names[i])} ({_esc(ids[i])})"
+            label = f"{_label(names[i])} ({_label(ids[i])})"
             data.append(
                 go.Scatter(
                     x=x,

@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ def analyze(
     )
     if "variant" not in da.dims:
         da = da.expand_dims("variant")
-    colors = list(colors) or _default_colors(da)
+    # A store without attributes (as imported from the reference layout) is coloured by
+    # k-means clusters, so projection pages are never empty.
+    colors = list(colors) or _default_colors(da) or ["cluster"]
     # "cluster" colours by k-means unless the personas have an attribute of that name, which
     # wins (as in pvx.plot.projection)
     kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
@@ -160,7 +163,7 @@ def analyze(
         "n_clusters": n_clusters,
     }
     out = Path(out)
-    _check_out(out, settings, overwrite=overwrite)
+    _check_out(out, settings, overwrite=overwrite, store=source)
     say(
         f"pvx analyze: {settings['model']} / {settings['mask_strategy']}, variants "
         f"{settings['variants']}, {da.sizes['persona']} personas x {da.sizes['layer']} layers"
@@ -173,10 +176,9 @@ def analyze(
         save_results(results, staging / RESULTS)
         say("drawing views")
         render(results, staging, progress=say)
-        (staging / RUN_FILE).write_text(json.dumps(settings, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        written = sorted(p.name for p in staging.iterdir())
+        (staging / RUN_FILE).write_text(json.dumps({**settings, "files": written}, indent=2))
+        _replace_report(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"done in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
@@ -200,7 +202,8 @@ def compute_results(
     views = set(views)
     lazy: dict[str, Any] = {}
     if views & {"pca", "kmeans"}:
-        lazy["pca"] = decomposition.pca(da, n_components=min(3, da.sizes["persona"]))
+        n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
+        lazy["pca"] = decomposition.pca(da, n_components=n_components)
     if "scree" in views:
         lazy["scree"] = decomposition.explained_variance(da)
     if "umap" in views:
@@ -231,7 +234,11 @@ def save_results(results: xr.DataTree, path: str | os.PathLike) -> None:
     """Write a results tree to Zarr v3 (strings as variable-length UTF-8)."""
     clean = results.map_over_datasets(_storable)
     clean.attrs = dict(results.attrs)
-    clean.to_zarr(path, mode="w-", consolidated=False, zarr_format=3)
+    with warnings.catch_warnings():
+        # Attribute names with spaces are stored as variables; _restore makes them
+        # coordinates again.
+        warnings.filterwarnings("ignore", "coordinate .* has a space in its name")
+        clean.to_zarr(path, mode="w-", consolidated=False, zarr_format=3)
 
 
 def open_results(path: str | os.PathLike) -> xr.DataTree:
@@ -264,6 +271,9 @@ def render(
         result = node(method)
         if result is None or method not in settings["views"]:
             continue
+        if method == "pca" and result.sizes["component"] < 2:
+            say("  pca: no page: a projection needs 2 components and the hidden size is 1")
+            continue
         figures = []
         for variant in variants:
             scores = result["scores"] if method == "pca" else result[method]
@@ -271,13 +281,17 @@ def render(
             attributes = [c for c in settings["colors"] if c in scores.coords]
             for color in settings["colors"]:
                 extra: dict[str, Any] = {"hover": attributes}
-                if color not in attributes:  # "cluster", with no attribute of that name
-                    extra["groups"] = clusters["cluster"].sel(variant=variant)
-                else:
+                if color in attributes:
                     extra["color"] = color
+                    described = color
+                elif clusters is not None:  # "cluster", with no attribute of that name
+                    extra["groups"] = clusters["cluster"].sel(variant=variant)
+                    described = f"{settings['n_clusters']} k-means clusters"
+                else:
+                    continue
                 figures.append(
                     plot.projection(
-                        scores, title=f"{label} of {variant}, coloured by {color}", **extra
+                        scores, title=f"{label} of {variant}, coloured by {described}", **extra
                     )
                 )
         page(method, label, f"{label} of the personas per layer (slider).", figures)
@@ -439,6 +453,8 @@ def _restore(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
         {k: v for k, v in fixed.items() if k in ds.coords}
     )
+    # CF's space-separated "coordinates" attribute cannot name "home region": restore it
+    ds = ds.set_coords([k for k, v in ds.data_vars.items() if "kind" in v.attrs])
     for key, dim in (("id", "persona"), ("id_other", "persona_other")):
         if key in ds.coords and ds[key].dims == (dim,) and key not in ds.xindexes:
             ds = ds.set_xindex(key)
@@ -459,19 +475,67 @@ def _default_colors(da: xr.DataArray) -> list[str]:
     return [chosen[k] for k in ("categorical", "ordinal", "numeric") if k in chosen]
 
 
-def _check_out(out: Path, settings: dict[str, Any], *, overwrite: bool) -> None:
-    """Refuse to replace what is not this run's report (``overwrite`` allows another run's)."""
+def _check_out(
+    out: Path, settings: dict[str, Any], *, overwrite: bool, store: str | None = None
+) -> None:
+    """Refuse an ``out`` that is or holds the store, or another run's report (unless
+    ``overwrite``). Files pvx did not write are never touched (see _replace_report)."""
+    if store and "://" not in store:
+        where, place = Path(store).resolve(), out.resolve()
+        if place == where or where in place.parents or place in where.parents:
+            raise ValueError(
+                f"--out {str(out)!r} would be inside, or contain, the store {store!r}; "
+                "pick a folder outside it"
+            )
     if not out.exists():
         return
-    run = out / RUN_FILE
-    if run.exists():
-        if overwrite or json.loads(run.read_text()) == settings:
-            return  # the same run again replaces its own results
+    if not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; pick a folder")
+    previous = _manifest(out)
+    if previous is None:
+        return  # a folder pvx never wrote to: new files go beside the user's
+    previous.pop("files", None)
+    if not overwrite and previous != settings:
         raise StoreError(
             f"{out} holds the results of a different run; pass another --out or --overwrite"
         )
-    if any(out.iterdir()):  # never delete files pvx did not write, even with --overwrite
-        raise StoreError(f"{out} exists and is not a pvx report; pass another --out")
+
+
+def _manifest(out: Path) -> dict[str, Any] | None:
+    """The run record of a report folder, if pvx wrote one (it lists the files pvx wrote)."""
+    try:
+        run = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(run, dict) or not isinstance(run.get("files"), list):
+        return None
+    return run
+
+
+def _replace_report(staging: Path, out: Path) -> None:
+    """Move a finished report into ``out``, deleting only what the previous run listed."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    previous = _manifest(out)
+    new = {p.name for p in staging.iterdir()}
+    stale = set(previous["files"]) | {RUN_FILE} if previous else set()
+    for name in sorted(new | stale):
+        target = out / name
+        if name not in stale and (target.exists() or target.is_symlink()):
+            raise StoreError(
+                f"{target} exists and pvx did not write it; move it or pick another --out"
+            )
+    for name in sorted(stale):
+        target = out / name
+        if "/" in name or name in ("", ".", ".."):
+            continue  # a damaged manifest never points outside the folder
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    for name in sorted(new):
+        (staging / name).rename(out / name)
 
 
 def _write_page(path: Path, title: str, description: str, figures: list[Any]) -> None:

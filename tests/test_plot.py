@@ -205,6 +205,25 @@ def test_hover_escapes_every_string_from_the_data(da):
     assert "<img" not in dumped and "<b>bold" not in dumped
 
 
+def test_quotes_stay_as_written_and_long_values_are_shortened(da):
+    region = da["region"].values.astype(object)
+    region[1] = 'the "north"'
+    region[2] = "x" * 10_000
+    names = da["name"].values.astype(object)
+    names[0] = 'Ada "the first"'
+    acts = da.assign_coords(
+        name=("persona", names), region=("persona", region, {"kind": "categorical"})
+    )
+    fig = pvx.plot.projection(decomposition.pca(acts), color="region")
+    legend = [t.name for t in fig.data]
+    assert 'the "north"' in legend and not any("&quot;" in n for n in legend)
+    assert max(len(n) for n in legend) <= pvx.plot.LABEL_LIMIT
+    assert "x" * 39 + "…" in legend
+    hover = [t for trace in fig.data for t in trace.hovertext]
+    assert any("x" * 10_000 in t for t in hover)  # the full value on hover
+    assert any('Ada "the first"' in t for t in hover)
+
+
 def test_hover_shows_id_name_and_chosen_attributes(scores):
     fig = pvx.plot.projection(scores, hover=["age", "region"])
     first = fig.data[0].hovertext[0]

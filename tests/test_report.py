@@ -84,13 +84,36 @@ def test_another_runs_output_is_never_replaced(store, tmp_path):
     assert (out / "scree.html").read_text() == before
     report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
     assert (out / "pca.html").exists() and not (out / "scree.html").exists()
-    other = tmp_path / "mine"
-    other.mkdir()
-    (other / "notes.txt").write_text("precious")
-    for overwrite in (False, True):
-        with pytest.raises(pvx.StoreError, match="is not a pvx report"):
-            report.analyze(store, views=["pca"], out=other, overwrite=overwrite, progress=None)
-    assert (other / "notes.txt").read_text() == "precious"
+
+
+def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    report.analyze(store, views=["scree"], out=mine, progress=None)  # written beside it
+    (mine / "notes.txt").write_text("added after the run")
+    report.analyze(store, views=["scree"], out=mine, progress=None)  # a plain rerun
+    report.analyze(store, views=["pca"], out=mine, overwrite=True, progress=None)
+    assert (mine / "thesis.tex").read_text() == "precious"
+    assert (mine / "notes.txt").read_text() == "added after the run"
+    assert (mine / "pca.html").exists() and not (mine / "scree.html").exists()
+    run = json.loads((mine / "run.json").read_text())
+    assert "thesis.tex" not in run["files"] and "pca.html" in run["files"]
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "index.html").write_text("the user's own index")
+    with pytest.raises(pvx.StoreError, match="pvx did not write it"):
+        report.analyze(store, views=["pca"], out=clash, progress=None)
+    assert (clash / "index.html").read_text() == "the user's own index"
+
+
+def test_out_inside_or_around_the_store_is_refused(store, tmp_path):
+    before = sorted(p.name for p in store.rglob("*"))
+    for out in (store, store / "report", store.parent):
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match="inside, or contain, the store"):
+                report.analyze(store, views=["scree"], out=out, overwrite=overwrite, progress=None)
+    assert sorted(p.name for p in store.rglob("*")) == before
 
 
 def test_cluster_colour_and_attribute_colours(store, tmp_path):
@@ -103,7 +126,7 @@ def test_cluster_colour_and_attribute_colours(store, tmp_path):
         progress=None,
     )
     text = (index.parent / "pca.html").read_text()
-    assert "coloured by cluster" in text and "coloured by planted_cluster" in text
+    assert "coloured by 3 k-means clusters" in text and "coloured by planted_cluster" in text
 
 
 def test_a_persona_attribute_named_cluster_wins_over_kmeans(tmp_path):
@@ -147,7 +170,7 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
     results = report.open_results(index.parent / "results.zarr")
     assert json.loads(results.attrs["settings"])["n_clusters"] == 5
     assert results["kmeans"]["cluster"].max() == 4
-    assert "coloured by cluster" in (index.parent / "pca.html").read_text()
+    assert "coloured by 5 k-means clusters" in (index.parent / "pca.html").read_text()
 
 
 @pytest.mark.parametrize(
@@ -158,6 +181,8 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--color", "shoe_size"], "unknown colour attribute"),
         (["--views", "pca,nonsense"], "unknown views"),
         (["--layers", "0,99"], "layers [99] are not in variant"),
+        (["--layers", "1-0"], "range '1-0' is empty"),
+        (["--workers", "0"], "at least 1 worker"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
@@ -245,3 +270,51 @@ def test_umap_preparation_with_a_cluster_that_has_no_workers_yet():
     ):
         report._prepare_umap(messages.append)
     assert messages[-1] == "no workers yet: each prepares UMAP with its first UMAP task"
+
+
+def bare_store(path, *, n_hidden=24, attributes=None):
+    """Like a store imported from the reference layout: names, no attributes."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=12, n_clusters=min(3, n_hidden), n_layer=3, n_hidden=n_hidden
+    )
+    da = da.drop_vars([k for k in pvx.store.attribute_names(da)])
+    if attributes:
+        da = da.assign_coords(attributes)
+    da = da.assign_coords(variant="biography")
+    da.attrs.update(model="org/bare", mask_strategy="mean")
+    pvx.write_variant(path, da)
+    return path
+
+
+def test_a_store_without_attributes_gets_kmeans_coloured_projections(tmp_path, capsys):
+    store = bare_store(tmp_path / "bare.zarr")
+    index = report.analyze(store, views=["pca", "isomap"], out=tmp_path / "o")
+    said = capsys.readouterr().out
+    assert "pca: 1 figure(s)" in said and "isomap: 1 figure(s)" in said
+    text = (index.parent / "pca.html").read_text()
+    assert "coloured by 5 k-means clusters" in text
+
+
+@pytest.mark.parametrize("n_hidden", [1, 2])
+def test_tiny_hidden_sizes_give_fewer_components(tmp_path, n_hidden):
+    store = bare_store(tmp_path / "tiny.zarr", n_hidden=n_hidden)
+    index = report.analyze(store, views=["pca", "scree"], out=tmp_path / "o", progress=None)
+    results = report.open_results(index.parent / "results.zarr")
+    assert results["pca"].sizes["component"] == n_hidden
+    assert (index.parent / "pca.html").exists() == (n_hidden == 2)  # no empty page
+
+
+def test_odd_attribute_names_redraw_as_first_drawn(tmp_path):
+    attributes = {
+        "home region": ("persona", ["north", "south", "east"] * 4, {"kind": "categorical"}),
+        "âge ✓": ("persona", np.arange(12.0), {"kind": "numeric"}),
+    }
+    store = bare_store(tmp_path / "odd.zarr", attributes=attributes)
+    index = report.analyze(
+        store, views=["pca"], colors=["home region", "âge ✓"], out=tmp_path / "o", progress=None
+    )
+    first = (index.parent / "pca.html").read_text()
+    assert "coloured by home region" in first
+    assert "coloured by " + json.dumps("âge ✓")[1:-1] in first  # plotly's JSON escapes it
+    again = report.render(report.open_results(index.parent / "results.zarr"), tmp_path / "r")
+    assert (again.parent / "pca.html").read_text() == first
