@@ -27,6 +27,7 @@ from typing import Any
 
 import dask
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from pvx import cluster, decomposition, manifold, plot, similarity
@@ -215,7 +216,12 @@ def compute_results(
     if views & {"similarity", "dendrogram"}:
         lazy["linkage"] = cluster.linkage(da)
     if "pairs" in views:
-        lazy["pairs"] = similarity.pair_similarity(da)
+        # Every pair's range across layers and the all-pairs band, reduced layer by layer;
+        # only the most-changing pairs' trajectories are kept (see _pairs_shown).
+        every_pair = similarity.pair_similarity(da)
+        lazy["pairs_band"] = every_pair[["median", "low", "high"]]
+        cos = every_pair["cosine"]
+        lazy["pairs_change"] = (cos.max("layer") - cos.min("layer")).rename("change")
     if n_clusters:
         lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer")
     if "variants" in views and da.sizes["variant"] >= 2:
@@ -225,9 +231,45 @@ def compute_results(
         _prepare_umap(say)
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
     computed = _compute(lazy)
+    if "pairs_band" in computed:
+        computed["pairs"] = _pairs_shown(
+            da, computed.pop("pairs_band"), computed.pop("pairs_change"), computed.get("cosine")
+        )
     return xr.DataTree.from_dict(
         {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
     )
+
+
+PAIRS_KEPT = 25
+
+
+def _pairs_shown(
+    da: xr.DataArray,
+    band: xr.Dataset,
+    change: xr.DataArray,
+    cosine: xr.DataArray | None,
+) -> xr.Dataset:
+    """The all-pairs band plus the trajectories of each variant's PAIRS_KEPT most-changing
+    pairs (not every pair x layer: 500,000 pairs at 1,000 personas)."""
+    kept: list[int] = []
+    for v in range(change.sizes["variant"]):
+        order = np.argsort(-change.isel(variant=v).values, kind="stable")[:PAIRS_KEPT]
+        kept += [int(i) for i in order if int(i) not in kept]
+    pairs = [(str(change["id"].values[i]), str(change["id_other"].values[i])) for i in kept]
+    if cosine is not None:
+        index = pd.Index(cosine["id"].values)
+        first = xr.DataArray(index.get_indexer([a for a, _ in pairs]), dims="pair")
+        second = xr.DataArray(index.get_indexer([b for _, b in pairs]), dims="pair")
+        chosen = cosine.isel(persona=first, persona_other=second)
+        chosen = chosen.drop_indexes([c for c in chosen.xindexes if c != "layer"])
+    else:
+        chosen = similarity.pair_similarity(da, pairs)["cosine"].compute()
+    ds = band.assign(cosine=chosen.transpose("variant", "layer", "pair"))
+    ds["change"] = xr.DataArray(
+        [[float(change.isel(variant=v).values[i]) for i in kept] for v in range(len(band.variant))],
+        dims=("variant", "pair"),
+    )
+    return ds
 
 
 def save_results(results: xr.DataTree, path: str | os.PathLike) -> None:
@@ -434,6 +476,15 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
                 dtype=object,
             ).reshape(var.shape)
             fixed[key] = var.copy(data=values)
+        elif var.dtype == np.float64 and key in ds.data_vars and var.size > 1024:
+            # Results are saved in float32: the figures draw far coarser than its 7 digits.
+            fixed[key] = var.astype(np.float32)
+        if "layer" in var.dims and key in ds.data_vars:  # one chunk per layer
+            var = fixed.get(key, var)
+            var.encoding["chunks"] = tuple(
+                1 if d in ("variant", "layer") else n for d, n in var.sizes.items()
+            )
+            fixed[key] = var
     return ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
         {k: v for k, v in fixed.items() if k in ds.coords}
     )

@@ -71,6 +71,23 @@ def test_umap_preserves_neighbourhoods(backend):
     assert manifold.umap(da.isel(persona=[0, 10, 20]), layer=0).shape == (3, 2)
 
 
+def test_umap_default_epochs_keep_umaps_own_trustworthiness():
+    """pvx runs 150 epochs where umap-learn runs 500: it must keep >= 0.98 of the quality."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
+    )
+    ours = manifold.umap(da, seed=1)
+    full = manifold.umap(da, seed=1, n_epochs=None)
+    assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS and "n_epochs" not in full.attrs
+    for i, x in enumerate(layer_slices(da)):
+        u = prepared(x)
+        fast = trustworthiness(u, ours.isel(layer=i).values, n_neighbors=15)
+        default = trustworthiness(u, full.isel(layer=i).values, n_neighbors=15)
+        assert fast >= 0.98 * default, (fast, default)
+    with pytest.raises(ValueError, match="n_epochs=0"):
+        manifold.umap(da, n_epochs=0)
+
+
 @pytest.mark.parametrize("method", [manifold.umap, manifold.isomap])
 def test_embedding_errors(method):
     da = pvx.synthetic.planted_personas(n_persona=6, seed=0)

@@ -1,0 +1,154 @@
+"""The main job as a new user runs it on their own data (issue 12).
+
+    python benchmarks/bench_main_job.py [--personas 1000] [--layers 42] [--hidden 3584]
+        [--workdir /tmp/pvx-mainjob] [--keep]
+
+1. Writes a store in the ``persona-vectors`` directory layout (bfloat16 safetensors + a
+   manifest per variant, names but no attributes, two variants), from planted clusters with
+   a shared offset per layer, one persona at a time.
+2. ``pvx import dir`` into a pvx store (timed).
+3. ``pvx analyze STORE`` with the default views, in a child process under ``/usr/bin/time``:
+   wall time, peak RSS, report folder size, figures per page.
+4. The floor, in this process: NumPy's ``X @ X.T`` per layer (float32, in memory) over both
+   variants.
+
+Defaults are Gemma-2-9B's shape (1000 x 42 x 3584).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import pvx
+
+VARIANTS = ("templated", "biography")
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, rounded to nearest even."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def write_safetensors_bf16(path: Path, bits: np.ndarray) -> None:
+    header = json.dumps(
+        {
+            "activations": {
+                "dtype": "BF16",
+                "shape": list(bits.shape),
+                "data_offsets": [0, bits.nbytes],
+            }
+        }
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.astype("<u2").tobytes())
+
+
+def write_reference_layout(root: Path, n: int, n_layer: int, n_hidden: int) -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(8, n_layer, n_hidden)).astype(np.float32)
+    offset = 20 * rng.normal(size=(n_layer, n_hidden)).astype(np.float32)
+    for k, variant in enumerate(VARIANTS):
+        vdir = root / "gemma-2-9b-it" / "answer_mean" / variant
+        vdir.mkdir(parents=True)
+        ids = ["baseline_assistant", *(f"persona-{i:05d}" for i in range(n))]
+        manifest = {
+            "model": "google/gemma-2-9b-it",
+            "num_layers": n_layer,
+            "hidden_size": n_hidden,
+            "personas": {
+                pid: {"name": f"Persona {i}", "sample_ids": [f"{pid}:{variant}"]}
+                for i, pid in enumerate(ids)
+            },
+        }
+        (vdir / "manifest.json").write_text(json.dumps(manifest))
+        for i, pid in enumerate(ids):
+            noise = rng.normal(size=(n_layer, n_hidden)).astype(np.float32)
+            x = offset + centers[i % 8] * (1 + 0.1 * k) + 0.8 * noise
+            write_safetensors_bf16(vdir / f"{pid}.safetensors", bf16_bits(x))
+
+
+def pvx_command(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("pvx")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pvx.cli", *args]
+
+
+def floor_seconds(store: Path) -> float:
+    """NumPy's X @ X.T per layer over every variant, float32 in memory (best of 3)."""
+    layers = []
+    for variant in VARIANTS:
+        da = pvx.load(store, variant).compute()
+        layers += [
+            np.ascontiguousarray(da.values[:, j].astype(np.float32)) for j in range(da.shape[1])
+        ]
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for x in layers:
+            x @ x.T
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--personas", type=int, default=1000)
+    parser.add_argument("--layers", type=int, default=42)
+    parser.add_argument("--hidden", type=int, default=3584)
+    parser.add_argument("--workdir", default="/tmp/pvx-mainjob")
+    parser.add_argument("--keep", action="store_true", help="keep the source and store")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    source, store, out = work / "source", work / "store.zarr", work / "report"
+    if not (args.keep and store.exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        start = time.perf_counter()
+        write_reference_layout(source, args.personas, args.layers, args.hidden)
+        print(f"wrote the reference layout in {time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        command = pvx_command("import", "dir", str(source), str(store))
+        subprocess.run(command, check=True, capture_output=True)
+        print(f"pvx import dir: {time.perf_counter() - start:.1f} s")
+    shutil.rmtree(out, ignore_errors=True)
+    run = subprocess.run(
+        ["/usr/bin/time", "-v", *pvx_command("analyze", str(store), "--out", str(out))],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode:
+        sys.exit(run.stdout[-3000:] + run.stderr[-3000:])
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", run.stderr)
+    assert wall is not None
+    hours, minutes, seconds = wall.groups()
+    analyze = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)[1]) / 2**20
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    floor = floor_seconds(store)
+    print(f"store: {args.personas} personas x {args.layers} layers x {args.hidden}, bf16 source")
+    print(f"pvx analyze (default views): {analyze:.1f} s, peak RSS {peak:.2f} GiB")
+    print(f"floor, NumPy X @ X.T over {2 * args.layers} layer-variants: {floor:.2f} s")
+    print(f"ratio: {analyze / floor:.1f}x the floor")
+    print(f"report folder: {size:.0f} MiB")
+    for name in sorted(p.name for p in out.iterdir()):
+        path = out / name
+        bytes_ = (
+            sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        )
+        print(f"  {name}: {bytes_ / 2**20:.1f} MiB")
+    pages = re.findall(r"  (\w+): (\d+) figure", run.stdout)
+    print("figures per page:", ", ".join(f"{view} {n}" for view, n in pages))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
