@@ -89,7 +89,7 @@ def _quiet_umap_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, module="umap")
 
 
-DEFAULT_UMAP_EPOCHS = 150
+DEFAULT_UMAP_EPOCHS = 100
 
 
 def _umap_one(
@@ -168,8 +168,8 @@ def umap(
         Random state of UMAP.
     n_epochs : int or None
         Optimisation epochs. umap-learn's own default (``None``) is 500 below 10,000
-        personas; 150 keeps over 0.99 of its trustworthiness on planted and synthetic
-        stores in under a third of the time (``benchmarks/README.md``).
+        personas; 100 keeps over 0.99 of its trustworthiness on planted and synthetic
+        stores in a quarter of the time (``benchmarks/README.md``).
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 

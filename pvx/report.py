@@ -212,16 +212,14 @@ def compute_results(
     if "isomap" in views:
         lazy["isomap"] = manifold.isomap(da)
     if "similarity" in views:
-        lazy["cosine"] = similarity.cosine(da)
+        # float32 as saved: the largest result (personas^2 x layers) at half the memory
+        lazy["cosine"] = similarity.cosine(da).astype(np.float32)
     if views & {"similarity", "dendrogram"}:
         lazy["linkage"] = cluster.linkage(da)
     if "pairs" in views:
-        # Every pair's range across layers and the all-pairs band, reduced layer by layer;
-        # only the most-changing pairs' trajectories are kept (see _pairs_shown).
-        every_pair = similarity.pair_similarity(da)
-        lazy["pairs_band"] = every_pair[["median", "low", "high"]]
-        cos = every_pair["cosine"]
-        lazy["pairs_change"] = (cos.max("layer") - cos.min("layer")).rename("change")
+        # Every pair's range across layers and the all-pairs band (sharing the cosine's
+        # Gram); only the most-changing pairs' trajectories are kept (see _pairs_shown).
+        lazy["pairs_change"] = similarity.pair_change(da)
     if n_clusters:
         lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer")
     if "variants" in views and da.sizes["variant"] >= 2:
@@ -231,43 +229,42 @@ def compute_results(
         _prepare_umap(say)
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
     computed = _compute(lazy)
-    if "pairs_band" in computed:
-        computed["pairs"] = _pairs_shown(
-            da, computed.pop("pairs_band"), computed.pop("pairs_change"), computed.get("cosine")
-        )
+    if "pairs_change" in computed:
+        computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
     return xr.DataTree.from_dict(
         {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
     )
 
 
 PAIRS_KEPT = 25
+# Rows of the similarity heatmap: 250 x 250 cells x 42 layers embed in about 3 MB per variant.
+SIMILARITY_ROWS = 250
 
 
-def _pairs_shown(
-    da: xr.DataArray,
-    band: xr.Dataset,
-    change: xr.DataArray,
-    cosine: xr.DataArray | None,
-) -> xr.Dataset:
+def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | None) -> xr.Dataset:
     """The all-pairs band plus the trajectories of each variant's PAIRS_KEPT most-changing
     pairs (not every pair x layer: 500,000 pairs at 1,000 personas)."""
+    change = summary["change"].transpose("variant", "persona", "persona_other").values
+    n = change.shape[-1]
+    first, second = np.triu_indices(n, k=1)
     kept: list[int] = []
-    for v in range(change.sizes["variant"]):
-        order = np.argsort(-change.isel(variant=v).values, kind="stable")[:PAIRS_KEPT]
+    for per_variant in change:
+        upper = per_variant[first, second]
+        order = np.argsort(-upper, kind="stable")[:PAIRS_KEPT]
         kept += [int(i) for i in order if int(i) not in kept]
-    pairs = [(str(change["id"].values[i]), str(change["id_other"].values[i])) for i in kept]
+    ids = summary["id"].values
+    pairs = [(str(ids[first[i]]), str(ids[second[i]])) for i in kept]
     if cosine is not None:
         index = pd.Index(cosine["id"].values)
-        first = xr.DataArray(index.get_indexer([a for a, _ in pairs]), dims="pair")
-        second = xr.DataArray(index.get_indexer([b for _, b in pairs]), dims="pair")
-        chosen = cosine.isel(persona=first, persona_other=second)
+        a = xr.DataArray(index.get_indexer([p for p, _ in pairs]), dims="pair")
+        b = xr.DataArray(index.get_indexer([q for _, q in pairs]), dims="pair")
+        chosen = cosine.isel(persona=a, persona_other=b)
         chosen = chosen.drop_indexes([c for c in chosen.xindexes if c != "layer"])
     else:
         chosen = similarity.pair_similarity(da, pairs)["cosine"].compute()
-    ds = band.assign(cosine=chosen.transpose("variant", "layer", "pair"))
-    ds["change"] = xr.DataArray(
-        [[float(change.isel(variant=v).values[i]) for i in kept] for v in range(len(band.variant))],
-        dims=("variant", "pair"),
+    ds = summary[["median", "low", "high"]].assign(
+        cosine=chosen.transpose("variant", "layer", "pair").astype(np.float64),
+        change=xr.DataArray(change[:, first[kept], second[kept]], dims=("variant", "pair")),
     )
     return ds
 
@@ -357,9 +354,22 @@ def render(
                     cos["cosine"].sel(variant=v),
                     order=order,
                     title=f"Centered cosine similarity, {v}",
+                    max_rows=SIMILARITY_ROWS,
                 )
             )
-        page("similarity", "Similarity", "Centered cosine between personas per layer.", figures)
+        n = cos.sizes["persona"]
+        blocks = (
+            f" Above {SIMILARITY_ROWS} personas, neighbours in dendrogram order are averaged in "
+            "blocks to keep the page light; results.zarr holds every cosine."
+            if n > SIMILARITY_ROWS
+            else ""
+        )
+        page(
+            "similarity",
+            "Similarity",
+            f"Centered cosine between personas per layer.{blocks}",
+            figures,
+        )
     pairs = node("pairs")
     if pairs is not None:
         figures = [

@@ -72,7 +72,7 @@ def test_umap_preserves_neighbourhoods(backend):
 
 
 def test_umap_default_epochs_keep_umaps_own_trustworthiness():
-    """pvx runs 150 epochs where umap-learn runs 500: it must keep >= 0.98 of the quality."""
+    """pvx runs 100 epochs where umap-learn runs 500: it must keep >= 0.98 of the quality."""
     da = pvx.synthetic.planted_personas(
         n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
     )

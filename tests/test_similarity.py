@@ -302,3 +302,19 @@ def test_cosine_against_other_errors():
         similarity.cosine(da, pvx.synthetic.planted_personas(n_persona=6, n_hidden=8))
     with pytest.raises(ValueError, match=r"share the labels of every dim but persona"):
         similarity.cosine(da, pvx.synthetic.planted_personas(n_persona=6, first_layer=5))
+
+
+def test_pair_change_summarises_every_pair(acts3):
+    every = similarity.pair_similarity(acts3)
+    with stays_lazy():
+        summary = similarity.pair_change(acts3)
+    summary = summary.compute()
+    expected = (every["cosine"].max("layer") - every["cosine"].min("layer")).values
+    n = acts3.sizes["persona"]
+    first, second = np.triu_indices(n, k=1)
+    np.testing.assert_allclose(summary["change"].values[first, second], expected, atol=1e-12)
+    np.testing.assert_allclose(summary["change"].values, summary["change"].values.T, atol=1e-12)
+    for stat in ("median", "low", "high"):
+        xr.testing.assert_allclose(summary[stat], every[stat].compute())
+    with pytest.raises(ValueError, match="several layers"):
+        similarity.pair_change(acts3, layer=10)
