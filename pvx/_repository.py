@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import fsspec
+import fsspec.core
 import google_crc32c
 import icechunk
 import zarr
@@ -41,6 +44,7 @@ import zarr.storage
 T = TypeVar("T")
 BRANCH = "main"
 LOCK_FILE = ".pvx-writer.lock"
+CHECKSUM_FILE = "pvx-checksums.json"  # sha256 of every metadata file of a published store
 METADATA_KEYS = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
 COMMIT_ATTEMPTS = 20
 
@@ -111,19 +115,31 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
     CRC32C, so a chunk that is absent, unreadable or fails its checksum means damage.
     """
 
-    def __init__(self, store: zarr.abc.store.Store, where: str, *, checksums: bool = True) -> None:
+    def __init__(
+        self,
+        store: zarr.abc.store.Store,
+        where: str,
+        *,
+        checksums: bool = True,
+        metadata_sums: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(store)
         self._where = where
         self._checksums = checksums
+        self._metadata_sums = metadata_sums  # sha256 of each metadata file (published)
 
     def _with_store(self, store: zarr.abc.store.Store) -> CheckedStore:
-        return type(self)(store, self._where, checksums=self._checksums)
+        return type(self)(
+            store, self._where, checksums=self._checksums, metadata_sums=self._metadata_sums
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:  # dask.distributed ships arrays to workers
-        return (type(self), (self._store, self._where), {"_checksums": self._checksums})
+        state = {"_checksums": self._checksums, "_metadata_sums": self._metadata_sums}
+        return (type(self), (self._store, self._where), state)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._checksums = state["_checksums"]
+        self._metadata_sums = state["_metadata_sums"]
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         metadata = key.rsplit("/", 1)[-1] in METADATA_KEYS
@@ -143,8 +159,16 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
                 "server is failing: restore the store from a copy"
             )
         if metadata and key.endswith("zarr.json"):
+            raw = value.to_bytes()
+            if self._metadata_sums is not None and (
+                self._metadata_sums.get(key) != hashlib.sha256(raw).hexdigest()
+            ):
+                raise StoreError(
+                    f"{self._where!r}: metadata file {key!r} fails its checksum (in "
+                    f"{CHECKSUM_FILE}); the store is damaged: publish it again"
+                )
             try:
-                json.loads(value.to_bytes())
+                json.loads(raw)
             except ValueError:
                 raise StoreError(
                     f"{self._where!r}: metadata file {key!r} is not valid JSON; the store is "
@@ -239,10 +263,68 @@ def open_read(location: Location, version: str | None = None) -> ReadView:
         )
     if version is not None:
         raise StoreError(f"{location.text!r} is not a repository: it has no versions to pick")
-    store = CheckedStore(location.zarr_store(), location.text, checksums=True)
+    plain = location.zarr_store()
+    sums = _read_checksums(location)
+    store = CheckedStore(plain, location.text, checksums=True, metadata_sums=sums)
     root = _open_group(store, location, consolidated=None)
-    published = root.attrs.get("pvx", {}).get("published", {})
+    info = root.attrs.get("pvx", {})
+    if sums is None and isinstance(info, dict) and "published" in info:
+        raise StoreError(
+            f"{location.text!r}: {CHECKSUM_FILE} is missing, so its metadata cannot be "
+            "checked; the store is damaged: publish it again"
+        )
+    published = info.get("published", {}) if isinstance(info, dict) else {}
     return ReadView(root, "published", published.get("snapshot"), location.text)
+
+
+def _read_checksums(location: Location) -> dict[str, str] | None:
+    """The published store's metadata checksums (read with fsspec's own loop: an fsspec
+    store is bound to the event loop that first used it)."""
+    try:
+        if location.path is not None:
+            path = location.path / CHECKSUM_FILE
+            raw = path.read_bytes() if path.exists() else None
+        else:
+            fs, root = fsspec.core.url_to_fs(location.text, **location.storage_options)
+            target = f"{root.rstrip('/')}/{CHECKSUM_FILE}"
+            raw = fs.cat_file(target) if fs.exists(target) else None
+    except Exception as err:
+        raise StoreError(
+            f"{location.text!r}: reading {CHECKSUM_FILE} failed ({_first_line(err)}); retry"
+        ) from None
+    if raw is None:
+        return None
+    try:
+        sums = json.loads(raw)
+    except ValueError:
+        sums = None
+    if not isinstance(sums, dict):
+        raise StoreError(
+            f"{location.text!r}: {CHECKSUM_FILE} is not valid; the store is damaged: publish "
+            "it again"
+        )
+    return sums
+
+
+def write_checksums(location: Location, root: Path | None = None) -> None:
+    """Record the sha256 of every metadata file of a finished published store (at ``root``
+    when it is still being written elsewhere)."""
+    if location.path is not None or root is not None:
+        base = root if root is not None else location.path
+        assert base is not None
+        files = {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("zarr.json")}
+        write = (base / CHECKSUM_FILE).write_bytes
+    else:
+        fs, base_text = fsspec.core.url_to_fs(location.text, **location.storage_options)
+        base_text = base_text.rstrip("/")
+        found = [p for p in fs.find(base_text) if p.rsplit("/", 1)[-1] == "zarr.json"]
+        files = {p[len(base_text) + 1 :]: fs.cat_file(p) for p in found}
+
+        def write(data: bytes) -> None:
+            fs.pipe_file(f"{base_text}/{CHECKSUM_FILE}", data)
+
+    sums = {key: hashlib.sha256(raw).hexdigest() for key, raw in sorted(files.items())}
+    write(json.dumps(sums, indent=1, sort_keys=True).encode())
 
 
 def _open_group(store: CheckedStore, location: Location, *, consolidated: bool | None) -> Any:
@@ -323,6 +405,8 @@ def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:
         session.commit("create pvx store")
         return
     target = location.path.absolute()
+    if (target / "refs").is_dir():
+        return  # another writer created it meanwhile
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StoreError(f"{location.text!r} exists and is not a pvx store; pick a new path")
     staging = target.with_name(f".{target.name}.creating-{uuid.uuid4().hex[:8]}")

@@ -53,6 +53,7 @@ from pvx._construct import (
     validate_vectors,
 )
 from pvx._repository import (
+    METADATA_KEYS,
     Location,
     ReadView,
     StoreError,
@@ -60,6 +61,7 @@ from pvx._repository import (
     open_repository,
     run,
     transact,
+    write_checksums,
 )
 from pvx._repository import (
     compact as _compact,
@@ -91,6 +93,9 @@ DEFAULT_PERSONA_BLOCK = 64
 # over HTTP; an append rewrites only the last one.
 COLUMN_CHUNK = 4096
 PARTITION_BYTES = 128 * 2**20
+# Chunks equal to the fill value are written too, so a missing chunk always means damage.
+_EVERY_CHUNK = {"write_empty_chunks": True}
+NAME_LIMIT = 128  # characters: names become file names, which most systems cap at 255 bytes
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 PVX_ARRAYS = ("vectors", "layer", "hidden", "persona", "variant", "id", "name", "sample_ids")
 RESERVED_PREFIXES = ("_", ".")
@@ -196,11 +201,15 @@ def load(
     UserWarning
         Once, naming the personas and layers dropped by aligning several variants.
     """
-    tree = (
-        store
-        if isinstance(store, xr.DataTree)
-        else open_store(store, version=version, **storage_options)
-    )
+    if isinstance(store, xr.DataTree):
+        if version is not None or storage_options:
+            raise TypeError(
+                "load() got an opened tree: it is already pinned to its version; pass version= "
+                "and storage options to pvx.open_store(...) instead"
+            )
+        tree = store
+    else:
+        tree = open_store(store, version=version, **storage_options)
     names = [variants] if isinstance(variants, str) else list(variants)
     if not names:
         raise StoreError("load() needs at least one variant name")
@@ -308,6 +317,7 @@ def write_variant(
         For invalid vectors (dims, dtype, ids, layers, attributes, names, non-finite values).
     """
     da = validate_vectors(da, func="write_variant")
+    _require_personas(da, func="write_variant")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="write_variant")
     if not isinstance(persona_block, int) or persona_block < 1:
@@ -344,6 +354,7 @@ def write_variant(
             data=da["layer"].values.astype(np.int64),
             dimension_names=["layer"],
             compressors=_compressors(),
+            config=_EVERY_CHUNK,
         )
         group.create_array(
             "vectors",
@@ -386,6 +397,7 @@ def append_personas(
     versions keep seeing them unchanged.
     """
     da = validate_vectors(da, func="append_personas")
+    _require_personas(da, func="append_personas")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="append_personas")
     location = _writable(store, storage_options)
@@ -447,7 +459,8 @@ def set_attribute(
     """
     _check_attribute_names([name], func="set_attribute")
     values = dict(pd.Series(values).items()) if isinstance(values, pd.Series) else dict(values)
-    attribute_variable(list(values.values()), kind=kind, order=order)  # kind/order errors first
+    # One kind for every variant, from all the values (errors before anything is written)
+    kind = attribute_variable(list(values.values()), kind=kind, order=order).attrs["kind"]
     location = _writable(store, storage_options)
     tree = open_store(store, **storage_options)
     mask_node = _mask_node(tree, model, mask_strategy)
@@ -473,8 +486,7 @@ def set_attribute(
         for group, var in planned:
             if name in group:
                 del group[name]
-            _create_column(group, name, var)
-            column = group[name]
+            column = _create_column(group, name, var)
             column.resize((var.size,))
             column[:] = _encode(var.values, var.attrs["kind"])
             meta = group.attrs["pvx"]
@@ -538,6 +550,7 @@ def publish(
             # reader, xarray's included, opens a remote hierarchy in one request.
             warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
             zarr.consolidate_metadata(dest)
+        write_checksums(target, staging if target.path is not None else None)
         if target.path is not None:
             os.rename(staging, target.path)
     finally:
@@ -762,7 +775,7 @@ async def _append_rows(
         arrays = {name: array async for name, array in group.arrays()}
 
     async def write(name: str, values: np.ndarray) -> None:
-        array = arrays[name].with_config({"write_empty_chunks": True})
+        array = arrays[name].with_config(_EVERY_CHUNK)
         await array.resize((n + len(values), *array.shape[1:]))
         await array.setitem(slice(n, None), values)
 
@@ -807,6 +820,7 @@ def _create_column(group: zarr.Group, name: str, var: xr.Variable) -> zarr.Array
         dimension_names=["persona"],
         attributes={k: v for k, v in var.attrs.items() if k in ("kind", "order")},
         compressors=_compressors(),
+        config=_EVERY_CHUNK,
     )
 
 
@@ -834,6 +848,11 @@ def _decode(name: str, raw: np.ndarray, attrs: dict[str, Any]) -> xr.Variable:
     return xr.Variable("persona", values, attrs)
 
 
+def _require_personas(da: xr.DataArray, *, func: str) -> None:
+    if da.sizes["persona"] == 0:
+        raise ValueError(f"{func}() got no personas; pass at least one")
+
+
 def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:
     """Refuse attribute names that would clash with pvx's arrays or break a Zarr path."""
     for name in names:
@@ -855,6 +874,10 @@ def _name_problem(name: Hashable) -> str | None:
         return f"starts with {name[0]!r}, which pvx and Zarr reserve"
     if name in PVX_ARRAYS:
         return "is reserved: pvx stores its own data under that name"
+    if name in METADATA_KEYS:
+        return "is the name of Zarr's metadata files"
+    if len(name) > NAME_LIMIT:
+        return f"is longer than {NAME_LIMIT} characters"
     return None
 
 
@@ -862,8 +885,8 @@ def _suggest(name: Hashable) -> str:
     text = "".join(
         "_" if c == "/" or unicodedata.category(c) in ("Cc", "Cf") else c for c in str(name)
     )
-    text = text.lstrip("_.").strip() or "attribute"
-    return f"{text}_attr" if text in PVX_ARRAYS else text
+    text = text.lstrip("_.").strip()[:NAME_LIMIT] or "attribute"
+    return f"{text}_attr" if text in PVX_ARRAYS or text in METADATA_KEYS else text
 
 
 def _identity(
@@ -884,11 +907,18 @@ def _identity(
     if not isinstance(model, str) or any(unicodedata.category(c) == "Cc" for c in model):
         raise ValueError(f"model {model!r} must be text without control characters")
     for what, value in (("mask_strategy", mask), ("variant", variant)):
-        if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
+        if (
+            not isinstance(value, str)
+            or not _SAFE_NAME.fullmatch(value)
+            or value in METADATA_KEYS
+            or len(value) > NAME_LIMIT
+        ):
             suggestion = re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(value)).strip("._+=-") or what
+            suggestion = f"{suggestion[:NAME_LIMIT]}{'_' if suggestion in METADATA_KEYS else ''}"
             raise ValueError(
-                f"{what} {value!r} must be a plain name (letters, digits, '._+=-', not "
-                f"starting with a punctuation mark); try {suggestion!r}"
+                f"{what} {value!r} must be a plain name of at most {NAME_LIMIT} characters "
+                "(letters, digits, '._+=-', not starting with a punctuation mark, not "
+                f"'zarr.json'); try {suggestion!r}"
             )
     return str(model), str(mask), str(variant)
 
@@ -899,7 +929,9 @@ def _model_dir(root: zarr.Group, model: str) -> str:
     for model_dir, name in models.items():
         if name == model:
             return str(model_dir)
-    base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip("._+=-") or "model"
+    base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip("._+=-")[:NAME_LIMIT] or "model"
+    if base in METADATA_KEYS:
+        base = "model"
     candidate, k = base, 1
     while candidate in models or candidate in root:
         k += 1
@@ -1074,6 +1106,11 @@ def _select(
 ) -> xr.DataArray:
     if ids is not None:
         ids = [ids] if isinstance(ids, str) else list(ids)
+        if not ids:
+            raise StoreError("ids= is empty; pass at least one persona id, or ids=None for all")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise StoreError(f"ids {repeated[:10]!r} are repeated in ids=; list each id once")
         missing = sorted(set(ids) - set(da["id"].values.tolist()))
         if missing:
             raise StoreError(f"ids {missing[:10]!r} are not in variant {variant!r}")

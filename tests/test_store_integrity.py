@@ -276,7 +276,7 @@ def test_published_missing_or_truncated_chunks_are_named_errors(store, tmp_path,
 def test_garbage_metadata_is_a_named_error(store, tmp_path):
     out = published(store, tmp_path)
     (out / "zarr.json").write_text("{not json")
-    with pytest.raises(pvx.StoreError, match=r"metadata file 'zarr.json' is not valid JSON"):
+    with pytest.raises(pvx.StoreError, match=r"metadata file 'zarr.json' fails its checksum"):
         pvx.open_store(out)
 
 
@@ -317,3 +317,83 @@ def test_compact_frees_old_versions_and_keeps_the_latest(store):
     assert len(pvx.store.history(store)) < 5
     xr.testing.assert_identical(pvx.load(store, "v").compute(), expected)
     pvx.append_personas(store, vectors([30]))
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_fill_valued_chunks_are_stored(tmp_path):
+    """A layer labelled 0 and an attribute missing everywhere are chunks equal to the fill
+    value: they must be written, or reading them would be taken for damage."""
+    path = tmp_path / "s.zarr"
+    pvx.write_variant(path, vectors([0, 1]).isel(layer=[0]))
+    pvx.write_variant(path, vectors([5, 6], variant="w").isel(layer=[0]))
+    pvx.set_attribute(path, "tag", {"p0": "x"})  # none of w's personas
+    pvx.set_attribute(path, "empty", {}, kind="numeric")
+    assert pvx.load(path, "v")["layer"].values.tolist() == [0]
+    assert pvx.load(path, "w")["tag"].isnull().all()
+    assert pvx.load(path, "w")["tag"].attrs["kind"] == "categorical"
+    assert pvx.load(path, "v")["empty"].attrs["kind"] == "numeric"
+    pvx.store.publish(path, tmp_path / "pub.zarr")
+    assert pvx.load(tmp_path / "pub.zarr", "w").sizes["persona"] == 2
+
+
+def test_set_attribute_infers_one_kind_for_every_variant(store):
+    pvx.set_attribute(store, "score", {"p0": 1.5})  # only in v... and w has p0 too
+    pvx.set_attribute(store, "score2", {"p4": 2.0})  # p4 is only in w
+    assert pvx.load(store, "v")["score2"].attrs["kind"] == "numeric"
+    pvx.append_personas(
+        store, vectors([7]).assign_coords(score2=("persona", [3.0], {"kind": "numeric"}))
+    )
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [(["p0", "p0", "p1"], "repeated"), ([], "is empty"), (["p1", "p0", "p1"], "repeated")],
+)
+def test_id_selection_refuses_repeats_and_nothing(store, ids, message):
+    with pytest.raises(pvx.StoreError, match=message):
+        pvx.load(store, "v", ids=ids)
+    got = pvx.load(store, "v", ids=["p2", "p0"])
+    assert got["id"].values.tolist() == ["p2", "p0"]
+    np.testing.assert_array_equal(got.values[:, 0, 0], [2.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "kw", [{"variant": "zarr.json"}, {"mask_strategy": "zarr.json"}, {"variant": "v" * 300}]
+)
+def test_names_that_would_break_publishing_are_refused(store, kw):
+    before = digest(store)
+    with pytest.raises(ValueError, match="plain name of at most"):
+        pvx.write_variant(store, vectors([9]), **kw)
+    with pytest.raises(ValueError, match="attribute name"):
+        pvx.set_attribute(store, "x" * 300, {"p0": 1.0})
+    assert digest(store) == before
+
+
+def test_published_metadata_is_checksummed(store, tmp_path):
+    import json
+
+    out = published(store, tmp_path)
+    doc = json.loads((out / "zarr.json").read_text())
+    doc["consolidated_metadata"]["metadata"]["org--m/mean/v/vectors"]["shape"][2] = 7
+    (out / "zarr.json").write_text(json.dumps(doc, indent=2))  # valid JSON, wrong shape
+    with pytest.raises(pvx.StoreError, match=r"'zarr\.json' fails its checksum"):
+        pvx.load(out, "v")
+    (out / "pvx-checksums.json").unlink()
+    with pytest.raises(pvx.StoreError, match=r"pvx-checksums\.json is missing"):
+        pvx.open_store(out)
+
+
+def test_load_refuses_a_version_for_an_opened_tree(store):
+    with pytest.raises(TypeError, match="already pinned"):
+        pvx.load(pvx.open_store(store), "v", version="ABC")
+
+
+def test_empty_writes_are_refused(store):
+    before = digest(store)
+    with pytest.raises(ValueError, match="got no personas"):
+        pvx.append_personas(store, vectors([9]).isel(persona=slice(0, 0)))
+    with pytest.raises(ValueError, match="got no personas"):
+        pvx.write_variant(store, vectors([9], variant="z").isel(persona=slice(0, 0)))
+    assert digest(store) == before
