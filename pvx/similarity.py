@@ -269,6 +269,20 @@ def _band_kernel(sim: np.ndarray, *, quantiles: tuple[float, ...]) -> np.ndarray
     return np.moveaxis(np.quantile(upper, (0.5, *quantiles), axis=-1), 0, -1)
 
 
+def _band(sim: xr.DataArray, quantiles: tuple[float, float]) -> xr.DataArray:
+    """Median and ``quantiles`` of the cosine over all pairs ``i < j`` (dim ``stat``)."""
+    return xr.apply_ufunc(
+        _band_kernel,
+        sim,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["stat"]],
+        kwargs={"quantiles": tuple(float(q) for q in quantiles)},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"stat": 3}},
+    )
+
+
 def pair_similarity(
     da: xr.DataArray,
     pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
@@ -334,16 +348,7 @@ def pair_similarity(
         second = _positions(da, [p[1] for p in pairs], func="pair_similarity")
     sim = cosine(da, include_baseline=True)
     chosen = sim.isel({P: xr.DataArray(first, dims="pair"), Q: xr.DataArray(second, dims="pair")})
-    band = xr.apply_ufunc(
-        _band_kernel,
-        sim,
-        input_core_dims=[[P, Q]],
-        output_core_dims=[["stat"]],
-        kwargs={"quantiles": tuple(float(q) for q in quantiles)},
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"stat": 3}},
-    )
+    band = _band(sim, quantiles)
     ds = xr.Dataset(
         {
             "cosine": chosen.drop_indexes([c for c in chosen.xindexes if c != "layer"]),
@@ -391,16 +396,7 @@ def pair_change(
     sim = cosine(da, layer=layer, include_baseline=include_baseline)
     if "layer" not in sim.dims:
         raise ValueError("pair_change() needs several layers; pass layer=None or a list")
-    band = xr.apply_ufunc(
-        _band_kernel,
-        sim,
-        input_core_dims=[[P, Q]],
-        output_core_dims=[["stat"]],
-        kwargs={"quantiles": tuple(float(q) for q in quantiles)},
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"stat": 3}},
-    )
+    band = _band(sim, quantiles)
     ds = xr.Dataset(
         {
             "change": sim.max("layer") - sim.min("layer"),

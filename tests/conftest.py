@@ -118,3 +118,18 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every key pvx reads from a store from now on."""
+    import pvx._repository
+
+    requested: list[str] = []
+    original = pvx._repository.CheckedStore.get
+
+    async def counting_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        requested.append(key)
+        return await original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(pvx._repository.CheckedStore, "get", counting_get)
+    return requested

@@ -11,9 +11,9 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import count_reads
 
 import pvx
-import pvx._repository
 from pvx import _engine
 from pvx.synthetic_store import persona_block_for, write_synthetic_store
 
@@ -90,14 +90,7 @@ def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_
         {"cosine": cosine.to_dataset(), "pca": pca, "scree": scree.to_dataset()}
     )
     write = tree.to_zarr(tmp_path / "results.zarr", compute=False, consolidated=False)
-    reads: list[str] = []
-    original_get = pvx._repository.CheckedStore.get
-
-    async def recording_get(self, key, *args, **kwargs):
-        reads.append(key)
-        return await original_get(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(pvx._repository.CheckedStore, "get", recording_get)
+    reads = count_reads(monkeypatch)
     write.compute(scheduler="threads")
     vector_reads = [key for key in reads if "/vectors/c/" in key]
     n_layer, block = lazy.sizes["layer"], lazy.encoding["chunks"][0]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr.storage
+from conftest import count_reads
 
 import pvx
-import pvx._repository
 from pvx.store import size_on_disk
 
 MODEL = "org/model-7b"
@@ -61,19 +61,6 @@ def with_attributes(ids, **kw):
 @pytest.fixture
 def store(tmp_path):
     return tmp_path / "s.zarr"
-
-
-def count_reads(monkeypatch) -> list[str]:
-    """Record every key pvx reads from now on."""
-    requested: list[str] = []
-    original = pvx._repository.CheckedStore.get
-
-    async def counting_get(self, key, *args, **kwargs):
-        requested.append(key)
-        return await original(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(pvx._repository.CheckedStore, "get", counting_get)
-    return requested
 
 
 def ids_of(n, prefix="p"):
