@@ -510,8 +510,9 @@ def publish(
 
     The copy is what HTTP servers, the Hugging Face Hub and any Zarr reader serve: open it
     with :func:`open_store` or ``xr.open_datatree(out, engine="zarr")``. A local ``out`` is
-    written beside its path and renamed into place; elsewhere the root metadata is written
-    last, so a half-written copy never opens. ``out`` must not exist.
+    written beside its path and renamed into place. Elsewhere the checksums of the metadata
+    (``pvx-checksums.json``) are written last, so pvx refuses a half-written copy with a
+    ``StoreError``; delete it before publishing to that URL again. ``out`` must not exist.
 
     Returns
     -------
