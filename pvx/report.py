@@ -353,7 +353,7 @@ def render(
                 plot.heatmap(
                     cos["cosine"].sel(variant=v),
                     order=order,
-                    title=f"Centered cosine similarity, {v}",
+                    title="Centered cosine similarity",  # plot adds " · <variant>"
                     max_rows=SIMILARITY_ROWS,
                 )
             )
@@ -373,7 +373,7 @@ def render(
     pairs = node("pairs")
     if pairs is not None:
         figures = [
-            plot.pair_trajectories(pairs.sel(variant=v), top=8, title=f"Most-changing pairs, {v}")
+            plot.pair_trajectories(pairs.sel(variant=v), top=8, title="Most-changing pairs")
             for v in variants
         ]
         page("pairs", "Pairs", "Pairs whose similarity changes most across layers.", figures)
@@ -383,14 +383,12 @@ def render(
         for v in variants:
             evr = scree["explained_variance_ratio"].sel(variant=v)
             figures += [
-                plot.scree(evr, max_components=20, title=f"Scree, {v}"),
-                plot.variance_heatmap(evr, cumulative=True, title=f"Cumulative variance, {v}"),
+                plot.scree(evr, max_components=20, title="Scree"),
+                plot.variance_heatmap(evr, cumulative=True, title="Cumulative variance"),
             ]
         page("scree", "Scree", "Explained variance per component and layer.", figures)
     if tree is not None and "dendrogram" in settings["views"]:
-        figures = [
-            plot.dendrogram(tree.sel(variant=v), title=f"Ward dendrogram, {v}") for v in variants
-        ]
+        figures = [plot.dendrogram(tree.sel(variant=v), title="Ward dendrogram") for v in variants]
         page("dendrogram", "Dendrogram", "Hierarchical clustering per layer.", figures)
     moved = node("variants")
     if moved is not None:
