@@ -175,8 +175,9 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
                     "damaged: restore the file or the store from a copy"
                 ) from None
         elif not metadata and self._checksums and byte_range is None:
-            raw = value.to_bytes()
-            if len(raw) < 4 or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raw = value.as_numpy_array()  # a view: no copy of every chunk read
+            stored = int.from_bytes(raw[-4:].tobytes(), "little") if len(raw) >= 4 else None
+            if stored is None or google_crc32c.value(raw[:-4]) != stored:
                 raise StoreError(
                     f"{self._where!r}: {_describe(key)} fails its checksum (truncated or "
                     "corrupted); the store is damaged: restore the store from a copy"

@@ -8,13 +8,12 @@ small classes, so this class stays a flat list of forwards.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from typing import Any
 
 import xarray as xr
 
 from pvx import cluster, decomposition, manifold, similarity
-from pvx._validate import LayerSelection
+from pvx._forward import forward
 
 __all__ = ["PvAccessor"]
 
@@ -34,61 +33,18 @@ class PvAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
 
-    def cosine(
-        self, other: xr.DataArray | None = None, *, layer: LayerSelection = None, **kwargs: Any
-    ) -> xr.DataArray:
-        """Call :func:`pvx.similarity.cosine` on this array."""
-        return similarity.cosine(self._da, other, layer=layer, **kwargs)
-
-    def neighbors(self, k: int, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
-        """Call :func:`pvx.similarity.neighbors` on this array."""
-        return similarity.neighbors(self._da, k, layer=layer, **kwargs)
-
-    def pair_similarity(
-        self,
-        pairs: Sequence[tuple[Hashable, Hashable]] | None = None,
-        *,
-        layer: LayerSelection = None,
-        **kwargs: Any,
-    ) -> xr.Dataset:
-        """Call :func:`pvx.similarity.pair_similarity` on this array."""
-        return similarity.pair_similarity(self._da, pairs, layer=layer, **kwargs)
-
-    def variant_similarity(
-        self, a: Hashable, b: Hashable, *, layer: LayerSelection = None, **kwargs: Any
-    ) -> xr.Dataset:
-        """Call :func:`pvx.similarity.variant_similarity` on this array."""
-        return similarity.variant_similarity(self._da, a, b, layer=layer, **kwargs)
-
-    def pca(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
-        """Call :func:`pvx.decomposition.pca` on this array."""
-        return decomposition.pca(self._da, layer=layer, **kwargs)
-
-    def explained_variance(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
-        """Call :func:`pvx.decomposition.explained_variance` on this array."""
-        return decomposition.explained_variance(self._da, layer=layer, **kwargs)
-
-    def umap(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
-        """Call :func:`pvx.manifold.umap` on this array."""
-        return manifold.umap(self._da, layer=layer, **kwargs)
-
-    def isomap(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
-        """Call :func:`pvx.manifold.isomap` on this array."""
-        return manifold.isomap(self._da, layer=layer, **kwargs)
-
-    def twonn(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.DataArray:
-        """Call :func:`pvx.manifold.twonn` on this array."""
-        return manifold.twonn(self._da, layer=layer, **kwargs)
-
-    def kmeans(
-        self, n_clusters: int, *, layer: LayerSelection = None, **kwargs: Any
-    ) -> xr.DataArray:
-        """Call :func:`pvx.cluster.kmeans` on this array."""
-        return cluster.kmeans(self._da, n_clusters, layer=layer, **kwargs)
-
-    def linkage(self, *, layer: LayerSelection = None, **kwargs: Any) -> xr.Dataset:
-        """Call :func:`pvx.cluster.linkage` on this array."""
-        return cluster.linkage(self._da, layer=layer, **kwargs)
+    cosine = forward(similarity.cosine)
+    neighbors = forward(similarity.neighbors)
+    pair_similarity = forward(similarity.pair_similarity)
+    pair_change = forward(similarity.pair_change)
+    variant_similarity = forward(similarity.variant_similarity)
+    pca = forward(decomposition.pca)
+    explained_variance = forward(decomposition.explained_variance)
+    umap = forward(manifold.umap)
+    isomap = forward(manifold.isomap)
+    twonn = forward(manifold.twonn)
+    kmeans = forward(cluster.kmeans)
+    linkage = forward(cluster.linkage)
 
     @property
     def plot(self) -> Any:

@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from pvx import _colors, cluster, decomposition, manifold, similarity
+from pvx._forward import forward
 from pvx.plot import (
     _AXIS_NAMES,
     _check_dims,
@@ -418,30 +419,10 @@ class HvplotAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
 
-    def projection(self, result: xr.DataArray | xr.Dataset, **kwargs: Any) -> hv.HoloMap:
-        """Recolour a computed projection of this array (:func:`pvx.hvplot.projection`)."""
-        return projection(result, vectors=self._da, **kwargs)
-
-    def pca(self, **kwargs: Any) -> hv.HoloMap:
-        """Call :func:`pvx.hvplot.pca` on this array."""
-        return pca(self._da, **kwargs)
-
-    def umap(self, **kwargs: Any) -> hv.HoloMap:
-        """Call :func:`pvx.hvplot.umap` on this array."""
-        return umap(self._da, **kwargs)
-
-    def isomap(self, **kwargs: Any) -> hv.HoloMap:
-        """Call :func:`pvx.hvplot.isomap` on this array."""
-        return isomap(self._da, **kwargs)
-
-    def cosine(self, **kwargs: Any) -> hv.HoloMap:
-        """Call :func:`pvx.hvplot.cosine` on this array."""
-        return cosine(self._da, **kwargs)
-
-    def explained_variance(self, **kwargs: Any) -> hv.NdOverlay:
-        """Call :func:`pvx.hvplot.explained_variance` on this array."""
-        return explained_variance(self._da, **kwargs)
-
-    def scree(self, **kwargs: Any) -> hv.NdOverlay:
-        """Scree curves of this array (same as :meth:`explained_variance`)."""
-        return explained_variance(self._da, **kwargs)
+    projection = forward(projection, as_keyword="vectors")
+    pca = forward(pca)
+    umap = forward(umap)
+    isomap = forward(isomap)
+    cosine = forward(cosine)
+    explained_variance = forward(explained_variance)
+    scree = explained_variance  # the same view under its common name

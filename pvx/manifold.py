@@ -168,8 +168,8 @@ def umap(
         Random state of UMAP.
     n_epochs : int or None
         Optimisation epochs. umap-learn's own default (``None``) is 500 below 10,000
-        personas; 100 keeps over 0.99 of its trustworthiness on planted and synthetic
-        stores in a quarter of the time (``benchmarks/README.md``).
+        personas; 100 kept 0.995 of its trustworthiness on 1000 planted personas in a
+        quarter of the time (``benchmarks/README.md``).
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 

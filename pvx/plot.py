@@ -35,6 +35,7 @@ import xarray as xr
 
 from pvx import _colors, cluster, decomposition, manifold, similarity
 from pvx._colors import Coloring
+from pvx._forward import forward
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -1858,40 +1859,12 @@ class PlotAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
 
-    def projection(self, result: xr.DataArray | xr.Dataset, **kwargs: Any) -> go.Figure:
-        """Recolour a computed projection of this array (:func:`pvx.plot.projection`)."""
-        return projection(result, vectors=self._da, **kwargs)
-
-    def pca(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.pca` on this array."""
-        return pca(self._da, **kwargs)
-
-    def umap(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.umap` on this array."""
-        return umap(self._da, **kwargs)
-
-    def isomap(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.isomap` on this array."""
-        return isomap(self._da, **kwargs)
-
-    def cosine(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.cosine` on this array."""
-        return cosine(self._da, **kwargs)
-
-    def pair_similarity(
-        self, pairs: Sequence[tuple[Hashable, Hashable]] | None = None, **kwargs: Any
-    ) -> go.Figure:
-        """Call :func:`pvx.plot.pair_similarity` on this array."""
-        return pair_similarity(self._da, pairs, **kwargs)
-
-    def variant_similarity(self, a: Hashable, b: Hashable, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.variant_similarity` on this array."""
-        return variant_similarity(self._da, a, b, **kwargs)
-
-    def explained_variance(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.explained_variance` on this array."""
-        return explained_variance(self._da, **kwargs)
-
-    def linkage(self, **kwargs: Any) -> go.Figure:
-        """Call :func:`pvx.plot.linkage` on this array."""
-        return linkage(self._da, **kwargs)
+    projection = forward(projection, as_keyword="vectors")
+    pca = forward(pca)
+    umap = forward(umap)
+    isomap = forward(isomap)
+    cosine = forward(cosine)
+    pair_similarity = forward(pair_similarity)
+    variant_similarity = forward(variant_similarity)
+    explained_variance = forward(explained_variance)
+    linkage = forward(linkage)

@@ -23,6 +23,7 @@ by :func:`migrate`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import re
 import shutil
@@ -1109,7 +1110,7 @@ def _select(
         ids = [ids] if isinstance(ids, str) else list(ids)
         if not ids:
             raise StoreError("ids= is empty; pass at least one persona id, or ids=None for all")
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        repeated = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
         if repeated:
             raise StoreError(f"ids {repeated[:10]!r} are repeated in ids=; list each id once")
         missing = sorted(set(ids) - set(da["id"].values.tolist()))

@@ -65,3 +65,47 @@ def test_all_analyses_compute_together(da):
         expected = calls[name](da)
         compare = xr.testing.assert_equal if name in ("kmeans", "kmeans_mean") else None
         (compare or xr.testing.assert_allclose)(result, expected)
+
+
+def test_every_accessor_method_shows_its_functions_parameters_and_docs():
+    """help(), inspect.signature and Shift-Tab show the real parameters, not **kwargs."""
+    import inspect
+
+    import pvx.hvplot
+    import pvx.plot
+
+    checked = 0
+    for cls, module in (
+        (pvx.accessor.PvAccessor, None),
+        (pvx.plot.PlotAccessor, pvx.plot),
+        (pvx.hvplot.HvplotAccessor, pvx.hvplot),
+    ):
+        for name, method in vars(cls).items():
+            if name.startswith("_") or isinstance(method, property):
+                continue
+            if module is None:
+                source = next(
+                    getattr(m, name)
+                    for m in (similarity, decomposition, manifold, cluster)
+                    if hasattr(m, name)
+                )
+            else:
+                source = getattr(module, "explained_variance" if name == "scree" else name)
+            assert method.__doc__ == source.__doc__, (cls.__name__, name)
+            shown = list(inspect.signature(method).parameters)
+            own = list(inspect.signature(source).parameters)
+            expected = [p for p in own if p != "vectors"] if name == "projection" else own[1:]
+            assert shown == ["self", *expected], (cls.__name__, name)
+            checked += 1
+    assert checked == 12 + 9 + 7
+
+
+def test_plot_accessors_forward(da):
+    import pvx.plot
+
+    one = da.sel(variant="biography")
+    scores = one.pv.pca()
+    a = one.pv.plot.projection(scores, color="planted_cluster")
+    b = pvx.plot.projection(scores, color="planted_cluster", vectors=one)
+    assert a.to_json() == b.to_json()
+    assert one.pv.plot.pca(layer=[0, 1]).to_json() == pvx.plot.pca(one, layer=[0, 1]).to_json()
