@@ -8,8 +8,11 @@ run on those ``persona x persona`` matrices, one dask task per layer.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,7 @@ from pvx import _engine
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
-__all__ = ["isomap", "prepare_umap", "twonn", "umap"]
+__all__ = ["isomap", "prepare_umap", "twonn", "umap", "umap_processes"]
 
 
 def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.DataArray:
@@ -89,7 +92,7 @@ def _quiet_umap_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, module="umap")
 
 
-DEFAULT_UMAP_EPOCHS = 100
+DEFAULT_UMAP_EPOCHS = 50
 
 
 def _umap_one(
@@ -100,6 +103,68 @@ def _umap_one(
     seed: int,
     n_epochs: int | None = None,
 ) -> Any:
+    kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed}
+    if _umap_pool is not None:
+        return _umap_pool.submit(_umap_fit, distance, n_epochs=n_epochs, **kwargs).result()
+    return _umap_fit(distance, n_epochs=n_epochs, **kwargs)
+
+
+_umap_pool: Executor | None = None
+
+
+def _umap_worker_start() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core per worker: the pool has one worker per core
+    prepare_umap()
+
+
+@contextlib.contextmanager
+def umap_processes(workers: int | None = None) -> Iterator[None]:
+    """Run the UMAP fits of computations inside this block in worker processes.
+
+    umap-learn's layout optimisation holds the GIL, so on dask's threaded scheduler its fits
+    run one at a time and stall every other task (reads, Gram products) while they do. In a
+    block, each fit is sent to one of ``workers`` processes (default: one per core), which
+    load umap-learn's cached code as they start; results are identical to in-process fits.
+    ``pvx analyze`` uses it on the local scheduler (a distributed cluster's workers are
+    processes already).
+
+    Examples
+    --------
+    >>> import pvx.manifold, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0)
+    >>> with pvx.manifold.umap_processes(1):
+    ...     emb = pvx.manifold.umap(da).compute()
+    >>> emb.sizes["layer"]
+    2
+    """
+    global _umap_pool
+    if _umap_pool is not None:  # nested: the outer block's pool serves
+        yield
+        return
+    from loky import get_reusable_executor
+
+    # loky's executor (joblib's) starts clean interpreters without re-running the caller's
+    # script, and is reused by later blocks (workers stay warm; idle ones exit after 5 min)
+    count = workers or os.cpu_count() or 1
+    _umap_pool = get_reusable_executor(count, timeout=300, initializer=_umap_worker_start)
+    for _ in range(count):  # start the workers now: they load umap while other work runs
+        _umap_pool.submit(os.getpid)
+    try:
+        yield
+    finally:
+        _umap_pool = None
+
+
+def _umap_fit(
+    distance: np.ndarray,
+    *,
+    n_neighbors: int,
+    n_components: int,
+    seed: int,
+    n_epochs: int | None,
+) -> np.ndarray:
     umap_learn = _load_umap()
     _quiet_umap_warnings()
     n = distance.shape[0]
@@ -130,7 +195,7 @@ def prepare_umap() -> float:
     if not _umap_ready:
         points = np.random.default_rng(0).standard_normal((12, 3))
         distance = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
-        _umap_one(distance, n_neighbors=4, n_components=2, seed=0)
+        _umap_fit(distance, n_neighbors=4, n_components=2, seed=0, n_epochs=None)
         _umap_ready = True
     return time.perf_counter() - start
 
@@ -168,8 +233,8 @@ def umap(
         Random state of UMAP.
     n_epochs : int or None
         Optimisation epochs. umap-learn's own default (``None``) is 500 below 10,000
-        personas; 100 kept 0.995 of its trustworthiness on 1000 planted personas in a
-        quarter of the time (``benchmarks/README.md``).
+        personas; 50 kept 0.997 of its trustworthiness on 1000 planted personas in a
+        sixth of the time (``benchmarks/README.md``).
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 

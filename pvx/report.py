@@ -17,7 +17,6 @@ import html
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 import warnings
@@ -29,6 +28,7 @@ import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from pvx import cluster, decomposition, manifold, plot, similarity
 from pvx._construct import attribute_names
@@ -221,14 +221,23 @@ def compute_results(
         # Gram); only the most-changing pairs' trajectories are kept (see _pairs_shown).
         lazy["pairs_change"] = similarity.pair_change(da)
     if n_clusters:
-        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer")
+        # three k-means++ starts per layer (not ten): labels colour a figure
+        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer", n_init=3)
     if "variants" in views and da.sizes["variant"] >= 2:
         a, b = (str(v) for v in da["variant"].values[:2])
         lazy["variants"] = similarity.variant_similarity(da, a, b)
-    if "umap" in lazy:
+    umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if "umap" in lazy and _distributed_client() is None:
+        # UMAP's fits hold the GIL: in processes they leave the threads to the other work
+        umap_workers = manifold.umap_processes()
+        say(f"UMAP runs in {os.cpu_count() or 1} worker processes")
+    elif "umap" in lazy:
         _prepare_umap(say)
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
-    computed = _compute(lazy)
+    with umap_workers:
+        computed = _compute(lazy)
+    if "cosine" in computed:
+        computed["cosine"] = _as_saved(computed["cosine"])
     if "pairs_change" in computed:
         computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
     return xr.DataTree.from_dict(
@@ -415,38 +424,19 @@ def _distributed_client() -> Any:
 
 
 def _prepare_umap(say: Progress) -> None:
-    """Load (or, first time in an environment, compile) UMAP's numba code before the
-    computation, where it would otherwise stall a task silently; on a cluster, on every
-    worker at once."""
-    say("preparing UMAP's compiled code (about 20 s the first time, then cached)")
+    """Load (or, first time in an environment, compile) UMAP's numba code on every worker of
+    the distributed cluster before the computation, where it would otherwise stall a task
+    silently."""
+    say("preparing UMAP's compiled code on the workers (about 20 s the first time, then cached)")
     client = _distributed_client()
-    done = threading.Event()
-
-    def tick() -> None:
-        start = time.perf_counter()
-        while not done.wait(5.0):
-            say(f"  still preparing UMAP ({time.perf_counter() - start:.0f} s)")
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    try:
-        if client is None:
-            seconds = manifold.prepare_umap()
-        else:
-            # As tasks pinned to each worker, in its thread pool: client.run would block
-            # the worker's event loop for the whole compile.
-            workers = list(client.scheduler_info()["workers"])
-            if not workers:  # e.g. an adaptive cluster before it scales up
-                say("no workers yet: each prepares UMAP with its first UMAP task")
-                return
-            futures = [
-                client.submit(manifold.prepare_umap, pure=False, workers=[w]) for w in workers
-            ]
-            seconds = max(client.gather(futures))
-    finally:
-        done.set()
-        ticker.join()
-    say(f"UMAP ready in {seconds:.1f} s")
+    # As tasks pinned to each worker, in its thread pool: client.run would block the worker's
+    # event loop for the whole compile.
+    workers = list(client.scheduler_info()["workers"])
+    if not workers:  # e.g. an adaptive cluster before it scales up
+        say("no workers yet: each prepares UMAP with its first UMAP task")
+        return
+    futures = [client.submit(manifold.prepare_umap, pure=False, workers=[w]) for w in workers]
+    say(f"UMAP ready in {max(client.gather(futures)):.1f} s")
 
 
 def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
@@ -468,9 +458,87 @@ def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
     return value.to_dataset(name=value.name or name)
 
 
+# The cosine matrices are most of the results (personas² x layers x variants): saved as their
+# upper triangle (diagonal included), CF-packed in int16: within 1.6e-5 of the float32 values,
+# far below what a figure or a hover label shows, in an eighth of the bytes.
+COSINE_SCALE = 1 / 32767
+COSINE_FILL = -32768
+
+
+def _quantised(cos: np.ndarray) -> np.ndarray:
+    """Cosines as int16 steps of COSINE_SCALE (missing as COSINE_FILL), one layer at a time
+    so no float64 copy of every matrix is made."""
+    out = np.empty(cos.shape, dtype=np.int16)
+    for index in np.ndindex(*cos.shape[:-2]):
+        layer = np.rint(np.clip(cos[index], -1.0, 1.0) / np.float32(COSINE_SCALE))
+        out[index] = np.where(np.isnan(layer), COSINE_FILL, layer)
+    return out
+
+
+def _dequantised(steps: np.ndarray, out: np.ndarray) -> np.ndarray:
+    for index in np.ndindex(*steps.shape[:-1]):
+        values = steps[index].astype(np.float32) * np.float32(COSINE_SCALE)
+        out[index] = np.where(steps[index] == COSINE_FILL, np.float32(np.nan), values)
+    return out
+
+
+def _as_saved(cos: xr.DataArray) -> xr.DataArray:
+    """The cosines as ``results.zarr`` gives them back, so pages drawn now and pages
+    redrawn from the saved results are the same."""
+    values = np.asarray(cos.values, dtype=np.float32)
+    return cos.copy(data=_dequantised(_quantised(values), values))
+
+
+def _cosine_triangle(ds: xr.Dataset) -> xr.Dataset:
+    cos = ds["cosine"]
+    n = cos.sizes["persona"]
+    rows, cols = np.triu_indices(n)
+    lead = [d for d in cos.dims if d not in ("persona", "persona_other")]
+    square = cos.transpose(*lead, "persona", "persona_other").values
+    n_pairs = rows.size
+    steps = np.empty((*square.shape[:-2], n_pairs), dtype=np.int16)
+    for index in np.ndindex(*square.shape[:-2]):
+        steps[index] = _quantised(square[index])[rows, cols]
+    triangle = xr.Variable(
+        (*lead, "pair"),
+        steps,
+        # CF packing: any xarray reader decodes it to cosines (missing ones as NaN)
+        attrs={
+            **cos.attrs,
+            "scale_factor": COSINE_SCALE,
+            "pvx_layout": "upper triangle with diagonal, row-major",
+        },
+        encoding={
+            "_FillValue": COSINE_FILL,
+            "chunks": (*(1 if d in ("variant", "layer") else cos.sizes[d] for d in lead), n_pairs),
+            "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),),
+        },
+    )
+    return ds.drop_vars("cosine").assign(cosine_upper=triangle)
+
+
+def _cosine_square(ds: xr.Dataset) -> xr.Dataset:
+    triangle = ds["cosine_upper"]
+    n = ds.sizes["persona"]
+    rows, cols = np.triu_indices(n)
+    lead = [d for d in triangle.dims if d != "pair"]
+    # back to the exact int16 steps (xarray decoded them), then to the float32 values
+    decoded = triangle.values
+    steps = np.where(np.isnan(decoded), COSINE_FILL, np.rint(decoded / COSINE_SCALE))
+    values = _dequantised(steps.astype(np.int16), np.empty(steps.shape, dtype=np.float32))
+    square = np.empty((*values.shape[:-1], n, n), dtype=np.float32)
+    square[..., rows, cols] = values
+    square[..., cols, rows] = values
+    attrs = {k: v for k, v in triangle.attrs.items() if k not in ("pvx_layout", "scale_factor")}
+    cos = xr.Variable((*lead, "persona", "persona_other"), square, attrs=attrs)
+    return ds.drop_vars("cosine_upper").assign(cosine=cos)
+
+
 def _storable(ds: xr.Dataset) -> xr.Dataset:
     """Zarr v3 has a specified type for variable-length strings only: use it everywhere."""
     ds = ds.drop_vars([k for k in ds.variables if str(k).startswith("sample_ids")])
+    if "cosine" in ds.data_vars and "persona_other" in ds["cosine"].dims:
+        ds = _cosine_triangle(ds)
     # String indexes would be written back as fixed-width (unstable) types: drop them first.
     ds = ds.drop_indexes([k for k in ds.xindexes if k not in ds.dims or ds[k].dtype.kind in "OUT"])
     fixed = {}
@@ -487,12 +555,12 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
         elif var.dtype == np.float64 and key in ds.data_vars and var.size > 1024:
             # Results are saved in float32: the figures draw far coarser than its 7 digits.
             fixed[key] = var.astype(np.float32)
-        if "layer" in var.dims and key in ds.data_vars:  # one chunk per layer
+        if "layer" in var.dims and key in ds.data_vars and "chunks" not in var.encoding:
             var = fixed.get(key, var)
             var.encoding["chunks"] = tuple(
                 1 if d in ("variant", "layer") else n for d, n in var.sizes.items()
             )
-            fixed[key] = var
+            fixed[key] = var  # one chunk per layer
     return ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
         {k: v for k, v in fixed.items() if k in ds.coords}
     )
@@ -500,6 +568,8 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
 
 def _restore(ds: xr.Dataset) -> xr.Dataset:
     """Back to pvx's in-memory form: object strings, missing labels as NaN, ids indexed."""
+    if "cosine_upper" in ds.data_vars:
+        ds = _cosine_square(ds)
     fixed = {}
     for key, var in ds.variables.items():
         if var.dtype.kind in "OUT":

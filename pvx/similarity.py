@@ -410,7 +410,14 @@ def pair_change(
 
 
 def _variant_kernel(
-    g_aa: np.ndarray, g_bb: np.ndarray, g_ab: np.ndarray, *, ids: tuple[Any, ...]
+    g_aa: np.ndarray,
+    g_bb: np.ndarray,
+    paired: np.ndarray,
+    to_mean_b: np.ndarray,
+    to_mean_a: np.ndarray,
+    means: np.ndarray,
+    *,
+    ids: tuple[Any, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     _engine._check_finite(g_aa, ids)
     _engine._check_finite(g_bb, ids)
@@ -422,10 +429,12 @@ def _variant_kernel(
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
         return np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), -1, 1)
 
-    raw = ratio(diag(g_ab), diag(g_aa), diag(g_bb))
-    # Each variant is centered by its own mean: Ca Cbᵀ = H Gab H.
-    c_aa, c_bb, c_ab = (_engine._double_center(g) for g in (g_aa, g_bb, g_ab))
-    centered = ratio(diag(c_ab), diag(c_aa), diag(c_bb))
+    raw = ratio(paired, diag(g_aa), diag(g_bb))
+    # Each variant is centered by its own mean: (a_i - m_a)·(b_i - m_b), from the products
+    # of each row with the other variant's mean (no persona x persona cross product).
+    c_aa, c_bb = (_engine._double_center(g) for g in (g_aa, g_bb))
+    centered_paired = paired - to_mean_b - to_mean_a + means[..., None]
+    centered = ratio(centered_paired, diag(c_aa), diag(c_bb))
     cos_a = _engine._prepare_kernel(g_aa, center=True, normalize=True, ids=ids)
     cos_b = _engine._prepare_kernel(g_bb, center=True, normalize=True, ids=ids)
     n = g_aa.shape[-1]
@@ -508,13 +517,22 @@ def variant_similarity(
     )
     x_a = da.sel(variant=a).drop_vars("variant")
     x_b = da.sel(variant=b).drop_vars("variant")
-    g_aa, g_bb, g_ab = _engine.raw_gram(x_a), _engine.raw_gram(x_b), _engine.raw_gram(x_a, x_b)
+    g_aa, g_bb = _engine.raw_gram(x_a), _engine.raw_gram(x_b)
+    a64, b64 = x_a.astype(np.float64), x_b.astype(np.float64)
+    mean_a, mean_b = a64.mean(P), b64.mean(P)
+    products = [
+        xr.dot(a64, b64, dim=_engine.H),
+        xr.dot(a64, mean_b, dim=_engine.H),
+        xr.dot(b64, mean_a, dim=_engine.H),
+    ]
+    products = [_engine.single_chunk(_engine.bare(p), P) for p in products]
     raw, centered, corr = xr.apply_ufunc(
         _variant_kernel,
         g_aa,
         _engine.bare(g_bb),
-        _engine.bare(g_ab),
-        input_core_dims=[[P, Q]] * 3,
+        *products,
+        _engine.bare(xr.dot(mean_a, mean_b, dim=_engine.H)),
+        input_core_dims=[[P, Q], [P, Q], [P], [P], [P], []],
         output_core_dims=[[P], [P], []],
         kwargs={"ids": tuple(_engine.persona_ids(da).tolist())},
         dask="parallelized",

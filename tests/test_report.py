@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 import pvx
 import pvx.synthetic
@@ -59,10 +60,19 @@ def test_results_match_a_direct_computation(store, tmp_path):
     results = report.open_results(index.parent / "results.zarr")
     da = pvx.load(store, ["templated", "biography"])
     direct = pvx.similarity.cosine(da).compute()
+    # saved as CF-scaled int16 (steps of 1/32767), upper triangle only
     xr.testing.assert_allclose(
         results["cosine"]["cosine"],
         direct.drop_vars([k for k in direct.coords if str(k).startswith("sample_ids")]),
+        rtol=0,
+        atol=0.5 / 32767 + 1e-7,
     )
+    raw = zarr.open_group(index.parent / "results.zarr", mode="r")["cosine"]
+    n = results["cosine"].sizes["persona"]
+    assert raw["cosine_upper"].dtype == np.int16
+    assert raw["cosine_upper"].shape == (2, 4, n * (n + 1) // 2)
+    plain = xr.open_datatree(index.parent / "results.zarr", engine="zarr", consolidated=False)
+    assert plain["cosine"]["cosine_upper"].dtype.kind == "f"  # xarray decodes the scale
 
 
 def test_pages_redrawn_from_saved_results_are_identical(store, tmp_path):
@@ -244,21 +254,26 @@ def test_layers_and_ids_are_selected(store, tmp_path):
     np.testing.assert_allclose(evr.sum("component"), 1.0)
 
 
-def test_umap_is_prepared_before_the_computation_and_says_so(store, tmp_path, monkeypatch):
+def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, monkeypatch):
+    """On the local scheduler UMAP's fits (which hold the GIL) go to worker processes."""
     messages: list[str] = []
-    prepare = report.manifold.prepare_umap
+    pools: list[object] = []
+    fit = report.manifold._umap_one
 
-    def recorded() -> float:
-        messages.append("prepare_umap called")
-        return prepare()
+    def recorded(*args, **kwargs):
+        pools.append(report.manifold._umap_pool)
+        return fit(*args, **kwargs)
 
-    monkeypatch.setattr(report.manifold, "prepare_umap", recorded)
-    report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
-    called = messages.index("prepare_umap called")
-    preparing = next(i for i, m in enumerate(messages) if m.startswith("preparing UMAP"))
-    ready = next(i for i, m in enumerate(messages) if m.startswith("UMAP ready in"))
+    monkeypatch.setattr(report.manifold, "_umap_one", recorded)
+    index = report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
+    assert pools and all(pool is not None for pool in pools)
+    workers = next(i for i, m in enumerate(messages) if "worker processes" in m)
     computing = next(i for i, m in enumerate(messages) if m.startswith("computing"))
-    assert preparing < called < ready < computing
+    assert workers < computing
+    assert report.manifold._umap_pool is None  # only inside the computation
+    saved = report.open_results(index.parent / "results.zarr")["umap"]["umap"]
+    expected = report.manifold.umap(pvx.load(store, "biography")).compute()
+    np.testing.assert_allclose(saved.sel(variant="biography").values, expected.values, rtol=1e-6)
 
 
 def test_umap_preparation_with_a_cluster_that_has_no_workers_yet():
