@@ -801,22 +801,23 @@ def heatmap(
         raise ValueError(
             f"heatmap() got precision={precision!r}; choose 'auto', 'float32' or 'int8'"
         )
-    sim = _computed(sim)
     layers = _layer_labels(sim)
     ids = _persona_ids(sim)
     order_ = _leaf_positions(order, ids, order_layer) if order is not None else np.arange(len(ids))
-    dims = ["layer", _P, _Q] if "layer" in sim.dims else [_P, _Q]
-    z = sim.transpose(*dims).values
-    z = z[..., order_, :][..., order_] if z.ndim == 3 else z[np.ix_(order_, order_)]
-    if z.ndim == 2:
-        z = z[None]
+    stacked = sim.transpose("layer", _P, _Q) if "layer" in sim.dims else sim.expand_dims("layer")
     shown = ids[order_]
     if labels == "name" and "name" in sim.coords:
         names = np.asarray(sim["name"].values, dtype=object)[order_]
         shown = np.asarray([f"{n} ({i})" for n, i in zip(names, shown, strict=True)])
     blocks = _blocks(len(ids), max_rows)
+
+    def drawn(i: int) -> np.ndarray:
+        # one layer at a time: a lazy similarity (e.g. from results.zarr) is never all loaded
+        z = np.asarray(stacked.isel(layer=i).values)[np.ix_(order_, order_)]
+        return _block_means(z, blocks) if len(blocks) < len(ids) else z
+
+    z = np.stack([drawn(i) for i in range(stacked.sizes["layer"])])
     if len(blocks) < len(ids):
-        z = _block_means(z, blocks)
         ticks = [
             _label(shown[b[0]])
             if len(b) == 1

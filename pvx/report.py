@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from dask.delayed import Delayed
 
 from pvx import cluster, decomposition, manifold, plot, similarity
 from pvx._construct import attribute_names
@@ -170,11 +171,16 @@ def analyze(
         f"{settings['variants']}, {da.sizes['persona']} personas x {da.sizes['layer']} layers"
     )
     start = time.perf_counter()
-    results = compute_results(da, views, n_clusters=n_clusters, progress=say)
-    results.attrs["settings"] = json.dumps(settings)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        save_results(results, staging / RESULTS)
+        results = compute_results(
+            da,
+            views,
+            n_clusters=n_clusters,
+            progress=say,
+            path=staging / RESULTS,
+            attrs={"settings": json.dumps(settings)},
+        )
         say("drawing views")
         render(results, staging, progress=say)
         written = sorted(p.name for p in staging.iterdir())
@@ -192,12 +198,18 @@ def compute_results(
     *,
     n_clusters: int | None = None,
     progress: Progress | None = None,
+    path: str | os.PathLike | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> xr.DataTree:
     """Run every analysis the views need, in one computation (one read of ``da``).
 
     ``da`` has dims ``(variant, persona, layer, hidden)``. Returns a tree with one node per
     analysis (``pca``, ``scree``, ``umap``, ``isomap``, ``cosine``, ``linkage``, ``pairs``,
-    ``kmeans``, ``variants``), each vectorised over ``variant`` and ``layer``.
+    ``kmeans``, ``variants``), each vectorised over ``variant`` and ``layer``, with ``attrs``.
+
+    With ``path`` (a new ``results.zarr``), the results are written there as they are
+    computed and the tree returned reads its cosines from there lazily: memory holds a few
+    layers' matrices, not every layer's (personas² x layers x variants).
     """
     say = progress or (lambda message: None)
     views = set(views)
@@ -211,7 +223,9 @@ def compute_results(
         lazy["umap"] = manifold.umap(da)
     if "isomap" in views:
         lazy["isomap"] = manifold.isomap(da)
-    if "similarity" in views:
+    if "similarity" in views and path is not None:
+        lazy["cosine"] = _cosine_writer(similarity.cosine(da), path)
+    elif "similarity" in views:
         # float32 as saved: the largest result (personas^2 x layers) at half the memory
         lazy["cosine"] = similarity.cosine(da).astype(np.float32)
     if views & {"similarity", "dendrogram"}:
@@ -236,13 +250,61 @@ def compute_results(
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
     with umap_workers:
         computed = _compute(lazy)
-    if "cosine" in computed:
+    if path is not None and "cosine" in computed:  # written: read back lazily
+        computed["cosine"] = _open_node(path, "cosine")["cosine"]
+    elif "cosine" in computed:
         computed["cosine"] = _as_saved(computed["cosine"])
     if "pairs_change" in computed:
         computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
-    return xr.DataTree.from_dict(
+    tree = xr.DataTree.from_dict(
         {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
     )
+    tree.attrs.update(attrs or {})
+    if path is None:
+        return tree
+    save_results(tree, path, skip=("cosine",) if "cosine" in computed else ())
+    return open_results(path)
+
+
+def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
+    """A lazy write of the cosines to ``path``'s ``cosine`` node, one chunk per layer and
+    variant, as saved by :func:`save_results` (packed upper triangle)."""
+    n = cos.sizes["persona"]
+    rows, cols = np.triu_indices(n)
+
+    def packed(square: np.ndarray) -> np.ndarray:
+        return _packed_steps(square, rows, cols)
+
+    steps = xr.apply_ufunc(
+        packed,
+        cos.chunk({d: 1 for d in cos.dims if d not in ("persona", "persona_other")}),
+        input_core_dims=[["persona", "persona_other"]],
+        output_core_dims=[["pair"]],
+        dask="parallelized",
+        output_dtypes=[np.int16],
+        dask_gufunc_kwargs={"output_sizes": {"pair": rows.size}},
+    )
+    ds = _storable(cos.isel(layer=0, drop=True).to_dataset(name="cosine").drop_vars("cosine"))
+    ds["cosine_upper"] = steps.variable.copy()
+    ds["cosine_upper"].attrs = _triangle_attrs(cos.attrs)
+    ds["cosine_upper"].encoding = _triangle_encoding()
+    for name in ("variant", "layer"):
+        ds = ds.assign_coords({name: cos[name].values})
+    return ds.to_zarr(
+        path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3
+    )
+
+
+def _packed_steps(square: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    out = np.empty((*square.shape[:-2], rows.size), dtype=np.int16)
+    for index in np.ndindex(*square.shape[:-2]):
+        out[index] = _quantised(np.asarray(square[index], dtype=np.float32))[rows, cols]
+    return out
+
+
+def _open_node(path: str | os.PathLike, name: str) -> xr.Dataset:
+    ds = xr.open_dataset(path, group=name, engine="zarr", consolidated=False, chunks={})
+    return _restore(ds)
 
 
 PAIRS_KEPT = 25
@@ -278,21 +340,37 @@ def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | N
     return ds
 
 
-def save_results(results: xr.DataTree, path: str | os.PathLike) -> None:
-    """Write a results tree to Zarr v3 (strings as variable-length UTF-8)."""
+def save_results(
+    results: xr.DataTree, path: str | os.PathLike, *, skip: Sequence[str] = ()
+) -> None:
+    """Write a results tree to Zarr v3 (strings as variable-length UTF-8); nodes named in
+    ``skip`` are already there (written while computing)."""
+    if skip:
+        kept = {f"/{k}": v.to_dataset() for k, v in results.children.items() if k not in skip}
+        trimmed = xr.DataTree.from_dict({"/": results.to_dataset(), **kept})
+        trimmed.attrs = dict(results.attrs)
+        results = trimmed
     clean = results.map_over_datasets(_storable)
     clean.attrs = dict(results.attrs)
     with warnings.catch_warnings():
         # Attribute names with spaces are stored as variables; _restore makes them
         # coordinates again.
         warnings.filterwarnings("ignore", "coordinate .* has a space in its name")
-        clean.to_zarr(path, mode="w-", consolidated=False, zarr_format=3)
+        clean.to_zarr(path, mode="a" if skip else "w-", consolidated=False, zarr_format=3)
 
 
 def open_results(path: str | os.PathLike) -> xr.DataTree:
-    """Open a ``results.zarr`` written by :func:`save_results` (or ``pvx analyze``)."""
-    tree = xr.open_datatree(path, engine="zarr", consolidated=False, chunks=None).load()
-    return tree.map_over_datasets(_restore)
+    """Open a ``results.zarr`` written by :func:`save_results` (or ``pvx analyze``).
+
+    Everything is loaded except the cosines, which stay lazy (dask, one chunk per layer and
+    variant): they are most of the results' size.
+    """
+    tree = xr.open_datatree(path, engine="zarr", consolidated=False, chunks={})
+
+    def load(ds: xr.Dataset) -> xr.Dataset:
+        return _restore(ds.load() if "cosine_upper" not in ds else ds)
+
+    return tree.map_over_datasets(load)
 
 
 def render(
@@ -447,9 +525,12 @@ def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
         from dask.diagnostics import ProgressBar
 
         progress = ProgressBar(minimum=2, dt=0.5)
+    # Delayed writes (to_zarr(compute=False)) last: dask 2026.8 returns their results after
+    # every collection's, whatever their position among the arguments
+    names = sorted(lazy, key=lambda name: isinstance(lazy[name], Delayed))
     with progress:
-        values = dask.compute(*lazy.values())
-    return dict(zip(lazy, values, strict=True))
+        values = dask.compute(*(lazy[name] for name in names))
+    return dict(zip(names, values, strict=True))
 
 
 def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
@@ -499,38 +580,57 @@ def _cosine_triangle(ds: xr.Dataset) -> xr.Dataset:
     steps = np.empty((*square.shape[:-2], n_pairs), dtype=np.int16)
     for index in np.ndindex(*square.shape[:-2]):
         steps[index] = _quantised(square[index])[rows, cols]
+    encoding = _triangle_encoding()
+    per_layer = (1 if d in ("variant", "layer") else cos.sizes[d] for d in lead)
+    encoding["chunks"] = (*per_layer, n_pairs)
     triangle = xr.Variable(
-        (*lead, "pair"),
-        steps,
-        # CF packing: any xarray reader decodes it to cosines (missing ones as NaN)
-        attrs={
-            **cos.attrs,
-            "scale_factor": COSINE_SCALE,
-            "pvx_layout": "upper triangle with diagonal, row-major",
-        },
-        encoding={
-            "_FillValue": COSINE_FILL,
-            "chunks": (*(1 if d in ("variant", "layer") else cos.sizes[d] for d in lead), n_pairs),
-            "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),),
-        },
+        (*lead, "pair"), steps, attrs=_triangle_attrs(cos.attrs), encoding=encoding
     )
     return ds.drop_vars("cosine").assign(cosine_upper=triangle)
 
 
-def _cosine_square(ds: xr.Dataset) -> xr.Dataset:
-    triangle = ds["cosine_upper"]
-    n = ds.sizes["persona"]
+def _triangle_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
+    # CF packing: any xarray reader decodes the steps to cosines (missing ones as NaN)
+    return {
+        **attrs,
+        "scale_factor": COSINE_SCALE,
+        "pvx_layout": "upper triangle with diagonal, row-major",
+    }
+
+
+def _triangle_encoding() -> dict[str, Any]:
+    return {
+        "_FillValue": COSINE_FILL,
+        "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),),
+    }
+
+
+def _unpacked(decoded: np.ndarray, *, n: int) -> np.ndarray:
+    """Square float32 matrices from packed upper triangles (as xarray decoded them)."""
     rows, cols = np.triu_indices(n)
-    lead = [d for d in triangle.dims if d != "pair"]
-    # back to the exact int16 steps (xarray decoded them), then to the float32 values
-    decoded = triangle.values
+    # back to the exact int16 steps, then to the float32 values pages were drawn from
     steps = np.where(np.isnan(decoded), COSINE_FILL, np.rint(decoded / COSINE_SCALE))
     values = _dequantised(steps.astype(np.int16), np.empty(steps.shape, dtype=np.float32))
     square = np.empty((*values.shape[:-1], n, n), dtype=np.float32)
     square[..., rows, cols] = values
     square[..., cols, rows] = values
-    attrs = {k: v for k, v in triangle.attrs.items() if k not in ("pvx_layout", "scale_factor")}
-    cos = xr.Variable((*lead, "persona", "persona_other"), square, attrs=attrs)
+    return square
+
+
+def _cosine_square(ds: xr.Dataset) -> xr.Dataset:
+    triangle = ds["cosine_upper"]
+    n = ds.sizes["persona"]
+    cos = xr.apply_ufunc(  # lazy on dask: one layer's matrix at a time
+        _unpacked,
+        triangle.variable,
+        input_core_dims=[["pair"]],
+        output_core_dims=[["persona", "persona_other"]],
+        kwargs={"n": n},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {"persona": n, "persona_other": n}},
+    )
+    cos.attrs = {k: v for k, v in triangle.attrs.items() if k not in ("pvx_layout", "scale_factor")}
     return ds.drop_vars("cosine_upper").assign(cosine=cos)
 
 
@@ -552,9 +652,11 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
                 dtype=object,
             ).reshape(var.shape)
             fixed[key] = var.copy(data=values)
+        # Results are saved in float32: the figures draw far coarser than its 7 digits (not
+        # the linkage: SciPy's dendrogram takes only float64 matrices)
         elif var.dtype == np.float64 and key in ds.data_vars and var.size > 1024:
-            # Results are saved in float32: the figures draw far coarser than its 7 digits.
-            fixed[key] = var.astype(np.float32)
+            if key != "linkage":
+                fixed[key] = var.astype(np.float32)
         if "layer" in var.dims and key in ds.data_vars and "chunks" not in var.encoding:
             var = fixed.get(key, var)
             var.encoding["chunks"] = tuple(

@@ -333,3 +333,18 @@ def test_odd_attribute_names_redraw_as_first_drawn(tmp_path):
     assert "coloured by " + json.dumps("âge ✓")[1:-1] in first  # plotly's JSON escapes it
     again = report.render(report.open_results(index.parent / "results.zarr"), tmp_path / "r")
     assert (again.parent / "pca.html").read_text() == first
+
+
+def test_dendrogram_drawn_from_saved_results_of_a_larger_store(tmp_path):
+    """Large results are saved in float32; the linkage stays float64 (SciPy needs it)."""
+    path = tmp_path / "s.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=60, n_clusters=3, n_layer=5, n_hidden=16)
+    da.attrs.update(model="org/planted", mask_strategy="mean")
+    pvx.write_variant(path, da)
+    index = report.analyze(
+        path, views=["dendrogram", "similarity"], out=tmp_path / "r", progress=None
+    )
+    assert (index.parent / "dendrogram.html").exists()
+    saved = report.open_results(index.parent / "results.zarr")
+    assert saved["linkage"]["linkage"].dtype == np.float64
+    assert saved["cosine"]["cosine"].chunks is not None  # read lazily, layer by layer
