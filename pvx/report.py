@@ -296,6 +296,7 @@ def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
 
 
 def _packed_steps(square: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The int16 steps of each matrix's upper triangle (``rows, cols``), layer by layer."""
     out = np.empty((*square.shape[:-2], rows.size), dtype=np.int16)
     for index in np.ndindex(*square.shape[:-2]):
         out[index] = _quantised(np.asarray(square[index], dtype=np.float32))[rows, cols]
@@ -575,14 +576,10 @@ def _cosine_triangle(ds: xr.Dataset) -> xr.Dataset:
     n = cos.sizes["persona"]
     rows, cols = np.triu_indices(n)
     lead = [d for d in cos.dims if d not in ("persona", "persona_other")]
-    square = cos.transpose(*lead, "persona", "persona_other").values
-    n_pairs = rows.size
-    steps = np.empty((*square.shape[:-2], n_pairs), dtype=np.int16)
-    for index in np.ndindex(*square.shape[:-2]):
-        steps[index] = _quantised(square[index])[rows, cols]
+    steps = _packed_steps(cos.transpose(*lead, "persona", "persona_other").values, rows, cols)
     encoding = _triangle_encoding()
     per_layer = (1 if d in ("variant", "layer") else cos.sizes[d] for d in lead)
-    encoding["chunks"] = (*per_layer, n_pairs)
+    encoding["chunks"] = (*per_layer, rows.size)
     triangle = xr.Variable(
         (*lead, "pair"), steps, attrs=_triangle_attrs(cos.attrs), encoding=encoding
     )

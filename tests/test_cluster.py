@@ -135,3 +135,16 @@ def test_linkage_errors(acts):
         cluster.linkage(acts, method="median")
     with pytest.raises(ValueError, match=r"linkage\(\) needs at least 2 personas"):
         cluster.linkage(acts.isel(persona=[0]))
+
+
+def test_pivoted_cholesky_rows_reproduce_a_rank_deficient_gram():
+    from pvx import _lapack
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    x -= x.mean(axis=0)
+    k = x @ x.T  # rank 6
+    rows = _lapack.dpstrf_rows(k)
+    assert rows.shape == (40, 6)
+    np.testing.assert_allclose(rows @ rows.T, k, atol=1e-10)
+    assert _lapack.dpstrf_rows(np.zeros((4, 4))).shape == (4, 1)

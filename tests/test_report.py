@@ -348,3 +348,22 @@ def test_dendrogram_drawn_from_saved_results_of_a_larger_store(tmp_path):
     saved = report.open_results(index.parent / "results.zarr")
     assert saved["linkage"]["linkage"].dtype == np.float64
     assert saved["cosine"]["cosine"].chunks is not None  # read lazily, layer by layer
+
+
+def test_results_saved_from_memory_equal_results_streamed_while_computing(store, tmp_path):
+    """save_results packs an in-memory tree's cosines like pvx analyze's streamed write."""
+    da = pvx.load(store, ["templated", "biography"])
+    in_memory = report.compute_results(da, ["similarity"])
+    report.save_results(in_memory, tmp_path / "saved.zarr")
+    streamed = report.compute_results(da, ["similarity"], path=tmp_path / "streamed.zarr")
+    saved = report.open_results(tmp_path / "saved.zarr")
+    for tree in (saved, streamed):
+        np.testing.assert_array_equal(
+            tree["cosine"]["cosine"].values, in_memory["cosine"]["cosine"].values
+        )
+    raw = [
+        zarr.open_array(tmp_path / f / "cosine" / "cosine_upper")
+        for f in ("saved.zarr", "streamed.zarr")
+    ]
+    assert raw[0].dtype == raw[1].dtype == np.int16
+    np.testing.assert_array_equal(raw[0][:], raw[1][:])
