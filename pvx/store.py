@@ -804,7 +804,7 @@ def _compressors(*, vectors: bool = False) -> tuple[Any, ...]:
     # Byte-shuffled zstd packs float activations better than plain zstd; the CRC32C last
     # makes every damaged chunk detectable (see pvx._repository.CheckedStore).
     first = (
-        zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+        zarr.codecs.BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
         if vectors
         else zarr.codecs.ZstdCodec(level=3)
     )
