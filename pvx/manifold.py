@@ -16,6 +16,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
 import xarray as xr
 
 from pvx import _engine
@@ -92,7 +94,8 @@ def _quiet_umap_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, module="umap")
 
 
-DEFAULT_UMAP_EPOCHS = 50
+DEFAULT_UMAP_EPOCHS = 30
+UMAP_INITS = ("pca", "spectral", "random")
 
 
 def _umap_one(
@@ -102,8 +105,10 @@ def _umap_one(
     n_components: int,
     seed: int,
     n_epochs: int | None = None,
+    init: str = "pca",
 ) -> Any:
     kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed}
+    kwargs["init"] = init
     if _umap_pool is not None:
         return _umap_pool.submit(_umap_fit, distance, n_epochs=n_epochs, **kwargs).result()
     return _umap_fit(distance, n_epochs=n_epochs, **kwargs)
@@ -164,10 +169,16 @@ def _umap_fit(
     n_components: int,
     seed: int,
     n_epochs: int | None,
+    init: str = "pca",
 ) -> np.ndarray:
     umap_learn = _load_umap()
     _quiet_umap_warnings()
     n = distance.shape[0]
+    start: Any = init
+    if n <= n_components + 1:
+        start = "random"  # the spectral and PCA starts need more points than components + 1
+    elif init == "pca":
+        start = _pca_start(distance, n_components, seed)
     model = umap_learn.UMAP(
         n_neighbors=n_neighbors,
         n_components=n_components,
@@ -176,10 +187,30 @@ def _umap_fit(
         random_state=seed,
         n_epochs=n_epochs,
         n_jobs=1,  # a fixed seed forces one thread anyway; saying so avoids a warning
-        # the spectral initialisation needs more points than components + 1
-        init="spectral" if n > n_components + 1 else "random",
+        init=start,
     )
     return model.fit_transform(distance).astype(np.float64)
+
+
+def _pca_start(distance: np.ndarray, k: int, seed: int) -> np.ndarray | str:
+    """UMAP's starting layout: the top ``k`` principal components of the prepared rows, by
+    classical scaling of their distances (no second pass over the vectors). Cheaper than
+    umap-learn's spectral start and as good (``benchmarks/README.md``); the spectral start
+    where the components are degenerate (all points equal along one)."""
+    n = distance.shape[0]
+    inner = -0.5 * np.square(distance)
+    inner -= inner.mean(axis=0)
+    inner -= inner.mean(axis=1)[:, None]
+    if n > 200:  # Lanczos: a few products with the matrix instead of a full decomposition
+        start = np.random.default_rng(seed).standard_normal(n)
+        values, vectors = scipy.sparse.linalg.eigsh(inner, k=k, which="LA", v0=start)
+    else:
+        values, vectors = scipy.linalg.eigh(inner, subset_by_index=[n - k, n - 1])
+    order = np.argsort(values)[::-1]
+    scores = vectors[:, order] * np.sqrt(np.clip(values[order], 0.0, None))
+    if not (np.ptp(scores, axis=0) > 1e-12 * max(1.0, float(np.abs(scores).max()))).all():
+        return "spectral"
+    return _engine.fix_signs(scores)
 
 
 def prepare_umap() -> float:
@@ -209,6 +240,7 @@ def umap(
     n_neighbors: int | None = None,
     seed: int = 42,
     n_epochs: int | None = DEFAULT_UMAP_EPOCHS,
+    init: str = "pca",
     include_baseline: bool = False,
 ) -> xr.DataArray:
     """UMAP embedding of the personas, per layer.
@@ -233,8 +265,12 @@ def umap(
         Random state of UMAP.
     n_epochs : int or None
         Optimisation epochs. umap-learn's own default (``None``) is 500 below 10,000
-        personas; 50 kept 0.997 of its trustworthiness on 1000 planted personas in a
-        sixth of the time (``benchmarks/README.md``).
+        personas; 30 from the PCA start kept 0.997 of the trustworthiness of umap-learn's
+        default (500 epochs from its spectral start) on 1000 planted personas, in a
+        seventh of the time (``benchmarks/README.md``).
+    init : {"pca", "spectral", "random"}
+        Starting layout: the top principal components (default; from the distances, so
+        free), or umap-learn's own spectral or random start.
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 
@@ -281,6 +317,8 @@ def umap(
         n_epochs = check_positive_int(
             n_epochs, "n_epochs", func=func, maximum=100_000, why="epochs of optimisation"
         )
+    if init not in UMAP_INITS:
+        raise ValueError(f"{func}() got init={init!r}; choose one of {list(UMAP_INITS)}")
     coords = _embed(
         distance,
         _umap_one,
@@ -289,8 +327,10 @@ def umap(
         n_components=k,
         seed=int(seed),
         n_epochs=n_epochs,
+        init=init,
     )
     coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
+    coords.attrs["init"] = init
     if n_epochs is not None:
         coords.attrs["n_epochs"] = n_epochs
     return coords.rename("umap")

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from dask.delayed import Delayed
 
 from pvx import cluster, decomposition, manifold, plot, similarity
 from pvx._construct import attribute_names
@@ -268,7 +267,14 @@ def compute_results(
 
 def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
     """A lazy write of the cosines to ``path``'s ``cosine`` node, one chunk per layer and
-    variant, as saved by :func:`save_results` (packed upper triangle)."""
+    variant, as saved by :func:`save_results` (packed upper triangle).
+
+    xarray writes the node's metadata now; the returned dask array writes one layer's
+    triangle per task and holds the number of layers written. It is a dask array, not the
+    ``Delayed`` of ``to_zarr(compute=False)``, whose graph is optimised (fused and renamed)
+    on its own, so the Gram it starts from would be computed a second time instead of
+    shared with the other analyses in one ``dask.compute``.
+    """
     n = cos.sizes["persona"]
     rows, cols = np.triu_indices(n)
 
@@ -290,9 +296,24 @@ def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
     ds["cosine_upper"].encoding = _triangle_encoding()
     for name in ("variant", "layer"):
         ds = ds.assign_coords({name: cos[name].values})
-    return ds.to_zarr(
-        path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3
+    # metadata and coordinates only: the returned write of the data is left unused
+    ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
+    target = zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
+    data = steps.data
+    return data.map_blocks(
+        _write_block,
+        target=target,
+        dtype=np.int64,
+        chunks=tuple((1,) * len(c) for c in data.chunks),
     )
+
+
+def _write_block(block: np.ndarray, *, target: zarr.Array, block_info: Any = None) -> np.ndarray:
+    """Write one block where it belongs in ``target`` (a whole Zarr chunk: no two tasks
+    write the same chunk); return a count of 1."""
+    where = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    target[where] = block
+    return np.ones((1,) * block.ndim, dtype=np.int64)
 
 
 def _packed_steps(square: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -526,12 +547,9 @@ def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
         from dask.diagnostics import ProgressBar
 
         progress = ProgressBar(minimum=2, dt=0.5)
-    # Delayed writes (to_zarr(compute=False)) last: dask 2026.8 returns their results after
-    # every collection's, whatever their position among the arguments
-    names = sorted(lazy, key=lambda name: isinstance(lazy[name], Delayed))
     with progress:
-        values = dask.compute(*(lazy[name] for name in names))
-    return dict(zip(names, values, strict=True))
+        values = dask.compute(*lazy.values())
+    return dict(zip(lazy, values, strict=True))
 
 
 def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:

@@ -517,7 +517,10 @@ def variant_similarity(
     )
     x_a = da.sel(variant=a).drop_vars("variant")
     x_b = da.sel(variant=b).drop_vars("variant")
-    g_aa, g_bb = _engine.raw_gram(x_a), _engine.raw_gram(x_b)
+    # Selected from the Gram of every variant (dask computes only the two needed), so this
+    # shares its tasks with the other analyses of ``da`` in one dask.compute
+    gram = _engine.raw_gram(da)
+    g_aa, g_bb = (gram.sel(variant=v).drop_vars("variant") for v in (a, b))
     a64, b64 = x_a.astype(np.float64), x_b.astype(np.float64)
     mean_a, mean_b = a64.mean(P), b64.mean(P)
     products = [

@@ -72,12 +72,13 @@ def test_umap_preserves_neighbourhoods(backend):
 
 
 def test_umap_default_epochs_keep_umaps_own_trustworthiness():
-    """pvx runs 100 epochs where umap-learn runs 500: it must keep >= 0.98 of the quality."""
+    """pvx runs 30 epochs from a PCA start where umap-learn runs 500 from a spectral one: it
+    must keep >= 0.98 of the quality."""
     da = pvx.synthetic.planted_personas(
         n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
     )
     ours = manifold.umap(da, seed=1)
-    full = manifold.umap(da, seed=1, n_epochs=None)
+    full = manifold.umap(da, seed=1, n_epochs=None, init="spectral")
     assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS and "n_epochs" not in full.attrs
     for i, x in enumerate(layer_slices(da)):
         u = prepared(x)
@@ -86,6 +87,8 @@ def test_umap_default_epochs_keep_umaps_own_trustworthiness():
         assert fast >= 0.98 * default, (fast, default)
     with pytest.raises(ValueError, match="n_epochs=0"):
         manifold.umap(da, n_epochs=0)
+    with pytest.raises(ValueError, match=r"init='tsne'; choose one of \['pca'"):
+        manifold.umap(da, init="tsne")
 
 
 @pytest.mark.parametrize("method", [manifold.umap, manifold.isomap])
@@ -187,3 +190,18 @@ def test_umap_compiled_code_is_cached_across_processes(tmp_path):
 
     assert cache_hits() == 0  # an empty cache: compiled, and written
     assert cache_hits() >= 2  # loaded from the cache
+
+
+@pytest.mark.parametrize("n_persona", [40, 260])  # dense solver below 200 points, Lanczos above
+def test_umap_pca_start_is_the_prepared_rows_principal_components(n_persona):
+    from sklearn.decomposition import PCA
+
+    da = pvx.synthetic.planted_personas(n_persona=n_persona, n_layer=1, n_hidden=24, seed=2)
+    u = prepared(layer_slices(da)[0])
+    distance = np.sqrt(np.maximum(((u[:, None] - u[None]) ** 2).sum(-1), 0))
+    start = manifold._pca_start(distance, 2, seed=0)
+    expected = PCA(n_components=2, svd_solver="full").fit_transform(u)
+    np.testing.assert_allclose(np.abs(start), np.abs(expected), atol=1e-8)
+    assert (np.abs(start).argmax(axis=0) == np.abs(start * (start > 0)).argmax(axis=0)).all()
+    # points that coincide along a component: umap-learn's spectral start instead
+    assert manifold._pca_start(np.zeros((5, 5)), 2, seed=0) == "spectral"
