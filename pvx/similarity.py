@@ -409,6 +409,17 @@ def pair_change(
     return ds
 
 
+def _row_products(
+    a: np.ndarray, b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, in float64: ``a·b``, ``a·mean_b`` and ``b·mean_a`` (one block at a time)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    paired = np.einsum("...h,...h->...", a64, b64)
+    to_mean_b = np.einsum("...h,...h->...", a64, mean_b)
+    to_mean_a = np.einsum("...h,...h->...", b64, mean_a)
+    return paired, to_mean_b, to_mean_a
+
+
 def _variant_kernel(
     g_aa: np.ndarray,
     g_bb: np.ndarray,
@@ -521,13 +532,20 @@ def variant_similarity(
     # shares its tasks with the other analyses of ``da`` in one dask.compute
     gram = _engine.raw_gram(da)
     g_aa, g_bb = (gram.sel(variant=v).drop_vars("variant") for v in (a, b))
-    a64, b64 = x_a.astype(np.float64), x_b.astype(np.float64)
-    mean_a, mean_b = a64.mean(P), b64.mean(P)
-    products = [
-        xr.dot(a64, b64, dim=_engine.H),
-        xr.dot(a64, mean_b, dim=_engine.H),
-        xr.dot(b64, mean_a, dim=_engine.H),
-    ]
+    mean_a, mean_b = x_a.mean(P, dtype=np.float64), x_b.mean(P, dtype=np.float64)
+    # Row products block by block in float64 inside one task each: float64 copies of whole
+    # layers, held until every product of them ran, made memory grow with the layer count.
+    products = xr.apply_ufunc(
+        _row_products,
+        x_a,
+        _engine.bare(x_b),
+        _engine.bare(mean_a),
+        _engine.bare(mean_b),
+        input_core_dims=[[_engine.H], [_engine.H], [_engine.H], [_engine.H]],
+        output_core_dims=[[], [], []],
+        dask="parallelized",
+        output_dtypes=[np.float64] * 3,
+    )
     products = [_engine.single_chunk(_engine.bare(p), P) for p in products]
     raw, centered, corr = xr.apply_ufunc(
         _variant_kernel,
