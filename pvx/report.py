@@ -241,9 +241,12 @@ def compute_results(
         lazy["variants"] = similarity.variant_similarity(da, a, b)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if "umap" in lazy and _distributed_client() is None:
-        # UMAP's fits hold the GIL: in processes they leave the threads to the other work
-        umap_workers = manifold.umap_processes()
-        say(f"UMAP runs in {os.cpu_count() or 1} worker processes")
+        # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
+        # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
+        # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
+        count = max(1, (os.cpu_count() or 1) // 2)
+        umap_workers = manifold.umap_processes(count)
+        say(f"UMAP runs in {count} worker process{'es' if count > 1 else ''}")
     elif "umap" in lazy:
         _prepare_umap(say)
     say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")

@@ -267,7 +267,7 @@ def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, mon
     monkeypatch.setattr(report.manifold, "_umap_one", recorded)
     index = report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
     assert pools and all(pool is not None for pool in pools)
-    workers = next(i for i, m in enumerate(messages) if "worker processes" in m)
+    workers = next(i for i, m in enumerate(messages) if "UMAP runs in" in m)
     computing = next(i for i, m in enumerate(messages) if m.startswith("computing"))
     assert workers < computing
     assert report.manifold._umap_pool is None  # only inside the computation
