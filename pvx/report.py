@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import glob
 import html
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -170,7 +172,11 @@ def analyze(
         f"{settings['variants']}, {da.sizes['persona']} personas x {da.sizes['layer']} layers"
     )
     start = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(out)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    owner = staging.with_name(staging.name + ".owner")
+    owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     try:
         results = compute_results(
             da,
@@ -187,6 +193,7 @@ def analyze(
         _replace_report(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        owner.unlink(missing_ok=True)
     say(f"done in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
     return out / "index.html"
 
@@ -762,6 +769,33 @@ def _check_out(
         raise StoreError(
             f"{out} holds the results of a different run; pass another --out or --overwrite"
         )
+
+
+def _remove_abandoned_staging(out: Path) -> None:
+    """Delete the staging folders of earlier runs into ``out`` that were killed before they
+    could clean up: each has an owner file naming its process, and only those whose process
+    is gone (on this host) are removed; a run still in progress keeps its own."""
+    for owner in out.parent.glob(f".{glob.escape(out.name)}.*.partial.owner"):
+        try:
+            who = json.loads(owner.read_text())
+            pid, host = int(who["pid"]), str(who["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if host != socket.gethostname() or _process_alive(pid):
+            continue
+        staging = owner.with_name(owner.name.removesuffix(".owner"))
+        shutil.rmtree(staging, ignore_errors=True)
+        owner.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _manifest(out: Path) -> dict[str, Any] | None:

@@ -399,7 +399,7 @@ def pair_change(
     band = _band(sim, quantiles)
     ds = xr.Dataset(
         {
-            "change": sim.max("layer") - sim.min("layer"),
+            "change": _layer_range(sim),
             "median": band.isel(stat=0),
             "low": band.isel(stat=1),
             "high": band.isel(stat=2),
@@ -407,6 +407,63 @@ def pair_change(
     )
     ds.attrs = {"quantiles": list(quantiles)}
     return ds
+
+
+def _layer_range(sim: xr.DataArray) -> xr.DataArray:
+    """Max minus min over ``layer`` (missing values skipped), in one pass: on dask one
+    reduction tree holding both extremes, instead of two trees that each keep per-layer
+    partial matrices alive until their group is complete."""
+    axis = sim.get_axis_num("layer")
+    template = sim.isel(layer=0, drop=True)
+    if not _engine.is_dask(sim):
+        values = np.fmax.reduce(sim.values, axis=axis) - np.fmin.reduce(sim.values, axis=axis)
+        return template.copy(data=values)
+    import dask.array
+
+    data = dask.array.reduction(
+        sim.data,
+        _range_chunk,
+        _range_aggregate,
+        combine=_range_combine,
+        axis=axis,
+        concatenate=False,
+        split_every=2,
+        dtype=sim.dtype,
+        meta=np.empty((0,) * (sim.ndim - 1), dtype=sim.dtype),
+    )
+    return template.copy(data=data)
+
+
+def _extreme(ufunc: np.ufunc, x: np.ndarray, axis: Any) -> np.ndarray:
+    # fmax/fmin skip NaN (NaN only where every layer is NaN) and do not warn; dask passes
+    # the axis as a tuple, which their reduce does not take
+    for a in sorted(axis if isinstance(axis, tuple) else (axis,)):
+        x = ufunc.reduce(x, axis=a, keepdims=True)
+    return x
+
+
+def _range_chunk(x: np.ndarray, axis: Any, keepdims: bool) -> dict[str, np.ndarray]:
+    return {"max": _extreme(np.fmax, x, axis), "min": _extreme(np.fmin, x, axis)}
+
+
+def _range_parts(parts: Any) -> list[dict[str, np.ndarray]]:
+    if isinstance(parts, dict):
+        return [parts]
+    return [leaf for part in parts for leaf in _range_parts(part)]
+
+
+def _range_combine(parts: Any, axis: Any, keepdims: bool) -> dict[str, np.ndarray]:
+    flat = _range_parts(parts)
+    (along,) = axis if isinstance(axis, tuple) else (axis,)  # one reduced axis: layer
+    highs = np.concatenate([p["max"] for p in flat], axis=along)
+    lows = np.concatenate([p["min"] for p in flat], axis=along)
+    return {"max": _extreme(np.fmax, highs, axis), "min": _extreme(np.fmin, lows, axis)}
+
+
+def _range_aggregate(parts: Any, axis: Any, keepdims: bool) -> np.ndarray:
+    both = _range_combine(parts, axis, keepdims)
+    values = both["max"] - both["min"]
+    return values if keepdims else np.squeeze(values, axis=axis)
 
 
 def _row_products(

@@ -367,3 +367,35 @@ def test_results_saved_from_memory_equal_results_streamed_while_computing(store,
     ]
     assert raw[0].dtype == raw[1].dtype == np.int16
     np.testing.assert_array_equal(raw[0][:], raw[1][:])
+
+
+def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next_run(store, tmp_path):
+    """SIGKILL leaves no chance to clean up: the next run into the same --out removes the
+    staging folders whose process is gone, never one whose process still runs."""
+    import os
+    import signal
+    import socket
+    import time
+
+    out = tmp_path / "rep"
+    command = [sys.executable, "-m", "pvx.cli", "analyze", str(store), "--out", str(out)]
+    killed = subprocess.Popen([*command, "--views", "umap"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".rep.*.partial/*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # staging has files: the run is writing its results
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    abandoned = sorted(p.name for p in tmp_path.iterdir())
+    assert len(abandoned) == 2 and abandoned[0].endswith(".partial"), abandoned
+    assert abandoned[1] == abandoned[0] + ".owner"
+    # a run that is still going (this process) keeps its staging folder
+    running = tmp_path / ".rep.0badcafe.partial"
+    running.mkdir()
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    (tmp_path / ".rep.0badcafe.partial.owner").write_text(json.dumps(owner))
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".rep.0badcafe.partial",
+        ".rep.0badcafe.partial.owner",
+        "rep",
+    ]

@@ -318,3 +318,20 @@ def test_pair_change_summarises_every_pair(acts3):
         xr.testing.assert_allclose(summary[stat], every[stat].compute())
     with pytest.raises(ValueError, match="several layers"):
         similarity.pair_change(acts3, layer=10)
+
+
+def test_layer_range_in_one_reduction_skips_missing_values():
+    """max - min over many layers (several levels of dask's reduction tree), NaN skipped and
+    NaN only where every layer is missing: as xarray's max("layer") - min("layer")."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(11, 2, 5, 5))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 0, 1, 2] = np.nan
+    sim = xr.DataArray(values, dims=("layer", "variant", "persona", "persona_other"))
+    sim = sim.assign_coords(layer=np.arange(11) * 2)
+    expected = sim.max("layer") - sim.min("layer")
+    for backend in (sim, sim.chunk({"layer": 1, "persona": 3})):
+        got = similarity._layer_range(backend)
+        assert got.dims == expected.dims
+        xr.testing.assert_allclose(got.compute(), expected)
+    assert np.isnan(got.values[0, 1, 2])
