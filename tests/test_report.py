@@ -375,16 +375,17 @@ def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next_run(store, tm
     import os
     import signal
     import socket
-    import time
 
     out = tmp_path / "rep"
-    command = [sys.executable, "-m", "pvx.cli", "analyze", str(store), "--out", str(out)]
-    killed = subprocess.Popen([*command, "--views", "umap"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".rep.*.partial/*")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # staging has files: the run is writing its results
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    # killed at a fixed point: after its results are written, before the pages
+    script = (
+        "import os, signal, sys\n"
+        "from pvx import report\n"
+        "report.render = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "report.analyze(sys.argv[1], views=['scree'], out=sys.argv[2], progress=None)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(store), str(out)])
+    assert killed.returncode == -signal.SIGKILL
     abandoned = sorted(p.name for p in tmp_path.iterdir())
     assert len(abandoned) == 2 and abandoned[0].endswith(".partial"), abandoned
     assert abandoned[1] == abandoned[0] + ".owner"
