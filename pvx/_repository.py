@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -191,33 +192,15 @@ def _describe(key: str) -> str:
     return f"file {key!r}"
 
 
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _io_loop() -> asyncio.AbstractEventLoop:
-    """pvx's event loop, on a daemon thread that lives as long as the process: one loop for
-    every write keeps its thread pool (zarr's codecs run there) warm between writes."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="pvx-io", daemon=True).start()
-        return _loop
-
-
-def _forget_loop() -> None:
-    global _loop
-    _loop = None  # a forked child has the loop object but not its thread
-
-
-os.register_at_fork(after_in_child=_forget_loop)
-
-
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code (in Jupyter too, whose thread
+    """Run a coroutine to completion from synchronous code, in Jupyter too (whose thread
     already runs an event loop): zarr's async API lets one write go out as one batch."""
-    return asyncio.run_coroutine_threadsafe(coroutine, _io_loop()).result()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _first_line(err: BaseException) -> str:

@@ -107,8 +107,7 @@ def _umap_one(
     n_epochs: int | None = None,
     init: str = "pca",
 ) -> Any:
-    kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed}
-    kwargs["init"] = init
+    kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed, "init": init}
     if _umap_pool is not None:
         return _umap_pool.submit(_umap_fit, distance, n_epochs=n_epochs, **kwargs).result()
     return _umap_fit(distance, n_epochs=n_epochs, **kwargs)

@@ -585,9 +585,10 @@ def variant_similarity(
     )
     x_a = da.sel(variant=a).drop_vars("variant")
     x_b = da.sel(variant=b).drop_vars("variant")
-    # Selected from the Gram of every variant (dask computes only the two needed), so this
-    # shares its tasks with the other analyses of ``da`` in one dask.compute
-    gram = _engine.raw_gram(da)
+    # Lazily, from the Gram of every variant: its tasks are shared with the other analyses
+    # of ``da`` in one dask.compute, and only the two variants' chunks run. Eager input
+    # multiplies just the two.
+    gram = _engine.raw_gram(da if _engine.is_dask(da) else da.sel(variant=[a, b]))
     g_aa, g_bb = (gram.sel(variant=v).drop_vars("variant") for v in (a, b))
     mean_a, mean_b = x_a.mean(P, dtype=np.float64), x_b.mean(P, dtype=np.float64)
     # Row products block by block in float64 inside one task each: float64 copies of whole

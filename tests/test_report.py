@@ -400,3 +400,22 @@ def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next_run(store, tm
         ".rep.0badcafe.partial.owner",
         "rep",
     ]
+
+
+def test_every_analysis_shares_one_gram_product_per_layer(store, tmp_path, monkeypatch):
+    """The Gram is the job's main cost: one product per layer and variant for all analyses
+    together, including the cosines streamed to results.zarr and the variant comparison."""
+    calls: list[tuple[int, ...]] = []
+    kernel = report.similarity._engine._self_gram_kernel
+
+    def counted(x):
+        if x.size:  # not dask's probe for the output type
+            calls.append(x.shape)
+        return kernel(x)
+
+    monkeypatch.setattr(report.similarity._engine, "_self_gram_kernel", counted)
+    da = pvx.load(store, ["templated", "biography"])
+    views = ["pca", "scree", "similarity", "dendrogram", "pairs", "variants"]
+    report.compute_results(da, views, n_clusters=3, path=tmp_path / "results.zarr")
+    products = sum(int(np.prod(shape[:-2])) for shape in calls)
+    assert products == da.sizes["variant"] * da.sizes["layer"], calls
