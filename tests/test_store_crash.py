@@ -23,7 +23,11 @@ WRITER = textwrap.dedent(
     import icechunk, zarr
     import pvx
 
-    store, start, stop, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    store, start, stop, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if start == "-":  # started ahead of time: imports done, wait for the first number
+        print("waiting", flush=True)
+        start = sys.stdin.readline()
+    start = int(start)
     prefix = os.environ.get("PREFIX", "p")
     kill_at = os.environ.get("KILL_AT")  # "<site>:<n>": SIGKILL ourselves at the n-th call
 
@@ -99,10 +103,13 @@ READER = textwrap.dedent(
 
 
 def start_writer(tmp_path, store, start, stop, batch, env=None):
+    """A writer appending ``start..stop``; with ``start="-"`` it imports, prints "waiting" and
+    reads its first number from stdin (so the next writer's imports overlap this one's run)."""
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     return subprocess.Popen(
         [sys.executable, str(script), str(store), str(start), str(stop), str(batch)],
+        stdin=subprocess.PIPE if start == "-" else None,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
@@ -148,9 +155,16 @@ def test_writer_killed_at_twenty_random_times(tmp_path):
     store = tmp_path / "s.zarr"
     rng = np.random.default_rng(0)
     n = 0
+    # writers started ahead, so their imports (~2 s each) overlap the rounds before them
+    upcoming = [start_writer(tmp_path, store, "-", 10_000, 1 + i % 3) for i in range(3)]
     for round_ in range(20):
-        writer = start_writer(tmp_path, store, n, 10_000, 1 + round_ % 3)
-        assert writer.stdout.readline().strip() == "ready"  # imports done: appends run
+        writer = upcoming.pop(0)
+        if round_ + len(upcoming) + 1 < 20:
+            upcoming.append(start_writer(tmp_path, store, "-", 10_000, 1 + (round_ + 3) % 3))
+        assert writer.stdout.readline().strip() == "waiting"
+        writer.stdin.write(f"{n}\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().strip() == "ready"  # appends run
         time.sleep(rng.uniform(0.0, 0.4))
         writer.send_signal(signal.SIGKILL)
         out, _ = writer.communicate(timeout=60)
