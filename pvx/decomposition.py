@@ -126,7 +126,7 @@ def pca(
     n = da.sizes[P]
     k = check_n_components(n_components, n_persona=n, n_hidden=da.sizes[H], func=func)
     kernel = _kernel_gram(da, normalize=normalize)
-    scores, vals = _engine.embedding(kernel, k)
+    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H])
     scores = _engine.align_layers(scores).rename("scores")
     total = _engine.trace(kernel)
     ratio = (vals / total.where(total > 0)).fillna(0.0)
@@ -206,6 +206,6 @@ def explained_variance(
     )
     k = min(da.sizes[P], da.sizes[H])
     kernel = _kernel_gram(da, normalize=normalize)
-    vals = _engine.spectrum(kernel, k)
+    vals = _engine.spectrum(kernel, k, rank=da.sizes[H])
     total = _engine.trace(kernel)
     return (vals / total.where(total > 0)).fillna(0.0).rename("explained_variance_ratio")

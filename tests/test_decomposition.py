@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,7 +10,7 @@ from conftest import layer_slices, match_signs, prepared, stays_lazy, to_backend
 from sklearn.decomposition import PCA
 
 import pvx.synthetic
-from pvx import decomposition
+from pvx import _engine, decomposition
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -40,6 +41,57 @@ def test_pca_equals_scikit_learn(acts3, normalize):
         np.testing.assert_allclose(
             (u - u.mean(0)) @ loadings, scores, atol=1e-5 * np.abs(scores).max()
         )
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pca_and_scree_with_more_personas_than_hidden_units(backend, normalize, monkeypatch):
+    """Many personas over a small hidden size take the subspace eigensolver (rank <= hidden)
+    instead of the Householder reduction: same numbers as scikit-learn, and as the dense
+    solver, with loadings and signs following layers."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=120, n_clusters=3, n_layer=3, n_hidden=12, seed=4, noise=0.5
+    )
+    assert _engine._use_subspace(120, 12)
+    calls = []
+    solver = _engine._subspace_eigen_kernel
+
+    def counted(k, **kwargs):
+        if k.size:  # not dask's probe for the output type
+            calls.append(k.shape)
+        return solver(k, **kwargs)
+
+    monkeypatch.setattr(_engine, "_subspace_eigen_kernel", counted)
+    # loadings: 1e-6 as the dense solver (the 3rd and 4th variances are close, 0.035/0.028)
+    with stays_lazy():
+        lazy = to_backend(da, backend)
+        res = decomposition.pca(lazy, n_components=3, normalize=normalize, loadings=True)
+        scree = decomposition.explained_variance(lazy, normalize=normalize)
+    res, scree = dask.compute(res, scree)
+    # computed together, PCA and the scree share one eigensolve per layer (numpy: eager)
+    solves = sum(int(np.prod(shape[:-2])) for shape in calls)
+    assert solves == (3 if backend == "dask" else 6), calls
+    assert scree.sizes["component"] == 12
+    for i, x in enumerate(layer_slices(da)):
+        u = prepared(x, normalize=normalize)
+        sk = PCA(svd_solver="full").fit(u)
+        np.testing.assert_allclose(scree.isel(layer=i), sk.explained_variance_ratio_, atol=1e-9)
+        layer = res.isel(layer=i)
+        np.testing.assert_allclose(layer["explained_variance"], sk.explained_variance_[:3])
+        expected = sk.transform(u)[:, :3]
+        np.testing.assert_allclose(match_signs(layer["scores"].values, expected), expected,
+                                   atol=1e-8 * np.abs(expected).max())  # fmt: skip
+        loadings = layer["loadings"].values.T
+        np.testing.assert_allclose(match_signs(loadings, sk.components_[:3].T),
+                                   sk.components_[:3].T, atol=1e-6)  # fmt: skip
+    kernel = decomposition._kernel_gram(da, normalize=normalize)
+    dense, _ = _engine.embedding(kernel, 3)
+    agree = (
+        res["scores"].isel(layer=slice(1, None)).values
+        * res["scores"].isel(layer=slice(None, -1)).values
+    )
+    assert (agree.sum(axis=1) > 0).all()  # consecutive layers positively correlated
+    first = res["scores"].isel(layer=0).values
+    np.testing.assert_allclose(first, dense.isel(layer=0).values, atol=1e-9)  # same signs
 
 
 def test_pca_dask_equals_numpy(backend):
