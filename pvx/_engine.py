@@ -9,7 +9,8 @@ normalised rows from it without touching the vectors again:
 - centering is ``H G H`` with ``H = I - 11ᵀ/n``. In float64 the absolute error is about
   ``eps * |offset|²``, so a shared offset 10⁴ times the persona differences still leaves
   ~10⁻⁸ relative accuracy (in float32 it would leave nothing);
-- normalising divides by the outer product of the row norms ``sqrt(diag)``.
+- normalising divides by the outer product of the row norms ``sqrt(diag)`` (and clips the
+  cosines to ``[-1, 1]``, which rounding can overshoot).
 
 The NumPy kernels below take stacks ``(..., n, n)`` so they vectorise over ``layer`` and
 ``variant``; they are module-level functions with hashable keyword arguments, so dask gives the
@@ -239,11 +240,11 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             if half:
                 # non-finite rows make NaNs here; prepared_gram's check names them afterwards
                 with np.errstate(invalid="ignore", over="ignore"):
-                    out[index] = _gram_from_reference(a[index], None if same else b[index])
+                    _gram_from_reference(a[index], None if same else b[index], out=out[index])
             else:
                 left = a[index].astype(np.float64)
                 right = left if same else b[index].astype(np.float64)
-                out[index] = left @ right.T
+                np.dot(left, right.T, out=out[index])  # in place; syrk when right is left
     return out
 
 
@@ -257,9 +258,9 @@ def _reference_row(a: np.ndarray) -> np.ndarray:
     return np.zeros(a.shape[-1], dtype=np.float32)
 
 
-def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows, via float32 products of the rows
-    less ``a``'s first finite row.
+def _gram_from_reference(a: np.ndarray, b: np.ndarray | None, *, out: np.ndarray) -> None:
+    """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows into ``out`` (float64), via
+    float32 products of the rows less ``a``'s first finite row.
 
     The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or
     column) term, which centering removes exactly, and uncentered uses see it relative to
@@ -268,14 +269,13 @@ def _gram_from_reference(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     ref = _reference_row(a)
     y = np.subtract(a, ref, dtype=np.float32)  # one pass: convert and subtract
     z = y if b is None else np.subtract(b, ref, dtype=np.float32)
-    product = (y @ z.T).astype(np.float64)  # syrk when z is y
+    np.copyto(out, y @ z.T)  # syrk when z is y
     yr = (y @ ref).astype(np.float64)
     zr = yr if b is None else (z @ ref).astype(np.float64)
-    product += yr[:, None]
-    product += zr[None, :]
+    out += yr[:, None]
+    out += zr[None, :]
     ref64 = ref.astype(np.float64)
-    product += ref64 @ ref64
-    return product
+    out += ref64 @ ref64
 
 
 def _slice_bytes(da: xr.DataArray) -> int:
@@ -384,6 +384,7 @@ def _prepare_kernel(
         k /= norm[..., None, :]
         if zero.any():
             k[np.broadcast_to(zero[..., :, None] | zero[..., None, :], k.shape)] = 0.0
+        np.clip(k, -1.0, 1.0, out=k)  # cosines: rounding can leave 1 + eps
     return k
 
 
@@ -424,13 +425,65 @@ def prepared_gram(
 
 
 def _distance_kernel(k: np.ndarray) -> np.ndarray:
-    """Euclidean distances between rows whose Gram is ``k``."""
-    sq = np.diagonal(k, axis1=-2, axis2=-1)
-    d2 = sq[..., :, None] + sq[..., None, :] - 2.0 * k
-    d = np.sqrt(np.clip(d2, 0.0, None))
+    """Euclidean distances between rows whose Gram is ``k`` (in place in one new array: at
+    thousands of personas each temporary is hundreds of MB)."""
+    sq = np.diagonal(k, axis1=-2, axis2=-1).copy()
+    d = np.multiply(k, -2.0)
+    d += sq[..., :, None]
+    d += sq[..., None, :]
+    np.maximum(d, 0.0, out=d)
+    np.sqrt(d, out=d)
     idx = np.arange(d.shape[-1])
     d[..., idx, idx] = 0.0
     return d
+
+
+def condensed_distances(k: np.ndarray) -> np.ndarray:
+    """The upper triangle of :func:`_distance_kernel` (SciPy's condensed form), row by row
+    from the Gram ``k``: half the memory, and no square distance matrix at all."""
+    n = k.shape[-1]
+    sq = np.diagonal(k).copy()
+    out = np.empty(n * (n - 1) // 2)
+    start = 0
+    for i in range(n - 1):
+        row = out[start : start + n - 1 - i]
+        np.multiply(k[i, i + 1 :], -2.0, out=row)
+        row += sq[i]
+        row += sq[i + 1 :]
+        np.maximum(row, 0.0, out=row)
+        np.sqrt(row, out=row)
+        start += n - 1 - i
+    return out
+
+
+def _row_starts(n: int) -> np.ndarray:
+    """Offsets of each row's part in a packed upper triangle (diagonal included)."""
+    return np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])
+
+
+def pack_upper(square: np.ndarray, *, dtype: Any = None) -> np.ndarray:
+    """The upper triangles (diagonal included, row-major) of ``(..., n, n)`` matrices,
+    row by row (no index arrays, which at thousands of personas are hundreds of MB)."""
+    n = square.shape[-1]
+    out = np.empty((*square.shape[:-2], n * (n + 1) // 2), dtype=dtype or square.dtype)
+    starts = _row_starts(n)
+    for index in np.ndindex(*square.shape[:-2]):
+        for i in range(n):
+            out[index][starts[i] : starts[i + 1]] = square[index][i, i:]
+    return out
+
+
+def unpack_upper(packed: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric ``(..., n, n)`` matrices from :func:`pack_upper`'s triangles."""
+    square = np.empty((*packed.shape[:-1], n, n), dtype=packed.dtype)
+    starts = _row_starts(n)
+    lower = np.tri(n, k=-1, dtype=bool)
+    for index in np.ndindex(*packed.shape[:-1]):
+        layer = square[index]
+        for i in range(n):
+            layer[i, i:] = packed[index][starts[i] : starts[i + 1]]
+        np.copyto(layer, layer.T, where=lower)
+    return square
 
 
 def distances(prepared: xr.DataArray) -> xr.DataArray:

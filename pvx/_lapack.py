@@ -116,7 +116,7 @@ def dpstrf_rows(k: np.ndarray) -> np.ndarray:
     if info.value < 0:
         raise np.linalg.LinAlgError(f"LAPACK dpstrf failed (info={info.value})")
     r = max(rank.value, 1)  # a zero matrix: one zero column, so rows still have a length
-    lower = np.tril(factor)[:, :r] if rank.value else np.zeros((n, 1))
+    lower = np.tril(factor[:, :r]) if rank.value else np.zeros((n, 1))
     rows = np.empty((n, r))
     rows[pivots - 1] = lower
     return rows

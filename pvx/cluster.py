@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import scipy.cluster.hierarchy
 import scipy.optimize
-import scipy.spatial.distance
 import xarray as xr
 
 from pvx import _engine, _lapack
@@ -211,10 +210,11 @@ def kmeans(
 
 
 def _linkage_one(
-    distance: np.ndarray, *, method: str, ids: tuple[Any, ...]
+    prepared: np.ndarray, *, method: str, ids: tuple[Any, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    condensed = scipy.spatial.distance.squareform(distance, checks=False)
-    z = scipy.cluster.hierarchy.linkage(condensed, method=method)
+    # distances straight from the prepared Gram the other analyses share (condensed: the
+    # square matrix would be one more personas² array per layer)
+    z = scipy.cluster.hierarchy.linkage(_engine.condensed_distances(prepared), method=method)
     order = scipy.cluster.hierarchy.leaves_list(z).astype(np.int64)
     # ids looked up here, not by a task on `order` (see similarity._neighbors_kernel)
     return z, order, np.asarray(ids)[order]
@@ -268,11 +268,11 @@ def linkage(
         why="a merge needs two personas",
     )
     n = da.sizes[P]
-    distance = _engine.prepared_distances(da)
+    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True)
     ids = tuple(_engine.persona_ids(da).tolist())
     z, order, leaf_id = xr.apply_ufunc(
         _engine.batched_arrays,
-        distance,
+        prepared,
         input_core_dims=[[P, Q]],
         output_core_dims=[["merge", "field"], ["leaf"], ["leaf"]],
         kwargs={"kernel": _linkage_one, "n_core": (2,), "method": method, "ids": ids},

@@ -27,10 +27,11 @@ from pvx._validate import LayerSelection, check_n_components, check_positive_int
 __all__ = ["isomap", "prepare_umap", "twonn", "umap", "umap_processes"]
 
 
-def _embed(distance: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.DataArray:
+def _embed(matrix: xr.DataArray, kernel: Any, size: int, **kwargs: Any) -> xr.DataArray:
+    """``kernel`` (one layer's persona x persona matrix -> coordinates) over every layer."""
     coords = xr.apply_ufunc(
         _engine.batched_arrays,
-        distance,
+        matrix,
         input_core_dims=[[P, Q]],
         output_core_dims=[[P, "component"]],
         kwargs={"kernel": kernel, "n_core": (2,), **kwargs},
@@ -71,18 +72,45 @@ _umap_module: Any = None
 _umap_ready = False
 
 
-def _exact_neighbors(distance: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest rows of each row (itself first), sorted, from the full distance
-    matrix pvx already has: exact at any size (umap-learn itself falls back to approximate
-    neighbours above 4096 points) and no numba kernel to compile."""
+def _exact_neighbors(
+    distance: np.ndarray, k: int, *, first: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest points of each row of ``distance`` (rows ``first, first + 1, ...``
+    of the full matrix; itself first), sorted: exact at any size (umap-learn itself falls
+    back to approximate neighbours above 4096 points) and no numba kernel to compile."""
     ranked = distance.copy()
-    np.fill_diagonal(ranked, -np.inf)  # each point is its own first neighbour, even on ties
+    rows = np.arange(len(ranked))
+    ranked[rows, first + rows] = -np.inf  # each point is its own first neighbour, even on ties
     nearest = np.argpartition(ranked, k - 1, axis=1)[:, :k]
     order = np.argsort(np.take_along_axis(ranked, nearest, axis=1), axis=1, kind="stable")
     nearest = np.take_along_axis(nearest, order, axis=1)
     return nearest.astype(np.int32), np.take_along_axis(distance, nearest, axis=1).astype(
         np.float32
     )
+
+
+def _neighbors_from_gram(gram: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_exact_neighbors` of the rows whose Gram is ``gram``, a block of rows at a
+    time: no square distance matrix (hundreds of MB at thousands of personas)."""
+    n = gram.shape[0]
+    sq = np.diagonal(gram).copy()
+    indices = np.empty((n, k), dtype=np.int32)
+    dists = np.empty((n, k), dtype=np.float32)
+    for first in range(0, n, NEIGHBOR_ROWS):
+        block = np.multiply(gram[first : first + NEIGHBOR_ROWS], -2.0)
+        block += sq[first : first + NEIGHBOR_ROWS, None]
+        block += sq[None, :]
+        np.maximum(block, 0.0, out=block)
+        np.sqrt(block, out=block)
+        rows = np.arange(len(block))
+        block[rows, first + rows] = 0.0
+        found = _exact_neighbors(block, k, first=first)
+        indices[first : first + len(block)], dists[first : first + len(block)] = found
+    return indices, dists
+
+
+# rows of distances made at once when finding neighbours
+NEIGHBOR_ROWS = 512
 
 
 def _quiet_umap_warnings() -> None:
@@ -98,8 +126,26 @@ DEFAULT_UMAP_EPOCHS = 30
 UMAP_INITS = ("pca", "spectral", "random")
 
 
+def _umap_inputs(
+    prepared: np.ndarray, *, n_neighbors: int, n_components: int, seed: int, init: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a UMAP fit needs from one layer's prepared Gram: each persona's exact
+    neighbours and, for ``init="pca"``, the starting layout (NaN: umap-learn starts itself).
+    Small (``personas x neighbours``), so the Gram is freed before the slow fit runs."""
+    n = prepared.shape[0]
+    indices, dists = _neighbors_from_gram(prepared, n_neighbors)
+    start = np.full((n, n_components), np.nan)
+    if init == "pca" and n > n_components + 1:
+        found = _pca_start(prepared, n_components, seed)
+        if not isinstance(found, str):
+            start = found
+    return indices, dists, start
+
+
 def _umap_one(
-    distance: np.ndarray,
+    indices: np.ndarray,
+    dists: np.ndarray,
+    start: np.ndarray,
     *,
     n_neighbors: int,
     n_components: int,
@@ -109,8 +155,9 @@ def _umap_one(
 ) -> Any:
     kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed, "init": init}
     if _umap_pool is not None:
-        return _umap_pool.submit(_umap_fit, distance, n_epochs=n_epochs, **kwargs).result()
-    return _umap_fit(distance, n_epochs=n_epochs, **kwargs)
+        future = _umap_pool.submit(_umap_fit, indices, dists, start, n_epochs=n_epochs, **kwargs)
+        return future.result()
+    return _umap_fit(indices, dists, start, n_epochs=n_epochs, **kwargs)
 
 
 _umap_pool: Executor | None = None
@@ -162,7 +209,9 @@ def umap_processes(workers: int | None = None) -> Iterator[None]:
 
 
 def _umap_fit(
-    distance: np.ndarray,
+    indices: np.ndarray,
+    dists: np.ndarray,
+    start: np.ndarray,
     *,
     n_neighbors: int,
     n_components: int,
@@ -170,36 +219,38 @@ def _umap_fit(
     n_epochs: int | None,
     init: str = "pca",
 ) -> np.ndarray:
+    """umap-learn on the exact neighbours. Its data argument is an empty sparse distance
+    matrix: with precomputed neighbours umap-learn reads only its shape, and the layouts
+    are the same as from the dense distances (checked bit for bit), in half the time."""
     umap_learn = _load_umap()
     _quiet_umap_warnings()
-    n = distance.shape[0]
-    start: Any = init
+    n = indices.shape[0]
+    layout: Any = init
     if n <= n_components + 1:
-        start = "random"  # the spectral and PCA starts need more points than components + 1
+        layout = "random"  # the spectral and PCA starts need more points than components + 1
     elif init == "pca":
-        start = _pca_start(distance, n_components, seed)
+        # degenerate principal components (points equal along one): umap-learn's own start
+        layout = "spectral" if np.isnan(start).any() else start
     model = umap_learn.UMAP(
         n_neighbors=n_neighbors,
         n_components=n_components,
         metric="precomputed",
-        precomputed_knn=_exact_neighbors(distance, n_neighbors),
+        precomputed_knn=(indices, dists),
         random_state=seed,
         n_epochs=n_epochs,
         n_jobs=1,  # a fixed seed forces one thread anyway; saying so avoids a warning
-        init=start,
+        init=layout,
     )
-    return model.fit_transform(distance).astype(np.float64)
+    return model.fit_transform(scipy.sparse.csr_matrix((n, n))).astype(np.float64)
 
 
-def _pca_start(distance: np.ndarray, k: int, seed: int) -> np.ndarray | str:
-    """UMAP's starting layout: the top ``k`` principal components of the prepared rows, by
-    classical scaling of their distances (no second pass over the vectors). Cheaper than
-    umap-learn's spectral start and as good (``benchmarks/README.md``); the spectral start
+def _pca_start(gram: np.ndarray, k: int, seed: int) -> np.ndarray | str:
+    """UMAP's starting layout: the top ``k`` principal components of the prepared rows,
+    from their Gram (doubly centered; no second pass over the vectors). Cheaper than
+    umap-learn's spectral start and as good (``benchmarks/README.md``); ``"spectral"``
     where the components are degenerate (all points equal along one)."""
-    n = distance.shape[0]
-    inner = -0.5 * np.square(distance)
-    inner -= inner.mean(axis=0)
-    inner -= inner.mean(axis=1)[:, None]
+    n = gram.shape[0]
+    inner = _engine._double_center(gram)
     if n > 200:  # Lanczos: a few products with the matrix instead of a full decomposition
         start = np.random.default_rng(seed).standard_normal(n)
         values, vectors = scipy.sparse.linalg.eigsh(inner, k=k, which="LA", v0=start)
@@ -224,8 +275,9 @@ def prepare_umap() -> float:
     start = time.perf_counter()
     if not _umap_ready:
         points = np.random.default_rng(0).standard_normal((12, 3))
-        distance = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
-        _umap_fit(distance, n_neighbors=4, n_components=2, seed=0, n_epochs=None)
+        kwargs = {"n_neighbors": 4, "n_components": 2, "seed": 0}
+        inputs = _umap_inputs(points @ points.T, init="pca", **kwargs)
+        _umap_fit(*inputs, n_epochs=None, **kwargs)
         _umap_ready = True
     return time.perf_counter() - start
 
@@ -311,23 +363,37 @@ def umap(
     )
     if n_neighbors < 2:
         raise ValueError(f"{func}() needs n_neighbors >= 2, got {n_neighbors}; pass 2 or more")
-    distance = _engine.prepared_distances(da, normalize=normalize)
+    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=normalize)
     if n_epochs is not None:
         n_epochs = check_positive_int(
             n_epochs, "n_epochs", func=func, maximum=100_000, why="epochs of optimisation"
         )
     if init not in UMAP_INITS:
         raise ValueError(f"{func}() got init={init!r}; choose one of {list(UMAP_INITS)}")
-    coords = _embed(
-        distance,
-        _umap_one,
-        k,
-        n_neighbors=n_neighbors,
-        n_components=k,
-        seed=int(seed),
-        n_epochs=n_epochs,
-        init=init,
+    options = {"n_neighbors": n_neighbors, "n_components": k, "seed": int(seed), "init": init}
+    # two steps: neighbours and start (fast, from the shared Gram), then the fit (slow, in a
+    # worker process under `pvx analyze`), which holds only the small inputs while it waits
+    indices, dists, start = xr.apply_ufunc(
+        _engine.batched_arrays,
+        prepared,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P, "neighbor"], [P, "neighbor"], [P, "component"]],
+        kwargs={"kernel": _umap_inputs, "n_core": (2,), **options},
+        dask="parallelized",
+        output_dtypes=[np.int32, np.float32, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"neighbor": n_neighbors, "component": k}},
     )
+    coords = xr.apply_ufunc(
+        _engine.batched_arrays,
+        indices,
+        _engine.bare(dists),
+        _engine.bare(start),
+        input_core_dims=[[P, "neighbor"], [P, "neighbor"], [P, "component"]],
+        output_core_dims=[[P, "component"]],
+        kwargs={"kernel": _umap_one, "n_core": (2, 2, 2), "n_epochs": n_epochs, **options},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    ).assign_coords(component=np.arange(1, k + 1))
     coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
     coords.attrs["init"] = init
     if n_epochs is not None:

@@ -286,19 +286,14 @@ def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
     shared with the other analyses in one ``dask.compute``.
     """
     n = cos.sizes["persona"]
-    rows, cols = np.triu_indices(n)
-
-    def packed(square: np.ndarray) -> np.ndarray:
-        return _packed_steps(square, rows, cols)
-
     steps = xr.apply_ufunc(
-        packed,
+        _packed_steps,
         cos.chunk({d: 1 for d in cos.dims if d not in ("persona", "persona_other")}),
         input_core_dims=[["persona", "persona_other"]],
         output_core_dims=[["pair"]],
         dask="parallelized",
         output_dtypes=[np.int16],
-        dask_gufunc_kwargs={"output_sizes": {"pair": rows.size}},
+        dask_gufunc_kwargs={"output_sizes": {"pair": n * (n + 1) // 2}},
     )
     ds = _storable(cos.isel(layer=0, drop=True).to_dataset(name="cosine").drop_vars("cosine"))
     ds["cosine_upper"] = steps.variable.copy()
@@ -326,11 +321,18 @@ def _write_block(block: np.ndarray, *, target: zarr.Array, block_info: Any = Non
     return np.ones((1,) * block.ndim, dtype=np.int64)
 
 
-def _packed_steps(square: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The int16 steps of each matrix's upper triangle (``rows, cols``), layer by layer."""
-    out = np.empty((*square.shape[:-2], rows.size), dtype=np.int16)
+def _packed_steps(square: np.ndarray) -> np.ndarray:
+    """The int16 steps of each matrix's upper triangle (diagonal included, row-major),
+    a block of rows at a time: no index arrays or full-size temporaries, which at
+    thousands of personas are hundreds of MB each."""
+    n = square.shape[-1]
+    out = np.empty((*square.shape[:-2], n * (n + 1) // 2), dtype=np.int16)
+    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])  # each row's offset
     for index in np.ndindex(*square.shape[:-2]):
-        out[index] = _quantised(np.asarray(square[index], dtype=np.float32))[rows, cols]
+        for first in range(0, n, TRIANGLE_ROWS):
+            block = _quantised(np.asarray(square[index][first : first + TRIANGLE_ROWS], "f4"))
+            for i, row in enumerate(block, start=first):
+                out[index][starts[i] : starts[i + 1]] = row[i:]
     return out
 
 
@@ -587,6 +589,8 @@ def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
 # far below what a figure or a hover label shows, in an eighth of the bytes.
 COSINE_SCALE = 1 / 32767
 COSINE_FILL = -32768
+# rows of a cosine matrix quantised at once when packing its triangle
+TRIANGLE_ROWS = 256
 
 
 def _quantised(cos: np.ndarray) -> np.ndarray:
@@ -616,12 +620,11 @@ def _as_saved(cos: xr.DataArray) -> xr.DataArray:
 def _cosine_triangle(ds: xr.Dataset) -> xr.Dataset:
     cos = ds["cosine"]
     n = cos.sizes["persona"]
-    rows, cols = np.triu_indices(n)
     lead = [d for d in cos.dims if d not in ("persona", "persona_other")]
-    steps = _packed_steps(cos.transpose(*lead, "persona", "persona_other").values, rows, cols)
+    steps = _packed_steps(cos.transpose(*lead, "persona", "persona_other").values)
     encoding = _triangle_encoding()
     per_layer = (1 if d in ("variant", "layer") else cos.sizes[d] for d in lead)
-    encoding["chunks"] = (*per_layer, rows.size)
+    encoding["chunks"] = (*per_layer, n * (n + 1) // 2)
     triangle = xr.Variable(
         (*lead, "pair"), steps, attrs=_triangle_attrs(cos.attrs), encoding=encoding
     )
@@ -646,12 +649,15 @@ def _triangle_encoding() -> dict[str, Any]:
 
 def _unpacked(steps: np.ndarray, *, n: int) -> np.ndarray:
     """Square float32 matrices (the values pages were drawn from) from packed upper
-    triangles of int16 steps."""
-    rows, cols = np.triu_indices(n)
-    values = _dequantised(steps, np.empty(steps.shape, dtype=np.float32))
-    square = np.empty((*values.shape[:-1], n, n), dtype=np.float32)
-    square[..., rows, cols] = values
-    square[..., cols, rows] = values
+    triangles of int16 steps, row by row (no index arrays)."""
+    square = np.empty((*steps.shape[:-1], n, n), dtype=np.float32)
+    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])
+    lower = np.tri(n, k=-1, dtype=bool)
+    for index in np.ndindex(*steps.shape[:-1]):
+        layer = square[index]
+        for i in range(n):
+            _dequantised(steps[index][starts[i] : starts[i + 1]], layer[i, i:])
+        np.copyto(layer, layer.T, where=lower)
     return square
 
 

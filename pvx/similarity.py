@@ -88,12 +88,14 @@ def cosine(
         why="centering subtracts the mean over personas",
     )
     if other is None:
+        # the prepared Gram of unit rows is clipped to [-1, 1] already: the cosines are that
+        # matrix itself, shared with the other analyses (no copy per layer)
         sim = _engine.prepared_gram(_engine.raw_gram(da), center=center, normalize=True)
     else:
         sim = _cross_cosine(
             da, other, layer=layer, center=center, include_baseline=include_baseline
-        )
-    sim = sim.clip(-1.0, 1.0).rename("cosine")
+        ).clip(-1.0, 1.0)
+    sim = sim.rename("cosine")
     sim.attrs = {"long_name": "centered cosine similarity" if center else "cosine similarity"}
     return sim
 
@@ -264,9 +266,18 @@ def _positions(da: xr.DataArray, wanted: Sequence[Hashable], *, func: str) -> np
 
 
 def _band_kernel(sim: np.ndarray, *, quantiles: tuple[float, ...]) -> np.ndarray:
+    # pairs i < j gathered row by row into one buffer, partitioned in place: no index
+    # arrays or copies (each hundreds of MB at thousands of personas)
     n = sim.shape[-1]
-    upper = sim[..., *np.triu_indices(n, k=1)]
-    return np.moveaxis(np.quantile(upper, (0.5, *quantiles), axis=-1), 0, -1)
+    out = np.empty((*sim.shape[:-2], 1 + len(quantiles)))
+    upper = np.empty(n * (n - 1) // 2, dtype=sim.dtype)
+    for index in np.ndindex(*sim.shape[:-2]):
+        start = 0
+        for i in range(n - 1):
+            upper[start : start + n - 1 - i] = sim[index][i, i + 1 :]
+            start += n - 1 - i
+        out[index] = np.quantile(upper, (0.5, *quantiles), overwrite_input=True)
+    return out
 
 
 def _band(sim: xr.DataArray, quantiles: tuple[float, float]) -> xr.DataArray:
@@ -377,7 +388,7 @@ def pair_change(
     Returns
     -------
     xarray.Dataset
-        ``change`` (max minus min over ``layer``) with dims ``(..., persona,
+        ``change`` (max minus min over ``layer``, float32) with dims ``(..., persona,
         persona_other)``; ``median``, ``low`` and ``high`` over all pairs ``i < j``, per
         layer, as in :func:`pair_similarity`.
 
@@ -410,60 +421,72 @@ def pair_change(
 
 
 def _layer_range(sim: xr.DataArray) -> xr.DataArray:
-    """Max minus min over ``layer`` (missing values skipped), in one pass: on dask one
-    reduction tree holding both extremes, instead of two trees that each keep per-layer
-    partial matrices alive until their group is complete."""
+    """Max minus min over ``layer`` (missing values skipped).
+
+    On dask, a chain along ``layer``: each step folds one more layer block into running
+    extremes, so memory holds one pair of extremes per variant. A reduction tree would keep
+    a pair per tree level (about log2(layers) of them, each two persona x persona
+    matrices: gigabytes at thousands of personas). The extremes are float32 upper
+    triangles (cosines to 6e-8, a quarter of the memory); the result is float32.
+    """
     axis = sim.get_axis_num("layer")
     template = sim.isel(layer=0, drop=True)
     if not _engine.is_dask(sim):
         values = np.fmax.reduce(sim.values, axis=axis) - np.fmin.reduce(sim.values, axis=axis)
-        return template.copy(data=values)
+        return template.copy(data=values.astype(np.float32))
+    import dask
     import dask.array
 
-    data = dask.array.reduction(
-        sim.data,
-        _range_chunk,
-        _range_aggregate,
-        combine=_range_combine,
-        axis=axis,
-        concatenate=False,
-        split_every=2,
-        dtype=sim.dtype,
-        meta=np.empty((0,) * (sim.ndim - 1), dtype=sim.dtype),
+    n = sim.sizes[P]
+    # each layer's cosines packed as a float32 upper triangle as soon as they are made: the
+    # chain may reach a layer late, and meanwhile holds a quarter of the matrix
+    packed = xr.apply_ufunc(
+        _engine.pack_upper,
+        _engine.single_chunk(sim, P, Q),
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["pair"]],
+        kwargs={"dtype": np.float32},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {"pair": n * (n + 1) // 2}},
     )
-    return template.copy(data=data)
+    data = packed.data
+    axis = packed.get_axis_num("layer")
+    # block keys kept as they are (no optimisation): the cosine tasks stay shared
+    blocks = np.moveaxis(data.to_delayed(optimize_graph=False), axis, 0)
+    sizes = [c for i, c in enumerate(data.chunks) if i != axis]
+    step = dask.delayed(_range_step, pure=True)
+    finish = dask.delayed(_range_value, pure=True)
+    out = np.empty(blocks.shape[1:], dtype=object)
+    for index in np.ndindex(*out.shape):
+        extremes = None
+        for block in blocks[(slice(None), *index)]:
+            extremes = step(extremes, block, axis)
+        shape = (*(size[i] for size, i in zip(sizes[:-1], index[:-1], strict=True)), n, n)
+        # the pair axis (one block) becomes the persona and persona_other axes
+        out[index] = [dask.array.from_delayed(finish(extremes, n), shape=shape, dtype=np.float32)]
+    square = template.transpose(..., P, Q)
+    data = dask.array.block(out.tolist())
+    return square.copy(data=data).transpose(*template.dims)
 
 
-def _extreme(ufunc: np.ufunc, x: np.ndarray, axis: Any) -> np.ndarray:
-    # fmax/fmin skip NaN (NaN only where every layer is NaN) and do not warn; dask passes
-    # the axis as a tuple, which their reduce does not take
-    for a in sorted(axis if isinstance(axis, tuple) else (axis,)):
-        x = ufunc.reduce(x, axis=a, keepdims=True)
-    return x
+def _range_step(
+    extremes: tuple[np.ndarray, np.ndarray] | None, block: np.ndarray, axis: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold one block of layers into the running ``(max, min)`` (fmax/fmin skip NaN, which
+    stays only where every layer is NaN, and do not warn)."""
+    high = np.fmax.reduce(block, axis=axis)
+    low = np.fmin.reduce(block, axis=axis)
+    if extremes is None:
+        return high, low
+    # in place: the previous step's extremes have no other consumer
+    np.fmax(extremes[0], high, out=extremes[0])
+    np.fmin(extremes[1], low, out=extremes[1])
+    return extremes
 
 
-def _range_chunk(x: np.ndarray, axis: Any, keepdims: bool) -> dict[str, np.ndarray]:
-    return {"max": _extreme(np.fmax, x, axis), "min": _extreme(np.fmin, x, axis)}
-
-
-def _range_parts(parts: Any) -> list[dict[str, np.ndarray]]:
-    if isinstance(parts, dict):
-        return [parts]
-    return [leaf for part in parts for leaf in _range_parts(part)]
-
-
-def _range_combine(parts: Any, axis: Any, keepdims: bool) -> dict[str, np.ndarray]:
-    flat = _range_parts(parts)
-    (along,) = axis if isinstance(axis, tuple) else (axis,)  # one reduced axis: layer
-    highs = np.concatenate([p["max"] for p in flat], axis=along)
-    lows = np.concatenate([p["min"] for p in flat], axis=along)
-    return {"max": _extreme(np.fmax, highs, axis), "min": _extreme(np.fmin, lows, axis)}
-
-
-def _range_aggregate(parts: Any, axis: Any, keepdims: bool) -> np.ndarray:
-    both = _range_combine(parts, axis, keepdims)
-    values = both["max"] - both["min"]
-    return values if keepdims else np.squeeze(values, axis=axis)
+def _range_value(extremes: tuple[np.ndarray, np.ndarray], n: int) -> np.ndarray:
+    return _engine.unpack_upper(extremes[0] - extremes[1], n)
 
 
 def _row_products(
@@ -480,18 +503,25 @@ def _row_products(
 def _variant_kernel(
     g_aa: np.ndarray,
     g_bb: np.ndarray,
+    cos_a: np.ndarray,
+    cos_b: np.ndarray,
     paired: np.ndarray,
     to_mean_b: np.ndarray,
     to_mean_a: np.ndarray,
     means: np.ndarray,
-    *,
-    ids: tuple[Any, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    _engine._check_finite(g_aa, ids)
-    _engine._check_finite(g_bb, ids)
+    """Per persona the raw and centered cosine between its two variants, and the
+    correlation of the two cosine matrices over pairs ``i < j``. Only vectors and row
+    loops beside the inputs: a persona x persona temporary is hundreds of MB at thousands
+    of personas."""
 
     def diag(m: np.ndarray) -> np.ndarray:
         return np.diagonal(m, axis1=-2, axis2=-1)
+
+    def centered_diag(g: np.ndarray) -> np.ndarray:
+        # diag(H G H)_i = G_ii - 2 mean_j G_ij + mean G
+        rows = g.mean(axis=-1)
+        return diag(g) - 2.0 * rows + rows.mean(axis=-1, keepdims=True)
 
     def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
@@ -500,20 +530,29 @@ def _variant_kernel(
     raw = ratio(paired, diag(g_aa), diag(g_bb))
     # Each variant is centered by its own mean: (a_i - m_a)·(b_i - m_b), from the products
     # of each row with the other variant's mean (no persona x persona cross product).
-    c_aa, c_bb = (_engine._double_center(g) for g in (g_aa, g_bb))
     centered_paired = paired - to_mean_b - to_mean_a + means[..., None]
-    centered = ratio(centered_paired, diag(c_aa), diag(c_bb))
-    cos_a = _engine._prepare_kernel(g_aa, center=True, normalize=True, ids=ids)
-    cos_b = _engine._prepare_kernel(g_bb, center=True, normalize=True, ids=ids)
-    n = g_aa.shape[-1]
-    iu = np.triu_indices(n, k=1)
-    upper_a, upper_b = cos_a[..., *iu], cos_b[..., *iu]
-    upper_a = upper_a - upper_a.mean(axis=-1, keepdims=True)
-    upper_b = upper_b - upper_b.mean(axis=-1, keepdims=True)
-    den = np.sqrt((upper_a**2).sum(-1) * (upper_b**2).sum(-1))
-    num = (upper_a * upper_b).sum(-1)
-    corr = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    centered = ratio(centered_paired, centered_diag(g_aa), centered_diag(g_bb))
+    corr = np.empty(cos_a.shape[:-2])
+    for index in np.ndindex(*corr.shape):
+        corr[index] = _upper_correlation(cos_a[index], cos_b[index])
     return raw, centered, corr
+
+
+def _upper_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two matrices' entries above the diagonal, two passes of row
+    slices (means, then centered sums)."""
+    n = a.shape[-1]
+    count = n * (n - 1) / 2
+    mean_a = sum(a[i, i + 1 :].sum() for i in range(n - 1)) / count
+    mean_b = sum(b[i, i + 1 :].sum() for i in range(n - 1)) / count
+    num = sq_a = sq_b = 0.0
+    for i in range(n - 1):
+        da, db = a[i, i + 1 :] - mean_a, b[i, i + 1 :] - mean_b
+        num += da @ db
+        sq_a += da @ da
+        sq_b += db @ db
+    den = np.sqrt(sq_a * sq_b)
+    return float(num / den) if den > 0 else np.nan
 
 
 def variant_similarity(
@@ -590,6 +629,9 @@ def variant_similarity(
     # multiplies just the two.
     gram = _engine.raw_gram(da if _engine.is_dask(da) else da.sel(variant=[a, b]))
     g_aa, g_bb = (gram.sel(variant=v).drop_vars("variant") for v in (a, b))
+    # the cosines as cosine() makes them (shared tasks; this also checks finiteness)
+    cosines = _engine.prepared_gram(gram, center=True, normalize=True)
+    cos_a, cos_b = (cosines.sel(variant=v).drop_vars("variant") for v in (a, b))
     mean_a, mean_b = x_a.mean(P, dtype=np.float64), x_b.mean(P, dtype=np.float64)
     # Row products block by block in float64 inside one task each: float64 copies of whole
     # layers, held until every product of them ran, made memory grow with the layer count.
@@ -608,12 +650,11 @@ def variant_similarity(
     raw, centered, corr = xr.apply_ufunc(
         _variant_kernel,
         g_aa,
-        _engine.bare(g_bb),
+        *(_engine.bare(m) for m in (g_bb, cos_a, cos_b)),
         *products,
         _engine.bare(xr.dot(mean_a, mean_b, dim=_engine.H)),
-        input_core_dims=[[P, Q], [P, Q], [P], [P], [P], []],
+        input_core_dims=[[P, Q], [P, Q], [P, Q], [P, Q], [P], [P], [P], []],
         output_core_dims=[[P], [P], []],
-        kwargs={"ids": tuple(_engine.persona_ids(da).tolist())},
         dask="parallelized",
         output_dtypes=[np.float64] * 3,
     )

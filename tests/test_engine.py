@@ -126,3 +126,17 @@ def test_eigen_step_lapack_matches_scipy_and_releases_the_gil():
         _lapack.dsytrd_lower(np.ones((2, 3, 3)))
     with pytest.raises(ValueError, match="off-diagonal of length 2"):
         _lapack.dsterf(np.ones(3), np.ones(1))
+
+
+def test_condensed_distances_are_scipys_condensed_form_of_the_distances():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 5))
+    x[4] = x[9]  # a zero distance: rounding must not make it NaN
+    gram = x @ x.T
+    import scipy.spatial.distance
+
+    got = _engine.condensed_distances(gram)
+    np.testing.assert_allclose(got, scipy.spatial.distance.pdist(x), atol=1e-12)
+    square = _engine._distance_kernel(gram)
+    np.testing.assert_allclose(got, scipy.spatial.distance.squareform(square, checks=False))
+    assert np.isfinite(got).all()

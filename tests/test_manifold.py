@@ -149,18 +149,23 @@ def test_twonn_errors():
         manifold.twonn(da.isel(persona=[0, 1]))
 
 
-def test_exact_neighbors_are_the_sorted_nearest_with_self_first():
+@pytest.mark.parametrize("from_gram", [False, True])
+def test_exact_neighbors_are_the_sorted_nearest_with_self_first(from_gram, monkeypatch):
     rng = np.random.default_rng(0)
     points = rng.standard_normal((40, 3))
     points[7] = points[3]  # a tie at distance 0: each still lists itself first
     distance = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
-    indices, dists = manifold._exact_neighbors(distance, 6)
+    if from_gram:  # from the Gram, in blocks of 16 rows (the last one short)
+        monkeypatch.setattr(manifold, "NEIGHBOR_ROWS", 16)
+        indices, dists = manifold._neighbors_from_gram(points @ points.T, 6)
+    else:
+        indices, dists = manifold._exact_neighbors(distance, 6)
     assert indices.shape == dists.shape == (40, 6)
     np.testing.assert_array_equal(indices[:, 0], np.arange(40))
     for i in range(40):
         expected = np.sort(distance[i])[:6]
-        np.testing.assert_allclose(dists[i], expected.astype(np.float32))
-        np.testing.assert_allclose(distance[i, indices[i]], dists[i], rtol=1e-6)
+        np.testing.assert_allclose(dists[i], expected.astype(np.float32), atol=1e-6)
+        np.testing.assert_allclose(distance[i, indices[i]], dists[i], rtol=1e-6, atol=1e-6)
 
 
 UMAP_TWICE = """
@@ -196,8 +201,7 @@ def test_umap_pca_start_is_the_prepared_rows_principal_components(n_persona):
 
     da = pvx.synthetic.planted_personas(n_persona=n_persona, n_layer=1, n_hidden=24, seed=2)
     u = prepared(layer_slices(da)[0])
-    distance = np.sqrt(np.maximum(((u[:, None] - u[None]) ** 2).sum(-1), 0))
-    start = manifold._pca_start(distance, 2, seed=0)
+    start = manifold._pca_start(u @ u.T, 2, seed=0)
     expected = PCA(n_components=2, svd_solver="full").fit_transform(u)
     np.testing.assert_allclose(np.abs(start), np.abs(expected), atol=1e-8)
     # signs fixed as PCA's: each component's largest-magnitude entry is positive
