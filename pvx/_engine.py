@@ -456,7 +456,7 @@ def condensed_distances(k: np.ndarray) -> np.ndarray:
     return out
 
 
-def _row_starts(n: int) -> np.ndarray:
+def row_starts(n: int) -> np.ndarray:
     """Offsets of each row's part in a packed upper triangle (diagonal included)."""
     return np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])
 
@@ -466,7 +466,7 @@ def pack_upper(square: np.ndarray, *, dtype: Any = None) -> np.ndarray:
     row by row (no index arrays, which at thousands of personas are hundreds of MB)."""
     n = square.shape[-1]
     out = np.empty((*square.shape[:-2], n * (n + 1) // 2), dtype=dtype or square.dtype)
-    starts = _row_starts(n)
+    starts = row_starts(n)
     for index in np.ndindex(*square.shape[:-2]):
         for i in range(n):
             out[index][starts[i] : starts[i + 1]] = square[index][i, i:]
@@ -476,7 +476,7 @@ def pack_upper(square: np.ndarray, *, dtype: Any = None) -> np.ndarray:
 def unpack_upper(packed: np.ndarray, n: int) -> np.ndarray:
     """Symmetric ``(..., n, n)`` matrices from :func:`pack_upper`'s triangles."""
     square = np.empty((*packed.shape[:-1], n, n), dtype=packed.dtype)
-    starts = _row_starts(n)
+    starts = row_starts(n)
     lower = np.tri(n, k=-1, dtype=bool)
     for index in np.ndindex(*packed.shape[:-1]):
         layer = square[index]

@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from pvx import cluster, decomposition, manifold, plot, similarity
+from pvx import _engine, cluster, decomposition, manifold, plot, similarity
 from pvx._construct import attribute_names
 from pvx.store import StoreError, load, mask_strategies, models, open_store
 
@@ -327,7 +327,7 @@ def _packed_steps(square: np.ndarray) -> np.ndarray:
     thousands of personas are hundreds of MB each."""
     n = square.shape[-1]
     out = np.empty((*square.shape[:-2], n * (n + 1) // 2), dtype=np.int16)
-    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])  # each row's offset
+    starts = _engine.row_starts(n)
     for index in np.ndindex(*square.shape[:-2]):
         for first in range(0, n, TRIANGLE_ROWS):
             block = _quantised(np.asarray(square[index][first : first + TRIANGLE_ROWS], "f4"))
@@ -649,16 +649,9 @@ def _triangle_encoding() -> dict[str, Any]:
 
 def _unpacked(steps: np.ndarray, *, n: int) -> np.ndarray:
     """Square float32 matrices (the values pages were drawn from) from packed upper
-    triangles of int16 steps, row by row (no index arrays)."""
-    square = np.empty((*steps.shape[:-1], n, n), dtype=np.float32)
-    starts = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))])
-    lower = np.tri(n, k=-1, dtype=bool)
-    for index in np.ndindex(*steps.shape[:-1]):
-        layer = square[index]
-        for i in range(n):
-            _dequantised(steps[index][starts[i] : starts[i + 1]], layer[i, i:])
-        np.copyto(layer, layer.T, where=lower)
-    return square
+    triangles of int16 steps."""
+    values = _dequantised(steps, np.empty(steps.shape, dtype=np.float32))
+    return _engine.unpack_upper(values, n)
 
 
 def _cosine_square(ds: xr.Dataset) -> xr.Dataset:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,7 +11,7 @@ from conftest import layer_slices, match_signs, prepared, stays_lazy, to_backend
 from sklearn.manifold import TSNE, Isomap, trustworthiness
 
 import pvx.synthetic
-from pvx import manifold
+from pvx import _engine, manifold
 
 
 def test_isomap_equals_scikit_learn_up_to_sign(acts3):
@@ -89,6 +91,35 @@ def test_umap_default_epochs_keep_umaps_own_trustworthiness():
         manifold.umap(da, n_epochs=0)
     with pytest.raises(ValueError, match=r"init='tsne'; choose one of \['pca'"):
         manifold.umap(da, init="tsne")
+
+
+@pytest.mark.parametrize("init", ["pca", "spectral", "random"])
+def test_umap_equals_umap_learn_on_the_dense_distances(init):
+    """pvx hands umap-learn only the exact neighbours (and an empty sparse matrix for its
+    shape): the layout is umap-learn's own on the full distance matrix, also with two
+    far-apart groups (a disconnected neighbour graph for the spectral start)."""
+    import scipy.spatial.distance
+
+    da = pvx.synthetic.planted_personas(n_persona=60, n_clusters=2, n_layer=1, n_hidden=8,
+                                        noise=0.3, seed=5).isel(layer=0)  # fmt: skip
+    ours = manifold.umap(da, seed=3, init=init).values
+    # the same distances as pvx's (the spectral start turns on differences of 1e-10)
+    gram = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True).values
+    distance = _engine._distance_kernel(gram)
+    u = prepared(layer_slices(da)[0])
+    np.testing.assert_allclose(
+        distance, scipy.spatial.distance.squareform(scipy.spatial.distance.pdist(u)), atol=1e-8
+    )
+    start = manifold._pca_start(gram, 2, seed=3) if init == "pca" else init
+    model = manifold._load_umap().UMAP(
+        n_neighbors=15, n_components=2, metric="precomputed", random_state=3, n_jobs=1,
+        n_epochs=manifold.DEFAULT_UMAP_EPOCHS, init=start,
+        precomputed_knn=manifold._exact_neighbors(distance, 15),
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model.fit_transform(distance)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("method", [manifold.umap, manifold.isomap])
