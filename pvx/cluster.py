@@ -65,6 +65,23 @@ def _match_layers(labels: np.ndarray, *, n_clusters: int) -> np.ndarray:
     return out
 
 
+def match_layers(labels: xr.DataArray, *, n_clusters: int | None = None) -> xr.DataArray:
+    """Relabel per-layer clusters (``(..., layer, persona)``) so each layer's clusters match
+    the previous layer's (see :func:`_match_layers`); lazy on dask. ``n_clusters`` defaults
+    to the labels' ``n_clusters`` attribute."""
+    n_clusters = n_clusters or int(labels.attrs["n_clusters"])
+    matched = xr.apply_ufunc(
+        _match_layers,
+        _engine.single_chunk(labels, "layer", P),
+        input_core_dims=[["layer", P]],
+        output_core_dims=[["layer", P]],
+        kwargs={"n_clusters": n_clusters},
+        dask="parallelized",
+        output_dtypes=[np.int64],
+    )
+    return matched.transpose(*labels.dims).rename(labels.name).assign_attrs(labels.attrs)
+
+
 def _mean_unit_vectors(da: xr.DataArray) -> xr.DataArray:
     """Each persona's mean over layers of its centered unit vectors (lazy, float64)."""
     x = da.astype(np.float64)
@@ -194,15 +211,7 @@ def kmeans(
         output_dtypes=[np.int64],
     )
     if mode == "per_layer" and has_layers:
-        labels = xr.apply_ufunc(
-            _match_layers,
-            _engine.single_chunk(labels, "layer", P),
-            input_core_dims=[["layer", P]],
-            output_core_dims=[["layer", P]],
-            kwargs={"n_clusters": n_clusters},
-            dask="parallelized",
-            output_dtypes=[np.int64],
-        )
+        labels = match_layers(labels, n_clusters=n_clusters)
     labels.attrs = {"mode": mode, "n_clusters": n_clusters, "seed": int(seed), "n_init": n_init}
     # A persona attribute named "cluster" (e.g. planted labels) would shadow the result: a
     # DataArray named like one of its coordinates cannot become a Dataset variable.

@@ -207,7 +207,8 @@ def compute_results(
     path: str | os.PathLike | None = None,
     attrs: dict[str, Any] | None = None,
 ) -> xr.DataTree:
-    """Run every analysis the views need, in one computation (one read of ``da``).
+    """Run every analysis the views need, in one computation (one read of ``da``) per group
+    of layers.
 
     ``da`` has dims ``(variant, persona, layer, hidden)``. Returns a tree with one node per
     analysis (``pca``, ``scree``, ``umap``, ``isomap``, ``cosine``, ``linkage``, ``pairs``,
@@ -216,50 +217,50 @@ def compute_results(
     With ``path`` (a new ``results.zarr``), the results are written there as they are
     computed and the tree returned reads its cosines from there lazily: memory holds a few
     layers' matrices, not every layer's (personas² x layers x variants).
+
+    Layers are computed in groups whose persona x persona matrices fit
+    :data:`GROUP_MATRIX_BYTES` (all layers at once up to about 2,500 personas): dask runs a
+    layer's cheap tasks (its Gram) ahead of their slow consumers, so at thousands of
+    personas one computation over every layer would hold a growing number of them. The
+    steps across layers (sign alignment, cluster matching, each pair's range) join the
+    groups afterwards, with the same results as one computation.
     """
     say = progress or (lambda message: None)
     views = set(views)
-    lazy: dict[str, Any] = {}
-    if views & {"pca", "kmeans"}:
-        n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
-        lazy["pca"] = decomposition.pca(da, n_components=n_components)
-    if "scree" in views:
-        lazy["scree"] = decomposition.explained_variance(da)
-    if "umap" in views:
-        lazy["umap"] = manifold.umap(da)
-    if "isomap" in views:
-        lazy["isomap"] = manifold.isomap(da)
+    groups = layer_groups(da)
+    target = None
     if "similarity" in views and path is not None:
-        lazy["cosine"] = _cosine_writer(similarity.cosine(da), path)
-    elif "similarity" in views:
-        # float32 as saved: the largest result (personas^2 x layers) at half the memory
-        lazy["cosine"] = similarity.cosine(da).astype(np.float32)
-    if views & {"similarity", "dendrogram"}:
-        lazy["linkage"] = cluster.linkage(da)
-    if "pairs" in views:
-        # Every pair's range across layers and the all-pairs band (sharing the cosine's
-        # Gram); only the most-changing pairs' trajectories are kept (see _pairs_shown).
-        lazy["pairs_change"] = similarity.pair_change(da)
-    if n_clusters:
-        # three k-means++ starts per layer (not ten): labels colour a figure
-        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer", n_init=3)
-    if "variants" in views and da.sizes["variant"] >= 2:
-        a, b = (str(v) for v in da["variant"].values[:2])
-        lazy["variants"] = similarity.variant_similarity(da, a, b)
+        target = _cosine_node(similarity.cosine(da), path)
+    names = list(_lazy_results(da.isel(layer=groups[0]), views, n_clusters, target, 0))
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if "umap" in lazy and _distributed_client() is None:
+    if "umap" in names and _distributed_client() is None:
         # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
         # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
         # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
         count = max(1, (os.cpu_count() or 1) // 2)
         umap_workers = manifold.umap_processes(count)
         say(f"UMAP runs in {count} worker process{'es' if count > 1 else ''}")
-    elif "umap" in lazy:
+    elif "umap" in names:
         _prepare_umap(say)
-    say(f"computing {', '.join(lazy)} over {da.sizes['layer']} layers")
+    layers = da.sizes["layer"]
+    grouping = f" in {len(groups)} groups of layers" if len(groups) > 1 else ""
+    say(f"computing {', '.join(names)} over {layers} layers{grouping}")
+    parts, pair_parts = [], None
     with umap_workers:
-        computed = _compute(lazy)
-    if path is not None and "cosine" in computed:  # written: read back lazily
+        for group in groups:
+            if len(groups) > 1:
+                say(f"layers {group.start + 1}-{group.stop} of {layers}")
+            lazy = _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
+            part = _compute(lazy)
+            if "pairs_change" in part:  # folded in at once: the pairs' extremes are large
+                pair_parts = similarity.combine_pair_change_parts(
+                    [p for p in (pair_parts, part.pop("pairs_change")) if p is not None]
+                )
+            parts.append(part)
+    computed = _joined(parts)
+    if pair_parts is not None:
+        computed["pairs_change"] = similarity.pair_change_from_parts(pair_parts)
+    if target is not None:  # written: read back lazily
         computed["cosine"] = _open_node(path, "cosine")["cosine"]
     elif "cosine" in computed:
         computed["cosine"] = _as_saved(computed["cosine"])
@@ -275,18 +276,89 @@ def compute_results(
     return open_results(path)
 
 
-def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
-    """A lazy write of the cosines to ``path``'s ``cosine`` node, one chunk per layer and
-    variant, as saved by :func:`save_results` (packed upper triangle).
+# persona x persona float64 matrices (one per layer and variant) computed at once: 64 layers
+# of two variants at 1,000 personas, one layer at 8,000
+GROUP_MATRIX_BYTES = 1 << 30
+# the all-pairs band drawn on the pairs page
+PAIR_QUANTILES = (0.05, 0.95)
 
-    xarray writes the node's metadata now; the returned dask array writes one layer's
-    triangle per task and holds the number of layers written. It is a dask array, not the
-    ``Delayed`` of ``to_zarr(compute=False)``, whose graph is optimised (fused and renamed)
-    on its own, so the Gram it starts from would be computed a second time instead of
-    shared with the other analyses in one ``dask.compute``.
-    """
+
+def layer_groups(da: xr.DataArray) -> list[slice]:
+    """Consecutive layer positions computed together (see :func:`compute_results`)."""
+    per_layer = 8 * da.sizes["persona"] ** 2 * da.sizes.get("variant", 1)
+    size = max(1, GROUP_MATRIX_BYTES // per_layer)
+    count = da.sizes["layer"]
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _lazy_results(
+    da: xr.DataArray,
+    views: set[str],
+    n_clusters: int | None,
+    cosine_target: zarr.Array | None,
+    layer_start: int,
+) -> dict[str, Any]:
+    """The lazy analyses of some layers that the views need (``layer_start``: where the
+    first of them is in the saved cosines)."""
+    lazy: dict[str, Any] = {}
+    if views & {"pca", "kmeans"}:
+        n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
+        lazy["pca"] = decomposition.pca(da, n_components=n_components)
+    if "scree" in views:
+        lazy["scree"] = decomposition.explained_variance(da)
+    if "umap" in views:
+        lazy["umap"] = manifold.umap(da)
+    if "isomap" in views:
+        lazy["isomap"] = manifold.isomap(da)
+    if "similarity" in views and cosine_target is not None:
+        lazy["cosine"] = _cosine_writes(similarity.cosine(da), cosine_target, layer_start)
+    elif "similarity" in views:
+        # float32 as saved: the largest result (personas^2 x layers) at half the memory
+        lazy["cosine"] = similarity.cosine(da).astype(np.float32)
+    if views & {"similarity", "dendrogram"}:
+        lazy["linkage"] = cluster.linkage(da)
+    if "pairs" in views:
+        # Every pair's range across layers and the all-pairs band (sharing the cosine's
+        # Gram); only the most-changing pairs' trajectories are kept (see _pairs_shown).
+        lazy["pairs_change"] = similarity.pair_change_parts(similarity.cosine(da), PAIR_QUANTILES)
+    if n_clusters:
+        # three k-means++ starts per layer (not ten): labels colour a figure
+        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer", n_init=3)
+    if "variants" in views and da.sizes["variant"] >= 2:
+        a, b = (str(v) for v in da["variant"].values[:2])
+        lazy["variants"] = similarity.variant_similarity(da, a, b)
+    return lazy
+
+
+def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results of consecutive layer groups as one computation over all of them."""
+    joined: dict[str, Any] = {}
+    for name in parts[0]:
+        values = [part[name] for part in parts]
+        if len(values) == 1:
+            joined[name] = values[0]
+            continue
+        if name == "cosine" and not isinstance(values[0], xr.DataArray):
+            continue  # written to results.zarr, one chunk per layer
+        options: dict[str, Any] = {"coords": "minimal", "compat": "override"}
+        if isinstance(values[0], xr.Dataset):
+            options["data_vars"] = "minimal"
+        value = xr.concat(values, "layer", **options)
+        # each group aligned its own layers; aligning again joins them as one run would
+        if name == "pca":
+            value["scores"] = _engine.align_layers(value["scores"])
+        elif name == "isomap":
+            value = _engine.align_layers(value)
+        elif name == "kmeans":
+            value = cluster.match_layers(value)
+        joined[name] = value
+    return joined
+
+
+def _cosine_steps(cos: xr.DataArray) -> xr.DataArray:
+    """The cosines' packed int16 triangles, one chunk per layer and variant (lazy)."""
     n = cos.sizes["persona"]
-    steps = xr.apply_ufunc(
+    return xr.apply_ufunc(
         _packed_steps,
         cos.chunk({d: 1 for d in cos.dims if d not in ("persona", "persona_other")}),
         input_core_dims=[["persona", "persona_other"]],
@@ -295,28 +367,55 @@ def _cosine_writer(cos: xr.DataArray, path: str | os.PathLike) -> Any:
         output_dtypes=[np.int16],
         dask_gufunc_kwargs={"output_sizes": {"pair": n * (n + 1) // 2}},
     )
+
+
+def _cosine_node(cos: xr.DataArray, path: str | os.PathLike) -> zarr.Array:
+    """Create ``path``'s ``cosine`` node for the lazy ``cos`` as saved by
+    :func:`save_results` (packed upper triangle, one chunk per layer and variant):
+    metadata and coordinates only. Returns the array :func:`_cosine_writes` fills."""
+    steps = _cosine_steps(cos)
     ds = _storable(cos.isel(layer=0, drop=True).to_dataset(name="cosine").drop_vars("cosine"))
     ds["cosine_upper"] = steps.variable.copy()
     ds["cosine_upper"].attrs = _triangle_attrs(cos.attrs)
     ds["cosine_upper"].encoding = _triangle_encoding()
     for name in ("variant", "layer"):
         ds = ds.assign_coords({name: cos[name].values})
-    # metadata and coordinates only: the returned write of the data is left unused
+    # the returned write of the data is left unused: _cosine_writes does it
     ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
-    target = zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
+    return zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
+
+
+def _cosine_writes(cos: xr.DataArray, target: zarr.Array, layer_start: int) -> Any:
+    """A lazy write of the cosines of some layers into ``target``, from ``layer_start``:
+    one task per layer and variant, holding the count of layers written.
+
+    A dask array, not the ``Delayed`` of ``to_zarr(compute=False)``, whose graph is
+    optimised (fused and renamed) on its own, so the Gram it starts from would be computed
+    a second time instead of shared with the other analyses in one ``dask.compute``.
+    """
+    steps = _cosine_steps(cos)
+    offset = [0] * steps.ndim
+    offset[steps.get_axis_num("layer")] = layer_start
     data = steps.data
     return data.map_blocks(
         _write_block,
         target=target,
+        offset=tuple(offset),
         dtype=np.int64,
         chunks=tuple((1,) * len(c) for c in data.chunks),
     )
 
 
-def _write_block(block: np.ndarray, *, target: zarr.Array, block_info: Any = None) -> np.ndarray:
-    """Write one block where it belongs in ``target`` (a whole Zarr chunk: no two tasks
-    write the same chunk); return a count of 1."""
-    where = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+def _write_block(
+    block: np.ndarray, *, target: zarr.Array, offset: tuple[int, ...], block_info: Any = None
+) -> np.ndarray:
+    """Write one block where it belongs in ``target``, shifted by ``offset`` (a whole Zarr
+    chunk: no two tasks write the same chunk); return a count of 1."""
+    location = block_info[0]["array-location"]
+    where = tuple(
+        slice(start + shift, stop + shift)
+        for (start, stop), shift in zip(location, offset, strict=True)
+    )
     target[where] = block
     return np.ones((1,) * block.ndim, dtype=np.int64)
 

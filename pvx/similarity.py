@@ -407,42 +407,80 @@ def pair_change(
     sim = cosine(da, layer=layer, include_baseline=include_baseline)
     if "layer" not in sim.dims:
         raise ValueError("pair_change() needs several layers; pass layer=None or a list")
+    return pair_change_from_parts(pair_change_parts(sim, quantiles))
+
+
+def pair_change_parts(sim: xr.DataArray, quantiles: tuple[float, float]) -> xr.Dataset:
+    """What :func:`pair_change` needs from some layers' cosines ``sim``: the band per layer
+    and each pair's running extremes over those layers (``max``/``min``, float32 upper
+    triangles, dim ``pair``). Parts of consecutive layer groups combine with
+    :func:`combine_pair_change_parts`, so the layers can be computed a group at a time."""
+    sim = _engine.single_chunk(sim, P, Q)
     band = _band(sim, quantiles)
+    high, low = _layer_extremes(sim)
     ds = xr.Dataset(
         {
-            "change": _layer_range(sim),
             "median": band.isel(stat=0),
             "low": band.isel(stat=1),
             "high": band.isel(stat=2),
+            "max": high,
+            "min": low,
         }
     )
-    ds.attrs = {"quantiles": list(quantiles)}
+    # the personas' coordinates, for the change matrix made from the triangles
+    ds = ds.assign_coords({k: c for k, c in sim.coords.items() if {P, Q} & set(c.dims)})
+    ds.attrs = {"quantiles": list(quantiles), "n_personas": sim.sizes[P]}
     return ds
 
 
-def _layer_range(sim: xr.DataArray) -> xr.DataArray:
-    """Max minus min over ``layer`` (missing values skipped).
+def combine_pair_change_parts(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """One set of parts from those of consecutive layer groups (computed, in order)."""
+    band = xr.concat([p[["median", "low", "high"]] for p in parts], "layer")
+    high, low = parts[0]["max"].copy(), parts[0]["min"].copy()
+    for part in parts[1:]:
+        np.fmax(high.values, part["max"].values, out=high.values)
+        np.fmin(low.values, part["min"].values, out=low.values)
+    persona = {k: c for k, c in parts[0].coords.items() if {P, Q} & set(c.dims)}
+    ds = band.assign(max=high, min=low).assign_coords(persona)
+    ds.attrs = dict(parts[0].attrs)
+    return ds
+
+
+def pair_change_from_parts(parts: xr.Dataset) -> xr.Dataset:
+    """:func:`pair_change`'s result from :func:`pair_change_parts`."""
+    n = parts.attrs["n_personas"]
+    change = xr.apply_ufunc(
+        _range_value,
+        parts["max"],
+        parts["min"],
+        input_core_dims=[["pair"], ["pair"]],
+        output_core_dims=[[P, Q]],
+        kwargs={"n": n},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {P: n, Q: n}},
+    ).assign_coords({k: c for k, c in parts.coords.items() if {P, Q} & set(c.dims)})
+    ds = parts[["median", "low", "high"]].assign(change=change)
+    ds = ds[["change", "median", "low", "high"]]
+    ds.attrs = {"quantiles": parts.attrs["quantiles"]}
+    return ds
+
+
+def _layer_extremes(sim: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Each pair's max and min over ``layer`` (missing values skipped), as float32 upper
+    triangles (cosines to 6e-8, a quarter of the memory of the squares); ``sim`` is in one
+    chunk over the personas.
 
     On dask, a chain along ``layer``: each step folds one more layer block into running
     extremes, so memory holds one pair of extremes per variant. A reduction tree would keep
-    a pair per tree level (about log2(layers) of them, each two persona x persona
-    matrices: gigabytes at thousands of personas). The extremes are float32 upper
-    triangles (cosines to 6e-8, a quarter of the memory); the result is float32.
+    a pair per tree level (about log2(layers) of them: gigabytes at thousands of personas).
     """
-    axis = sim.get_axis_num("layer")
-    template = sim.isel(layer=0, drop=True)
-    if not _engine.is_dask(sim):
-        values = np.fmax.reduce(sim.values, axis=axis) - np.fmin.reduce(sim.values, axis=axis)
-        return template.copy(data=values.astype(np.float32))
-    import dask
-    import dask.array
-
     n = sim.sizes[P]
-    # each layer's cosines packed as a float32 upper triangle as soon as they are made: the
-    # chain may reach a layer late, and meanwhile holds a quarter of the matrix
+    # each layer's cosines packed as soon as they are made: the chain may reach a layer
+    # late, and meanwhile holds a quarter of the matrix
     packed = xr.apply_ufunc(
         _engine.pack_upper,
-        _engine.single_chunk(sim, P, Q),
+        sim,
         input_core_dims=[[P, Q]],
         output_core_dims=[["pair"]],
         kwargs={"dtype": np.float32},
@@ -450,24 +488,32 @@ def _layer_range(sim: xr.DataArray) -> xr.DataArray:
         output_dtypes=[np.float32],
         dask_gufunc_kwargs={"output_sizes": {"pair": n * (n + 1) // 2}},
     )
-    data = packed.data
+    template = packed.isel(layer=0, drop=True)
     axis = packed.get_axis_num("layer")
+    if not _engine.is_dask(packed):
+        high, low = _range_step(None, packed.values, axis)
+        return template.copy(data=high), template.copy(data=low)
+    import dask
+    import dask.array
+
+    data = packed.data
     # block keys kept as they are (no optimisation): the cosine tasks stay shared
     blocks = np.moveaxis(data.to_delayed(optimize_graph=False), axis, 0)
     sizes = [c for i, c in enumerate(data.chunks) if i != axis]
-    step = dask.delayed(_range_step, pure=True)
-    finish = dask.delayed(_range_value, pure=True)
-    out = np.empty(blocks.shape[1:], dtype=object)
-    for index in np.ndindex(*out.shape):
+    step = dask.delayed(_range_step, pure=True, nout=2)
+    high = np.empty(blocks.shape[1:], dtype=object)
+    low = np.empty(blocks.shape[1:], dtype=object)
+    for index in np.ndindex(*high.shape):
         extremes = None
         for block in blocks[(slice(None), *index)]:
             extremes = step(extremes, block, axis)
-        shape = (*(size[i] for size, i in zip(sizes[:-1], index[:-1], strict=True)), n, n)
-        # the pair axis (one block) becomes the persona and persona_other axes
-        out[index] = [dask.array.from_delayed(finish(extremes, n), shape=shape, dtype=np.float32)]
-    square = template.transpose(..., P, Q)
-    data = dask.array.block(out.tolist())
-    return square.copy(data=data).transpose(*template.dims)
+        shape = tuple(size[i] for size, i in zip(sizes, index, strict=True))
+        high[index] = dask.array.from_delayed(extremes[0], shape=shape, dtype=np.float32)
+        low[index] = dask.array.from_delayed(extremes[1], shape=shape, dtype=np.float32)
+    return (
+        template.copy(data=dask.array.block(high.tolist())),
+        template.copy(data=dask.array.block(low.tolist())),
+    )
 
 
 def _range_step(
@@ -485,8 +531,8 @@ def _range_step(
     return extremes
 
 
-def _range_value(extremes: tuple[np.ndarray, np.ndarray], n: int) -> np.ndarray:
-    return _engine.unpack_upper(extremes[0] - extremes[1], n)
+def _range_value(high: np.ndarray, low: np.ndarray, *, n: int) -> np.ndarray:
+    return _engine.unpack_upper(high - low, n)
 
 
 def _row_products(
@@ -500,42 +546,45 @@ def _row_products(
     return paired, to_mean_b, to_mean_a
 
 
+def _squared_norms(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's squared norm, raw and centered over personas, from a Gram matrix:
+    diag(G) and diag(H G H)_i = G_ii - 2 mean_j G_ij + mean G. Vectors, so the Gram can be
+    freed while the variant comparison waits for its other inputs."""
+    raw = np.diagonal(g, axis1=-2, axis2=-1).copy()
+    rows = g.mean(axis=-1)
+    return raw, raw - 2.0 * rows + rows.mean(axis=-1, keepdims=True)
+
+
 def _variant_kernel(
-    g_aa: np.ndarray,
-    g_bb: np.ndarray,
-    cos_a: np.ndarray,
-    cos_b: np.ndarray,
+    sq_a: np.ndarray,
+    sq_b: np.ndarray,
+    centered_sq_a: np.ndarray,
+    centered_sq_b: np.ndarray,
     paired: np.ndarray,
     to_mean_b: np.ndarray,
     to_mean_a: np.ndarray,
     means: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per persona the raw and centered cosine between its two variants, and the
-    correlation of the two cosine matrices over pairs ``i < j``. Only vectors and row
-    loops beside the inputs: a persona x persona temporary is hundreds of MB at thousands
-    of personas."""
-
-    def diag(m: np.ndarray) -> np.ndarray:
-        return np.diagonal(m, axis1=-2, axis2=-1)
-
-    def centered_diag(g: np.ndarray) -> np.ndarray:
-        # diag(H G H)_i = G_ii - 2 mean_j G_ij + mean G
-        rows = g.mean(axis=-1)
-        return diag(g) - 2.0 * rows + rows.mean(axis=-1, keepdims=True)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per persona the raw and centered cosine between its two variants."""
 
     def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
         return np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), -1, 1)
 
-    raw = ratio(paired, diag(g_aa), diag(g_bb))
+    raw = ratio(paired, sq_a, sq_b)
     # Each variant is centered by its own mean: (a_i - m_a)·(b_i - m_b), from the products
     # of each row with the other variant's mean (no persona x persona cross product).
     centered_paired = paired - to_mean_b - to_mean_a + means[..., None]
-    centered = ratio(centered_paired, centered_diag(g_aa), centered_diag(g_bb))
+    return raw, ratio(centered_paired, centered_sq_a, centered_sq_b)
+
+
+def _correlation_kernel(cos_a: np.ndarray, cos_b: np.ndarray) -> np.ndarray:
+    """The correlation of two cosine matrices over pairs ``i < j`` (row loops: a persona x
+    persona temporary is hundreds of MB at thousands of personas)."""
     corr = np.empty(cos_a.shape[:-2])
     for index in np.ndindex(*corr.shape):
         corr[index] = _upper_correlation(cos_a[index], cos_b[index])
-    return raw, centered, corr
+    return corr
 
 
 def _upper_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -628,7 +677,17 @@ def variant_similarity(
     # of ``da`` in one dask.compute, and only the two variants' chunks run. Eager input
     # multiplies just the two.
     gram = _engine.raw_gram(da if _engine.is_dask(da) else da.sel(variant=[a, b]))
-    g_aa, g_bb = (gram.sel(variant=v).drop_vars("variant") for v in (a, b))
+    raw_sq, centered_sq = xr.apply_ufunc(
+        _squared_norms,
+        gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[[P], [P]],
+        dask="parallelized",
+        output_dtypes=[np.float64, np.float64],
+    )
+    sq_a, sq_b, centered_sq_a, centered_sq_b = (
+        sq.sel(variant=v).drop_vars("variant") for sq in (raw_sq, centered_sq) for v in (a, b)
+    )
     # the cosines as cosine() makes them (shared tasks; this also checks finiteness)
     cosines = _engine.prepared_gram(gram, center=True, normalize=True)
     cos_a, cos_b = (cosines.sel(variant=v).drop_vars("variant") for v in (a, b))
@@ -647,16 +706,25 @@ def variant_similarity(
         output_dtypes=[np.float64] * 3,
     )
     products = [_engine.single_chunk(_engine.bare(p), P) for p in products]
-    raw, centered, corr = xr.apply_ufunc(
+    raw, centered = xr.apply_ufunc(
         _variant_kernel,
-        g_aa,
-        *(_engine.bare(m) for m in (g_bb, cos_a, cos_b)),
+        _engine.single_chunk(sq_a, P),
+        *(_engine.single_chunk(_engine.bare(sq), P) for sq in (sq_b, centered_sq_a, centered_sq_b)),
         *products,
         _engine.bare(xr.dot(mean_a, mean_b, dim=_engine.H)),
-        input_core_dims=[[P, Q], [P, Q], [P, Q], [P, Q], [P], [P], [P], []],
-        output_core_dims=[[P], [P], []],
+        input_core_dims=[[P]] * 7 + [[]],
+        output_core_dims=[[P], [P]],
         dask="parallelized",
-        output_dtypes=[np.float64] * 3,
+        output_dtypes=[np.float64] * 2,
+    )
+    corr = xr.apply_ufunc(
+        _correlation_kernel,
+        _engine.bare(cos_a),
+        _engine.bare(cos_b),
+        input_core_dims=[[P, Q], [P, Q]],
+        output_core_dims=[[]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
     )
     ds = xr.Dataset({"raw": raw, "centered": centered, "matrix_correlation": corr})
     ds.attrs = {"variant_a": str(a), "variant_b": str(b)}

@@ -413,3 +413,21 @@ def test_every_analysis_shares_one_gram_product_per_layer(store, tmp_path, monke
     report.compute_results(da, views, n_clusters=3, path=tmp_path / "results.zarr")
     products = sum(int(np.prod(shape[:-2])) for shape in calls)
     assert products == da.sizes["variant"] * da.sizes["layer"], calls
+
+
+def test_layer_groups_give_the_results_of_one_computation(store, tmp_path, monkeypatch):
+    """At thousands of personas the layers are computed a group at a time; joining the
+    groups (sign alignment, cluster matching, pair ranges, cosines written by region) must
+    give exactly what one computation over every layer gives."""
+    da = pvx.load(store, ["templated", "biography"])
+    views = ["pca", "umap", "isomap", "scree", "similarity", "dendrogram", "pairs", "variants"]
+    assert len(report.layer_groups(da)) == 1
+    whole = report.compute_results(da, views, n_clusters=3, path=tmp_path / "whole.zarr")
+    # one layer per group: every layer is joined to the one before it
+    per_layer = 8 * da.sizes["persona"] ** 2 * da.sizes["variant"]
+    monkeypatch.setattr(report, "GROUP_MATRIX_BYTES", per_layer + 1)
+    assert len(report.layer_groups(da)) == da.sizes["layer"] > 2
+    grouped = report.compute_results(da, views, n_clusters=3, path=tmp_path / "grouped.zarr")
+    assert set(grouped.children) == set(whole.children) >= {"pca", "kmeans", "pairs", "cosine"}
+    for name in whole.children:
+        xr.testing.assert_identical(grouped[name].to_dataset(), whole[name].to_dataset())

@@ -322,7 +322,7 @@ def test_pair_change_summarises_every_pair(acts3):
         similarity.pair_change(acts3, layer=10)
 
 
-def test_layer_range_skips_missing_values():
+def test_pair_range_skips_missing_values():
     """max - min over many layers (a chain of dask steps over one- or several-layer blocks),
     NaN skipped and NaN only where every layer is missing: as xarray's max - min."""
     rng = np.random.default_rng(0)
@@ -334,8 +334,18 @@ def test_layer_range_skips_missing_values():
     sim = sim.assign_coords(layer=np.arange(11) * 2)
     expected = sim.max("layer") - sim.min("layer")
     chunked = [sim.chunk({"layer": size, "persona": 3}) for size in (1, 4)]
+    quantiles = (0.05, 0.95)
+
+    def change(parts):
+        return similarity.pair_change_from_parts(parts)["change"].compute()
+
     for backend in (sim, *chunked):
-        got = similarity._layer_range(backend)
+        got = change(similarity.pair_change_parts(backend, quantiles))
         assert got.dims == expected.dims
-        xr.testing.assert_allclose(got.compute(), expected)
-    assert np.isnan(got.values[0, 1, 2])
+        xr.testing.assert_allclose(got, expected)
+        assert np.isnan(got.values[0, 1, 2])
+        # computed a group of layers at a time and combined (as pvx analyze does)
+        groups = [backend.isel(layer=slice(i, i + 4)) for i in range(0, 11, 4)]
+        parts = [similarity.pair_change_parts(g, quantiles).compute() for g in groups]
+        combined = similarity.combine_pair_change_parts(parts)
+        xr.testing.assert_allclose(change(combined), expected)
