@@ -664,7 +664,7 @@ def subspace_eigen(kernel_gram: xr.DataArray, rank: int) -> tuple[xr.DataArray, 
         output_dtypes=[np.float64, np.float64],
         dask_gufunc_kwargs={"output_sizes": {"eigen": width}},
     )
-    return vals, bare(vecs)
+    return vals, vecs
 
 
 def _subspace_embedding_kernel(

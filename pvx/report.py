@@ -549,6 +549,7 @@ def render(
             continue
         figures = []
         for variant in variants:
+            drawn = len(figures)
             scores = result["scores"] if method == "pca" else result[method]
             scores = scores.sel(variant=variant)
             attributes = [c for c in settings["colors"] if c in scores.coords]
@@ -567,6 +568,8 @@ def render(
                         scores, title=f"{label} of {variant}, coloured by {described}", **extra
                     )
                 )
+            if len(figures) == drawn:  # nothing to colour by: drawn plain
+                figures.append(plot.projection(scores, title=f"{label} of {variant}"))
         page(method, label, f"{label} of the personas per layer (slider).", figures)
     if clusters is not None and "kmeans" in settings["views"] and node("pca") is not None:
         figures = [

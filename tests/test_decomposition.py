@@ -92,6 +92,8 @@ def test_pca_and_scree_with_more_personas_than_hidden_units(backend, normalize, 
     assert (agree.sum(axis=1) > 0).all()  # consecutive layers positively correlated
     first = res["scores"].isel(layer=0).values
     np.testing.assert_allclose(first, dense.isel(layer=0).values, atol=1e-9)  # same signs
+    # the personas' labels and attributes follow, as from the dense solver
+    assert set(res["scores"].coords) == set(dense.coords) >= {"id", "name", "planted_cluster"}
 
 
 def test_pca_dask_equals_numpy(backend):

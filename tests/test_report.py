@@ -431,3 +431,17 @@ def test_layer_groups_give_the_results_of_one_computation(store, tmp_path, monke
     assert set(grouped.children) == set(whole.children) >= {"pca", "kmeans", "pairs", "cosine"}
     for name in whole.children:
         xr.testing.assert_identical(grouped[name].to_dataset(), whole[name].to_dataset())
+
+
+def test_a_projection_without_its_colour_attribute_is_drawn_plain(store, tmp_path):
+    """No empty page: results whose projection lacks the colour asked for (and no k-means
+    to fall back on) still draw one figure per variant, uncoloured."""
+    index = report.analyze(store, views=["pca"], out=tmp_path / "a", progress=None)
+    results = report.open_results(index.parent / "results.zarr")
+    settings = json.loads(results.attrs["settings"])
+    assert settings["colors"] and "kmeans" not in results.children
+    pca = results["pca"].to_dataset()
+    results["pca"] = xr.DataTree(pca.drop_vars(settings["colors"]))
+    messages = []
+    report.render(results, tmp_path / "b", progress=messages.append)
+    assert "  pca: 2 figure(s)" in messages, messages
