@@ -20,7 +20,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 import xarray as xr
 
-from pvx import _engine
+from pvx import _engine, decomposition
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
@@ -126,20 +126,24 @@ DEFAULT_UMAP_EPOCHS = 30
 UMAP_INITS = ("pca", "spectral", "random")
 
 
-def _umap_inputs(
-    prepared: np.ndarray, *, n_neighbors: int, n_components: int, seed: int, init: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What a UMAP fit needs from one layer's prepared Gram: each persona's exact
-    neighbours and, for ``init="pca"``, the starting layout (NaN: umap-learn starts itself).
-    Small (``personas x neighbours``), so the Gram is freed before the slow fit runs."""
-    n = prepared.shape[0]
-    indices, dists = _neighbors_from_gram(prepared, n_neighbors)
-    start = np.full((n, n_components), np.nan)
-    if init == "pca" and n > n_components + 1:
-        found = _pca_start(prepared, n_components, seed)
-        if not isinstance(found, str):
-            start = found
-    return indices, dists, start
+def _umap_neighbors(prepared: np.ndarray, *, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each persona's exact neighbours from one layer's prepared Gram: what a UMAP fit
+    needs from it. Small (``personas x neighbours``), so the Gram is freed before the
+    slow fit runs."""
+    return _neighbors_from_gram(prepared, n_neighbors)
+
+
+def _umap_start(scores: np.ndarray) -> np.ndarray:
+    """The principal component ``scores`` as UMAP's start, or NaN (umap-learn starts
+    itself) where they cannot be used."""
+    return scores if _usable_start(scores) else np.full(scores.shape, np.nan)
+
+
+def _usable_start(scores: np.ndarray) -> bool:
+    """Whether principal component scores can start UMAP: not where the points coincide
+    along a component (umap-learn's spectral start is used there)."""
+    spread = np.ptp(scores, axis=0)
+    return bool((spread > 1e-12 * max(1.0, float(np.abs(scores).max()))).all())
 
 
 def _umap_one(
@@ -244,25 +248,6 @@ def _umap_fit(
     return model.fit_transform(scipy.sparse.csr_matrix((n, n))).astype(np.float64)
 
 
-def _pca_start(gram: np.ndarray, k: int, seed: int) -> np.ndarray | str:
-    """UMAP's starting layout: the top ``k`` principal components of the prepared rows,
-    from their Gram (doubly centered; no second pass over the vectors). Cheaper than
-    umap-learn's spectral start and as good (``benchmarks/README.md``); ``"spectral"``
-    where the components are degenerate (all points equal along one)."""
-    n = gram.shape[0]
-    inner = _engine._double_center(gram)
-    if n > 200:  # Lanczos: a few products with the matrix instead of a full decomposition
-        start = np.random.default_rng(seed).standard_normal(n)
-        values, vectors = scipy.sparse.linalg.eigsh(inner, k=k, which="LA", v0=start)
-    else:
-        values, vectors = scipy.linalg.eigh(inner, subset_by_index=[n - k, n - 1])
-    order = np.argsort(values)[::-1]
-    scores = vectors[:, order] * np.sqrt(np.clip(values[order], 0.0, None))
-    if not (np.ptp(scores, axis=0) > 1e-12 * max(1.0, float(np.abs(scores).max()))).all():
-        return "spectral"
-    return _engine.fix_signs(scores)
-
-
 def prepare_umap() -> float:
     """Get UMAP's compiled code ready in this process; returns the seconds it took.
 
@@ -275,9 +260,11 @@ def prepare_umap() -> float:
     start = time.perf_counter()
     if not _umap_ready:
         points = np.random.default_rng(0).standard_normal((12, 3))
+        points -= points.mean(axis=0)
+        u, s, _ = np.linalg.svd(points, full_matrices=False)
         kwargs = {"n_neighbors": 4, "n_components": 2, "seed": 0}
-        inputs = _umap_inputs(points @ points.T, init="pca", **kwargs)
-        _umap_fit(*inputs, n_epochs=None, **kwargs)
+        indices, dists = _umap_neighbors(points @ points.T, n_neighbors=4)
+        _umap_fit(indices, dists, _umap_start(u[:, :2] * s[:2]), n_epochs=None, **kwargs)
         _umap_ready = True
     return time.perf_counter() - start
 
@@ -371,18 +358,35 @@ def umap(
     if init not in UMAP_INITS:
         raise ValueError(f"{func}() got init={init!r}; choose one of {list(UMAP_INITS)}")
     options = {"n_neighbors": n_neighbors, "n_components": k, "seed": int(seed), "init": init}
-    # two steps: neighbours and start (fast, from the shared Gram), then the fit (slow, in a
-    # worker process under `pvx analyze`), which holds only the small inputs while it waits
-    indices, dists, start = xr.apply_ufunc(
+    # Two steps: neighbours and start (fast, from the shared Gram and PCA), then the fit
+    # (slow, in a worker process under `pvx analyze`), which holds only those small inputs.
+    indices, dists = xr.apply_ufunc(
         _engine.batched_arrays,
         prepared,
         input_core_dims=[[P, Q]],
-        output_core_dims=[[P, "neighbor"], [P, "neighbor"], [P, "component"]],
-        kwargs={"kernel": _umap_inputs, "n_core": (2,), **options},
+        output_core_dims=[[P, "neighbor"], [P, "neighbor"]],
+        kwargs={"kernel": _umap_neighbors, "n_core": (2,), "n_neighbors": n_neighbors},
         dask="parallelized",
-        output_dtypes=[np.int32, np.float32, np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"neighbor": n_neighbors, "component": k}},
+        output_dtypes=[np.int32, np.float32],
+        dask_gufunc_kwargs={"output_sizes": {"neighbor": n_neighbors}},
     )
+    if init == "pca" and n > k + 1:
+        # the PCA of the same rows: its eigensolve is shared with pca() and
+        # explained_variance() computed together
+        kernel = decomposition._kernel_gram(da, normalize=normalize)
+        scores, _ = _engine.embedding(kernel, k, rank=da.sizes[_engine.H])
+        start = xr.apply_ufunc(
+            _engine.batched_arrays,
+            scores,
+            input_core_dims=[[P, "component"]],
+            output_core_dims=[[P, "component"]],
+            kwargs={"kernel": _umap_start, "n_core": (2,)},
+            dask="parallelized",
+            output_dtypes=[np.float64],
+        )
+    else:
+        start = xr.full_like(indices.isel(neighbor=0, drop=True), np.nan, dtype=np.float64)
+        start = start.expand_dims(component=k, axis=-1)
     coords = xr.apply_ufunc(
         _engine.batched_arrays,
         indices,

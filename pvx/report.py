@@ -276,9 +276,9 @@ def compute_results(
     return open_results(path)
 
 
-# persona x persona float64 matrices (one per layer and variant) computed at once: 64 layers
-# of two variants at 1,000 personas, one layer at 8,000
-GROUP_MATRIX_BYTES = 1 << 30
+# persona x persona float64 matrices (one per layer and variant) computed at once: 48 layers
+# of two variants at 1,000 personas, one layer of two at 5,000
+GROUP_MATRIX_BYTES = 3 << 28
 # the all-pairs band drawn on the pairs page
 PAIR_QUANTILES = (0.05, 0.95)
 

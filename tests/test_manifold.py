@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -110,7 +111,8 @@ def test_umap_equals_umap_learn_on_the_dense_distances(init):
     np.testing.assert_allclose(
         distance, scipy.spatial.distance.squareform(scipy.spatial.distance.pdist(u)), atol=1e-8
     )
-    start = manifold._pca_start(gram, 2, seed=3) if init == "pca" else init
+    # pvx's start is the PCA of the same rows
+    start = pvx.decomposition.pca(da, n_components=2)["scores"].values if init == "pca" else init
     model = manifold._load_umap().UMAP(
         n_neighbors=15, n_components=2, metric="precomputed", random_state=3, n_jobs=1,
         n_epochs=manifold.DEFAULT_UMAP_EPOCHS, init=start,
@@ -226,16 +228,48 @@ def test_umap_compiled_code_is_cached_across_processes():
     assert cache_hits() >= 2 or cache_hits() >= 2
 
 
-@pytest.mark.parametrize("n_persona", [40, 260])  # dense solver below 200 points, Lanczos above
-def test_umap_pca_start_is_the_prepared_rows_principal_components(n_persona):
+@pytest.mark.parametrize("n_persona", [40, 260])  # Householder, then subspace eigensolver
+def test_umap_starts_from_the_pca_it_shares_an_eigensolve_with(n_persona, monkeypatch):
+    """UMAP's start is pvx's PCA of the same rows (scikit-learn's up to sign), from the
+    eigensolve PCA and the scree computed with it use: one per layer for all three."""
     from sklearn.decomposition import PCA
 
-    da = pvx.synthetic.planted_personas(n_persona=n_persona, n_layer=1, n_hidden=24, seed=2)
-    u = prepared(layer_slices(da)[0])
-    start = manifold._pca_start(u @ u.T, 2, seed=0)
-    expected = PCA(n_components=2, svd_solver="full").fit_transform(u)
-    np.testing.assert_allclose(np.abs(start), np.abs(expected), atol=1e-8)
-    # signs fixed as PCA's: each component's largest-magnitude entry is positive
-    assert (start[np.abs(start).argmax(axis=0), [0, 1]] > 0).all()
-    # points that coincide along a component: umap-learn's spectral start instead
-    assert manifold._pca_start(np.zeros((5, 5)), 2, seed=0) == "spectral"
+    da = pvx.synthetic.planted_personas(n_persona=n_persona, n_layer=2, n_hidden=24, seed=2)
+    starts = []
+    chosen = manifold._umap_start
+
+    def recorded(scores):
+        found = chosen(scores)
+        if scores.size:  # not dask's probe for the output type
+            starts.append(found)
+        return found
+
+    solves = []
+    for name in ("_tridiagonal_kernel", "_subspace_eigen_kernel"):
+        solver = getattr(_engine, name)
+
+        def counted(k, *args, _solver=solver, **kwargs):
+            if k.size:
+                solves.append(k.shape)
+            return _solver(k, *args, **kwargs)
+
+        monkeypatch.setattr(_engine, name, counted)
+    monkeypatch.setattr(manifold, "_umap_start", recorded)
+    lazy = da.chunk({"layer": 1})
+    dask.compute(
+        manifold.umap(lazy),
+        pvx.decomposition.pca(lazy, n_components=3),
+        pvx.decomposition.explained_variance(lazy),
+    )
+    assert len(solves) == da.sizes["layer"], solves
+    assert len(starts) == da.sizes["layer"]
+    for x in layer_slices(da):  # the layers' tasks ran in any order
+        expected = np.abs(PCA(n_components=2, svd_solver="full").fit_transform(prepared(x)))
+        assert any(np.allclose(np.abs(start), expected, rtol=0, atol=1e-8) for start in starts)
+    for start in starts:
+        # signs fixed as PCA's: each component's largest-magnitude entry is positive
+        assert (start[np.abs(start).argmax(axis=0), [0, 1]] > 0).all()
+
+
+def test_umap_starts_spectral_where_points_coincide_along_a_component():
+    assert np.isnan(manifold._umap_start(np.zeros((5, 2)))).all()  # umap-learn's instead
