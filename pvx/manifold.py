@@ -16,8 +16,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse.linalg
+import scipy.sparse
 import xarray as xr
 
 from pvx import _engine, decomposition

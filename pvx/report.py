@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import glob
 import html
 import json
@@ -252,6 +253,10 @@ def compute_results(
                 say(f"layers {group.start + 1}-{group.stop} of {layers}")
             lazy = _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
             part = _compute(lazy)
+            # the finished computation's task state is reference cycles holding this group's
+            # matrices (hundreds of MB each at thousands of personas): freed now, not at
+            # Python's next collection
+            gc.collect()
             if "pairs_change" in part:  # folded in at once: the pairs' extremes are large
                 pair_parts = similarity.combine_pair_change_parts(
                     [p for p in (pair_parts, part.pop("pairs_change")) if p is not None]
@@ -278,7 +283,7 @@ def compute_results(
 
 # persona x persona float64 matrices (one per layer and variant) computed at once: 48 layers
 # of two variants at 1,000 personas, one layer of two at 5,000
-GROUP_MATRIX_BYTES = 3 << 28
+GROUP_MATRIX_BYTES = 700 << 20
 # the all-pairs band drawn on the pairs page
 PAIR_QUANTILES = (0.05, 0.95)
 
