@@ -412,11 +412,14 @@ def prepared_gram(
         dask="parallelized",
         output_dtypes=[np.float64],
     )
-    if not double_center:
-        return prepared
+    return double_centered(prepared) if double_center else prepared
+
+
+def double_centered(kernel_gram: xr.DataArray) -> xr.DataArray:
+    """``H K H`` of every Gram (lazy; the same tasks wherever it is asked for)."""
     return xr.apply_ufunc(
         _double_center,
-        prepared,
+        kernel_gram,
         input_core_dims=[[P, Q]],
         output_core_dims=[[P, Q]],
         dask="parallelized",
@@ -629,28 +632,45 @@ def _use_subspace(n: int, rank: int | None) -> bool:
     return rank is not None and rank + SUBSPACE_OVERSAMPLE <= n // 4
 
 
-def _subspace_eigen_one(k: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every nonzero eigenpair of a symmetric ``k`` of rank at most ``rank``, largest first.
+def _centered_product(k: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(H K H) x`` without forming ``H K H`` (``H`` removes the mean over rows)."""
+    y = k @ (x - x.mean(axis=0))
+    y -= y.mean(axis=0)
+    return y
+
+
+def _subspace_eigen_one(
+    k: np.ndarray, rank: int, center: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every nonzero eigenpair of a symmetric ``k`` (with ``center``, of ``H k H``) of rank
+    at most ``rank``, largest first.
 
     ``k`` times a random ``n x w`` block (``w = rank + oversampling``) spans ``k``'s range
     exactly, so the eigenpairs of ``k`` restricted to that basis are ``k``'s own (up to
     rounding, ``eps * |k|`` as in the dense path): two BLAS-3 products, ``4 n² w`` flops,
-    instead of the ``4/3 n³`` memory-bound Householder reduction. Seeded: deterministic.
+    instead of the ``4/3 n³`` memory-bound Householder reduction. Centering is applied to
+    the products, so no centred copy of ``k`` is made. Seeded: deterministic.
     """
     n = k.shape[-1]
     width = min(n, rank + SUBSPACE_OVERSAMPLE)
     probe = np.random.default_rng(0).standard_normal((n, width))
-    basis, _ = np.linalg.qr(k @ probe)
-    small = basis.T @ (k @ basis)
+    product = (lambda x: _centered_product(k, x)) if center else k.__matmul__
+    basis, _ = np.linalg.qr(product(probe))
+    small = basis.T @ product(basis)
     vals, vecs = np.linalg.eigh((small + small.T) / 2)
     return vals[::-1], (basis @ vecs)[:, ::-1]
 
 
-def _subspace_eigen_kernel(k: np.ndarray, *, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    return batched(_subspace_eigen_one, (np.asarray(k, dtype=np.float64),), (2,), rank=rank)
+def _subspace_eigen_kernel(
+    k: np.ndarray, *, rank: int, center: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    k = np.asarray(k, dtype=np.float64)
+    return batched(_subspace_eigen_one, (k,), (2,), rank=rank, center=center)
 
 
-def subspace_eigen(kernel_gram: xr.DataArray, rank: int) -> tuple[xr.DataArray, xr.DataArray]:
+def subspace_eigen(
+    kernel_gram: xr.DataArray, rank: int, *, center: bool = False
+) -> tuple[xr.DataArray, xr.DataArray]:
     """Lazy :func:`_subspace_eigen_one`: eigenvalues ``(..., eigen)`` and eigenvectors
     ``(..., persona, eigen)``, shared (same task names) by PCA and the scree."""
     width = min(kernel_gram.sizes[P], rank + SUBSPACE_OVERSAMPLE)
@@ -659,7 +679,7 @@ def subspace_eigen(kernel_gram: xr.DataArray, rank: int) -> tuple[xr.DataArray, 
         kernel_gram,
         input_core_dims=[[P, Q]],
         output_core_dims=[["eigen"], [P, "eigen"]],
-        kwargs={"rank": rank},
+        kwargs={"rank": rank, "center": center},
         dask="parallelized",
         output_dtypes=[np.float64, np.float64],
         dask_gufunc_kwargs={"output_sizes": {"eigen": width}},
@@ -676,16 +696,17 @@ def _subspace_embedding_kernel(
 
 
 def embedding(
-    kernel_gram: xr.DataArray, n_top: int, *, rank: int | None = None
+    kernel_gram: xr.DataArray, n_top: int, *, rank: int | None = None, center: bool = False
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """Coordinates ``(..., persona, component)`` and eigenvalues ``(..., component)``.
+    """Coordinates ``(..., persona, component)`` and eigenvalues ``(..., component)`` of
+    every Gram (with ``center``, of its double centering ``H K H``).
 
     ``rank`` bounds the Gram's rank (e.g. the hidden size): when it is well below the
     persona count, the eigenpairs come from :func:`subspace_eigen` instead of a full
-    Householder reduction.
+    Householder reduction, and centering is applied implicitly (no centred copy).
     """
     if _use_subspace(kernel_gram.sizes[P], rank):
-        eigvals, eigvecs = subspace_eigen(kernel_gram, rank)
+        eigvals, eigvecs = subspace_eigen(kernel_gram, rank, center=center)
         coords, vals = xr.apply_ufunc(
             _subspace_embedding_kernel,
             eigvals,
@@ -698,7 +719,7 @@ def embedding(
             dask_gufunc_kwargs={"output_sizes": {"component": n_top}},
         )
     else:
-        reduced, tau = tridiagonalize(kernel_gram)
+        reduced, tau = tridiagonalize(double_centered(kernel_gram) if center else kernel_gram)
         coords, vals = xr.apply_ufunc(
             _embedding_kernel,
             reduced,
@@ -755,14 +776,16 @@ def _top_values(vals: np.ndarray, *, n_top: int) -> np.ndarray:
     return np.clip(vals[..., :n_top], 0.0, None)
 
 
-def spectrum(kernel_gram: xr.DataArray, n_top: int, *, rank: int | None = None) -> xr.DataArray:
+def spectrum(
+    kernel_gram: xr.DataArray, n_top: int, *, rank: int | None = None, center: bool = False
+) -> xr.DataArray:
     """The ``n_top`` largest eigenvalues of every Gram matrix, ``(..., component)``
-    (``rank`` as in :func:`embedding`)."""
+    (``rank`` and ``center`` as in :func:`embedding`)."""
     if _use_subspace(kernel_gram.sizes[P], rank):
-        eigvals, _ = subspace_eigen(kernel_gram, rank)
+        eigvals, _ = subspace_eigen(kernel_gram, rank, center=center)
         kernel, core, values = _top_values, ["eigen"], eigvals
     else:
-        values, _ = tridiagonalize(kernel_gram)
+        values, _ = tridiagonalize(double_centered(kernel_gram) if center else kernel_gram)
         kernel, core = _eigvals_kernel, [P, Q]
     vals = xr.apply_ufunc(
         kernel,
@@ -777,8 +800,23 @@ def spectrum(kernel_gram: xr.DataArray, n_top: int, *, rank: int | None = None) 
     return vals.assign_coords(component=np.arange(1, n_top + 1))
 
 
-def trace(kernel_gram: xr.DataArray) -> xr.DataArray:
-    """Trace of every Gram matrix: the total variance times ``n - 1``."""
+def _centered_trace(k: np.ndarray) -> np.ndarray:
+    # trace(H K H) = trace(K) - sum(K) / n
+    n = k.shape[-1]
+    return np.trace(k, axis1=-2, axis2=-1) - k.sum(axis=(-2, -1)) / n
+
+
+def trace(kernel_gram: xr.DataArray, *, center: bool = False) -> xr.DataArray:
+    """Trace of every Gram matrix (with ``center``, of ``H K H``): the total variance times
+    ``n - 1``."""
+    if center:
+        return xr.apply_ufunc(
+            _centered_trace,
+            kernel_gram,
+            input_core_dims=[[P, Q]],
+            dask="parallelized",
+            output_dtypes=[np.float64],
+        )
     return xr.apply_ufunc(
         np.trace,
         kernel_gram,

@@ -92,10 +92,11 @@ def dsterf(d: np.ndarray, e: np.ndarray) -> np.ndarray:
     return vals
 
 
-def dpstrf_rows(k: np.ndarray) -> np.ndarray:
+def dpstrf_rows(k: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """Rows ``R`` (``n x rank``) with ``R Rᵀ = k`` for a symmetric positive semi-definite
     float64 ``k``: LAPACK's pivoted Cholesky ``dpstrf``, about five times cheaper than an
-    eigendecomposition, stopping at the numerical rank. ``k`` is read, not changed."""
+    eigendecomposition, stopping at the numerical rank. ``k`` is read, not changed, unless
+    ``overwrite`` (then a C-ordered float64 ``k`` is factorised in place: no copy)."""
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"dpstrf_rows() needs a square matrix, got shape {k.shape}")
     n = k.shape[-1]
@@ -103,7 +104,7 @@ def dpstrf_rows(k: np.ndarray) -> np.ndarray:
         return np.zeros((0, 0))
     # The C-ordered copy is k (symmetric) to Fortran; the factor U of Pᵀ k P = Uᵀ U that
     # LAPACK writes in Fortran's upper triangle reads, row-major, as the lower triangle Uᵀ.
-    factor = np.array(k, dtype=np.float64, order="C")
+    factor = np.array(k, dtype=np.float64, order="C", copy=None if overwrite else True)
     pivots = np.empty(n, dtype=np.intc)
     rank = ctypes.c_int(0)
     work = np.empty(2 * n)

@@ -25,9 +25,13 @@ KMEANS_MODES = ("mean_across_layers", "first_layer", "per_layer")
 LINKAGE_METHODS = ("ward", "average", "complete", "single")
 
 
-def _euclidean_embedding(k: np.ndarray) -> np.ndarray:
-    """Rows whose Gram is the doubly centered ``k`` (pivoted Cholesky, to its numerical
-    rank): the same distances as the vectors, at a fifth of an eigendecomposition's cost."""
+def _euclidean_embedding(k: np.ndarray, *, center: bool) -> np.ndarray:
+    """Rows whose Gram is the doubly centered ``k`` (with ``center``, centred here: a
+    transient copy rather than one more matrix held per layer), by pivoted Cholesky to its
+    numerical rank: the same distances as the vectors, at a fifth of an
+    eigendecomposition's cost."""
+    if center:
+        return _lapack.dpstrf_rows(_engine._double_center(k), overwrite=True)
     return _lapack.dpstrf_rows(k)
 
 
@@ -38,11 +42,13 @@ def _first_seen_labels(labels: np.ndarray) -> np.ndarray:
     return order[np.searchsorted(np.unique(labels), labels)]
 
 
-def _kmeans_one(k: np.ndarray, *, n_clusters: int, seed: int, n_init: int) -> np.ndarray:
+def _kmeans_one(
+    k: np.ndarray, *, n_clusters: int, seed: int, n_init: int, center: bool
+) -> np.ndarray:
     with _engine.import_lock:
         from sklearn.cluster import KMeans
 
-    points = _euclidean_embedding(k)
+    points = _euclidean_embedding(k, center=center)
     labels = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init).fit_predict(points)
     return _first_seen_labels(labels)
 
@@ -191,10 +197,11 @@ def kmeans(
             output_dtypes=[np.float64],
         )
         kernel = _engine.prepared_gram(gram, center=True, normalize=False)
+        center = False  # centering the rows made the Gram doubly centered
     else:
-        kernel = _engine.prepared_gram(
-            _engine.raw_gram(da), center=True, normalize=True, double_center=True
-        )
+        # the cosines' Gram (shared), centred again in the kernel: normalising uncentred it
+        kernel = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True)
+        center = True
     labels = xr.apply_ufunc(
         _engine.batched_arrays,
         kernel,
@@ -206,6 +213,7 @@ def kmeans(
             "n_clusters": n_clusters,
             "seed": int(seed),
             "n_init": n_init,
+            "center": center,
         },
         dask="parallelized",
         output_dtypes=[np.int64],

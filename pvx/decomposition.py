@@ -21,12 +21,14 @@ from pvx._validate import LayerSelection, check_n_components
 __all__ = ["explained_variance", "pca"]
 
 
-def _kernel_gram(da: xr.DataArray, *, normalize: bool) -> xr.DataArray:
-    # Centering already makes the Gram doubly centered; normalising breaks that, so PCA's own
-    # centering of the unit vectors is applied again.
-    return _engine.prepared_gram(
-        _engine.raw_gram(da), center=True, normalize=normalize, double_center=normalize
-    )
+def _kernel_gram(da: xr.DataArray, *, normalize: bool) -> tuple[xr.DataArray, bool]:
+    """PCA's Gram and whether it still needs double centering (to pass as ``center=`` to
+    the engine's eigensolvers, which centre implicitly where they can).
+
+    Centering the rows already makes the Gram doubly centered; normalising breaks that, so
+    PCA centers the unit vectors again. The Gram is the one ``cosine()`` makes (shared)."""
+    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=normalize)
+    return prepared, normalize
 
 
 def _loading_weights(
@@ -125,10 +127,10 @@ def pca(
     )
     n = da.sizes[P]
     k = check_n_components(n_components, n_persona=n, n_hidden=da.sizes[H], func=func)
-    kernel = _kernel_gram(da, normalize=normalize)
-    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H])
+    kernel, center = _kernel_gram(da, normalize=normalize)
+    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H], center=center)
     scores = _engine.align_layers(scores).rename("scores")
-    total = _engine.trace(kernel)
+    total = _engine.trace(kernel, center=center)
     ratio = (vals / total.where(total > 0)).fillna(0.0)
     ds = xr.Dataset(
         {
@@ -205,7 +207,7 @@ def explained_variance(
         why="PCA centers over personas",
     )
     k = min(da.sizes[P], da.sizes[H])
-    kernel = _kernel_gram(da, normalize=normalize)
-    vals = _engine.spectrum(kernel, k, rank=da.sizes[H])
-    total = _engine.trace(kernel)
+    kernel, center = _kernel_gram(da, normalize=normalize)
+    vals = _engine.spectrum(kernel, k, rank=da.sizes[H], center=center)
+    total = _engine.trace(kernel, center=center)
     return (vals / total.where(total > 0)).fillna(0.0).rename("explained_variance_ratio")

@@ -372,8 +372,8 @@ def umap(
     if init == "pca" and n > k + 1:
         # the PCA of the same rows: its eigensolve is shared with pca() and
         # explained_variance() computed together
-        kernel = decomposition._kernel_gram(da, normalize=normalize)
-        scores, _ = _engine.embedding(kernel, k, rank=da.sizes[_engine.H])
+        kernel, center = decomposition._kernel_gram(da, normalize=normalize)
+        scores, _ = _engine.embedding(kernel, k, rank=da.sizes[_engine.H], center=center)
         start = xr.apply_ufunc(
             _engine.batched_arrays,
             scores,
