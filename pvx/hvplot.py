@@ -25,7 +25,7 @@ import xarray as xr
 
 from pvx import _colors, cluster, decomposition, manifold, similarity
 from pvx._forward import forward
-from pvx.plot import (
+from pvx.views._common import (
     _AXIS_NAMES,
     _check_dims,
     _coloring,
@@ -287,7 +287,7 @@ def scree(
     """
     import hvplot.xarray  # noqa: F401
 
-    from pvx.plot import _ratio
+    from pvx.views._common import _ratio
 
     ratio = _ratio(evr, "scree")
     if max_components is not None:

@@ -1,0 +1,444 @@
+"""Shared preparation for pvx's views: labels, layers, colouring, hover text, selections.
+
+Used by the Plotly views and the HoloViews views alike, so both prepare data the same way.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pvx import _colors, cluster
+from pvx._colors import Coloring
+
+if TYPE_CHECKING:
+    pass
+
+
+_P, _Q = "persona", "persona_other"
+
+
+_AXIS_NAMES = {"scores": "PC", "umap": "UMAP ", "isomap": "Isomap "}
+
+
+_METHOD_TITLES = {"scores": "PCA", "umap": "UMAP", "isomap": "Isomap"}
+
+
+_INK = "#444444"
+
+
+def _esc(value: Any) -> str:
+    """Text from the data, escaped for Plotly's HTML-like labels (which decode ``&amp;``,
+    ``&lt;`` and ``&gt;`` but show ``&quot;`` as written: quotes stay as they are)."""
+    return html.escape(str(value), quote=False)
+
+
+LABEL_LIMIT = 40
+
+
+def _label(value: Any, limit: int = LABEL_LIMIT) -> str:
+    """``_esc`` shortened with an ellipsis, for legends and ticks; hover shows it whole."""
+    text = str(value)
+    return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _computed(obj: Any) -> Any:
+    """``obj`` with dask data computed (numpy-backed objects pass through)."""
+    return obj.compute() if hasattr(obj, "compute") else obj
+
+
+def _check_dims(arr: xr.DataArray | xr.Dataset, allowed: Sequence[str], *, func: str) -> None:
+    extra = [d for d in arr.dims if d not in allowed]
+    if extra:
+        sel = ", ".join(f"{d}=..." for d in extra)
+        raise ValueError(
+            f"{func}() draws dims {list(allowed)!r}, but the result also has {extra!r}; select "
+            f"one value of each first, e.g. result.sel({sel})"
+        )
+
+
+def _layer_labels(obj: xr.DataArray | xr.Dataset) -> list[Any]:
+    """Layer labels of a layered result; ``[label]`` (or ``[None]``) without a layer dim."""
+    if "layer" in obj.dims:
+        return [v.item() if hasattr(v, "item") else v for v in obj["layer"].values]
+    if "layer" in obj.coords:
+        return [obj["layer"].item()]
+    return [None]
+
+
+def _layer_title(label: Any) -> str:
+    return "" if label is None else f"layer {_esc(label)}"
+
+
+def _variant_note(obj: xr.DataArray | xr.Dataset) -> str:
+    if "variant" in obj.coords and obj["variant"].ndim == 0:
+        return f" · {_esc(obj['variant'].item())}"
+    return ""
+
+
+def _persona_ids(obj: xr.DataArray | xr.Dataset) -> np.ndarray:
+    if "id" in obj.coords:
+        return np.asarray(obj["id"].values, dtype=object)
+    return np.asarray([f"persona[{i}]" for i in range(obj.sizes[_P])], dtype=object)
+
+
+def _animation(
+    labels: Sequence[Any], *, redraw: bool = True, duration: int = 600
+) -> dict[str, Any]:
+    """Layout entries for a layer slider and Play/Pause buttons over frames named by label."""
+    step_args = {"mode": "immediate", "frame": {"duration": 0, "redraw": redraw}}
+    step_args["transition"] = {"duration": 0}
+    steps = [
+        {"method": "animate", "label": _esc(label), "args": [[str(label)], step_args]}
+        for label in labels
+    ]
+    play = {
+        "frame": {"duration": duration, "redraw": redraw},
+        "fromcurrent": True,
+        "transition": {"duration": 0},
+        "mode": "immediate",
+    }
+    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}
+    pause["transition"] = {"duration": 0}
+    return {
+        "sliders": [
+            {
+                "active": 0,
+                "currentvalue": {"prefix": "layer "},
+                "pad": {"t": 40, "b": 10},
+                "len": 0.9,
+                "x": 0.1,
+                "y": 0,
+                "steps": steps,
+            }
+        ],
+        "updatemenus": [
+            {
+                "type": "buttons",
+                "direction": "left",
+                "showactive": False,
+                "x": 0.1,
+                "y": 0,
+                "xanchor": "right",
+                "yanchor": "top",
+                "pad": {"t": 50, "r": 10},
+                "buttons": [
+                    {"label": "Play", "method": "animate", "args": [None, play]},
+                    {"label": "Pause", "method": "animate", "args": [[None], pause]},
+                ],
+            }
+        ],
+    }
+
+
+def _by_id(values: xr.DataArray, ids: np.ndarray, *, what: str) -> xr.DataArray:
+    """``values`` (dims ``persona`` and maybe ``layer``) reordered to the personas ``ids``."""
+    if "id" not in values.coords:
+        if values.sizes[_P] != len(ids):
+            raise ValueError(
+                f"{what} has {values.sizes[_P]} personas but the result has {len(ids)}; give "
+                "one value per persona, or an array with an 'id' coordinate"
+            )
+        return values
+    position = pd.Index(np.asarray(values["id"].values, dtype=object)).get_indexer(ids)
+    if (position < 0).any():
+        absent = [str(i) for i, p in zip(ids, position, strict=True) if p < 0][:5]
+        raise ValueError(
+            f"{what} has no value for persona id(s) {absent!r}; compute it on the same personas "
+            "as the result (e.g. the same include_baseline=)"
+        )
+    return values.isel({_P: position})
+
+
+def _per_layer(
+    values: Any, ids: np.ndarray, layers: Sequence[Any], *, what: str
+) -> np.ndarray | xr.DataArray:
+    """Colour values as ``(persona,)`` or ``(layer, persona)``, matched to the result."""
+    if not isinstance(values, xr.DataArray):
+        arr = np.asarray(values)
+        if arr.shape[-1] != len(ids) or arr.ndim not in (1, 2):
+            raise ValueError(
+                f"{what} needs one value per persona ({len(ids)}), or a (layer, persona) "
+                f"array, got shape {arr.shape}"
+            )
+        if arr.ndim == 2 and arr.shape[0] != len(layers):
+            raise ValueError(
+                f"{what} has {arr.shape[0]} rows of layers but the result has {len(layers)}"
+            )
+        return arr
+    values = _computed(values)
+    if _P not in values.dims:
+        raise ValueError(f"{what} needs a 'persona' dimension, got dims {values.dims!r}")
+    _check_dims(values, ["layer", _P], func=what)
+    values = _by_id(values, ids, what=what)
+    if "layer" in values.dims:
+        if layers == [None]:
+            raise ValueError(f"{what} has a 'layer' dimension but the result has none")
+        values = values.sel(layer=list(layers)).transpose("layer", _P)
+    return values
+
+
+def _coloring(
+    arr: xr.DataArray,
+    layers: list[Any],
+    *,
+    color: Hashable | None,
+    groups: Any,
+    color_values: Any,
+    vectors: xr.DataArray | None,
+    n_clusters: int | None,
+    cluster_mode: str,
+    max_categories: int,
+) -> Coloring:
+    options = {"color": color, "groups": groups, "color_values": color_values}
+    given = [name for name, value in options.items() if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"pass one of color=, groups= or color_values=, got {given!r}")
+    ids = _persona_ids(arr)
+    if groups is not None:
+        vals = _per_layer(groups, ids, layers, what="groups")
+        name = getattr(groups, "name", None)
+        if name == "cluster":
+            return _cluster_coloring(vals, max_categories)
+        return _colors.categorical(
+            np.asarray(vals), str(name or "group"), max_categories=max_categories
+        )
+    if color_values is not None:
+        vals = _per_layer(color_values, ids, layers, what="color_values")
+        return _colors.numeric(np.asarray(vals), str(getattr(color_values, "name", None) or ""))
+    if color is None:
+        return _colors.no_color(len(ids))
+    if color in arr.coords and arr[color].dims == (_P,):
+        return _colors.from_coord(arr[color], max_categories=max_categories)
+    if color == "cluster":
+        if vectors is None or n_clusters is None:
+            raise ValueError(
+                "color='cluster' runs pvx.cluster.kmeans, which needs the persona vectors and "
+                "a number of clusters: pass vectors=da and n_clusters=k (or pass precomputed "
+                "labels as groups=...)"
+            )
+        from pvx._validate import BASELINE_ID
+
+        labels = cluster.kmeans(
+            vectors,
+            n_clusters,
+            layer=None if layers == [None] else list(layers),
+            mode=cluster_mode,
+            include_baseline=BASELINE_ID in set(ids.tolist()),
+        )
+        return _cluster_coloring(_per_layer(labels, ids, layers, what="kmeans"), max_categories)
+    attributes = [str(c) for c, v in arr.coords.items() if v.dims == (_P,) and c != "id"]
+    raise KeyError(
+        f"color={color!r} is not a persona attribute of the result; choose one of "
+        f"{attributes!r}, 'cluster' (with n_clusters=), or pass groups=/color_values="
+    )
+
+
+def _cluster_coloring(labels: Any, max_categories: int) -> Coloring:
+    arr = np.asarray(labels)
+    order = sorted({int(v) for v in arr.ravel() if v >= 0})
+    arr = np.array([None if v < 0 else int(v) for v in arr.ravel()], dtype=object).reshape(
+        arr.shape
+    )
+    return _colors.categorical(
+        arr,
+        "cluster",
+        max_categories=max(max_categories, len(order)),
+        order=order,
+        prefix="cluster ",
+    )
+
+
+def _hover_fields(arr: xr.DataArray, hover: Sequence[Hashable] | None) -> list[Hashable]:
+    fields = list(hover or [])
+    unknown = [f for f in fields if f not in arr.coords or arr[f].dims != (_P,)]
+    if unknown:
+        attributes = [str(c) for c, v in arr.coords.items() if v.dims == (_P,)]
+        raise KeyError(
+            f"hover={unknown!r} names no persona coordinate of the result; choose from "
+            f"{attributes!r}"
+        )
+    return [f for f in fields if f not in ("id", "name")]
+
+
+def _hover_text(arr: xr.DataArray, fields: Sequence[Hashable], coloring: Coloring) -> np.ndarray:
+    """Escaped hover lines per persona, ``(n_layer_or_1, n_persona)``."""
+    n = arr.sizes[_P]
+    ids = _persona_ids(arr)
+    names = arr["name"].values if "name" in arr.coords else [None] * n
+    rows = []
+    for i in range(n):
+        head = f"<b>{_esc(names[i])}</b><br>" if names[i] is not None else ""
+        lines = [f"{head}id: {_esc(ids[i])}"]
+        for f in fields:
+            value = _colors.format_value(arr[f].values[i])
+            lines.append(f"{_esc(f)}: {_esc(value) if value is not None else 'missing'}")
+        rows.append("<br>".join(lines))
+    base = np.asarray(rows, dtype=object)
+    if coloring.kind == "none" or (coloring.title in fields and not coloring.per_layer):
+        return base[None, :]
+    title = _esc(coloring.title)
+    out = np.empty(coloring.labels.shape, dtype=object)
+    for (row, i), label in np.ndenumerate(coloring.labels):
+        shown = "missing" if label is None else _esc(label)
+        out[row, i] = f"{base[i]}<br>{title}: {shown}"
+    return out
+
+
+def _trace_groups(coloring: Coloring) -> list[dict[str, Any]]:
+    """The point traces: ``member`` is a ``(n_layer_or_1, n_persona)`` mask per trace."""
+    missing = coloring.missing
+    groups: list[dict[str, Any]] = []
+    if coloring.kind == "categorical":
+        for code, (name, color) in enumerate(
+            zip(coloring.categories, coloring.colors, strict=True)
+        ):
+            groups.append(
+                {
+                    "name": _label(name),
+                    "member": coloring.values == code,
+                    "marker": {"color": color},
+                }
+            )
+    elif coloring.kind == "none":
+        groups.append(
+            {"name": "personas", "member": ~missing, "marker": {"color": _colors.DEFAULT_COLOR}}
+        )
+    else:
+        marker: dict[str, Any] = {
+            "cmin": coloring.cmin,
+            "cmax": coloring.cmax,
+            "showscale": True,
+            "colorbar": {"title": {"text": _label(coloring.title)}, "len": 0.75},
+        }
+        if coloring.kind == "numeric":
+            marker["colorscale"] = _colors.NUMERIC_SCALE
+        else:
+            marker["colorscale"] = _colors.discrete_scale(coloring.colors)
+            marker["colorbar"]["tickvals"] = list(range(len(coloring.categories)))
+            marker["colorbar"]["ticktext"] = [_label(c) for c in coloring.categories]
+        groups.append(
+            {"name": _esc(coloring.title), "member": ~missing, "marker": marker, "scale": True}
+        )
+    if missing.any():
+        groups.append(
+            {"name": "missing", "member": missing, "marker": {"color": _colors.MISSING_COLOR}}
+        )
+    return groups
+
+
+def _knn_edges(neighbors: xr.Dataset, ids: np.ndarray, layers: list[Any]) -> np.ndarray:
+    """``(n_layer, 2, n_edges)`` positions (source, target) of each persona's k nearest."""
+    nn = _computed(neighbors)
+    if "neighbor_id" not in nn:
+        raise ValueError(
+            "neighbors= needs the Dataset of pvx.similarity.neighbors (with 'neighbor_id')"
+        )
+    _check_dims(nn, ["layer", _P, "rank"], func="projection(neighbors=...)")
+    if "layer" in nn.dims:
+        if layers == [None]:
+            raise ValueError("neighbors= has a 'layer' dimension but the projection has none")
+        nn = nn.sel(layer=list(layers))
+    source = pd.Index(ids).get_indexer(np.asarray(nn["id"].values, dtype=object))
+    target_ids = nn["neighbor_id"].transpose(..., _P, "rank").values
+    target = pd.Index(ids).get_indexer(np.asarray(target_ids, dtype=object).ravel())
+    if (source < 0).any() or (target < 0).any():
+        raise ValueError(
+            "neighbors= links personas that the projection does not show; compute both on the "
+            "same personas (same include_baseline=)"
+        )
+    target = target.reshape(target_ids.shape)
+    if target.ndim == 2:
+        target = target[None]
+    k = target.shape[-1]
+    src = np.repeat(source, k)
+    return np.stack(
+        [np.broadcast_to(src, (target.shape[0], src.size)), target.reshape(target.shape[0], -1)],
+        axis=1,
+    )
+
+
+def _segments(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Line coordinates ``(3 * n_edges, dims)`` for edges: start, end, NaN gap."""
+    start, end = points[edges[0]], points[edges[1]]
+    gap = np.full_like(start, np.nan)
+    return np.stack([start, end, gap], axis=1).reshape(-1, points.shape[-1])
+
+
+def _padded_range(values: np.ndarray) -> list[float]:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return [-1.0, 1.0]
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    return [lo - pad, hi + pad]
+
+
+def _scores(result: xr.DataArray | xr.Dataset) -> tuple[xr.DataArray, xr.DataArray | None]:
+    if isinstance(result, xr.Dataset):
+        if "scores" not in result:
+            raise ValueError(
+                "projection() needs a DataArray with a 'component' dim (umap, isomap) or the "
+                f"Dataset of pvx.decomposition.pca (with 'scores'); got variables "
+                f"{list(result.data_vars)!r}"
+            )
+        ratio = result.get("explained_variance_ratio")
+        return result["scores"], ratio
+    if not isinstance(result, xr.DataArray):
+        raise TypeError(f"projection() needs an xarray result, got {type(result).__name__}")
+    return result, None
+
+
+def _leaf_positions(order: Any, ids: np.ndarray, order_layer: Any) -> np.ndarray:
+    """Row order as positions along ``persona``, from positions, ids or a linkage Dataset."""
+    if isinstance(order, xr.Dataset):
+        if "order" not in order:
+            raise ValueError("order= needs the Dataset of pvx.cluster.linkage (with 'order')")
+        tree = _computed(order)
+        if "layer" in tree["order"].dims:
+            label = tree["layer"].values[-1] if order_layer is None else order_layer
+            tree = tree.sel(layer=label)
+        _check_dims(tree["order"], ["leaf"], func="heatmap(order=...)")
+        leaf_ids = tree["leaf_id"].values if "leaf_id" in tree else None
+        if leaf_ids is not None:
+            order = np.asarray(leaf_ids, dtype=object)
+        else:
+            order = tree["order"].values
+    arr = np.asarray(order)
+    if arr.dtype.kind in "iu":
+        positions = arr.astype(np.int64)
+    else:
+        positions = pd.Index(ids).get_indexer(arr.astype(object))
+    n = len(ids)
+    if sorted(positions.tolist()) != list(range(n)):
+        raise ValueError(
+            f"order= must list each of the {n} personas once (positions or ids), e.g. the "
+            "'order' of pvx.cluster.linkage computed on the same personas"
+        )
+    return positions
+
+
+def _ratio(evr: xr.DataArray | xr.Dataset, func: str) -> xr.DataArray:
+    if isinstance(evr, xr.Dataset):
+        if "explained_variance_ratio" not in evr:
+            raise ValueError(
+                f"{func}() needs explained-variance ratios: pvx.decomposition."
+                "explained_variance, or the Dataset of pvx.decomposition.pca"
+            )
+        evr = evr["explained_variance_ratio"]
+    if "component" not in evr.dims:
+        raise ValueError(f"{func}() needs a 'component' dimension, got {evr.dims!r}")
+    _check_dims(evr, ["layer", "component"], func=func)
+    return _computed(evr)
+
+
+def _compute_together(*objs: Any) -> tuple[Any, ...]:
+    """Compute several lazy results in one pass (shared Gram matrices are built once)."""
+    import dask
+
+    return tuple(dask.compute(*objs))

@@ -1,0 +1,121 @@
+"""Writing Plotly figures as offline HTML (plotly.js embedded or beside the pages, never a CDN)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pvx.views._common import _esc
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+
+def write_html(
+    fig: go.Figure,
+    path: str | os.PathLike[str],
+    *,
+    plotlyjs: str = "embed",
+    title: str | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write a figure as a self-contained HTML page that works offline.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure.
+    path : str or path-like
+        The ``.html`` file to write (parent directories are created).
+    plotlyjs : {"embed", "directory"}
+        ``"embed"`` puts plotly.js inside the page (one file, about 5 MB more);
+        ``"directory"`` references ``plotly.min.js`` beside the page and writes that file
+        once, so many pages in one folder share it. Never a CDN.
+    title : str, optional
+        The page's ``<title>`` (escaped); default: the figure title.
+    **kwargs
+        Passed to :meth:`plotly.graph_objects.Figure.write_html` (e.g. ``auto_play``).
+
+    Returns
+    -------
+    pathlib.Path
+        The written page.
+    """
+    if plotlyjs not in ("embed", "directory"):
+        raise ValueError(
+            f"write_html() got plotlyjs={plotlyjs!r}; choose 'embed' or 'directory' (pages "
+            "never load plotly.js from a CDN, so they work offline)"
+        )
+    for key in ("include_plotlyjs", "include_mathjax", "file"):
+        if key in kwargs:
+            raise TypeError(f"write_html() sets {key} itself; use plotlyjs= instead")
+    import plotly.io
+    import plotly.offline
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"displaylogo": False, "responsive": True, **kwargs.pop("config", {})}
+    kwargs.setdefault("auto_play", False)
+    text = plotly.io.to_html(
+        fig,
+        include_plotlyjs=True if plotlyjs == "embed" else "plotly.min.js",
+        include_mathjax=False,
+        full_html=True,
+        config=config,
+        **kwargs,
+    )
+    text = _BDATA.sub(_unescape_bdata, text)
+    if title is not None or fig.layout.title.text:
+        page_title = _esc(title) if title is not None else str(fig.layout.title.text)
+        text = text.replace("<head>", f"<head><title>{page_title}</title>", 1)
+    path.write_text(text, encoding="utf-8")
+    if plotlyjs == "directory":
+        bundle = path.parent / "plotly.min.js"
+        js = plotly.offline.get_plotlyjs().encode("utf-8")
+        # written once per folder; rewritten only if another plotly version left its own
+        if not bundle.exists() or bundle.stat().st_size != len(js):
+            bundle.write_bytes(js)
+    return path
+
+
+def html_div(fig: go.Figure, *, div_id: str | None = None, **kwargs: Any) -> str:
+    """The figure as an HTML ``<div>`` (no plotly.js), to compose pages of several figures.
+
+    The page must load plotly.js itself (e.g. ``<script src="plotly.min.js">`` beside it, as
+    :func:`write_html` with ``plotlyjs="directory"`` writes). Typed arrays stay compact, as in
+    :func:`write_html`.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure.
+    div_id : str, optional
+        The ``id`` of the figure's ``<div>``.
+    **kwargs
+        Passed to :func:`plotly.io.to_html`.
+
+    Returns
+    -------
+    str
+        ``<div>...</div>`` with the figure's data and its ``Plotly.newPlot`` script.
+    """
+    import plotly.io
+
+    config = {"displaylogo": False, "responsive": True, **kwargs.pop("config", {})}
+    kwargs.setdefault("auto_play", False)
+    div = plotly.io.to_html(
+        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=config, **kwargs
+    )
+    return _BDATA.sub(_unescape_bdata, div)
+
+
+# Plotly escapes "/" as "\u002f" (6 bytes) everywhere in the page's JSON, so it can never close
+# the <script>. Inside base64 typed arrays ("bdata") that costs up to 40% more bytes; base64
+# has no "<", so "/" is safe there and is restored.
+_BDATA = re.compile(r'"bdata":"([A-Za-z0-9+=\\]*)"')
+
+
+def _unescape_bdata(match: re.Match[str]) -> str:
+    return '"bdata":"' + match.group(1).replace("\\u002f", "/") + '"'
