@@ -65,7 +65,7 @@ def persona_vectors(
     --------
     >>> import numpy as np
     >>> da = persona_vectors(np.zeros((2, 3, 4), "f4"), ids=["a", "b"], layers=[10, 11, 12])
-    >>> da.dims, list(da.layer.values)
+    >>> da.dims, da["layer"].values.tolist()
     (('persona', 'layer', 'hidden'), [10, 11, 12])
     """
     shape = np.shape(data)

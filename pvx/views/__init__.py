@@ -4,6 +4,7 @@
   colouring, hover text);
 - :mod:`pvx.views.plotly_projection`, :mod:`pvx.views.plotly_matrix`,
   :mod:`pvx.views.plotly_lines`: the Plotly figures;
+- :mod:`pvx.views.holoviews`: the HoloViews figures;
 - :mod:`pvx.views.html`: offline HTML export;
 - :mod:`pvx.views.analyses`: analyse-then-draw wrappers (``da.pv.plot``).
 
