@@ -10,6 +10,7 @@ from pvx.cluster import kmeans, linkage
 from pvx.decomposition import explained_variance, pca
 from pvx.importers import import_directory, import_parquet
 from pvx.manifold import isomap, twonn, umap
+from pvx.options import get_options, set_options
 from pvx.similarity import cosine, neighbors, pair_similarity, variant_similarity
 from pvx.store import (
     StoreError,
@@ -34,6 +35,7 @@ __all__ = [
     "cosine",
     "decomposition",
     "explained_variance",
+    "get_options",
     "import_directory",
     "import_parquet",
     "isomap",
@@ -51,6 +53,7 @@ __all__ = [
     "persona_ids",
     "persona_vectors",
     "set_attribute",
+    "set_options",
     "similarity",
     "synthetic",
     "twonn",

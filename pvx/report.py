@@ -27,13 +27,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
-from pvx import _engine, cluster, decomposition, manifold, plot, similarity
+from pvx import _engine, cluster, decomposition, manifold, options, plot, similarity
 from pvx._construct import attribute_names
 from pvx.store import StoreError, load, mask_strategies, models, open_store
 
@@ -178,15 +177,18 @@ def analyze(
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     owner = staging.with_name(staging.name + ".owner")
     owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    # no progress messages, no progress bars
+    quiet = options.set_options(progress=False) if progress is None else contextlib.nullcontext()
     try:
-        results = compute_results(
-            da,
-            views,
-            n_clusters=n_clusters,
-            progress=say,
-            path=staging / RESULTS,
-            attrs={"settings": json.dumps(settings)},
-        )
+        with quiet:
+            results = compute_results(
+                da,
+                views,
+                n_clusters=n_clusters,
+                progress=say,
+                path=staging / RESULTS,
+                attrs={"settings": json.dumps(settings)},
+            )
         say("drawing views")
         render(results, staging, progress=say)
         written = sorted(p.name for p in staging.iterdir())
@@ -252,7 +254,7 @@ def compute_results(
             if len(groups) > 1:
                 say(f"layers {group.start + 1}-{group.stop} of {layers}")
             lazy = _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
-            part = _compute(lazy)
+            part = _compute(lazy, f"layers {group.start + 1}-{group.stop} of {layers}")
             # the finished computation's task state is reference cycles holding this group's
             # matrices (hundreds of MB each at thousands of personas): freed now, not at
             # Python's next collection
@@ -672,16 +674,10 @@ def _prepare_umap(say: Progress) -> None:
     say(f"UMAP ready in {max(client.gather(futures)):.1f} s")
 
 
-def _compute(lazy: dict[str, Any]) -> dict[str, Any]:
+def _compute(lazy: dict[str, Any], description: str) -> dict[str, Any]:
     """One ``dask.compute`` for every result (shared Gram tasks run once), with a progress
     bar on the local scheduler (a distributed client has its own dashboard)."""
-    progress: Any = contextlib.nullcontext()
-    if _distributed_client() is None:
-        from dask.diagnostics import ProgressBar
-
-        progress = ProgressBar(minimum=2, dt=0.5)
-    with progress:
-        values = dask.compute(*lazy.values())
+    values = options.compute(*lazy.values(), description=description)
     return dict(zip(lazy, values, strict=True))
 
 

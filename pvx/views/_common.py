@@ -438,7 +438,8 @@ def _ratio(evr: xr.DataArray | xr.Dataset, func: str) -> xr.DataArray:
 
 
 def _compute_together(*objs: Any) -> tuple[Any, ...]:
-    """Compute several lazy results in one pass (shared Gram matrices are built once)."""
-    import dask
+    """Compute several lazy results in one pass (shared Gram matrices are built once), with
+    a progress bar (:func:`pvx.set_options`)."""
+    from pvx.options import compute
 
-    return tuple(dask.compute(*objs))
+    return compute(*objs, description="pvx: computing")
