@@ -67,7 +67,7 @@ from pvx._repository import (
 from pvx._repository import (
     compact as _compact,
 )
-from pvx._validate import BASELINE_ID
+from pvx._validate import BASELINE_ID, select_layers
 
 __all__ = [
     "StoreError",
@@ -181,7 +181,8 @@ def load(
     model, mask_strategy
         May be omitted when the store holds only one.
     ids, layers
-        Select personas (by id) and layers (by label) before anything is read.
+        Select personas (by id) and layers (by label) before anything is read. As ``layer=``
+        of every analysis: one label drops the ``layer`` dim, a list keeps it.
     include_baseline
         Keep the ``baseline_assistant`` persona (dropped by default).
     version
@@ -195,7 +196,9 @@ def load(
     Raises
     ------
     StoreError
-        For an unknown model, mask strategy, variant, id or layer.
+        For an unknown model, mask strategy, variant or id.
+    KeyError
+        For an unknown layer label (as ``layer=`` of every analysis).
 
     Warns
     -----
@@ -226,9 +229,9 @@ def load(
         if not include_baseline:
             da = _drop_ids(da, {BASELINE_ID})
         arrays.append(_select(da, ids=ids, layers=layers, variant=name))
-    if len(arrays) == 1:
-        return arrays[0]
-    return _join_variants(arrays, names)
+    joined = arrays[0] if len(arrays) == 1 else _join_variants(arrays, names)
+    # one label drops the dim, a list keeps it: as da.sel(layer=...) and layer= everywhere
+    return joined.squeeze("layer") if layers is not None and np.ndim(layers) == 0 else joined
 
 
 def models(store: StoreLike) -> list[str]:
@@ -1118,14 +1121,10 @@ def _select(
             raise StoreError(f"ids {missing[:10]!r} are not in variant {variant!r}")
         da = _take(da, pd.Index(da["id"].values).get_indexer(ids))
     if layers is not None:
+        # the rule of every analysis's layer= (same errors); the dim is kept until the
+        # variants are joined, then dropped for one label (see load)
         wanted = [layers] if np.ndim(layers) == 0 else list(layers)  # type: ignore[arg-type]
-        missing = sorted(set(wanted) - set(da["layer"].values.tolist()))
-        if missing:
-            raise StoreError(
-                f"layers {missing!r} are not in variant {variant!r}; it has layers "
-                f"{da['layer'].values.tolist()}"
-            )
-        da = da.sel(layer=wanted)
+        da = select_layers(da, wanted, func="load")
     return da
 
 

@@ -169,8 +169,14 @@ def test_unknown_names_are_clear_errors(store):
         pvx.load(store, "biography", mask_strategy="last")
     with pytest.raises(pvx.StoreError, match=r"ids \['zz'\] are not in variant"):
         pvx.load(store, "biography", ids=["p0", "zz"])
-    with pytest.raises(pvx.StoreError, match=r"layers \[4\] are not in variant .* \[3, 5, 7\]"):
-        pvx.load(store, "biography", layers=[4])
+    # layers: the rule and errors of every analysis's layer=
+    for load in (pvx.load, lambda *a, **k: pvx.pca(pvx.load(*a[:2]), layer=k["layers"])):
+        with pytest.raises(KeyError, match=r"unknown layer label\(s\) \[4\]; .*\[3, 5, 7\]"):
+            load(store, "biography", layers=[4])
+        with pytest.raises(KeyError, match=r"unknown layer label\(s\) \[4\]"):
+            load(store, "biography", layers=4)
+    assert "layer" not in pvx.load(store, "biography", layers=5).dims
+    assert pvx.load(store, ["biography"], layers=[5]).sizes["layer"] == 1
     with pytest.raises(pvx.StoreError, match="no store at"):
         pvx.load(store.parent / "missing.zarr", "biography")
 
