@@ -322,15 +322,19 @@ def _self_gram_kernel(x: np.ndarray) -> np.ndarray:
     return _gram_kernel(x, x)
 
 
-def _self_gram(da: xr.DataArray) -> xr.DataArray:
-    """``X Xᵀ`` from a single input: passing ``X`` twice, dask hands the kernel two copies
-    (each argument's merge and transpose fused into the task separately), which doubles the
-    conversion and loses BLAS's syrk path (and bit-equality with the numpy path)."""
+def _self_gram(
+    da: xr.DataArray, kernel: Callable[..., np.ndarray] | None = None, **kwargs: Any
+) -> xr.DataArray:
+    """``X Xᵀ`` (or ``kernel(X, **kwargs)``, a persona x persona result) from a single
+    input: passing ``X`` twice, dask hands the kernel two copies (each argument's merge and
+    transpose fused into the task separately), which doubles the conversion and loses
+    BLAS's syrk path (and bit-equality with the numpy path)."""
     gram = xr.apply_ufunc(
-        _self_gram_kernel,
+        kernel or _self_gram_kernel,
         da,
         input_core_dims=[[P, H]],
         output_core_dims=[[P, Q]],
+        kwargs=kwargs,
         dask="parallelized",
         output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {Q: da.sizes[P]}},
@@ -347,11 +351,12 @@ def _self_gram(da: xr.DataArray) -> xr.DataArray:
 # --------------------------------------------------------------------------- kernels
 
 
-def _double_center(k: np.ndarray) -> np.ndarray:
-    """``H K H``: remove row and column means (one new array, then in place)."""
+def _double_center(k: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """``H K H``: remove row and column means (one new array, or ``k`` itself)."""
     rows = k.mean(axis=-1, keepdims=True)
-    out = k - rows
-    out -= k.mean(axis=-2, keepdims=True)
+    cols = k.mean(axis=-2, keepdims=True)
+    out = np.subtract(k, rows, out=k if in_place else None)
+    out -= cols
     out += rows.mean(axis=-2, keepdims=True)
     return out
 
@@ -371,13 +376,19 @@ def _prepare_kernel(
     center: bool,
     normalize: bool,
     ids: tuple[Any, ...],
+    in_place: bool = False,
 ) -> np.ndarray:
-    """Gram of prepared rows from the raw Gram ``g`` (see module docstring)."""
+    """Gram of prepared rows from the raw Gram ``g`` (see module docstring); ``in_place``
+    reuses ``g``'s memory."""
     _check_finite(g, ids)
-    k = _double_center(g) if center else (g.copy() if normalize else g)
+    # the raw rows' largest squared norm, before g may be centred in place
+    scale = np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True)
+    if center:
+        k = _double_center(g, in_place=in_place)
+    else:
+        k = g if in_place or not normalize else g.copy()
     if normalize:
         sq = np.diagonal(k, axis1=-2, axis2=-1)
-        scale = np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True)
         zero = sq <= ZERO_TOL * scale  # zero rows stay zero instead of amplifying rounding
         norm = np.sqrt(np.where(zero, 1.0, sq))
         k /= norm[..., :, None]
@@ -386,6 +397,26 @@ def _prepare_kernel(
             k[np.broadcast_to(zero[..., :, None] | zero[..., None, :], k.shape)] = 0.0
         np.clip(k, -1.0, 1.0, out=k)  # cosines: rounding can leave 1 + eps
     return k
+
+
+def _prepared_rows_kernel(
+    x: np.ndarray, *, center: bool, normalize: bool, ids: tuple[Any, ...]
+) -> np.ndarray:
+    # the Gram is this task's own: prepared where it lies
+    gram = _self_gram_kernel(x)
+    return _prepare_kernel(gram, center=center, normalize=normalize, ids=ids, in_place=True)
+
+
+def prepared(da: xr.DataArray, *, center: bool, normalize: bool) -> xr.DataArray:
+    """``prepared_gram(raw_gram(da), ...)`` in one task per layer where the layer's slice
+    fits :data:`SLICE_BYTES`: the raw Gram is prepared in place instead of being held
+    beside the prepared one (two persona x persona matrices per layer and variant, hundreds
+    of MB each at thousands of personas). Analyses of the same rows share its tasks."""
+    if is_dask(da) and _slice_bytes(da) > SLICE_BYTES:
+        return prepared_gram(raw_gram(da), center=center, normalize=normalize)
+    ids = tuple(persona_ids(da))
+    options = {"center": center, "normalize": normalize, "ids": ids}
+    return _self_gram(single_chunk(da, P, H), _prepared_rows_kernel, **options)
 
 
 def prepared_gram(

@@ -200,7 +200,7 @@ def kmeans(
         center = False  # centering the rows made the Gram doubly centered
     else:
         # the cosines' Gram (shared), centred again in the kernel: normalising uncentred it
-        kernel = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True)
+        kernel = _engine.prepared(da, center=True, normalize=True)
         center = True
     labels = xr.apply_ufunc(
         _engine.batched_arrays,
@@ -285,7 +285,7 @@ def linkage(
         why="a merge needs two personas",
     )
     n = da.sizes[P]
-    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True)
+    prepared = _engine.prepared(da, center=True, normalize=True)
     ids = tuple(_engine.persona_ids(da).tolist())
     z, order, leaf_id = xr.apply_ufunc(
         _engine.batched_arrays,

@@ -27,7 +27,7 @@ def _kernel_gram(da: xr.DataArray, *, normalize: bool) -> tuple[xr.DataArray, bo
 
     Centering the rows already makes the Gram doubly centered; normalising breaks that, so
     PCA centers the unit vectors again. The Gram is the one ``cosine()`` makes (shared)."""
-    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=normalize)
+    prepared = _engine.prepared(da, center=True, normalize=normalize)
     return prepared, normalize
 
 

@@ -349,7 +349,7 @@ def umap(
     )
     if n_neighbors < 2:
         raise ValueError(f"{func}() needs n_neighbors >= 2, got {n_neighbors}; pass 2 or more")
-    prepared = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=normalize)
+    prepared = _engine.prepared(da, center=True, normalize=normalize)
     if n_epochs is not None:
         n_epochs = check_positive_int(
             n_epochs, "n_epochs", func=func, maximum=100_000, why="epochs of optimisation"

@@ -90,7 +90,7 @@ def cosine(
     if other is None:
         # the prepared Gram of unit rows is clipped to [-1, 1] already: the cosines are that
         # matrix itself, shared with the other analyses (no copy per layer)
-        sim = _engine.prepared_gram(_engine.raw_gram(da), center=center, normalize=True)
+        sim = _engine.prepared(da, center=center, normalize=True)
     else:
         sim = _cross_cosine(
             da, other, layer=layer, center=center, include_baseline=include_baseline
@@ -537,44 +537,48 @@ def _range_value(high: np.ndarray, low: np.ndarray, *, n: int) -> np.ndarray:
 
 def _row_products(
     a: np.ndarray, b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row, in float64: ``a·b``, ``a·mean_b`` and ``b·mean_a`` (one block at a time)."""
+) -> tuple[np.ndarray, ...]:
+    """Per row, in float64 (one block at a time): ``a·b``, ``a·mean_b``, ``b·mean_a``,
+    ``a·a``, ``b·b``, ``a·mean_a`` and ``b·mean_b``."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    paired = np.einsum("...h,...h->...", a64, b64)
-    to_mean_b = np.einsum("...h,...h->...", a64, mean_b)
-    to_mean_a = np.einsum("...h,...h->...", b64, mean_a)
-    return paired, to_mean_b, to_mean_a
-
-
-def _squared_norms(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's squared norm, raw and centered over personas, from a Gram matrix:
-    diag(G) and diag(H G H)_i = G_ii - 2 mean_j G_ij + mean G. Vectors, so the Gram can be
-    freed while the variant comparison waits for its other inputs."""
-    raw = np.diagonal(g, axis1=-2, axis2=-1).copy()
-    rows = g.mean(axis=-1)
-    return raw, raw - 2.0 * rows + rows.mean(axis=-1, keepdims=True)
+    dot = "...h,...h->..."
+    return (
+        np.einsum(dot, a64, b64),
+        np.einsum(dot, a64, mean_b),
+        np.einsum(dot, b64, mean_a),
+        np.einsum(dot, a64, a64),
+        np.einsum(dot, b64, b64),
+        np.einsum(dot, a64, mean_a),
+        np.einsum(dot, b64, mean_b),
+    )
 
 
 def _variant_kernel(
-    sq_a: np.ndarray,
-    sq_b: np.ndarray,
-    centered_sq_a: np.ndarray,
-    centered_sq_b: np.ndarray,
     paired: np.ndarray,
     to_mean_b: np.ndarray,
     to_mean_a: np.ndarray,
+    sq_a: np.ndarray,
+    sq_b: np.ndarray,
+    a_to_mean_a: np.ndarray,
+    b_to_mean_b: np.ndarray,
     means: np.ndarray,
+    sq_mean_a: np.ndarray,
+    sq_mean_b: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per persona the raw and centered cosine between its two variants."""
+    """Per persona the raw and centered cosine between its two variants, from row products
+    alone (no persona x persona matrix: the Grams are freed as soon as the cosines are
+    made)."""
 
     def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
         return np.clip(np.divide(num, den, out=np.zeros_like(num), where=den > 0), -1, 1)
 
     raw = ratio(paired, sq_a, sq_b)
-    # Each variant is centered by its own mean: (a_i - m_a)·(b_i - m_b), from the products
-    # of each row with the other variant's mean (no persona x persona cross product).
+    # Each variant is centered by its own mean: (a_i - m_a)·(b_i - m_b) and |a_i - m_a|²,
+    # expanded into products with the means.
     centered_paired = paired - to_mean_b - to_mean_a + means[..., None]
+    centered_sq_a = sq_a - 2.0 * a_to_mean_a + sq_mean_a[..., None]
+    centered_sq_b = sq_b - 2.0 * b_to_mean_b + sq_mean_b[..., None]
     return raw, ratio(centered_paired, centered_sq_a, centered_sq_b)
 
 
@@ -673,23 +677,11 @@ def variant_similarity(
     )
     x_a = da.sel(variant=a).drop_vars("variant")
     x_b = da.sel(variant=b).drop_vars("variant")
-    # Lazily, from the Gram of every variant: its tasks are shared with the other analyses
-    # of ``da`` in one dask.compute, and only the two variants' chunks run. Eager input
-    # multiplies just the two.
-    gram = _engine.raw_gram(da if _engine.is_dask(da) else da.sel(variant=[a, b]))
-    raw_sq, centered_sq = xr.apply_ufunc(
-        _squared_norms,
-        gram,
-        input_core_dims=[[P, Q]],
-        output_core_dims=[[P], [P]],
-        dask="parallelized",
-        output_dtypes=[np.float64, np.float64],
-    )
-    sq_a, sq_b, centered_sq_a, centered_sq_b = (
-        sq.sel(variant=v).drop_vars("variant") for sq in (raw_sq, centered_sq) for v in (a, b)
-    )
-    # the cosines as cosine() makes them (shared tasks; this also checks finiteness)
-    cosines = _engine.prepared_gram(gram, center=True, normalize=True)
+    # The cosines as cosine() makes them, lazily for every variant: the tasks are shared
+    # with the other analyses of ``da`` in one dask.compute, and only the two variants'
+    # chunks run (this also checks finiteness). Eager input multiplies just the two.
+    rows = da if _engine.is_dask(da) else da.sel(variant=[a, b])
+    cosines = _engine.prepared(rows, center=True, normalize=True)
     cos_a, cos_b = (cosines.sel(variant=v).drop_vars("variant") for v in (a, b))
     mean_a, mean_b = x_a.mean(P, dtype=np.float64), x_b.mean(P, dtype=np.float64)
     # Row products block by block in float64 inside one task each: float64 copies of whole
@@ -701,18 +693,23 @@ def variant_similarity(
         _engine.bare(mean_a),
         _engine.bare(mean_b),
         input_core_dims=[[_engine.H], [_engine.H], [_engine.H], [_engine.H]],
-        output_core_dims=[[], [], []],
+        output_core_dims=[[]] * 7,
         dask="parallelized",
-        output_dtypes=[np.float64] * 3,
+        output_dtypes=[np.float64] * 7,
     )
-    products = [_engine.single_chunk(_engine.bare(p), P) for p in products]
+    # the first keeps the personas' coordinates for the result
+    products = [
+        _engine.single_chunk(p if i == 0 else _engine.bare(p), P) for i, p in enumerate(products)
+    ]
+    mean_products = [
+        _engine.bare(xr.dot(m, n, dim=_engine.H))
+        for m, n in ((mean_a, mean_b), (mean_a, mean_a), (mean_b, mean_b))
+    ]
     raw, centered = xr.apply_ufunc(
         _variant_kernel,
-        _engine.single_chunk(sq_a, P),
-        *(_engine.single_chunk(_engine.bare(sq), P) for sq in (sq_b, centered_sq_a, centered_sq_b)),
         *products,
-        _engine.bare(xr.dot(mean_a, mean_b, dim=_engine.H)),
-        input_core_dims=[[P]] * 7 + [[]],
+        *mean_products,
+        input_core_dims=[[P]] * 7 + [[]] * 3,
         output_core_dims=[[P], [P]],
         dask="parallelized",
         output_dtypes=[np.float64] * 2,
