@@ -222,11 +222,11 @@ def compute_results(
     layers' matrices, not every layer's (personas² x layers x variants).
 
     Layers are computed in groups whose persona x persona matrices fit
-    :data:`GROUP_MATRIX_BYTES` (all layers at once up to about 2,500 personas): dask runs a
-    layer's cheap tasks (its Gram) ahead of their slow consumers, so at thousands of
-    personas one computation over every layer would hold a growing number of them. The
-    steps across layers (sign alignment, cluster matching, each pair's range) join the
-    groups afterwards, with the same results as one computation.
+    :data:`GROUP_MATRIX_BYTES` (42 layers of two variants at once up to about 1,000
+    personas): dask runs a layer's cheap tasks (its Gram) ahead of their slow consumers, so
+    at thousands of personas one computation over every layer would hold a growing number
+    of them. The steps across layers (sign alignment, cluster matching, each pair's range)
+    join the groups afterwards, with the same results as one computation.
     """
     say = progress or (lambda message: None)
     views = set(views)
@@ -283,7 +283,7 @@ def compute_results(
     return open_results(path)
 
 
-# persona x persona float64 matrices (one per layer and variant) computed at once: 48 layers
+# persona x persona float64 matrices (one per layer and variant) computed at once: 45 layers
 # of two variants at 1,000 personas, one layer of two at 5,000
 GROUP_MATRIX_BYTES = 700 << 20
 # the all-pairs band drawn on the pairs page
