@@ -342,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (StoreError, ValueError, TypeError, KeyError, OSError) as err:
-        print(f"pvx {args.command}: error: {printable(err)}", file=sys.stderr)
+        # a KeyError's str() is the repr of its message: print the message itself
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"pvx {args.command}: error: {printable(message)}", file=sys.stderr)
         return 1
     return 0
 

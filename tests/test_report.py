@@ -190,7 +190,7 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--model", "nope"], "model 'nope' not in the store"),
         (["--color", "shoe_size"], "unknown colour attribute"),
         (["--views", "pca,nonsense"], "unknown views"),
-        (["--layers", "0,99"], "layers [99] are not in variant"),
+        (["--layers", "0,99"], "unknown layer label(s) [99]; the array has layers [0, 1, 2, 3]"),
         (["--layers", "1-0"], "range '1-0' is empty"),
         (["--workers", "0"], "at least 1 worker"),
     ],
