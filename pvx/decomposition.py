@@ -15,36 +15,32 @@ import numpy as np
 import xarray as xr
 
 from pvx import _engine
-from pvx._engine import H, P, Q
+from pvx._engine import H, P
 from pvx._validate import LayerSelection, check_n_components
 
 __all__ = ["explained_variance", "pca"]
 
 
-def _kernel_gram(da: xr.DataArray, *, normalize: bool) -> tuple[xr.DataArray, bool]:
-    """PCA's Gram and whether it still needs double centering (to pass as ``center=`` to
-    the engine's eigensolvers, which centre implicitly where they can).
-
-    Centering the rows already makes the Gram doubly centered; normalising breaks that, so
-    PCA centers the unit vectors again. The Gram is the one ``cosine()`` makes (shared)."""
-    prepared = _engine.prepared(da, center=True, normalize=normalize)
-    return prepared, normalize
-
-
 def _loading_weights(
-    g: np.ndarray, scores: np.ndarray, vals: np.ndarray, *, normalize: bool
+    scores: np.ndarray,
+    vals: np.ndarray,
+    centered_sq: np.ndarray,
+    raw_sq: np.ndarray,
+    *,
+    normalize: bool,
 ) -> np.ndarray:
     """Weights ``A`` with ``loadings = Aᵀ X``: ``H D⁻¹ S / λ`` (``S / λ`` unnormalised).
 
     ``S`` (the scores) is centered, so the second centering ``H`` and the mean of ``X`` drop
-    out of ``Uᵀ S``; only the per-persona scaling by the centered norms ``D`` remains.
+    out of ``Uᵀ S``; only the per-persona scaling by the centered norms ``D`` remains (from
+    each row's squared norm, centered and raw, as the prepared Gram's kernel sees them).
     """
     weights = np.divide(
         scores, vals[..., None, :], out=np.zeros_like(scores), where=vals[..., None, :] > 0
     )
     if normalize:
-        sq = np.diagonal(_engine._double_center(g), axis1=-2, axis2=-1)
-        scale = np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True)
+        sq = centered_sq
+        scale = raw_sq.max(axis=-1, keepdims=True)
         zero = sq <= _engine.ZERO_TOL * scale
         inv = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, sq)))
         weights = weights * inv[..., :, None]
@@ -127,10 +123,12 @@ def pca(
     )
     n = da.sizes[P]
     k = check_n_components(n_components, n_persona=n, n_hidden=da.sizes[H], func=func)
-    kernel, center = _kernel_gram(da, normalize=normalize)
-    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H], center=center)
+    # Centering the rows makes their Gram doubly centered; normalising undoes that, so the
+    # unit vectors are centered again (``center=``: implicitly where the solver allows).
+    kernel = _engine.prepared(da, center=True, normalize=normalize)
+    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H], center=normalize)
     scores = _engine.align_layers(scores).rename("scores")
-    total = _engine.trace(kernel, center=center)
+    total = _engine.trace(kernel, center=normalize)
     ratio = (vals / total.where(total > 0)).fillna(0.0)
     ds = xr.Dataset(
         {
@@ -140,12 +138,17 @@ def pca(
         }
     )
     if loadings:
+        # row norms from the vectors (a pass over them, which the loadings need anyway),
+        # not a second Gram beside the prepared one
+        x = da.astype(np.float64)
+        centered_sq = ((x - x.mean(P)) ** 2).sum(H)
+        raw_sq = (x**2).sum(H)
         weights = xr.apply_ufunc(
             _loading_weights,
-            _engine.raw_gram(da),
             _engine.bare(scores),
             _engine.bare(vals),
-            input_core_dims=[[P, Q], [P, "component"], ["component"]],
+            *(_engine.single_chunk(_engine.bare(sq), P) for sq in (centered_sq, raw_sq)),
+            input_core_dims=[[P, "component"], ["component"], [P], [P]],
             output_core_dims=[[P, "component"]],
             kwargs={"normalize": normalize},
             dask="parallelized",
@@ -207,7 +210,7 @@ def explained_variance(
         why="PCA centers over personas",
     )
     k = min(da.sizes[P], da.sizes[H])
-    kernel, center = _kernel_gram(da, normalize=normalize)
-    vals = _engine.spectrum(kernel, k, rank=da.sizes[H], center=center)
-    total = _engine.trace(kernel, center=center)
+    kernel = _engine.prepared(da, center=True, normalize=normalize)  # as in pca()
+    vals = _engine.spectrum(kernel, k, rank=da.sizes[H], center=normalize)
+    total = _engine.trace(kernel, center=normalize)
     return (vals / total.where(total > 0)).fillna(0.0).rename("explained_variance_ratio")

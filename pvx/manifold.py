@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse
 import xarray as xr
 
-from pvx import _engine, decomposition
+from pvx import _engine
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
@@ -125,24 +125,12 @@ DEFAULT_UMAP_EPOCHS = 30
 UMAP_INITS = ("pca", "spectral", "random")
 
 
-def _umap_neighbors(prepared: np.ndarray, *, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each persona's exact neighbours from one layer's prepared Gram: what a UMAP fit
-    needs from it. Small (``personas x neighbours``), so the Gram is freed before the
-    slow fit runs."""
-    return _neighbors_from_gram(prepared, n_neighbors)
-
-
 def _umap_start(scores: np.ndarray) -> np.ndarray:
-    """The principal component ``scores`` as UMAP's start, or NaN (umap-learn starts
-    itself) where they cannot be used."""
-    return scores if _usable_start(scores) else np.full(scores.shape, np.nan)
-
-
-def _usable_start(scores: np.ndarray) -> bool:
-    """Whether principal component scores can start UMAP: not where the points coincide
-    along a component (umap-learn's spectral start is used there)."""
+    """The principal component ``scores`` as UMAP's start, or NaN (umap-learn's spectral
+    start is used) where the points coincide along a component."""
     spread = np.ptp(scores, axis=0)
-    return bool((spread > 1e-12 * max(1.0, float(np.abs(scores).max()))).all())
+    usable = (spread > 1e-12 * max(1.0, float(np.abs(scores).max()))).all()
+    return scores if usable else np.full(scores.shape, np.nan)
 
 
 def _umap_one(
@@ -262,7 +250,7 @@ def prepare_umap() -> float:
         points -= points.mean(axis=0)
         u, s, _ = np.linalg.svd(points, full_matrices=False)
         kwargs = {"n_neighbors": 4, "n_components": 2, "seed": 0}
-        indices, dists = _umap_neighbors(points @ points.T, n_neighbors=4)
+        indices, dists = _neighbors_from_gram(points @ points.T, 4)
         _umap_fit(indices, dists, _umap_start(u[:, :2] * s[:2]), n_epochs=None, **kwargs)
         _umap_ready = True
     return time.perf_counter() - start
@@ -364,16 +352,15 @@ def umap(
         prepared,
         input_core_dims=[[P, Q]],
         output_core_dims=[[P, "neighbor"], [P, "neighbor"]],
-        kwargs={"kernel": _umap_neighbors, "n_core": (2,), "n_neighbors": n_neighbors},
+        kwargs={"kernel": _neighbors_from_gram, "n_core": (2,), "k": n_neighbors},
         dask="parallelized",
         output_dtypes=[np.int32, np.float32],
         dask_gufunc_kwargs={"output_sizes": {"neighbor": n_neighbors}},
     )
     if init == "pca" and n > k + 1:
-        # the PCA of the same rows: its eigensolve is shared with pca() and
-        # explained_variance() computed together
-        kernel, center = decomposition._kernel_gram(da, normalize=normalize)
-        scores, _ = _engine.embedding(kernel, k, rank=da.sizes[_engine.H], center=center)
+        # the PCA of the same rows, as pca() asks for it: its eigensolve is shared with
+        # pca() and explained_variance() computed together
+        scores, _ = _engine.embedding(prepared, k, rank=da.sizes[_engine.H], center=normalize)
         start = xr.apply_ufunc(
             _engine.batched_arrays,
             scores,

@@ -234,7 +234,8 @@ def compute_results(
     target = None
     if "similarity" in views and path is not None:
         target = _cosine_node(similarity.cosine(da), path)
-    names = list(_lazy_results(da.isel(layer=groups[0]), views, n_clusters, target, 0))
+    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, target, 0)
+    names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if "umap" in names and _distributed_client() is None:
         # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
@@ -251,10 +252,15 @@ def compute_results(
     parts, pair_parts = [], None
     with umap_workers:
         for group in groups:
+            where = f"layers {group.start + 1}-{group.stop} of {layers}"
             if len(groups) > 1:
-                say(f"layers {group.start + 1}-{group.stop} of {layers}")
-            lazy = _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
-            part = _compute(lazy, f"layers {group.start + 1}-{group.stop} of {layers}")
+                say(where)
+            lazy = (
+                first
+                if group is groups[0]
+                else _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
+            )
+            part = _compute(lazy, where)
             # the finished computation's task state is reference cycles holding this group's
             # matrices (hundreds of MB each at thousands of personas): freed now, not at
             # Python's next collection
@@ -342,11 +348,11 @@ def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
     joined: dict[str, Any] = {}
     for name in parts[0]:
         values = [part[name] for part in parts]
+        if name == "cosine" and not isinstance(values[0], xr.DataArray):
+            continue  # written to results.zarr, one chunk per layer: read back from there
         if len(values) == 1:
             joined[name] = values[0]
             continue
-        if name == "cosine" and not isinstance(values[0], xr.DataArray):
-            continue  # written to results.zarr, one chunk per layer
         options: dict[str, Any] = {"coords": "minimal", "compat": "override"}
         if isinstance(values[0], xr.Dataset):
             options["data_vars"] = "minimal"

@@ -428,9 +428,14 @@ def pair_change_parts(sim: xr.DataArray, quantiles: tuple[float, float]) -> xr.D
         }
     )
     # the personas' coordinates, for the change matrix made from the triangles
-    ds = ds.assign_coords({k: c for k, c in sim.coords.items() if {P, Q} & set(c.dims)})
+    ds = ds.assign_coords(_persona_coords(sim))
     ds.attrs = {"quantiles": list(quantiles), "n_personas": sim.sizes[P]}
     return ds
+
+
+def _persona_coords(obj: xr.DataArray | xr.Dataset) -> dict[Hashable, xr.DataArray]:
+    """The coordinates along ``persona`` or ``persona_other`` (ids, names, attributes)."""
+    return {k: c for k, c in obj.coords.items() if {P, Q} & set(c.dims)}
 
 
 def combine_pair_change_parts(parts: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -440,8 +445,7 @@ def combine_pair_change_parts(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     for part in parts[1:]:
         np.fmax(high.values, part["max"].values, out=high.values)
         np.fmin(low.values, part["min"].values, out=low.values)
-    persona = {k: c for k, c in parts[0].coords.items() if {P, Q} & set(c.dims)}
-    ds = band.assign(max=high, min=low).assign_coords(persona)
+    ds = band.assign(max=high, min=low).assign_coords(_persona_coords(parts[0]))
     ds.attrs = dict(parts[0].attrs)
     return ds
 
@@ -459,7 +463,7 @@ def pair_change_from_parts(parts: xr.Dataset) -> xr.Dataset:
         dask="parallelized",
         output_dtypes=[np.float32],
         dask_gufunc_kwargs={"output_sizes": {P: n, Q: n}},
-    ).assign_coords({k: c for k, c in parts.coords.items() if {P, Q} & set(c.dims)})
+    ).assign_coords(_persona_coords(parts))
     ds = parts[["median", "low", "high"]].assign(change=change)
     ds = ds[["change", "median", "low", "high"]]
     ds.attrs = {"quantiles": parts.attrs["quantiles"]}
@@ -564,10 +568,18 @@ def _variant_kernel(
     means: np.ndarray,
     sq_mean_a: np.ndarray,
     sq_mean_b: np.ndarray,
+    *,
+    ids: tuple[Any, ...],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per persona the raw and centered cosine between its two variants, from row products
     alone (no persona x persona matrix: the Grams are freed as soon as the cosines are
     made)."""
+    # a squared norm is non-finite exactly when its row holds a NaN or an inf: named here,
+    # since these results need not wait for the cosines' own check
+    bad = ~(np.isfinite(sq_a) & np.isfinite(sq_b))
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
+        raise ValueError(_engine.nonfinite_message([ids[i] for i in rows]))
 
     def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))
@@ -711,6 +723,7 @@ def variant_similarity(
         *mean_products,
         input_core_dims=[[P]] * 7 + [[]] * 3,
         output_core_dims=[[P], [P]],
+        kwargs={"ids": tuple(_engine.persona_ids(da).tolist())},
         dask="parallelized",
         output_dtypes=[np.float64] * 2,
     )

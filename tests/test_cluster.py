@@ -148,3 +148,24 @@ def test_pivoted_cholesky_rows_reproduce_a_rank_deficient_gram():
     assert rows.shape == (40, 6)
     np.testing.assert_allclose(rows @ rows.T, k, atol=1e-10)
     assert _lapack.dpstrf_rows(np.zeros((4, 4))).shape == (4, 1)
+
+
+def test_matching_groups_of_layers_again_equals_matching_all_layers_at_once():
+    """pvx analyze computes k-means a group of layers at a time and matches the joined
+    labels again: the same labels as matching every layer in one pass."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 4, size=40)
+    layers = []
+    for _ in range(7):  # each layer: the clusters relabelled, a few personas moved
+        labels = rng.permutation(4)[base]
+        moved = rng.choice(40, size=4, replace=False)
+        labels[moved] = rng.integers(0, 4, size=4)
+        layers.append(labels)
+    raw = xr.DataArray(np.stack(layers), dims=("layer", "persona"), attrs={"n_clusters": 4})
+    assert not (raw[1:].values == raw[:-1].values).all(axis=1).any()  # matching has work
+    whole = cluster.match_layers(raw)
+    groups = [cluster.match_layers(raw.isel(layer=slice(i, i + 3))) for i in range(0, 7, 3)]
+    joined = cluster.match_layers(xr.concat(groups, "layer"))
+    xr.testing.assert_identical(joined, whole)
+    # matched: consecutive layers agree on most personas
+    assert ((whole[1:].values == whole[:-1].values).mean(axis=1) >= 0.75).all()

@@ -83,8 +83,8 @@ def test_pca_and_scree_with_more_personas_than_hidden_units(backend, normalize, 
         loadings = layer["loadings"].values.T
         np.testing.assert_allclose(match_signs(loadings, sk.components_[:3].T),
                                    sk.components_[:3].T, atol=1e-6)  # fmt: skip
-    kernel, center = decomposition._kernel_gram(da, normalize=normalize)
-    dense, _ = _engine.embedding(kernel, 3, center=center)
+    kernel = _engine.prepared(da, center=True, normalize=normalize)
+    dense, _ = _engine.embedding(kernel, 3, center=normalize)  # no rank: the dense solver
     agree = (
         res["scores"].isel(layer=slice(1, None)).values
         * res["scores"].isel(layer=slice(None, -1)).values

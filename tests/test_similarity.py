@@ -130,6 +130,18 @@ def test_nonfinite_values_name_the_personas(backend):
         decomposition.pca(da).compute()
 
 
+def test_nonfinite_vectors_are_named_by_every_result_of_variant_similarity(backend):
+    """Each output of variant_similarity raises on its own: ``raw`` and ``centered`` come
+    from row products, not from the cosines whose kernel checks the Gram."""
+    da = pvx.synthetic.planted_personas(n_persona=8, variants=["a", "b"], seed=0)
+    bad = da.copy(deep=True)
+    bad[{"variant": 1, "persona": 2, "layer": 1, "hidden": 0}] = np.nan  # p2 of variant b
+    lazy = to_backend(bad, backend)
+    for name in ("raw", "centered", "matrix_correlation"):
+        with pytest.raises(ValueError, match=r"non-finite .* \['p2'\]"):
+            similarity.variant_similarity(lazy, "a", "b")[name].compute()
+
+
 def test_nonfinite_first_persona_in_float16_names_only_that_persona(backend):
     # float16 Grams subtract a reference row; a non-finite one must not taint every row
     da = pvx.synthetic.planted_personas(n_persona=6, seed=0).astype(np.float16)

@@ -27,18 +27,6 @@ from pvx.views._common import (
 if TYPE_CHECKING:
     import holoviews as hv
 
-__all__ = [
-    "HvplotAccessor",
-    "cosine",
-    "explained_variance",
-    "heatmap",
-    "isomap",
-    "pca",
-    "projection",
-    "scree",
-    "umap",
-]
-
 _P, _Q = "persona", "persona_other"
 
 
