@@ -405,29 +405,112 @@ def append_personas(
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="append_personas")
     location = _writable(store, storage_options)
+    key = (
+        location.text if location.path is None else str(location.path.absolute()),
+        model,
+        mask_strategy,
+        variant,
+    )
+    written: dict[str, Any] = {}
 
-    async def change_async(session_store: zarr.abc.store.Store) -> str:
-        root = await zarr.api.asynchronous.open_group(
-            store=session_store, mode="r+", use_consolidated=False
-        )
-        path = _variant_path(root.attrs["pvx"], store, model, mask_strategy, variant)
-        group = await root.getitem(path)
-        names = ["vectors", "layer", *group.attrs["pvx"]["columns"]]
-        arrays = dict(zip(names, await asyncio.gather(*map(group.getitem, names)), strict=True))
-        ids, layer = await asyncio.gather(arrays["id"].getitem(()), arrays["layer"].getitem(()))
+    async def change_async(session_store: Any) -> str:
+        state = _APPEND_STATES.get(key)
+        if state is None or state.snapshot != session_store.session.snapshot_id:
+            state = await _read_append_state(session_store, store, key)
+        arrays = {
+            name: zarr.AsyncArray(
+                metadata, zarr.storage.StorePath(session_store, state.path) / name
+            )
+            for name, metadata in state.metadata.items()
+        }
         stored = _Stored(
             hidden=arrays["vectors"].shape[2],
             dtype=arrays["vectors"].dtype,
             n=arrays["vectors"].shape[0],
-            layers=np.asarray(layer),
-            ids=np.asarray(ids),
-            columns={name: dict(arrays[name].attrs) for name in names[2:]},
+            layers=state.layers,
+            ids=state.ids,
+            columns={
+                name: dict(metadata.attributes)
+                for name, metadata in state.metadata.items()
+                if name not in ("vectors", "layer")
+            },
         )
         new = _conform(da, stored, func="append_personas")
-        await _append_rows(session_store, path, stored.n, _encode_rows(new, _columns(new)), arrays)
-        return f"append_personas {path} ({da.sizes['persona']} personas)"
+        rows = _encode_rows(new, _columns(new))
+        written.update(
+            state=state,
+            rows=rows,
+            metadata=await _append_rows(
+                session_store, state.path, stored.n, rows, arrays, state.tails
+            ),
+        )
+        return f"append_personas {state.path} ({da.sizes['persona']} personas)"
 
-    return transact(location, lambda session_store: run(change_async(session_store)))
+    snapshot = transact(location, lambda session_store: run(change_async(session_store)))
+    _APPEND_STATES[key] = written["state"].after(snapshot, written["metadata"], written["rows"])
+    return snapshot
+
+
+@dataclass(frozen=True)
+class _AppendState:
+    """What an append needs to know of a variant at one snapshot: its arrays' metadata, its
+    ids and layers, and the stored values of each column's last chunk. Snapshots never
+    change, so the state the last append left is exact for the next one in this process
+    while nobody else has committed; it spares re-reading every array's metadata and ids."""
+
+    snapshot: str
+    path: str
+    metadata: Mapping[str, Any]  # zarr array metadata, by array name
+    layers: np.ndarray
+    ids: frozenset[str]
+    tails: Mapping[str, np.ndarray]  # per-persona arrays: values from their last chunk's start
+
+    def after(
+        self, snapshot: str, metadata: Mapping[str, Any], rows: Mapping[str, np.ndarray]
+    ) -> _AppendState:
+        tails = {}
+        for name, tail in self.tails.items():
+            values = np.concatenate([tail, rows[name]])
+            chunk = metadata[name].chunks[0]
+            tails[name] = values[len(values) - metadata[name].shape[0] % chunk :]
+        return _AppendState(
+            snapshot=snapshot,
+            path=self.path,
+            metadata={**self.metadata, **metadata},
+            layers=self.layers,
+            ids=self.ids | frozenset(rows["id"].tolist()),
+            tails=tails,
+        )
+
+
+# Last append's state per (store, model, mask strategy, variant) in this process.
+_APPEND_STATES: dict[tuple[str, str, str, str], _AppendState] = {}
+
+
+async def _read_append_state(session_store: Any, store: Any, key: tuple[str, ...]) -> _AppendState:
+    root = await zarr.api.asynchronous.open_group(
+        store=session_store, mode="r+", use_consolidated=False
+    )
+    path = _variant_path(root.attrs["pvx"], store, *key[1:])
+    group = await root.getitem(path)
+    names = ["vectors", "layer", *group.attrs["pvx"]["columns"]]
+    arrays = dict(zip(names, await asyncio.gather(*map(group.getitem, names)), strict=True))
+
+    async def tail(name: str) -> np.ndarray:
+        n, chunk = arrays[name].shape[0], arrays[name].chunks[0]
+        return np.asarray(await arrays[name].getitem(slice(n - n % chunk, n)))
+
+    layer, ids, *tails = await asyncio.gather(
+        arrays["layer"].getitem(()), arrays["id"].getitem(()), *map(tail, names[2:])
+    )
+    return _AppendState(
+        snapshot=session_store.session.snapshot_id,
+        path=path,
+        metadata={name: array.metadata for name, array in arrays.items()},
+        layers=np.asarray(layer),
+        ids=frozenset(np.asarray(ids).tolist()),
+        tails=dict(zip(names[2:], tails, strict=True)),
+    )
 
 
 def set_attribute(
@@ -755,7 +838,7 @@ class _Stored:
     dtype: np.dtype
     n: int
     layers: np.ndarray
-    ids: np.ndarray
+    ids: frozenset[str]
     columns: Mapping[str, Mapping[str, Any]]  # persona arrays' attrs, by name
 
 
@@ -772,19 +855,29 @@ async def _append_rows(
     n: int,
     rows: Mapping[str, np.ndarray],
     arrays: Mapping[str, Any] | None = None,
-) -> None:
-    """Write rows after the ``n`` stored ones, all arrays at once. The last partial block is
-    written as a new chunk version; earlier versions keep theirs."""
+    tails: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Write rows after the ``n`` stored ones, all arrays at once; return the arrays' new
+    metadata. The last partial chunk is written as a new chunk version; earlier versions
+    keep theirs. Where ``tails`` holds an array's stored values from its last chunk's start,
+    that chunk is written whole instead of read back first."""
     if arrays is None:
         group = await zarr.api.asynchronous.open_group(store=store, path=path, mode="r+")
         arrays = {name: array async for name, array in group.arrays()}
+    tails = tails or {}
 
-    async def write(name: str, values: np.ndarray) -> None:
+    async def write(name: str, values: np.ndarray) -> tuple[str, Any]:
         array = arrays[name].with_config(_EVERY_CHUNK)
         await array.resize((n + len(values), *array.shape[1:]))
-        await array.setitem(slice(n, None), values)
+        if name in tails:  # the whole last chunk: zarr then writes it without reading it
+            await array.setitem(
+                slice(n - len(tails[name]), None), np.concatenate([tails[name], values])
+            )
+        else:
+            await array.setitem(slice(n, None), values)
+        return name, array.metadata
 
-    await asyncio.gather(*(write(name, values) for name, values in rows.items()))
+    return dict(await asyncio.gather(*(write(name, values) for name, values in rows.items())))
 
 
 def _columns(da: xr.DataArray) -> dict[str, xr.Variable]:
@@ -958,7 +1051,7 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
             f"{old_layers.tolist()}"
         )
     da = da.sel(layer=old_layers)
-    clash = sorted(set(da["id"].values.tolist()) & set(stored.ids.tolist()))
+    clash = sorted(set(da["id"].values.tolist()) & stored.ids)
     if clash:
         raise ValueError(
             f"{func}(): ids {clash[:10]!r} are already in the variant; ids must be new"

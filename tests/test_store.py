@@ -276,6 +276,40 @@ def test_appends_keep_whole_blocks_and_every_earlier_version(store):
         xr.testing.assert_identical(version.compute(), full.isel(persona=slice(0, n)))
 
 
+def test_appends_after_other_writers_stay_exact(store, monkeypatch):
+    """An append reuses what the previous append in this process knew of the variant only
+    while nobody else has committed since; then it reads the variant again."""
+    monkeypatch.setattr(pvx.store, "COLUMN_CHUNK", 4)  # appends cross column chunks
+    reads = []
+    read_state = pvx.store._read_append_state
+
+    async def counted(*args):
+        reads.append(args)
+        return await read_state(*args)
+
+    monkeypatch.setattr(pvx.store, "_read_append_state", counted)
+    full = with_attributes(ids_of(30))
+    pvx.write_variant(store, full.isel(persona=[0]), persona_block=3)
+    for i in range(1, 10):
+        pvx.append_personas(store, full.isel(persona=[i]))
+    assert len(reads) == 1
+    with monkeypatch.context() as other_process:  # a writer that knows nothing of ours
+        other_process.setattr(pvx.store, "_APPEND_STATES", {})
+        pvx.append_personas(store, full.isel(persona=slice(10, 15)))
+    pvx.append_personas(store, full.isel(persona=[15]))
+    assert len(reads) == 3
+    with pytest.raises(ValueError, match="already in the variant"):
+        pvx.append_personas(store, full.isel(persona=[12]))
+    pvx.set_attribute(store, "mood", {"p3": "calm", "p12": "tense"})
+    for i in range(16, 30):
+        pvx.append_personas(store, full.isel(persona=[i]))
+    got = pvx.load(store, "biography").compute()
+    xr.testing.assert_identical(got.drop_vars("mood"), full)
+    mood = {"p3": "calm", "p12": "tense"}
+    assert got["mood"].values.tolist() == [mood.get(i, np.nan) for i in ids_of(30)]
+    assert len(reads) == 4
+
+
 def test_append_fills_missing_attributes(store):
     pvx.write_variant(store, with_attributes(ids_of(3)))
     pvx.append_personas(store, vectors_for(["bare"]))
