@@ -9,6 +9,7 @@ import xarray as xr
 import pvx.accessor
 import pvx.synthetic
 from pvx import cluster, decomposition, manifold, similarity
+from pvx.views import analyses
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,9 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
                     for m in (similarity, decomposition, manifold, cluster)
                     if hasattr(m, name)
                 )
+            elif name == "projection":  # recolours with the vectors (k-means for "cluster")
+                backend = "plotly" if module is pvx.plot else "holoviews"
+                source = analyses.bind(analyses.projection, backend)
             else:
                 source = getattr(module, "explained_variance" if name == "scree" else name)
             assert method.__doc__ == source.__doc__, (cls.__name__, name)
@@ -97,7 +101,7 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
             expected = [p for p in own if p != "vectors"] if name == "projection" else own[1:]
             assert shown == ["self", *expected], (cls.__name__, name)
             checked += 1
-    assert checked == 12 + 9 + 7
+    assert checked == 12 + 10 + 10
 
 
 def test_plot_accessors_forward(da):
@@ -106,6 +110,6 @@ def test_plot_accessors_forward(da):
     one = da.sel(variant="biography")
     scores = one.pv.pca()
     a = one.pv.plot.projection(scores, color="planted_cluster")
-    b = pvx.plot.projection(scores, color="planted_cluster", vectors=one)
+    b = pvx.plot.projection(scores, color="planted_cluster")
     assert a.to_json() == b.to_json()
     assert one.pv.plot.pca(layer=[0, 1]).to_json() == pvx.plot.pca(one, layer=[0, 1]).to_json()

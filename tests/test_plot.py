@@ -140,7 +140,7 @@ def test_cluster_colour_runs_kmeans_once(monkeypatch, da, scores):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cluster, "kmeans", counting)
-    fig = pvx.plot.projection(scores, color="cluster", vectors=da, n_clusters=3)
+    fig = da.pv.plot.projection(scores, color="cluster", n_clusters=3)
     assert len(calls) == 1 and calls[0]["include_baseline"] is True
     assert [t.name for t in fig.data] == ["cluster 0", "cluster 1", "cluster 2"]
     # the planted clusters are recovered: each legend entry is one planted block
@@ -148,6 +148,16 @@ def test_cluster_colour_runs_kmeans_once(monkeypatch, da, scores):
         members = [t.split("id: ")[1].split("<br>")[0] for t in trace.hovertext]
         planted = {int(da["planted_cluster"].sel(id=m)) for m in members if m.startswith("p")}
         assert len(planted) == 1
+
+
+def test_views_never_run_an_analysis(monkeypatch, scores):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a view ran k-means")
+
+    monkeypatch.setattr(cluster, "kmeans", refuse)
+    for draw in (pvx.plot.projection, pvx.hvplot.projection):
+        with pytest.raises(KeyError, match=r"n_clusters=k.*groups=pvx.cluster.kmeans"):
+            draw(scores, color="cluster")
 
 
 def test_per_layer_clusters_change_membership_per_frame(da):
@@ -282,13 +292,14 @@ def test_axes_fixed_or_per_layer(scores):
 
 
 def test_projection_errors_name_the_fix(da, scores):
-    stacked = pvx.synthetic.planted_personas(variants=["biography", "templated"], seed=0)
-    with pytest.raises(ValueError, match=r"variant=\.\.\."):
-        pvx.plot.projection(decomposition.pca(stacked))
+    with pytest.raises(ValueError, match=r"sample=\.\.\."):
+        pvx.plot.projection(scores.expand_dims(sample=2))
     with pytest.raises(KeyError, match="'age'"):
         pvx.plot.projection(scores, color="shoe_size")
-    with pytest.raises(ValueError, match="n_clusters"):
+    with pytest.raises(KeyError, match="n_clusters"):
         pvx.plot.projection(scores, color="cluster")
+    with pytest.raises(ValueError, match="n_clusters"):
+        pvx.plot.pca(da, color="cluster")
     with pytest.raises(KeyError, match="component"):
         pvx.plot.projection(scores, components=(1, 5))
     with pytest.raises(ValueError, match="axes"):

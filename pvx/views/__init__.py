@@ -11,3 +11,7 @@
 Import the public functions from :mod:`pvx.plot` (Plotly) and :mod:`pvx.hvplot`
 (HoloViews).
 """
+
+from pvx.views._common import with_clusters
+
+__all__ = ["with_clusters"]

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pvx import _colors, cluster
+from pvx import _colors
 from pvx._colors import Coloring
-
-if TYPE_CHECKING:
-    pass
-
 
 _P, _Q = "persona", "persona_other"
 
@@ -190,9 +187,6 @@ def _coloring(
     color: Hashable | None,
     groups: Any,
     color_values: Any,
-    vectors: xr.DataArray | None,
-    n_clusters: int | None,
-    cluster_mode: str,
     max_categories: int,
 ) -> Coloring:
     options = {"color": color, "groups": groups, "color_values": color_values}
@@ -213,30 +207,60 @@ def _coloring(
         return _colors.numeric(np.asarray(vals), str(getattr(color_values, "name", None) or ""))
     if color is None:
         return _colors.no_color(len(ids))
+    if color in arr.coords and arr[color].attrs.get("kind") == CLUSTER_KIND:
+        vals = _per_layer(arr[color], ids, layers, what="cluster")
+        return _cluster_coloring(vals, max_categories)
     if color in arr.coords and arr[color].dims == (_P,):
         return _colors.from_coord(arr[color], max_categories=max_categories)
-    if color == "cluster":
-        if vectors is None or n_clusters is None:
-            raise ValueError(
-                "color='cluster' runs pvx.cluster.kmeans, which needs the persona vectors and "
-                "a number of clusters: pass vectors=da and n_clusters=k (or pass precomputed "
-                "labels as groups=...)"
-            )
-        from pvx._validate import BASELINE_ID
-
-        labels = cluster.kmeans(
-            vectors,
-            n_clusters,
-            layer=None if layers == [None] else list(layers),
-            mode=cluster_mode,
-            include_baseline=BASELINE_ID in set(ids.tolist()),
-        )
-        return _cluster_coloring(_per_layer(labels, ids, layers, what="kmeans"), max_categories)
     attributes = [str(c) for c, v in arr.coords.items() if v.dims == (_P,) and c != "id"]
+    if color == "cluster":
+        raise KeyError(
+            "color='cluster' needs k-means labels on the result: draw from the vectors "
+            "(da.pv.plot.pca(color='cluster', n_clusters=k) or "
+            "da.pv.plot.projection(result, color='cluster', n_clusters=k)), or pass "
+            "groups=pvx.cluster.kmeans(...)"
+        )
     raise KeyError(
         f"color={color!r} is not a persona attribute of the result; choose one of "
-        f"{attributes!r}, 'cluster' (with n_clusters=), or pass groups=/color_values="
+        f"{attributes!r}, 'cluster' (from the vectors, with n_clusters=), or pass "
+        "groups=/color_values="
     )
+
+
+CLUSTER_KIND = "kmeans"  # attrs["kind"] of k-means labels attached to a result
+
+
+def with_clusters(result: Any, labels: xr.DataArray) -> Any:
+    """``result`` with k-means ``labels`` (matched by id) as its ``cluster`` coordinate, which
+    ``color="cluster"`` draws; a persona attribute named ``cluster`` is replaced."""
+    labels = _computed(labels)
+    scores = result["scores"] if isinstance(result, xr.Dataset) else result
+    ids = _persona_ids(scores)
+    if "id" in labels.coords:
+        labels = _by_id(labels, ids, what="kmeans")
+    if "layer" in labels.dims and "layer" in scores.dims:
+        labels = labels.sel(layer=scores["layer"].values)
+    return result.assign_coords(cluster=(labels.dims, labels.values, {"kind": CLUSTER_KIND}))
+
+
+def color_list(color: Hashable | Sequence[Hashable] | None) -> list[Hashable | None]:
+    """``color`` as a list of panels: a name (or None) is one, a list or tuple one per name."""
+    if isinstance(color, (list, tuple)):
+        if not color:
+            raise ValueError("color= got an empty list; pass a name or a list of names")
+        return list(color)
+    return [color]
+
+
+def variant_labels(obj: xr.DataArray | xr.Dataset) -> list[Any]:
+    """Variants drawn side by side (or as a widget): ``[None]`` without a variant dim."""
+    if "variant" in obj.dims:
+        return [v.item() if hasattr(v, "item") else v for v in obj["variant"].values]
+    return [None]
+
+
+def one_variant(obj: Any, variant: Any) -> Any:
+    return obj if variant is None else obj.sel(variant=variant)
 
 
 def _cluster_coloring(labels: Any, max_categories: int) -> Coloring:
@@ -392,6 +416,62 @@ def _scores(result: xr.DataArray | xr.Dataset) -> tuple[xr.DataArray, xr.DataArr
     if not isinstance(result, xr.DataArray):
         raise TypeError(f"projection() needs an xarray result, got {type(result).__name__}")
     return result, None
+
+
+@dataclass
+class ProjectionInput:
+    """A projection to draw, checked: its scores, ratios, components and colour panels."""
+
+    scores: xr.DataArray
+    ratio: xr.DataArray | None
+    comps: list[int]
+    colors: list[Hashable | None]
+
+
+def projection_input(
+    result: xr.DataArray | xr.Dataset,
+    *,
+    components: Sequence[int] | None,
+    axes: str,
+    color: Any,
+    groups: Any,
+    color_values: Any,
+    max_components: int,
+) -> ProjectionInput:
+    """Check a projection result and the drawing keywords shared by every back end."""
+    if isinstance(result, xr.Dataset):  # one compute for scores and ratios (one Gram pass)
+        result = _computed(
+            result[[v for v in ("scores", "explained_variance_ratio") if v in result]]
+        )
+    scores, ratio = _scores(result)
+    scores = _computed(scores)
+    if _P not in scores.dims or "component" not in scores.dims:
+        raise ValueError(
+            f"projection() needs dims ('persona', 'component') (and usually 'layer'), got "
+            f"{scores.dims!r}"
+        )
+    _check_dims(scores, ["variant", "layer", _P, "component"], func="projection")
+    if axes not in ("fixed", "per_layer"):
+        raise ValueError(f"projection() got axes={axes!r}; choose 'fixed' or 'per_layer'")
+    available = [int(c) for c in scores["component"].values]
+    if len(available) < 2 and components is None:
+        raise ValueError("projection() needs at least 2 components; compute n_components=2")
+    comps = list(components) if components is not None else available[:2]
+    if not 2 <= len(comps) <= max_components:
+        hint = "; pvx.plot.projection draws three in 3-D" if max_components == 2 else ""
+        raise ValueError(
+            f"projection() draws 2{' or 3' if max_components == 3 else ''} components, got "
+            f"components={comps!r}{hint}"
+        )
+    unknown = [c for c in comps if c not in available]
+    if unknown:
+        raise KeyError(
+            f"projection() got unknown component(s) {unknown!r}; the result has {available!r}"
+        )
+    colors = color_list(color)
+    if len(colors) > 1 and (groups is not None or color_values is not None):
+        raise ValueError("a list of colours draws one panel per attribute; pass no groups=")
+    return ProjectionInput(scores, ratio, comps, colors)
 
 
 def _leaf_positions(order: Any, ids: np.ndarray, order_layer: Any) -> np.ndarray:

@@ -1,42 +1,179 @@
-"""HoloViews figures of pvx results (hvplot), with a ``layer`` widget: see :mod:`pvx.hvplot`."""
+"""HoloViews figures of pvx results (hvplot), with ``layer`` and ``variant`` widgets.
+
+The same views as the Plotly modules, with the same keywords, drawn from the same prepared
+data (:mod:`pvx.views._common`, :mod:`pvx.views.charts`). Bokeh shows text as text, so names
+are kept raw here (Plotly's views escape them instead).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pvx import _colors, cluster, decomposition, manifold, similarity
-from pvx._forward import forward
+from pvx import _colors
+from pvx.views import charts
 from pvx.views._common import (
     _AXIS_NAMES,
-    _check_dims,
+    _INK,
+    _METHOD_TITLES,
+    _P,
     _coloring,
-    _compute_together,
-    _computed,
     _hover_fields,
+    _knn_edges,
     _layer_labels,
-    _leaf_positions,
     _persona_ids,
-    _scores,
+    one_variant,
+    projection_input,
+    variant_labels,
 )
 
-if TYPE_CHECKING:
+_WIDTH, _HEIGHT = 600, 480
+
+
+def _literal(text: Any) -> str:
+    """Text for a HoloViews title, whose ``{...}`` fields are format placeholders."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+def _items(view: Any) -> list[tuple[tuple[Any, ...], Any]]:
+    """(key, element) pairs of a HoloMap, or ``[((), element)]``."""
     import holoviews as hv
 
-_P, _Q = "persona", "persona_other"
+    if isinstance(view, hv.HoloMap):
+        return [(key if isinstance(key, tuple) else (key,), el) for key, el in view.data.items()]
+    return [((), view)]
 
 
-def _frame(
+def _by_variant(views: dict[Any, Any]) -> Any:
+    """One view, or a HoloMap whose first key is the variant (a widget beside the layer's)."""
+    import holoviews as hv
+
+    if list(views) == [None]:
+        return views[None]
+    first = next(iter(views.values()))
+    kdims = ["variant", *(first.kdims if isinstance(first, hv.HoloMap) else [])]
+    data = {(v, *key): el for v, view in views.items() for key, el in _items(view)}
+    return hv.HoloMap(data, kdims=kdims)
+
+
+def _color_column(coloring: _colors.Coloring, n_layer: int) -> tuple[Any, Any]:
+    """Per-row colour values and the hvplot ``cmap`` for them; categories keep their order."""
+    rows = coloring.values if coloring.per_layer else np.repeat(coloring.values, n_layer, 0)
+    if coloring.kind == "numeric":
+        return rows.ravel(), "viridis"
+    if coloring.kind == "ordinal":
+        codes = [-1 if np.isnan(c) else int(c) for c in rows.ravel()]
+    else:
+        codes = [int(c) for c in rows.ravel()]
+    names = ["missing" if c < 0 else coloring.categories[c] for c in codes]
+    order = [*coloring.categories, "missing"]
+    cmap = {**dict(zip(coloring.categories, coloring.colors, strict=True))}
+    cmap["missing"] = _colors.MISSING_COLOR
+    return pd.Categorical(names, categories=order), cmap
+
+
+def projection(
+    result: xr.DataArray | xr.Dataset,
+    *,
+    color: Hashable | Sequence[Hashable] | None = None,
+    groups: Any = None,
+    color_values: Any = None,
+    hover: Sequence[Hashable] | None = None,
+    neighbors: xr.Dataset | None = None,
+    components: Sequence[int] | None = None,
+    axes: str = "fixed",
+    max_categories: int = 10,
+    marker_size: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Scatter of a computed projection with a ``layer`` widget, coloured by an attribute.
+
+    The keywords are those of :func:`pvx.plot.projection`; HoloViews draws two components.
+    A ``variant`` dimension becomes a second widget; a list of colours a ``Layout`` of one
+    panel per colour, sharing the widgets.
+
+    Returns
+    -------
+    holoviews.HoloMap or holoviews.Layout
+        ``Scatter`` elements (overlaid with neighbour ``Segments`` for ``neighbors=``) keyed
+        by ``layer`` (and ``variant``); a plain element without those dimensions.
+
+    Examples
+    --------
+    >>> import pvx.decomposition, pvx.hvplot, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
+    >>> view = pvx.hvplot.projection(pvx.decomposition.pca(da), color="age")
+    >>> view.kdims[0].name, list(view.keys())
+    ('layer', [0, 1, 2])
+    """
+    import holoviews as hv
+
+    checked = projection_input(
+        result,
+        components=components,
+        axes=axes,
+        color=color,
+        groups=groups,
+        color_values=color_values,
+        max_components=2,
+    )
+    scores, comps, colors = checked.scores, checked.comps, checked.colors
+    name = str(scores.name)
+    prefix = _AXIS_NAMES.get(name, f"{name} ").strip()
+    names = [f"{prefix}{c}" if prefix == "PC" else f"{prefix} {c}" for c in comps]
+    method = _METHOD_TITLES.get(name, name)
+    panels = []
+    for c in colors:
+        by_variant = {
+            v: _scatter(
+                one_variant(scores, v),
+                None if neighbors is None else one_variant(neighbors, v),
+                comps,
+                names,
+                coloring_options={
+                    "color": c,
+                    "groups": groups,
+                    "color_values": color_values,
+                    "max_categories": max_categories,
+                },
+                hover=hover,
+                axes=axes,
+                marker_size=marker_size,
+                size=(width or _WIDTH, height or _HEIGHT),
+            )
+            for v in variant_labels(scores)
+        }
+        heading = title if title is not None else f"{method} · colour: {c}" if c else method
+        view = _by_variant({v: view for v, (view, _) in by_variant.items()})
+        # a Layout names the widget values once, above its panels
+        dims = " · {dimensions}" if isinstance(view, hv.HoloMap) and len(colors) == 1 else ""
+        panels.append(view.opts(title=_literal(heading) + dims))
+    return panels[0] if len(panels) == 1 else hv.Layout(panels).cols(2)
+
+
+def _scatter(
     scores: xr.DataArray,
+    neighbors: xr.Dataset | None,
     comps: Sequence[int],
     names: Sequence[str],
-    layers: list[Any],
-) -> pd.DataFrame:
-    """One row per (layer, persona): the layer, the persona's id/name and its coordinates."""
+    *,
+    coloring_options: dict[str, Any],
+    hover: Sequence[Hashable] | None,
+    axes: str,
+    marker_size: float | None,
+    size: tuple[int, int],
+) -> tuple[Any, Any]:
+    """One variant's scatter, over layers; returns (view, colouring)."""
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
+
+    layers = _layer_labels(scores)
     order = ["layer", _P, "component"] if "layer" in scores.dims else [_P, "component"]
     xyz = scores.sel(component=list(comps)).transpose(*order).values
     xyz = xyz.reshape(len(layers), scores.sizes[_P], len(comps))
@@ -51,97 +188,7 @@ def _frame(
         frame["name"] = np.tile(np.asarray(scores["name"].values, dtype=object), len(layers))
     for j, column in enumerate(names):
         frame[column] = xyz[:, :, j].ravel()
-    return frame
-
-
-def _color_column(coloring: _colors.Coloring, n_layer: int) -> tuple[np.ndarray, Any]:
-    """Per-row colour values and the hvplot ``cmap`` for them."""
-    rows = coloring.values if coloring.per_layer else np.repeat(coloring.values, n_layer, 0)
-    if coloring.kind == "numeric":
-        return rows.ravel(), "viridis"
-    if coloring.kind == "ordinal":
-        names = ["missing" if np.isnan(c) else coloring.categories[int(c)] for c in rows.ravel()]
-        cmap = dict(zip(coloring.categories, coloring.colors, strict=True))
-        return np.asarray(names, dtype=object), {**cmap, "missing": _colors.MISSING_COLOR}
-    names = ["missing" if c < 0 else coloring.categories[c] for c in rows.ravel()]
-    cmap = dict(zip(coloring.categories, coloring.colors, strict=True))
-    return np.asarray(names, dtype=object), {**cmap, "missing": _colors.MISSING_COLOR}
-
-
-def projection(
-    result: xr.DataArray | xr.Dataset,
-    *,
-    color: Hashable | None = None,
-    groups: Any = None,
-    color_values: Any = None,
-    vectors: xr.DataArray | None = None,
-    n_clusters: int | None = None,
-    cluster_mode: str = "mean_across_layers",
-    hover: Sequence[Hashable] | None = None,
-    components: Sequence[int] = (1, 2),
-    axes: str = "fixed",
-    max_categories: int = 10,
-    **options: Any,
-) -> hv.HoloMap:
-    """Scatter of a computed projection with a ``layer`` widget, coloured by an attribute.
-
-    Parameters
-    ----------
-    result : xarray.DataArray or xarray.Dataset
-        :func:`pvx.decomposition.pca` (its ``scores``), :func:`pvx.manifold.umap` or
-        :func:`pvx.manifold.isomap`.
-    color, groups, color_values, vectors, n_clusters, cluster_mode, hover, max_categories
-        As in :func:`pvx.plot.projection`.
-    components : (int, int)
-        The two components to draw.
-    axes : {"fixed", "per_layer"}
-        Axis ranges fixed over layers (default) or fitted to each layer.
-    **options
-        Passed to ``DataFrame.hvplot.scatter`` (``width``, ``height``, ``size``, ...).
-
-    Returns
-    -------
-    holoviews.HoloMap
-        ``Scatter`` elements keyed by layer label (a plain ``Scatter`` without ``layer``).
-
-    Examples
-    --------
-    >>> import pvx.decomposition, pvx.hvplot, pvx.synthetic
-    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_layer=3, seed=0)
-    >>> view = pvx.hvplot.projection(pvx.decomposition.pca(da), color="age")
-    >>> view.kdims[0].name, list(view.keys())
-    ('layer', [0, 1, 2])
-    """
-    import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
-
-    scores, _ = _scores(result)
-    scores = _computed(scores)
-    _check_dims(scores, ["layer", _P, "component"], func="projection")
-    if len(components) != 2:
-        raise ValueError(f"projection() draws 2 components, got components={components!r}")
-    if axes not in ("fixed", "per_layer"):
-        raise ValueError(f"projection() got axes={axes!r}; choose 'fixed' or 'per_layer'")
-    available = [int(c) for c in scores["component"].values]
-    unknown = [c for c in components if c not in available]
-    if unknown:
-        raise KeyError(
-            f"projection() got unknown component(s) {unknown!r}; the result has {available!r}"
-        )
-    layers = _layer_labels(scores)
-    prefix = _AXIS_NAMES.get(str(scores.name), f"{scores.name} ").strip()
-    names = [f"{prefix}{c}" if prefix == "PC" else f"{prefix} {c}" for c in components]
-    frame = _frame(scores, components, names, layers)
-    coloring = _coloring(
-        scores,
-        layers,
-        color=color,
-        groups=groups,
-        color_values=color_values,
-        vectors=vectors,
-        n_clusters=n_clusters,
-        cluster_mode=cluster_mode,
-        max_categories=max_categories,
-    )
+    coloring = _coloring(scores, layers, **coloring_options)
     # the colour column is shown on hover already
     fields = [str(f) for f in _hover_fields(scores, hover) if f != coloring.title]
     for f in fields:
@@ -151,13 +198,16 @@ def projection(
         "y": names[1],
         "hover_cols": [c for c in ("id", "name") if c in frame] + fields,
         "framewise": axes == "per_layer",
-        "width": 650,
-        "height": 500,
+        "width": size[0],
+        "height": size[1],
+        "size": (marker_size or (7 if n <= 200 else 5 if n <= 2000 else 3)) ** 2,
     }
     if coloring.kind != "none":
         column = coloring.title if coloring.title not in frame else f"{coloring.title} "
         values, cmap = _color_column(coloring, len(layers))
         frame[column] = values
+        if isinstance(values, pd.Categorical):  # legends list categories as first drawn
+            frame = frame.iloc[np.argsort(values.codes, kind="stable")]
         kwargs.update(c=column, cmap=cmap)
         if coloring.kind == "numeric":
             kwargs.update(clim=(coloring.cmin, coloring.cmax), colorbar=True)
@@ -165,13 +215,31 @@ def projection(
         kwargs.update(groupby="layer", dynamic=False)
     else:
         frame = frame.drop(columns="layer")
-    kwargs.update(options)
     view = frame.hvplot.scatter(**kwargs)
     if coloring.kind == "numeric":
         # one colour range for every layer, as a dimension range HoloViews normalises by
         view = view.redim.range(**{kwargs["c"]: (coloring.cmin, coloring.cmax)})
         view = view.opts(clipping_colors={"NaN": _colors.MISSING_COLOR})
-    return view
+    if neighbors is not None:
+        edges = _knn_edges(neighbors, _persona_ids(scores), layers)
+        segments = {
+            layer: hv.Segments(
+                np.column_stack(
+                    [
+                        xyz[i, edges[min(i, len(edges) - 1), 0]],
+                        xyz[i, edges[min(i, len(edges) - 1), 1]],
+                    ]
+                ),
+                kdims=["x0", "y0", "x1", "y1"],
+                label="nearest neighbours",
+            ).opts(color="gray", alpha=0.35, line_width=1)
+            for i, layer in enumerate(layers)
+        }
+        lines = (
+            hv.HoloMap(segments, kdims=["layer"]) if "layer" in scores.dims else segments[layers[0]]
+        )
+        view = lines * view
+    return view, coloring
 
 
 def heatmap(
@@ -179,44 +247,34 @@ def heatmap(
     *,
     order: Any = None,
     order_layer: Any = None,
-    **options: Any,
-) -> hv.HoloMap:
+    labels: str = "id",
+    max_rows: int | None = 800,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
     """A cosine matrix as an image with a ``layer`` widget; rows keep one order on all layers.
 
-    Parameters
-    ----------
-    sim : xarray.DataArray
-        :func:`pvx.similarity.cosine`: dims ``(layer, persona, persona_other)``.
-    order, order_layer
-        Row order, as in :func:`pvx.plot.heatmap` (e.g. a :func:`pvx.cluster.linkage` Dataset).
-    **options
-        Passed to ``DataArray.hvplot.image``.
+    Keywords as in :func:`pvx.plot.heatmap`.
 
     Returns
     -------
     holoviews.HoloMap
-        ``Image`` elements keyed by layer; x and y are positions in the row order (``row``,
-        ``col``), the value is ``cosine``.
+        ``Image`` elements keyed by layer; x and y are positions in the row order (``col``,
+        ``row``, labelled with the persona ids when there are at most 60), the value is
+        ``cosine``.
     """
     import hvplot.xarray  # noqa: F401  (registers DataArray.hvplot)
 
-    if not isinstance(sim, xr.DataArray) or _P not in sim.dims or _Q not in sim.dims:
-        raise ValueError(
-            "heatmap() needs the DataArray of pvx.similarity.cosine, with dims "
-            f"('persona', 'persona_other'), got {getattr(sim, 'dims', type(sim).__name__)!r}"
-        )
-    _check_dims(sim, ["layer", _P, _Q], func="heatmap")
-    sim = _computed(sim)
-    ids = _persona_ids(sim)
-    positions = _leaf_positions(order, ids, order_layer) if order is not None else None
-    dims = ["layer", _P, _Q] if "layer" in sim.dims else [_P, _Q]
-    z = sim.transpose(*dims).values
-    if positions is not None:
-        z = z[..., positions, :][..., positions]
-    n = len(ids)
+    prepared = charts.matrix(
+        sim, order=order, order_layer=order_layer, labels=labels, max_rows=max_rows, title=title
+    )
+    n = len(prepared.ticks)
     coords: dict[str, Any] = {"row": np.arange(n), "col": np.arange(n)}
-    if "layer" in sim.dims:
-        coords["layer"] = _layer_labels(sim)
+    layered = "layer" in sim.dims
+    z = prepared.z if layered else prepared.z[0]
+    if layered:
+        coords["layer"] = prepared.layers
     image = xr.DataArray(z, dims=["layer", "row", "col"][-z.ndim :], coords=coords, name="cosine")
     kwargs: dict[str, Any] = {
         "x": "col",
@@ -224,13 +282,50 @@ def heatmap(
         "cmap": "RdBu_r",
         "clim": (-1.0, 1.0),
         "flip_yaxis": True,
-        "width": 560,
-        "height": 500,
+        "width": width or 560,
+        "height": height or 500,
     }
-    if "layer" in sim.dims:
+    if n <= 60:
+        ticks = list(enumerate(prepared.ticks))
+        kwargs.update(xticks=ticks, yticks=ticks, rot=45)
+    if layered:
         kwargs.update(groupby="layer", dynamic=False)
-    kwargs.update(options)
-    return image.hvplot.image(**kwargs)
+    view = image.hvplot.image(**kwargs)
+    dims = " · {dimensions}" if layered else ""
+    return view.opts(title=_literal(prepared.title) + dims)
+
+
+def draw_lines(chart: charts.LineChart, *, width: int | None, height: int | None) -> Any:
+    """A HoloViews overlay of a prepared :class:`~pvx.views.charts.LineChart`."""
+    import holoviews as hv
+
+    x = np.asarray(chart.x)
+    layers = []
+    for series in chart.series:
+        if series.low is not None:
+            layers.append(
+                hv.Area(
+                    (x, series.low, series.y), kdims=["x"], vdims=["low", "high"], label=series.name
+                ).opts(color=series.color, line_alpha=0, alpha=0.35)
+            )
+            continue
+        dash = {"dash": "dashed", "dot": "dotted"}.get(series.dash or "", "solid")
+        curve = hv.Curve((x, series.y), chart.x_title, chart.hover_value, label=series.name)
+        layers.append(curve.opts(color=series.color, line_dash=dash, tools=["hover"]))
+        if series.markers:
+            points = hv.Scatter((x, series.y), chart.x_title, chart.hover_value, label=series.name)
+            layers.append(points.opts(color=series.color, size=5))
+    overlay = hv.Overlay(layers).opts(
+        title=_literal(chart.title),
+        width=width or 650,
+        height=height or 420,
+        legend_position="right",
+        xlabel=chart.x_title,
+        ylabel=chart.y_title,
+    )
+    if chart.y_range is not None:
+        overlay = overlay.opts(ylim=chart.y_range)
+    return overlay
 
 
 def scree(
@@ -238,165 +333,170 @@ def scree(
     *,
     cumulative: bool = False,
     max_components: int | None = None,
-    **options: Any,
-) -> hv.NdOverlay:
-    """Scree curves, one per layer (``explained_variance_ratio`` against ``component``).
-
-    Parameters
-    ----------
-    evr : xarray.DataArray or xarray.Dataset
-        :func:`pvx.decomposition.explained_variance` or a :func:`pvx.decomposition.pca`
-        Dataset.
-    cumulative : bool
-        Draw the cumulative ratio.
-    max_components : int, optional
-        Only the first components.
-    **options
-        Passed to ``DataArray.hvplot.line``.
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Scree curves, one per layer, as in :func:`pvx.plot.scree`.
 
     Returns
     -------
-    holoviews.NdOverlay
-        ``Curve`` elements keyed by layer (a single ``Curve`` without ``layer``).
+    holoviews.Overlay
+        One ``Curve`` (and its markers) per layer.
+    """
+    chart = charts.scree_chart(
+        evr, cumulative=cumulative, max_components=max_components, title=title
+    )
+    return draw_lines(chart, width=width, height=height)
+
+
+def variance_heatmap(
+    evr: xr.DataArray | xr.Dataset,
+    *,
+    cumulative: bool = False,
+    max_components: int | None = 50,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Layer × component heatmap of explained-variance ratios, as in
+    :func:`pvx.plot.variance_heatmap`.
+
+    Returns
+    -------
+    holoviews.HeatMap
     """
     import hvplot.xarray  # noqa: F401
 
-    from pvx.views._common import _ratio
-
-    ratio = _ratio(evr, "scree")
-    if max_components is not None:
-        ratio = ratio.isel(component=slice(0, max_components))
-    if cumulative:
-        ratio = ratio.cumsum("component").rename("cumulative_explained_variance_ratio")
-    kwargs: dict[str, Any] = {"x": "component", "width": 650, "height": 400}
-    if "layer" in ratio.dims:
-        kwargs.update(by="layer", cmap="viridis", legend="right")
-    kwargs.update(options)
-    return ratio.hvplot.line(**kwargs)
-
-
-# --------------------------------------------------------------------------- from vectors
-
-
-def _from_vectors(
-    method: str,
-    da: xr.DataArray,
-    analysis: dict[str, Any],
-    components: Sequence[int],
-    kwargs: dict[str, Any],
-) -> hv.HoloMap:
-    analysis = {key: value for key, value in analysis.items() if value is not None}
-    analysis.setdefault("n_components", max(components))
-    funcs: dict[str, Callable[..., Any]] = {
-        "pca": decomposition.pca,
-        "umap": manifold.umap,
-        "isomap": manifold.isomap,
-    }
-    result = funcs[method](da, **analysis)
-    if kwargs.get("color") == "cluster" and kwargs.get("n_clusters") is not None:
-        # k-means with the projection, in one pass over the vectors
-        common = {k: analysis[k] for k in ("layer", "include_baseline") if k in analysis}
-        mode = kwargs.pop("cluster_mode", "mean_across_layers")
-        labels = cluster.kmeans(da, kwargs.pop("n_clusters"), mode=mode, **common)
-        result, kwargs["groups"] = _compute_together(result, labels)
-        kwargs.pop("color")
-    return projection(result, vectors=da, components=components, **kwargs)
-
-
-def pca(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] = (1, 2),
-    normalize: bool = True,
-    include_baseline: bool = False,
-    **kwargs: Any,
-) -> hv.HoloMap:
-    """PCA scatter with a layer widget: :func:`pvx.decomposition.pca`, then :func:`projection`.
-
-    ``**kwargs`` go to :func:`projection` (``color``, ``hover``, ``n_clusters``, ...).
-    """
-    analysis = {"layer": layer, "normalize": normalize, "include_baseline": include_baseline}
-    return _from_vectors("pca", da, analysis, components, kwargs)
-
-
-def umap(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] = (1, 2),
-    n_neighbors: int | None = None,
-    seed: int = 42,
-    include_baseline: bool = False,
-    **kwargs: Any,
-) -> hv.HoloMap:
-    """UMAP scatter with a layer widget: :func:`pvx.manifold.umap`, then :func:`projection`."""
-    analysis = {
-        "layer": layer,
-        "n_neighbors": n_neighbors,
-        "seed": seed,
-        "include_baseline": include_baseline,
-    }
-    return _from_vectors("umap", da, analysis, components, kwargs)
-
-
-def isomap(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] = (1, 2),
-    n_neighbors: int = 8,
-    include_baseline: bool = False,
-    **kwargs: Any,
-) -> hv.HoloMap:
-    """Isomap scatter with a layer widget: :func:`pvx.manifold.isomap`, then :func:`projection`."""
-    analysis = {"layer": layer, "n_neighbors": n_neighbors, "include_baseline": include_baseline}
-    return _from_vectors("isomap", da, analysis, components, kwargs)
-
-
-def cosine(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    order: Any = None,
-    center: bool = True,
-    include_baseline: bool = False,
-    **kwargs: Any,
-) -> hv.HoloMap:
-    """Cosine image with a layer widget: :func:`pvx.similarity.cosine`, then :func:`heatmap`."""
-    sim = similarity.cosine(da, layer=layer, center=center, include_baseline=include_baseline)
-    return heatmap(sim, order=order, **kwargs)
-
-
-def explained_variance(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    normalize: bool = True,
-    include_baseline: bool = False,
-    **kwargs: Any,
-) -> hv.NdOverlay:
-    """Scree curves: :func:`pvx.decomposition.explained_variance`, then :func:`scree`."""
-    evr = decomposition.explained_variance(
-        da, layer=layer, normalize=normalize, include_baseline=include_baseline
+    ratio = charts.variance_ratios(
+        evr, cumulative=cumulative, max_components=max_components, func="variance_heatmap"
     )
-    return scree(evr, **kwargs)
+    charts._layer_axis(ratio, "variance_heatmap")
+    what = "cumulative ratio" if cumulative else "ratio"
+    heading = title if title is not None else "Explained variance by layer and component"
+    view = ratio.rename(what).hvplot.heatmap(
+        x="component", y="layer", C=what, cmap="viridis", width=width or 650, height=height or 420
+    )
+    return view.opts(title=_literal(heading + charts.variant_suffix(ratio)))
 
 
-class HvplotAccessor:
-    """HoloViews views of persona vectors for Jupyter, as ``da.pv.hvplot.<analysis>(...)``.
+def pair_trajectories(
+    ps: xr.Dataset,
+    *,
+    top: int | None = None,
+    max_pairs: int = 10,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Cosine of chosen persona pairs across layers against the all-pairs median and band,
+    as in :func:`pvx.plot.pair_trajectories`.
 
-    ``da.pv.hvplot.X(...)`` draws ``da.pv.X(...)`` (``scree`` is ``explained_variance``);
-    ``projection`` recolours a computed projection. See :mod:`pvx.hvplot` for the options.
+    Returns
+    -------
+    holoviews.Overlay
     """
+    chart = charts.pair_chart(ps, top=top, max_pairs=max_pairs, title=title)
+    return draw_lines(chart, width=width, height=height)
 
-    def __init__(self, da: xr.DataArray) -> None:
-        self._da = da
 
-    projection = forward(projection, as_keyword="vectors")
-    pca = forward(pca)
-    umap = forward(umap)
-    isomap = forward(isomap)
-    cosine = forward(cosine)
-    explained_variance = forward(explained_variance)
-    scree = explained_variance  # the same view under its common name
+def variant_lines(
+    vs: xr.Dataset,
+    *,
+    personas: Sequence[Hashable] | None = None,
+    quantiles: tuple[float, float] = (0.05, 0.95),
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """How the prompt variant moves personas, by layer, as in :func:`pvx.plot.variant_lines`.
+
+    Returns
+    -------
+    holoviews.Overlay
+    """
+    chart = charts.variant_chart(vs, personas=personas, quantiles=quantiles, title=title)
+    return draw_lines(chart, width=width, height=height)
+
+
+def dendrogram(
+    tree: xr.Dataset,
+    *,
+    names: Any = None,
+    max_labels: int = 80,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Dendrogram per layer on a shared height axis, as in :func:`pvx.plot.dendrogram`.
+
+    Returns
+    -------
+    holoviews.HoloMap
+        ``Overlay`` of the merges (``Path``) and the leaves (``Points`` with id and name on
+        hover) keyed by layer.
+    """
+    import holoviews as hv
+
+    prepared = charts.tree(tree, names=names, title=title)
+    ids, n = prepared.ids, len(prepared.ids)
+    names_by_id = [str(prepared.names.get(i, i)) for i in ids]
+
+    def one(i: int) -> Any:
+        x, y, leaves = prepared.lines[i]
+        merges = hv.Path([np.column_stack([x, y])], kdims=["leaf", "merge distance"])
+        leaf_frame = pd.DataFrame(
+            {
+                "leaf": prepared.leaf_x,
+                "merge distance": np.zeros(n),
+                "id": [str(ids[j]) for j in leaves],
+                "name": [names_by_id[j] for j in leaves],
+            }
+        )
+        points = hv.Points(leaf_frame, kdims=["leaf", "merge distance"], vdims=["id", "name"])
+        ticks = (
+            list(zip(prepared.leaf_x.tolist(), [names_by_id[j] for j in leaves], strict=True))
+            if n <= max_labels
+            else []
+        )
+        return (
+            merges.opts(color=_INK, line_width=1)
+            * points.opts(color=_colors.DEFAULT_COLOR, size=5, tools=["hover"])
+        ).opts(
+            xticks=ticks,
+            xrotation=60,
+            ylim=(0, prepared.top),
+            xlim=(0, 10 * n),
+            width=width or 700,
+            height=height or 420,
+        )
+
+    if "layer" in tree.dims:
+        view = hv.HoloMap(
+            {label: one(i) for i, label in enumerate(prepared.layers)}, kdims=["layer"]
+        )
+        return view.opts(title=_literal(prepared.title) + " · {dimensions}")
+    return one(0).opts(title=_literal(prepared.title))
+
+
+def save(view: Any, path: Any, *, title: str | None = None) -> Any:
+    """Save a HoloViews view as one HTML file that works offline.
+
+    BokehJS is embedded (``resources="inline"``) instead of loaded from a CDN, and every
+    widget state (each layer, each variant) is stored in the page, so the widgets work
+    without a Python kernel. Returns the path.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, pvx.decomposition, pvx.hvplot, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=8, n_layer=2, seed=0)
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "pca.html"
+    >>> pvx.hvplot.save(pvx.hvplot.projection(pvx.decomposition.pca(da)), out).exists()
+    True
+    """
+    import panel as pn
+
+    pn.panel(view).save(
+        str(path), embed=True, resources="inline", title=title or "pvx", progress=False
+    )
+    return path

@@ -8,38 +8,17 @@ import numpy as np
 import xarray as xr
 
 from pvx import _colors
+from pvx.views import charts
 from pvx.views._common import (
     _INK,
-    _P,
-    _Q,
     _animation,
-    _check_dims,
-    _computed,
     _esc,
     _label,
-    _layer_labels,
     _layer_title,
-    _leaf_positions,
-    _persona_ids,
-    _variant_note,
 )
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
-
-
-def _blocks(n: int, max_rows: int | None) -> list[np.ndarray]:
-    if max_rows is None or n <= max_rows:
-        return [np.array([i]) for i in range(n)]
-    return np.array_split(np.arange(n), max_rows)
-
-
-def _block_means(z: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
-    """Mean of each (row block, column block) over the last two axes."""
-    starts = np.array([b[0] for b in blocks])
-    sizes = np.array([len(b) for b in blocks], dtype=np.float64)
-    summed = np.add.reduceat(np.add.reduceat(z, starts, axis=-1), starts, axis=-2)
-    return summed / np.outer(sizes, sizes)
 
 
 def heatmap(
@@ -51,6 +30,8 @@ def heatmap(
     text_threshold: int = 25,
     max_rows: int | None = 800,
     precision: str = "auto",
+    width: int | None = None,
+    height: int | None = None,
     title: str | None = None,
 ) -> go.Figure:
     """Persona × persona similarity heatmap, one frame per layer.
@@ -80,6 +61,8 @@ def heatmap(
     precision : {"auto", "float32", "int8"}
         Storage of the values: ``int8`` keeps hundredths of the cosine (hover shows cosine
         × 100); ``auto`` uses it above 2.5 million cells.
+    width, height : int, optional
+        Figure size in pixels (the figure fits its container by default).
     title : str, optional
         Figure title (escaped).
 
@@ -98,43 +81,15 @@ def heatmap(
     """
     import plotly.graph_objects as go
 
-    if not isinstance(sim, xr.DataArray) or _P not in sim.dims or _Q not in sim.dims:
-        raise ValueError(
-            "heatmap() needs the DataArray of pvx.similarity.cosine, with dims "
-            f"('persona', 'persona_other'), got {getattr(sim, 'dims', type(sim).__name__)!r}"
-        )
-    _check_dims(sim, ["layer", _P, _Q], func="heatmap")
-    if labels not in ("id", "name"):
-        raise ValueError(f"heatmap() got labels={labels!r}; choose 'id' or 'name'")
     if precision not in ("auto", "float32", "int8"):
         raise ValueError(
             f"heatmap() got precision={precision!r}; choose 'auto', 'float32' or 'int8'"
         )
-    layers = _layer_labels(sim)
-    ids = _persona_ids(sim)
-    order_ = _leaf_positions(order, ids, order_layer) if order is not None else np.arange(len(ids))
-    stacked = sim.transpose("layer", _P, _Q) if "layer" in sim.dims else sim.expand_dims("layer")
-    shown = ids[order_]
-    if labels == "name" and "name" in sim.coords:
-        names = np.asarray(sim["name"].values, dtype=object)[order_]
-        shown = np.asarray([f"{n} ({i})" for n, i in zip(names, shown, strict=True)])
-    blocks = _blocks(len(ids), max_rows)
-
-    def drawn(i: int) -> np.ndarray:
-        # one layer at a time: a lazy similarity (e.g. from results.zarr) is never all loaded
-        z = np.asarray(stacked.isel(layer=i).values)[np.ix_(order_, order_)]
-        return _block_means(z, blocks) if len(blocks) < len(ids) else z
-
-    z = np.stack([drawn(i) for i in range(stacked.sizes["layer"])])
-    if len(blocks) < len(ids):
-        ticks = [
-            _label(shown[b[0]])
-            if len(b) == 1
-            else f"{_label(shown[b[0]])} … {_label(shown[b[-1]])}"
-            for b in blocks
-        ]
-    else:
-        ticks = [_label(s) for s in shown]
+    prepared = charts.matrix(
+        sim, order=order, order_layer=order_layer, labels=labels, max_rows=max_rows, title=title
+    )
+    z, layers = prepared.z, prepared.layers
+    ticks = [_label(t) for t in prepared.ticks]
     rows = len(ticks)
     cells = rows * rows * len(layers)
     small = precision == "float32" or (precision == "auto" and cells <= 2_500_000)
@@ -168,8 +123,7 @@ def heatmap(
         # computed in the browser from z: no per-cell strings in the file
         trace["texttemplate"] = "%{z:.2f}" if small else "%{z}"
         trace["textfont"] = {"size": 10}
-    heading = _esc(title) if title is not None else _esc(sim.attrs.get("long_name", "cosine"))
-    heading += _variant_note(sim)
+    heading = _esc(prepared.title)
     show_ticks = rows <= 60
     layout: dict[str, Any] = {
         "title": {"text": heading},
@@ -188,6 +142,8 @@ def heatmap(
             "showgrid": False,
         },
         "margin": {"l": 60, "r": 20, "t": 60, "b": 40},
+        "width": width,
+        "height": height,
     }
     frames = []
     if "layer" in sim.dims:
@@ -202,23 +158,13 @@ def heatmap(
     return go.Figure(data=[go.Heatmap(**trace)], layout=layout, frames=frames)
 
 
-def _tree_lines(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Line coordinates of a linkage matrix's dendrogram, NaN-separated, and its leaf order."""
-    import scipy.cluster.hierarchy
-
-    tree = scipy.cluster.hierarchy.dendrogram(z, no_plot=True, color_threshold=-1)
-    icoord, dcoord = np.asarray(tree["icoord"]), np.asarray(tree["dcoord"])
-    gap = np.full((len(icoord), 1), np.nan)
-    x = np.hstack([icoord, gap]).ravel().astype(np.float32)
-    y = np.hstack([dcoord, gap]).ravel().astype(np.float32)
-    return x, y, list(tree["leaves"])
-
-
 def dendrogram(
     tree: xr.Dataset,
     *,
     names: Any = None,
     max_labels: int = 80,
+    width: int | None = None,
+    height: int | None = None,
     title: str | None = None,
 ) -> go.Figure:
     """Dendrogram of a hierarchical clustering, one frame per layer with a shared height axis.
@@ -233,6 +179,8 @@ def dendrogram(
         with the ids on hover and as leaf labels.
     max_labels : int
         Label the leaves on the axis when there are at most this many.
+    width, height : int, optional
+        Figure size in pixels (the figure fits its container by default).
     title : str, optional
         Figure title (escaped).
 
@@ -244,28 +192,8 @@ def dendrogram(
     """
     import plotly.graph_objects as go
 
-    if not isinstance(tree, xr.Dataset) or not {"linkage", "leaf_id"} <= set(tree):
-        raise ValueError(
-            "dendrogram() needs the Dataset of pvx.cluster.linkage (with 'linkage' and 'leaf_id')"
-        )
-    _check_dims(tree, ["layer", "merge", "field", "leaf"], func="dendrogram")
-    tree = _computed(tree)
-    layers = _layer_labels(tree)
-    linkage_ = tree["linkage"].transpose(..., "merge", "field").values.reshape(len(layers), -1, 4)
-    # leaf_id is in leaf order; position 0..n-1 along persona is recovered from 'order'
-    by_position: dict[int, Any] = {}
-    for order_row, id_row in zip(
-        tree["order"].values.reshape(len(layers), -1),
-        tree["leaf_id"].values.reshape(len(layers), -1),
-        strict=True,
-    ):
-        by_position.update(zip(order_row.tolist(), id_row.tolist(), strict=True))
-    ids = np.asarray([by_position[i] for i in range(len(by_position))], dtype=object)
-    name_of: dict[Any, Any] = {}
-    if isinstance(names, xr.DataArray):
-        name_of = dict(zip(names["id"].values.tolist(), names.values.tolist(), strict=True))
-    elif names is not None:
-        name_of = dict(names)
+    prepared = charts.tree(tree, names=names, title=title)
+    ids, name_of, layers, drawn = prepared.ids, prepared.names, prepared.layers, prepared.lines
     hover = np.asarray(
         [
             (f"<b>{_esc(name_of[i])}</b><br>" if i in name_of else "") + f"id: {_esc(i)}"
@@ -274,10 +202,7 @@ def dendrogram(
         dtype=object,
     )
     tick = np.asarray([_label(name_of.get(i, i)) for i in ids], dtype=object)
-    drawn = [_tree_lines(z) for z in linkage_]
-    top = max(float(np.nanmax(y)) for _, y, _ in drawn) * 1.05 or 1.0
-    n = len(ids)
-    leaf_x = (5 + 10 * np.arange(n)).astype(np.float32)
+    top, n, leaf_x = prepared.top, len(ids), prepared.leaf_x
 
     def traces(i: int) -> list[dict[str, Any]]:
         x, y, leaves = drawn[i]
@@ -315,10 +240,10 @@ def dendrogram(
             name="personas",
         ),
     ]
-    method = tree.attrs.get("method", "")
-    heading = _esc(title) if title is not None else f"Dendrogram ({_esc(method)} linkage)"
     layout: dict[str, Any] = {
-        "title": {"text": heading + _variant_note(tree)},
+        "title": {"text": _esc(prepared.title)},
+        "width": width,
+        "height": height,
         "template": "plotly_white",
         "showlegend": False,
         "yaxis": {"title": {"text": "merge distance"}, "range": [0, top]},

@@ -1,0 +1,202 @@
+"""The Plotly and HoloViews back ends: same kinds, same keywords, same data drawn."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pvx.accessor
+import pvx.hvplot
+import pvx.plot
+import pvx.synthetic
+from pvx import cluster, decomposition, similarity
+
+hv = pytest.importorskip("holoviews")
+
+# Keywords only one back end has, and why.
+PLOTLY_ONLY = {
+    "heatmap": {"text_threshold", "precision"},  # Plotly prints cells / stores int8
+}
+DRAWING = [
+    "projection",
+    "heatmap",
+    "dendrogram",
+    "scree",
+    "variance_heatmap",
+    "pair_trajectories",
+    "variant_lines",
+]
+ANALYSES = [
+    "pca",
+    "umap",
+    "isomap",
+    "cosine",
+    "pair_similarity",
+    "variant_similarity",
+    "explained_variance",
+    "linkage",
+]
+
+
+@pytest.fixture(scope="module")
+def stacked() -> xr.DataArray:
+    """Two variants of 12 personas (3 planted clusters), 3 layers labelled 10..12."""
+    return pvx.synthetic.planted_personas(
+        n_persona=12,
+        n_clusters=3,
+        n_layer=3,
+        n_hidden=16,
+        seed=3,
+        first_layer=10,
+        variants=["biography", "templated"],
+    )
+
+
+@pytest.fixture(scope="module")
+def one(stacked: xr.DataArray) -> xr.DataArray:
+    return stacked.sel(variant="biography")
+
+
+@pytest.mark.parametrize("name", DRAWING + ANALYSES)
+def test_both_back_ends_take_the_same_keywords(name):
+    plotly = set(inspect.signature(getattr(pvx.plot, name)).parameters)
+    holo = set(inspect.signature(getattr(pvx.hvplot, name)).parameters)
+    assert plotly - PLOTLY_ONLY.get(name, set()) == holo
+    assert {"width", "height", "title"} <= holo
+
+
+def test_accessors_offer_the_same_methods():
+    def methods(cls):
+        return {n: inspect.signature(m) for n, m in vars(cls).items() if not n.startswith("_")}
+
+    assert methods(pvx.plot.PlotAccessor) == methods(pvx.hvplot.HvplotAccessor)
+
+
+def _plotly_points(fig, frame: int) -> dict[str, tuple[float, float]]:
+    """Persona id -> (x, y) in one frame, over every point trace."""
+    out = {}
+    base = [t for t in fig.data if t.mode == "markers"]
+    frame_traces = [t for t in fig.frames[frame].data if t.mode != "lines"] if fig.frames else base
+    for trace, drawn in zip(base, frame_traces, strict=False):
+        for text, x, y in zip(trace.hovertext, drawn.x, drawn.y, strict=True):
+            out[text.split("id: ")[1].split("<br>")[0]] = (x, y)
+    return out
+
+
+def test_projection_panels_points_and_colours_agree(stacked):
+    result = decomposition.pca(stacked).compute()
+    fig = pvx.plot.projection(result, color=["region", "age"])
+    view = pvx.hvplot.projection(result, color=["region", "age"])
+    # one panel per colour and a row per variant in Plotly; panels and a variant widget in hv
+    assert len([k for k in fig.layout if k.startswith("xaxis")]) == 4
+    assert isinstance(view, hv.Layout) and len(view) == 2
+    panel = view.values()[0]
+    assert [d.name for d in panel.kdims] == ["variant", "layer"]
+    for v_index, variant in enumerate(["biography", "templated"]):
+        element = panel[variant, 11]
+        drawn = dict(
+            zip(
+                element.data["id"],
+                zip(element.data["PC1"], element.data["PC2"], strict=False),
+                strict=False,
+            )
+        )
+        # Plotly's traces for this variant's region panel: row v_index, column 0
+        traces = [
+            t
+            for t in fig.data
+            if t.mode == "markers" and t.xaxis == ("x" if v_index == 0 else "x3")
+        ]
+        assert traces, "no points in the variant's panel"
+        for trace in traces:
+            frame = fig.frames[1]
+            index = list(fig.data).index(trace)
+            points = frame.data[frame.traces.index(index)]
+            for text, x, y in zip(trace.hovertext, points.x, points.y, strict=True):
+                pid = text.split("id: ")[1].split("<br>")[0]
+                np.testing.assert_allclose((x, y), drawn[pid], rtol=1e-5, atol=1e-6)
+        plotly_regions = {t.name for t in traces}
+        assert plotly_regions == set(element.data["region"].astype(str))
+
+
+def test_cluster_colour_from_the_vectors_agrees(one):
+    fig = one.pv.plot.pca(color="cluster", n_clusters=3, layer=[10, 11])
+    view = one.pv.hvplot.pca(color="cluster", n_clusters=3, layer=[10, 11])
+    plotly = {}
+    for trace in fig.data:
+        for text in trace.hovertext:
+            plotly[text.split("id: ")[1].split("<br>")[0]] = trace.name
+    element = view[10]
+    holo = dict(zip(element.data["id"], element.data["cluster"].astype(str), strict=False))
+    assert plotly == holo and set(holo.values()) == {"cluster 0", "cluster 1", "cluster 2"}
+
+
+def test_heatmaps_agree(one):
+    sim, tree = similarity.cosine(one), cluster.linkage(one, layer=12)
+    fig = pvx.plot.heatmap(sim, order=tree, precision="float32")
+    view = pvx.hvplot.heatmap(sim, order=tree)
+    ordered = pvx.hvplot.cosine(one, order="dendrogram")[11]  # the last layer's tree
+    np.testing.assert_array_equal(ordered.dimension_values(2), view[11].dimension_values(2))
+    for i, layer in enumerate([10, 11, 12]):
+        grid = view[layer].dimension_values("cosine", flat=False)
+        np.testing.assert_allclose(fig.frames[i].data[0].z, grid, atol=1e-4)
+    ticks = [label for _, label in view[10].opts.get().kwargs["xticks"]]
+    assert ticks == list(fig.data[0].x)
+
+
+def _curves(overlay) -> dict[str, np.ndarray]:
+    return {
+        el.label: el.dimension_values(1)
+        for el in overlay
+        if isinstance(el, hv.Curve) and not isinstance(el, hv.Area)
+    }
+
+
+def _lines(fig) -> dict[str, np.ndarray]:
+    return {t.name: np.asarray(t.y) for t in fig.data if t.fill != "toself"}
+
+
+@pytest.mark.parametrize(
+    "kind, call",
+    [
+        ("scree", lambda m, da: m.explained_variance(da, max_components=5)),
+        ("pairs", lambda m, da: m.pair_similarity(da, top=3)),
+        (
+            "variants",
+            lambda m, da: m.variant_similarity(da, "biography", "templated", personas=["p0", "p5"]),
+        ),
+    ],
+)
+def test_line_views_draw_the_same_series(stacked, one, kind, call):
+    da = stacked if kind == "variants" else one
+    fig, view = call(pvx.plot, da), call(pvx.hvplot, da)
+    plotly, holo = _lines(fig), _curves(view)
+    assert list(plotly) == list(holo)
+    for name in plotly:
+        np.testing.assert_allclose(plotly[name], holo[name], rtol=1e-5, atol=1e-6)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    areas = [el for el in view if isinstance(el, hv.Area)]
+    assert [t.name for t in bands] == [a.label for a in areas]
+
+
+def test_dendrograms_show_the_same_leaves(one):
+    fig = pvx.plot.linkage(one)
+    view = pvx.hvplot.linkage(one)
+    for i, layer in enumerate([10, 11, 12]):
+        plotly_ticks = list(fig.frames[i].layout.xaxis.ticktext)
+        holo_ticks = [label for _, label in view[layer].opts.get().kwargs["xticks"]]
+        assert plotly_ticks == holo_ticks
+
+
+def test_sizes_and_titles_reach_both(one):
+    fig = pvx.plot.explained_variance(one, width=500, height=300, title="Scree <b>")
+    view = pvx.hvplot.explained_variance(one, width=500, height=300, title="Scree <b>")
+    assert (fig.layout.width, fig.layout.height) == (500, 300)
+    # Plotly renders markup, so its text is escaped; Bokeh shows text as text
+    assert fig.layout.title.text == "Scree &lt;b&gt; · biography"
+    options = view.opts.get().kwargs
+    assert (options["width"], options["height"]) == (500, 300)
+    assert options["title"] == "Scree <b> · biography"
