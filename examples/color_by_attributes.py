@@ -31,10 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.io as pio
 import xarray as xr
 
 import pvx
 import pvx.plot
+
+# Figures also carry an HTML copy (plotly.js embedded once), so this notebook exported to
+# HTML (File > Save and Export, nbconvert) shows them offline.
+pio.renderers.default = "plotly_mimetype+notebook"
 
 try:  # run as a script: the store sits at the repository root, one level up
     ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@
 # until you compute. This notebook walks through them on the shipped demo store
 # (`stores/demo.zarr`: 320 generated personas, MiniLM, 7 layers × 384 hidden units).
 #
-# Run it with `python examples/explore_one_variant.py` or open it in Jupyter (Jupytext).
+# Open `examples/explore_one_variant.ipynb` in JupyterLab, or run this file as a script.
 
 # %%
 import tempfile
@@ -28,9 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.io as pio
 
 import pvx
 import pvx.plot
+
+# Figures also carry an HTML copy (plotly.js embedded once), so this notebook exported to
+# HTML (File > Save and Export, nbconvert) shows them offline.
+pio.renderers.default = "plotly_mimetype+notebook"
 
 try:  # run as a script: the store sits at the repository root, one level up
     ROOT = Path(__file__).resolve().parents[1]

@@ -171,7 +171,7 @@ def _scatter(
 ) -> tuple[Any, Any]:
     """One variant's scatter, over layers; returns (view, colouring)."""
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
+    from hvplot import hvPlotTabular  # not hvplot.pandas, whose import reloads BokehJS
 
     layers = _layer_labels(scores)
     order = ["layer", _P, "component"] if "layer" in scores.dims else [_P, "component"]
@@ -215,7 +215,7 @@ def _scatter(
         kwargs.update(groupby="layer", dynamic=False)
     else:
         frame = frame.drop(columns="layer")
-    view = frame.hvplot.scatter(**kwargs)
+    view = hvPlotTabular(frame).scatter(**kwargs)
     if coloring.kind == "numeric":
         # one colour range for every layer, as a dimension range HoloViews normalises by
         view = view.redim.range(**{kwargs["c"]: (coloring.cmin, coloring.cmax)})
@@ -264,7 +264,7 @@ def heatmap(
         ``row``, labelled with the persona ids when there are at most 60), the value is
         ``cosine``.
     """
-    import hvplot.xarray  # noqa: F401  (registers DataArray.hvplot)
+    from hvplot import hvPlot  # not hvplot.xarray, whose import reloads BokehJS
 
     prepared = charts.matrix(
         sim, order=order, order_layer=order_layer, labels=labels, max_rows=max_rows, title=title
@@ -290,7 +290,7 @@ def heatmap(
         kwargs.update(xticks=ticks, yticks=ticks, rot=45)
     if layered:
         kwargs.update(groupby="layer", dynamic=False)
-    view = image.hvplot.image(**kwargs)
+    view = hvPlot(image).image(**kwargs)
     dims = " · {dimensions}" if layered else ""
     return view.opts(title=_literal(prepared.title) + dims)
 
@@ -366,7 +366,7 @@ def variance_heatmap(
     -------
     holoviews.HeatMap
     """
-    import hvplot.xarray  # noqa: F401
+    from hvplot import hvPlot
 
     ratio = charts.variance_ratios(
         evr, cumulative=cumulative, max_components=max_components, func="variance_heatmap"
@@ -374,7 +374,7 @@ def variance_heatmap(
     charts._layer_axis(ratio, "variance_heatmap")
     what = "cumulative ratio" if cumulative else "ratio"
     heading = title if title is not None else "Explained variance by layer and component"
-    view = ratio.rename(what).hvplot.heatmap(
+    view = hvPlot(ratio.rename(what)).heatmap(
         x="component", y="layer", C=what, cmap="viridis", width=width or 650, height=height or 420
     )
     return view.opts(title=_literal(heading + charts.variant_suffix(ratio)))
