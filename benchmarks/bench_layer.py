@@ -18,7 +18,7 @@ import numpy as np
 import threadpoolctl
 
 import pvx
-from pvx import _engine
+from pvx import _engine, _spectra
 
 
 def best(step, repeat: int) -> float:
@@ -69,14 +69,14 @@ def main() -> None:
             args.repeat,
         )
         steps["Householder reduction"] = best(
-            lambda: _engine._tridiagonal_kernel(kernel), args.repeat
+            lambda: _spectra._tridiagonal_kernel(kernel), args.repeat
         )
-        packed, tau = _engine._tridiagonal_kernel(kernel)
+        packed, tau = _spectra._tridiagonal_kernel(kernel)
         steps["scree: all eigenvalues"] = best(
-            lambda: _engine._eigvals_kernel(packed, n_top=len(ids)), args.repeat
+            lambda: _spectra._eigvals_kernel(packed, n_top=len(ids)), args.repeat
         )
         steps["PCA: top 2 eigenvectors"] = best(
-            lambda: _engine._embedding_kernel(packed, tau, n_top=2), args.repeat
+            lambda: _spectra._embedding_kernel(packed, tau, n_top=2), args.repeat
         )
 
     n, h = x.shape

@@ -22,7 +22,7 @@ from pvx._repository import StoreError
 def read_variants(path: Path) -> Iterator[tuple[str, xr.DataArray]]:
     """Each committed variant of a format-1 store as a lazy DataArray (ids, names,
     provenance and attributes as stored); ``attrs["persona_block"]`` carries its block."""
-    from pvx.store import _decode
+    from pvx._store_format import _decode
 
     store = zarr.storage.LocalStore(path, read_only=True)
     try:

@@ -81,17 +81,32 @@ def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.D
 
 
 def drop_baseline(da: xr.DataArray, *, include_baseline: bool) -> xr.DataArray:
-    """Drop the ``baseline_assistant`` persona unless asked to keep it.
+    """Drop the ``baseline_assistant`` persona unless asked to keep it: the one place pvx
+    does (``pvx.load`` and every analysis call it).
 
-    Works from the in-memory ``id`` index, so it does not compute lazy data.
+    Reads ids from the ``id`` index or an in-memory ``id`` coordinate, so it never computes
+    lazy data; the kept personas are taken as runs of rows, so stored chunks stay whole.
     """
     if include_baseline or "id" not in da.coords or "persona" not in da.dims:
         return da
-    ids = da.indexes["id"] if "id" in da.indexes else None
-    if ids is None:  # an id coordinate without an index may be lazy: leave it alone
+    if "id" in da.indexes:
+        ids = np.asarray(da.indexes["id"], dtype=object)
+    elif da["id"].chunks is None:  # not lazy: safe to read
+        ids = np.asarray(da["id"].values, dtype=object)
+    else:
         return da
-    keep = np.asarray(ids != BASELINE_ID)
-    return da if keep.all() else da.isel(persona=keep)
+    keep = ids != BASELINE_ID
+    return da if keep.all() else keep_rows(da, keep)
+
+
+def keep_rows(da: xr.DataArray, keep: np.ndarray) -> xr.DataArray:
+    """``da`` where ``keep``, as slices of contiguous personas: each slice reads only the
+    stored blocks it touches (a fancy index would read, and re-chunk, every block)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    runs = [da.isel(persona=slice(a, b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if len(runs) == 1:
+        return runs[0]
+    return xr.concat(runs, "persona", coords="minimal", compat="override", join="override")
 
 
 def require_min_personas(n: int, minimum: int, *, func: str, why: str = "") -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pvx import _engine
+from pvx import _engine, _spectra
 from pvx._engine import H, P
 from pvx._validate import LayerSelection, check_n_components
 
@@ -126,9 +126,9 @@ def pca(
     # Centering the rows makes their Gram doubly centered; normalising undoes that, so the
     # unit vectors are centered again (``center=``: implicitly where the solver allows).
     kernel = _engine.prepared(da, center=True, normalize=normalize)
-    scores, vals = _engine.embedding(kernel, k, rank=da.sizes[H], center=normalize)
-    scores = _engine.align_layers(scores).rename("scores")
-    total = _engine.trace(kernel, center=normalize)
+    scores, vals = _spectra.embedding(kernel, k, rank=da.sizes[H], center=normalize)
+    scores = _spectra.align_layers(scores).rename("scores")
+    total = _spectra.trace(kernel, center=normalize)
     ratio = (vals / total.where(total > 0)).fillna(0.0)
     ds = xr.Dataset(
         {
@@ -211,6 +211,6 @@ def explained_variance(
     )
     k = min(da.sizes[P], da.sizes[H])
     kernel = _engine.prepared(da, center=True, normalize=normalize)  # as in pca()
-    vals = _engine.spectrum(kernel, k, rank=da.sizes[H], center=normalize)
-    total = _engine.trace(kernel, center=normalize)
+    vals = _spectra.spectrum(kernel, k, rank=da.sizes[H], center=normalize)
+    total = _spectra.trace(kernel, center=normalize)
     return (vals / total.where(total > 0)).fillna(0.0).rename("explained_variance_ratio")

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse
 import xarray as xr
 
-from pvx import _engine
+from pvx import _engine, _spectra
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection, check_n_components, check_positive_int
 
@@ -360,7 +360,7 @@ def umap(
     if init == "pca" and n > k + 1:
         # the PCA of the same rows, as pca() asks for it: its eigensolve is shared with
         # pca() and explained_variance() computed together
-        scores, _ = _engine.embedding(prepared, k, rank=da.sizes[_engine.H], center=normalize)
+        scores, _ = _spectra.embedding(prepared, k, rank=da.sizes[_engine.H], center=normalize)
         start = xr.apply_ufunc(
             _engine.batched_arrays,
             scores,
@@ -401,7 +401,7 @@ def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) ->
         metric="precomputed",
         eigen_solver="dense",
     )
-    return _engine.fix_signs(model.fit_transform(distance))
+    return _spectra.fix_signs(model.fit_transform(distance))
 
 
 def isomap(
@@ -465,7 +465,7 @@ def isomap(
     n_neighbors = min(n_neighbors, n - 1)
     distance = _engine.prepared_distances(da, normalize=normalize)
     coords = _embed(distance, _isomap_one, k, n_neighbors=n_neighbors, n_components=k)
-    coords = _engine.align_layers(coords)
+    coords = _spectra.align_layers(coords)
     coords.attrs = {"n_neighbors": n_neighbors, "normalize": int(normalize)}
     return coords.rename("isomap")
 

@@ -12,17 +12,13 @@ Three steps, each usable on its own:
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gc
-import glob
-import html
 import json
 import os
 import shutil
 import socket
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,19 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from pvx import _engine, cluster, decomposition, manifold, options, plot, similarity
+from pvx import _spectra, cluster, decomposition, manifold, options, plot, similarity
 from pvx._construct import attribute_names
-from pvx.store import StoreError, load, mask_strategies, models, open_store
+from pvx._report_folder import RUN_FILE, check_out, remove_abandoned_staging, replace_report
+from pvx._store_results import (
+    as_saved,
+    cosine_node,
+    cosine_writes,
+    open_node,
+    open_results,
+    save_results,
+)
+from pvx.store import load, mask_strategies, models, open_store
+from pvx.views.html import write_index, write_page
 
 VIEWS = (
     "pca",
@@ -48,7 +54,6 @@ VIEWS = (
     "kmeans",
 )
 DEFAULT_VIEWS = ("pca", "umap", "similarity", "pairs", "scree", "dendrogram", "variants")
-RUN_FILE = "run.json"
 
 
 def _pvx_version() -> str:
@@ -166,14 +171,14 @@ def analyze(
         "n_clusters": n_clusters,
     }
     out = Path(out)
-    _check_out(out, settings, overwrite=overwrite, store=source)
+    check_out(out, settings, overwrite=overwrite, store=source)
     say(
         f"pvx analyze: {settings['model']} / {settings['mask_strategy']}, variants "
         f"{settings['variants']}, {da.sizes['persona']} personas x {da.sizes['layer']} layers"
     )
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_staging(out)
+    remove_abandoned_staging(out)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     owner = staging.with_name(staging.name + ".owner")
     owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
@@ -193,7 +198,7 @@ def analyze(
         render(results, staging, progress=say)
         written = sorted(p.name for p in staging.iterdir())
         (staging / RUN_FILE).write_text(json.dumps({**settings, "files": written}, indent=2))
-        _replace_report(staging, out)
+        replace_report(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         owner.unlink(missing_ok=True)
@@ -233,7 +238,7 @@ def compute_results(
     groups = layer_groups(da)
     target = None
     if "similarity" in views and path is not None:
-        target = _cosine_node(similarity.cosine(da), path)
+        target = cosine_node(similarity.cosine(da), path)
     first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, target, 0)
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -274,9 +279,9 @@ def compute_results(
     if pair_parts is not None:
         computed["pairs_change"] = similarity.pair_change_from_parts(pair_parts)
     if target is not None:  # written: read back lazily
-        computed["cosine"] = _open_node(path, "cosine")["cosine"]
+        computed["cosine"] = open_node(path, "cosine")["cosine"]
     elif "cosine" in computed:
-        computed["cosine"] = _as_saved(computed["cosine"])
+        computed["cosine"] = as_saved(computed["cosine"])
     if "pairs_change" in computed:
         computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
     tree = xr.DataTree.from_dict(
@@ -324,7 +329,7 @@ def _lazy_results(
     if "isomap" in views:
         lazy["isomap"] = manifold.isomap(da)
     if "similarity" in views and cosine_target is not None:
-        lazy["cosine"] = _cosine_writes(similarity.cosine(da), cosine_target, layer_start)
+        lazy["cosine"] = cosine_writes(similarity.cosine(da), cosine_target, layer_start)
     elif "similarity" in views:
         # float32 as saved: the largest result (personas^2 x layers) at half the memory
         lazy["cosine"] = similarity.cosine(da).astype(np.float32)
@@ -359,109 +364,13 @@ def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
         value = xr.concat(values, "layer", **options)
         # each group aligned its own layers; aligning again joins them as one run would
         if name == "pca":
-            value["scores"] = _engine.align_layers(value["scores"])
+            value["scores"] = _spectra.align_layers(value["scores"])
         elif name == "isomap":
-            value = _engine.align_layers(value)
+            value = _spectra.align_layers(value)
         elif name == "kmeans":
             value = cluster.match_layers(value)
         joined[name] = value
     return joined
-
-
-def _cosine_steps(cos: xr.DataArray) -> xr.DataArray:
-    """The cosines' packed int16 triangles, one chunk per layer and variant (lazy)."""
-    n = cos.sizes["persona"]
-    return xr.apply_ufunc(
-        _packed_steps,
-        cos.chunk({d: 1 for d in cos.dims if d not in ("persona", "persona_other")}),
-        input_core_dims=[["persona", "persona_other"]],
-        output_core_dims=[["pair"]],
-        dask="parallelized",
-        output_dtypes=[np.int16],
-        dask_gufunc_kwargs={"output_sizes": {"pair": n * (n + 1) // 2}},
-    )
-
-
-def _cosine_node(cos: xr.DataArray, path: str | os.PathLike) -> zarr.Array:
-    """Create ``path``'s ``cosine`` node for the lazy ``cos`` as saved by
-    :func:`save_results` (packed upper triangle, one chunk per layer and variant):
-    metadata and coordinates only. Returns the array :func:`_cosine_writes` fills."""
-    steps = _cosine_steps(cos)
-    ds = _storable(cos.isel(layer=0, drop=True).to_dataset(name="cosine").drop_vars("cosine"))
-    ds["cosine_upper"] = steps.variable.copy()
-    ds["cosine_upper"].attrs = _triangle_attrs(cos.attrs)
-    ds["cosine_upper"].encoding = _triangle_encoding()
-    for name in ("variant", "layer"):
-        ds = ds.assign_coords({name: cos[name].values})
-    # the returned write of the data is left unused: _cosine_writes does it
-    ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
-    return zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
-
-
-def _cosine_writes(cos: xr.DataArray, target: zarr.Array, layer_start: int) -> Any:
-    """A lazy write of the cosines of some layers into ``target``, from ``layer_start``:
-    one task per layer and variant, holding the count of layers written.
-
-    A dask array, not the ``Delayed`` of ``to_zarr(compute=False)``, whose graph is
-    optimised (fused and renamed) on its own, so the Gram it starts from would be computed
-    a second time instead of shared with the other analyses in one ``dask.compute``.
-    """
-    steps = _cosine_steps(cos)
-    offset = [0] * steps.ndim
-    offset[steps.get_axis_num("layer")] = layer_start
-    data = steps.data
-    return data.map_blocks(
-        _write_block,
-        target=target,
-        offset=tuple(offset),
-        dtype=np.int64,
-        chunks=tuple((1,) * len(c) for c in data.chunks),
-    )
-
-
-def _write_block(
-    block: np.ndarray, *, target: zarr.Array, offset: tuple[int, ...], block_info: Any = None
-) -> np.ndarray:
-    """Write one block where it belongs in ``target``, shifted by ``offset`` (a whole Zarr
-    chunk: no two tasks write the same chunk); return a count of 1."""
-    location = block_info[0]["array-location"]
-    where = tuple(
-        slice(start + shift, stop + shift)
-        for (start, stop), shift in zip(location, offset, strict=True)
-    )
-    target[where] = block
-    return np.ones((1,) * block.ndim, dtype=np.int64)
-
-
-def _packed_steps(square: np.ndarray) -> np.ndarray:
-    """The int16 steps of each matrix's upper triangle (diagonal included, row-major),
-    a block of rows at a time: no index arrays or full-size temporaries, which at
-    thousands of personas are hundreds of MB each."""
-    n = square.shape[-1]
-    out = np.empty((*square.shape[:-2], n * (n + 1) // 2), dtype=np.int16)
-    starts = _engine.row_starts(n)
-    for index in np.ndindex(*square.shape[:-2]):
-        for first in range(0, n, TRIANGLE_ROWS):
-            block = _quantised(np.asarray(square[index][first : first + TRIANGLE_ROWS], "f4"))
-            for i, row in enumerate(block, start=first):
-                out[index][starts[i] : starts[i + 1]] = row[i:]
-    return out
-
-
-def _open_node(path: str | os.PathLike, name: str) -> xr.Dataset:
-    ds = xr.open_dataset(
-        path, group=name, engine="zarr", consolidated=False, chunks={}, mask_and_scale=False
-    )
-    return _restore(_decoded_keeping_steps(ds))
-
-
-def _decoded_keeping_steps(ds: xr.Dataset) -> xr.Dataset:
-    """CF-decode a node opened with ``mask_and_scale=False``, but keep the packed cosines as
-    their int16 steps: unpacking those directly is 2.6x faster than re-quantising the
-    float64 values xarray decodes them to (which is what any other reader gets)."""
-    steps = ds.get("cosine_upper")
-    ds = xr.decode_cf(ds)
-    return ds if steps is None else ds.assign(cosine_upper=steps)
 
 
 PAIRS_KEPT = 25
@@ -497,42 +406,6 @@ def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | N
     return ds
 
 
-def save_results(
-    results: xr.DataTree, path: str | os.PathLike, *, skip: Sequence[str] = ()
-) -> None:
-    """Write a results tree to Zarr v3 (strings as variable-length UTF-8); nodes named in
-    ``skip`` are already there (written while computing)."""
-    if skip:
-        kept = {f"/{k}": v.to_dataset() for k, v in results.children.items() if k not in skip}
-        trimmed = xr.DataTree.from_dict({"/": results.to_dataset(), **kept})
-        trimmed.attrs = dict(results.attrs)
-        results = trimmed
-    clean = results.map_over_datasets(_storable)
-    clean.attrs = dict(results.attrs)
-    with warnings.catch_warnings():
-        # Attribute names with spaces are stored as variables; _restore makes them
-        # coordinates again.
-        warnings.filterwarnings("ignore", "coordinate .* has a space in its name")
-        clean.to_zarr(path, mode="a" if skip else "w-", consolidated=False, zarr_format=3)
-
-
-def open_results(path: str | os.PathLike) -> xr.DataTree:
-    """Open a ``results.zarr`` written by :func:`save_results` (or ``pvx analyze``).
-
-    Everything is loaded except the cosines, which stay lazy (dask, one chunk per layer and
-    variant): they are most of the results' size.
-    """
-    tree = xr.open_datatree(
-        path, engine="zarr", consolidated=False, chunks={}, mask_and_scale=False
-    )
-
-    def load(ds: xr.Dataset) -> xr.Dataset:
-        ds = _decoded_keeping_steps(ds)
-        return _restore(ds.load() if "cosine_upper" not in ds else ds)
-
-    return tree.map_over_datasets(load)
-
-
 def render(
     results: xr.DataTree, out: str | os.PathLike, *, progress: Progress | None = None
 ) -> Path:
@@ -546,7 +419,7 @@ def render(
 
     def page(view: str, title: str, description: str, figures: list[Any]) -> None:
         say(f"  {view}: {len(figures)} figure(s)")
-        _write_page(out / f"{view}.html", title, description, figures)
+        write_page(out / f"{view}.html", title, description, figures)
         pages.append((f"{view}.html", title, description))
 
     def node(name: str) -> xr.Dataset | None:
@@ -648,7 +521,7 @@ def render(
             f"How the prompt variant moves each persona ({variants[0]} vs {variants[1]}).",
             [plot.variant_lines(moved, title=f"{variants[0]} vs {variants[1]}")],
         )
-    _write_index(out, settings, results, pages)
+    write_index(out, settings, results, pages, results_name=RESULTS)
     return out / "index.html"
 
 
@@ -693,152 +566,6 @@ def _as_dataset(name: str, value: xr.DataArray | xr.Dataset) -> xr.Dataset:
     return value.to_dataset(name=value.name or name)
 
 
-# The cosine matrices are most of the results (personas² x layers x variants): saved as their
-# upper triangle (diagonal included), CF-packed in int16: within 1.6e-5 of the float32 values,
-# far below what a figure or a hover label shows, in an eighth of the bytes.
-COSINE_SCALE = 1 / 32767
-COSINE_FILL = -32768
-# rows of a cosine matrix quantised at once when packing its triangle
-TRIANGLE_ROWS = 256
-
-
-def _quantised(cos: np.ndarray) -> np.ndarray:
-    """Cosines as int16 steps of COSINE_SCALE (missing as COSINE_FILL), one layer at a time
-    so no float64 copy of every matrix is made."""
-    out = np.empty(cos.shape, dtype=np.int16)
-    for index in np.ndindex(*cos.shape[:-2]):
-        layer = np.rint(np.clip(cos[index], -1.0, 1.0) / np.float32(COSINE_SCALE))
-        out[index] = np.where(np.isnan(layer), COSINE_FILL, layer)
-    return out
-
-
-def _dequantised(steps: np.ndarray, out: np.ndarray) -> np.ndarray:
-    for index in np.ndindex(*steps.shape[:-1]):
-        values = steps[index].astype(np.float32) * np.float32(COSINE_SCALE)
-        out[index] = np.where(steps[index] == COSINE_FILL, np.float32(np.nan), values)
-    return out
-
-
-def _as_saved(cos: xr.DataArray) -> xr.DataArray:
-    """The cosines as ``results.zarr`` gives them back, so pages drawn now and pages
-    redrawn from the saved results are the same."""
-    values = np.asarray(cos.values, dtype=np.float32)
-    return cos.copy(data=_dequantised(_quantised(values), values))
-
-
-def _cosine_triangle(ds: xr.Dataset) -> xr.Dataset:
-    cos = ds["cosine"]
-    n = cos.sizes["persona"]
-    lead = [d for d in cos.dims if d not in ("persona", "persona_other")]
-    steps = _packed_steps(cos.transpose(*lead, "persona", "persona_other").values)
-    encoding = _triangle_encoding()
-    per_layer = (1 if d in ("variant", "layer") else cos.sizes[d] for d in lead)
-    encoding["chunks"] = (*per_layer, n * (n + 1) // 2)
-    triangle = xr.Variable(
-        (*lead, "pair"), steps, attrs=_triangle_attrs(cos.attrs), encoding=encoding
-    )
-    return ds.drop_vars("cosine").assign(cosine_upper=triangle)
-
-
-def _triangle_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
-    # CF packing: any xarray reader decodes the steps to cosines (missing ones as NaN)
-    return {
-        **attrs,
-        "scale_factor": COSINE_SCALE,
-        "pvx_layout": "upper triangle with diagonal, row-major",
-    }
-
-
-def _triangle_encoding() -> dict[str, Any]:
-    return {
-        "_FillValue": COSINE_FILL,
-        "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),),
-    }
-
-
-def _unpacked(steps: np.ndarray, *, n: int) -> np.ndarray:
-    """Square float32 matrices (the values pages were drawn from) from packed upper
-    triangles of int16 steps."""
-    values = _dequantised(steps, np.empty(steps.shape, dtype=np.float32))
-    return _engine.unpack_upper(values, n)
-
-
-def _cosine_square(ds: xr.Dataset) -> xr.Dataset:
-    triangle = ds["cosine_upper"]
-    n = ds.sizes["persona"]
-    cos = xr.apply_ufunc(  # lazy on dask: one layer's matrix at a time
-        _unpacked,
-        triangle.variable,
-        input_core_dims=[["pair"]],
-        output_core_dims=[["persona", "persona_other"]],
-        kwargs={"n": n},
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"persona": n, "persona_other": n}},
-    )
-    packing = ("pvx_layout", "scale_factor", "_FillValue")
-    cos.attrs = {k: v for k, v in triangle.attrs.items() if k not in packing}
-    return ds.drop_vars("cosine_upper").assign(cosine=cos)
-
-
-def _storable(ds: xr.Dataset) -> xr.Dataset:
-    """Zarr v3 has a specified type for variable-length strings only: use it everywhere."""
-    ds = ds.drop_vars([k for k in ds.variables if str(k).startswith("sample_ids")])
-    if "cosine" in ds.data_vars and "persona_other" in ds["cosine"].dims:
-        ds = _cosine_triangle(ds)
-    # String indexes would be written back as fixed-width (unstable) types: drop them first.
-    ds = ds.drop_indexes([k for k in ds.xindexes if k not in ds.dims or ds[k].dtype.kind in "OUT"])
-    fixed = {}
-    for key, var in ds.variables.items():
-        if var.dtype.kind in "OUT":
-            values = np.array(
-                [
-                    "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                    for v in var.values.ravel()
-                ],
-                dtype=object,
-            ).reshape(var.shape)
-            fixed[key] = var.copy(data=values)
-        # Results are saved in float32: the figures draw far coarser than its 7 digits (not
-        # the linkage: SciPy's dendrogram takes only float64 matrices)
-        elif var.dtype == np.float64 and key in ds.data_vars and var.size > 1024:
-            if key != "linkage":
-                fixed[key] = var.astype(np.float32)
-        if "layer" in var.dims and key in ds.data_vars and "chunks" not in var.encoding:
-            var = fixed.get(key, var)
-            var.encoding["chunks"] = tuple(
-                1 if d in ("variant", "layer") else n for d, n in var.sizes.items()
-            )
-            fixed[key] = var  # one chunk per layer
-    return ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
-        {k: v for k, v in fixed.items() if k in ds.coords}
-    )
-
-
-def _restore(ds: xr.Dataset) -> xr.Dataset:
-    """Back to pvx's in-memory form: object strings, missing labels as NaN, ids indexed."""
-    if "cosine_upper" in ds.data_vars:
-        ds = _cosine_square(ds)
-    fixed = {}
-    for key, var in ds.variables.items():
-        if var.dtype.kind in "OUT":
-            values = np.asarray(var.values, dtype=object)
-            if "kind" in var.attrs:
-                values = np.array([v if v else np.nan for v in values.ravel()], object).reshape(
-                    values.shape
-                )
-            fixed[key] = var.copy(data=values)
-    ds = ds.assign({k: v for k, v in fixed.items() if k in ds.data_vars}).assign_coords(
-        {k: v for k, v in fixed.items() if k in ds.coords}
-    )
-    # CF's space-separated "coordinates" attribute cannot name "home region": restore it
-    ds = ds.set_coords([k for k, v in ds.data_vars.items() if "kind" in v.attrs])
-    for key, dim in (("id", "persona"), ("id_other", "persona_other")):
-        if key in ds.coords and ds[key].dims == (dim,) and key not in ds.xindexes:
-            ds = ds.set_xindex(key)
-    return ds
-
-
 def _all_variants(tree: xr.DataTree, model: str | None, mask: str | None) -> list[str]:
     from pvx.store import variants
 
@@ -851,155 +578,3 @@ def _default_colors(da: xr.DataArray) -> list[str]:
     for key in attribute_names(da):
         chosen.setdefault(da[key].attrs["kind"], str(key))
     return [chosen[k] for k in ("categorical", "ordinal", "numeric") if k in chosen]
-
-
-def _check_out(
-    out: Path, settings: dict[str, Any], *, overwrite: bool, store: str | None = None
-) -> None:
-    """Refuse an ``out`` that is or holds the store, or another run's report (unless
-    ``overwrite``). Files pvx did not write are never touched (see _replace_report)."""
-    if store and "://" not in store:
-        where, place = Path(store).resolve(), out.resolve()
-        if place == where or where in place.parents or place in where.parents:
-            raise ValueError(
-                f"--out {str(out)!r} would be inside, or contain, the store {store!r}; "
-                "pick a folder outside it"
-            )
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; pick a folder")
-    previous = _manifest(out)
-    if previous is None:
-        return  # a folder pvx never wrote to: new files go beside the user's
-    previous.pop("files", None)
-    if not overwrite and previous != settings:
-        raise StoreError(
-            f"{out} holds the results of a different run; pass another --out or --overwrite"
-        )
-
-
-def _remove_abandoned_staging(out: Path) -> None:
-    """Delete the staging folders of earlier runs into ``out`` that were killed before they
-    could clean up: each has an owner file naming its process, and only those whose process
-    is gone (on this host) are removed; a run still in progress keeps its own."""
-    for owner in out.parent.glob(f".{glob.escape(out.name)}.*.partial.owner"):
-        try:
-            who = json.loads(owner.read_text())
-            pid, host = int(who["pid"]), str(who["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if host != socket.gethostname() or _process_alive(pid):
-            continue
-        staging = owner.with_name(owner.name.removesuffix(".owner"))
-        shutil.rmtree(staging, ignore_errors=True)
-        owner.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-def _manifest(out: Path) -> dict[str, Any] | None:
-    """The run record of a report folder, if pvx wrote one (it lists the files pvx wrote)."""
-    try:
-        run = json.loads((out / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(run, dict) or not isinstance(run.get("files"), list):
-        return None
-    return run
-
-
-def _replace_report(staging: Path, out: Path) -> None:
-    """Move a finished report into ``out``, deleting only what the previous run listed."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    previous = _manifest(out)
-    new = {p.name for p in staging.iterdir()}
-    stale = set(previous["files"]) | {RUN_FILE} if previous else set()
-    for name in sorted(new | stale):
-        target = out / name
-        if name not in stale and (target.exists() or target.is_symlink()):
-            raise StoreError(
-                f"{target} exists and pvx did not write it; move it or pick another --out"
-            )
-    for name in sorted(stale):
-        target = out / name
-        if "/" in name or name in ("", ".", ".."):
-            continue  # a damaged manifest never points outside the folder
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-    for name in sorted(new):
-        (staging / name).rename(out / name)
-
-
-def _write_page(path: Path, title: str, description: str, figures: list[Any]) -> None:
-    body = [plot.html_div(fig, div_id=f"figure-{i}") for i, fig in enumerate(figures)]
-    text = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pvx: {html.escape(title)}</title>
-<script src="plotly.min.js"></script>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}} .figure{{margin-bottom:2em;}}</style>
-</head><body>
-<p><a href="index.html">&larr; all views</a></p>
-<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>
-{"".join(f'<div class="figure">{div}</div>' for div in body)}
-</body></html>
-"""
-    path.write_text(text, encoding="utf-8")
-    bundle = path.parent / "plotly.min.js"
-    if not bundle.exists():
-        import plotly.offline
-
-        bundle.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-
-
-def _write_index(
-    out: Path, settings: dict[str, Any], results: xr.DataTree, pages: list[tuple[str, str, str]]
-) -> None:
-    first = next(iter(results.children.values())).to_dataset()
-    n_persona = first.sizes.get("persona", 0)
-    rows = [
-        ("store", settings["store"]),
-        ("model", settings["model"]),
-        ("mask strategy", settings["mask_strategy"]),
-        ("variants", ", ".join(settings["variants"])),
-        (
-            "personas",
-            f"{n_persona}" + (" (baseline included)" if settings["include_baseline"] else ""),
-        ),
-        ("layers", f"{len(settings['layers'])}: {settings['layers']}"),
-        ("colours", ", ".join(settings["colors"]) or "none"),
-        ("k-means clusters", settings["n_clusters"] or "-"),
-        ("numbers", f'<a href="{RESULTS}">{RESULTS}</a> (xr.open_datatree(..., engine="zarr"))'),
-        ("written", datetime.datetime.now().isoformat(timespec="seconds")),
-    ]
-    table = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v if k == 'numbers' else html.escape(str(v))}</td></tr>"
-        for k, v in rows
-    )
-    links = "".join(
-        f'<li><a href="{href}">{html.escape(title)}</a>: {html.escape(text)}</li>'
-        for href, title, text in pages
-    )
-    (out / "index.html").write_text(
-        f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pvx report</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}}
-th{{text-align:left;padding-right:1em;}}</style>
-</head><body><h1>pvx report</h1>
-<table>{table}</table>
-<h2>Views</h2><ul>{links}</ul>
-</body></html>
-""",
-        encoding="utf-8",
-    )

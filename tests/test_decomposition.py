@@ -10,7 +10,7 @@ from conftest import layer_slices, match_signs, prepared, stays_lazy, to_backend
 from sklearn.decomposition import PCA
 
 import pvx.synthetic
-from pvx import _engine, decomposition
+from pvx import _engine, _spectra, decomposition
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -51,16 +51,16 @@ def test_pca_and_scree_with_more_personas_than_hidden_units(backend, normalize, 
     da = pvx.synthetic.planted_personas(
         n_persona=120, n_clusters=3, n_layer=3, n_hidden=12, seed=4, noise=0.5
     )
-    assert _engine._use_subspace(120, 12)
+    assert _spectra._use_subspace(120, 12)
     calls = []
-    solver = _engine._subspace_eigen_kernel
+    solver = _spectra._subspace_eigen_kernel
 
     def counted(k, **kwargs):
         if k.size:  # not dask's probe for the output type
             calls.append(k.shape)
         return solver(k, **kwargs)
 
-    monkeypatch.setattr(_engine, "_subspace_eigen_kernel", counted)
+    monkeypatch.setattr(_spectra, "_subspace_eigen_kernel", counted)
     # loadings: 1e-6 as the dense solver (the 3rd and 4th variances are close, 0.035/0.028)
     with stays_lazy():
         lazy = to_backend(da, backend)
@@ -84,7 +84,7 @@ def test_pca_and_scree_with_more_personas_than_hidden_units(backend, normalize, 
         np.testing.assert_allclose(match_signs(loadings, sk.components_[:3].T),
                                    sk.components_[:3].T, atol=1e-6)  # fmt: skip
     kernel = _engine.prepared(da, center=True, normalize=normalize)
-    dense, _ = _engine.embedding(kernel, 3, center=normalize)  # no rank: the dense solver
+    dense, _ = _spectra.embedding(kernel, 3, center=normalize)  # no rank: the dense solver
     agree = (
         res["scores"].isel(layer=slice(1, None)).values
         * res["scores"].isel(layer=slice(None, -1)).values

@@ -12,7 +12,7 @@ from conftest import layer_slices, match_signs, prepared, stays_lazy, to_backend
 from sklearn.manifold import TSNE, Isomap, trustworthiness
 
 import pvx.synthetic
-from pvx import _engine, manifold
+from pvx import _engine, _spectra, manifold
 
 
 def test_isomap_equals_scikit_learn_up_to_sign(acts3):
@@ -246,14 +246,14 @@ def test_umap_starts_from_the_pca_it_shares_an_eigensolve_with(n_persona, monkey
 
     solves = []
     for name in ("_tridiagonal_kernel", "_subspace_eigen_kernel"):
-        solver = getattr(_engine, name)
+        solver = getattr(_spectra, name)
 
         def counted(k, *args, _solver=solver, **kwargs):
             if k.size:
                 solves.append(k.shape)
             return _solver(k, *args, **kwargs)
 
-        monkeypatch.setattr(_engine, name, counted)
+        monkeypatch.setattr(_spectra, name, counted)
     monkeypatch.setattr(manifold, "_umap_start", recorded)
     lazy = da.chunk({"layer": 1})
     dask.compute(

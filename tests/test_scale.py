@@ -14,7 +14,7 @@ import xarray as xr
 from conftest import count_reads
 
 import pvx
-from pvx import _engine
+from pvx import _engine, _spectra
 from pvx.synthetic_store import persona_block_for, write_synthetic_store
 
 
@@ -82,8 +82,8 @@ def test_streaming_results_to_zarr_reads_and_reduces_each_layer_once(store, tmp_
     """Cosine, PCA and the scree written by one DataTree.to_zarr (results bigger than memory
     stream to disk) share each layer's chunk reads, Gram and tridiagonal reduction."""
     calls: collections.Counter[str] = collections.Counter()
-    for name in ("_self_gram_kernel", "_tridiagonal_kernel"):
-        monkeypatch.setattr(_engine, name, counted(getattr(_engine, name), name, calls))
+    for module, name in ((_engine, "_self_gram_kernel"), (_spectra, "_tridiagonal_kernel")):
+        monkeypatch.setattr(module, name, counted(getattr(module, name), name, calls))
     lazy = pvx.load(store, "templated")
     cosine, pca, scree = analyses(lazy)
     tree = xr.DataTree.from_dict(

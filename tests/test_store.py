@@ -13,6 +13,7 @@ import zarr.storage
 from conftest import count_reads
 
 import pvx
+from pvx import _store_write
 from pvx.store import size_on_disk
 
 MODEL = "org/model-7b"
@@ -279,22 +280,22 @@ def test_appends_keep_whole_blocks_and_every_earlier_version(store):
 def test_appends_after_other_writers_stay_exact(store, monkeypatch):
     """An append reuses what the previous append in this process knew of the variant only
     while nobody else has committed since; then it reads the variant again."""
-    monkeypatch.setattr(pvx.store, "COLUMN_CHUNK", 4)  # appends cross column chunks
+    monkeypatch.setattr(_store_write, "COLUMN_CHUNK", 4)  # appends cross column chunks
     reads = []
-    read_state = pvx.store._read_append_state
+    read_state = _store_write.read_append_state
 
     async def counted(*args):
         reads.append(args)
         return await read_state(*args)
 
-    monkeypatch.setattr(pvx.store, "_read_append_state", counted)
+    monkeypatch.setattr(_store_write, "read_append_state", counted)
     full = with_attributes(ids_of(30))
     pvx.write_variant(store, full.isel(persona=[0]), persona_block=3)
     for i in range(1, 10):
         pvx.append_personas(store, full.isel(persona=[i]))
     assert len(reads) == 1
     with monkeypatch.context() as other_process:  # a writer that knows nothing of ours
-        other_process.setattr(pvx.store, "_APPEND_STATES", {})
+        other_process.setattr(_store_write, "APPEND_STATES", {})
         pvx.append_personas(store, full.isel(persona=slice(10, 15)))
     pvx.append_personas(store, full.isel(persona=[15]))
     assert len(reads) == 3

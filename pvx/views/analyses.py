@@ -13,57 +13,23 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Hashable, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pvx import cluster, decomposition, manifold, similarity
+from pvx import cluster, decomposition, similarity
 from pvx._forward import forward
-from pvx._validate import BASELINE_ID
+from pvx.views._backends import backend_views
 from pvx.views._common import (
     _compute_together,
-    _layer_labels,
-    _persona_ids,
-    _scores,
-    color_list,
-    with_clusters,
 )
+from pvx.views.analyses_projection import isomap, pca, projection, umap
 
 _FIGURES = {
     "plotly": "plotly.graph_objects.Figure",
     "holoviews": "a HoloViews object (``HoloMap`` over ``layer``, ``Layout`` for several colours)",
 }
-
-
-def _views(backend: str) -> SimpleNamespace:
-    """The drawing functions of a back end (imported on first use)."""
-    if backend == "plotly":
-        from pvx.views import plotly_lines, plotly_matrix, plotly_projection
-
-        return SimpleNamespace(
-            projection=plotly_projection.projection,
-            heatmap=plotly_matrix.heatmap,
-            dendrogram=plotly_matrix.dendrogram,
-            scree=plotly_lines.scree,
-            variance_heatmap=plotly_lines.variance_heatmap,
-            pair_trajectories=plotly_lines.pair_trajectories,
-            variant_lines=plotly_lines.variant_lines,
-        )
-    if backend == "holoviews":
-        from pvx.views import holoviews
-
-        return SimpleNamespace(
-            projection=holoviews.projection,
-            heatmap=holoviews.heatmap,
-            dendrogram=holoviews.dendrogram,
-            scree=holoviews.scree,
-            variance_heatmap=holoviews.variance_heatmap,
-            pair_trajectories=holoviews.pair_trajectories,
-            variant_lines=holoviews.variant_lines,
-        )
-    raise ValueError(f"unknown back end {backend!r}; choose 'plotly' or 'holoviews'")
 
 
 def bind(func: Callable[..., Any], backend: str) -> Callable[..., Any]:
@@ -81,329 +47,6 @@ def bind(func: Callable[..., Any], backend: str) -> Callable[..., Any]:
     bound.__doc__ = (func.__doc__ or "").replace("{figure}", _FIGURES[backend])
     del bound.__wrapped__  # inspect.signature would otherwise unwrap to func's own
     return bound
-
-
-_DRAWN_PROJECTION = """\
-color : hashable or list of hashable, optional
-        A persona attribute, or ``"cluster"``: k-means labels (with ``n_clusters``; without
-        it, a ``cluster`` attribute of the personas). A list draws one panel per colour.
-    groups : array-like or xarray.DataArray, optional
-        Explicit categories per persona (or per layer and persona), instead of ``color``.
-    n_clusters : int, optional
-        Run :func:`pvx.cluster.kmeans` with this many clusters for ``color="cluster"``
-        (computed with the projection in one pass).
-    cluster_mode : str
-        k-means mode (see :func:`pvx.cluster.kmeans`).
-    hover : sequence of hashable, optional
-        Persona attributes shown on hover.
-    axes : {"fixed", "per_layer"}
-        Axis ranges fixed over all layers, or fitted to each.
-    max_categories : int
-        Legend entries for categorical colours before the rest become ``Other``.
-    marker_size : float, optional
-        Point size (smaller for more personas by default).
-    width, height : int, optional
-        Size of each panel in pixels.
-    title : str, optional
-        Title."""
-
-
-def _with_doc(**sections: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        func.__doc__ = (func.__doc__ or "").format(figure="{figure}", **sections)
-        return func
-
-    return decorate
-
-
-def _project(
-    method: str,
-    da: xr.DataArray,
-    analysis: dict[str, Any],
-    *,
-    color: Any,
-    n_clusters: int | None,
-    cluster_mode: str,
-    k: int | None,
-    components: Sequence[int] | None,
-    draw: dict[str, Any],
-    backend: str,
-) -> Any:
-    analysis = {key: value for key, value in analysis.items() if value is not None}
-    comps = list(components) if components is not None else [1, 2]
-    analysis.setdefault("n_components", max(comps))
-    common = {key: analysis[key] for key in ("layer", "include_baseline") if key in analysis}
-    funcs: dict[str, Callable[..., Any]] = {
-        "pca": decomposition.pca,
-        "umap": manifold.umap,
-        "isomap": manifold.isomap,
-    }
-    lazy: list[Any] = [funcs[method](da, **analysis)]
-    clusters = _needs_kmeans(color, n_clusters, da, func=method)
-    if clusters:
-        lazy.append(cluster.kmeans(da, n_clusters, mode=cluster_mode, **common))
-    if k is not None:
-        lazy.append(similarity.neighbors(da, k, **common))
-    computed = list(_compute_together(*lazy))
-    result = computed.pop(0)
-    if clusters:
-        result = with_clusters(result, computed.pop(0))
-    neighbors = computed.pop(0) if k is not None else None
-    return _views(backend).projection(
-        result, color=color, neighbors=neighbors, components=comps, **draw
-    )
-
-
-def _needs_kmeans(color: Any, n_clusters: int | None, da: xr.DataArray, *, func: str) -> bool:
-    """Whether ``color`` asks for k-means labels to be computed (``n_clusters`` given)."""
-    if "cluster" not in color_list(color):
-        return False
-    if n_clusters is not None:
-        return True
-    if "cluster" in da.coords and da["cluster"].dims == ("persona",):
-        return False  # the personas' own 'cluster' attribute
-    raise ValueError(f"{func}(color='cluster') needs n_clusters=k (k-means on the vectors)")
-
-
-@_with_doc(drawn=_DRAWN_PROJECTION)
-def pca(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] | None = None,
-    color: Hashable | Sequence[Hashable] | None = None,
-    groups: Any = None,
-    n_clusters: int | None = None,
-    cluster_mode: str = "mean_across_layers",
-    k: int | None = None,
-    normalize: bool = True,
-    include_baseline: bool = False,
-    hover: Sequence[Hashable] | None = None,
-    axes: str = "fixed",
-    max_categories: int = 10,
-    marker_size: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    title: str | None = None,
-    backend: str = "plotly",
-) -> Any:
-    """Layered PCA scatter: :func:`pvx.decomposition.pca`, then ``projection``.
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        Persona vectors ``(persona, layer, hidden)``, maybe with a ``variant`` dimension
-        (one panel row, or a widget, per variant).
-    layer : label, list of labels or None
-        Layers to show (default all).
-    components : sequence of int, optional
-        Components to draw, ``(1, 2)`` by default; three give a 3-D plot (Plotly).
-    k : int, optional
-        Link each persona to its ``k`` nearest neighbours (:func:`pvx.similarity.neighbors`).
-    normalize : bool
-        Normalise the centered vectors first (see :func:`pvx.decomposition.pca`).
-    include_baseline : bool
-        Show the ``baseline_assistant`` persona (its attributes are missing: grey).
-    {drawn}
-
-    Returns
-    -------
-    {figure}
-    """
-    return _project(
-        "pca",
-        da,
-        {"layer": layer, "normalize": normalize, "include_baseline": include_baseline},
-        color=color,
-        n_clusters=n_clusters,
-        cluster_mode=cluster_mode,
-        k=k,
-        components=components,
-        draw=_projection_draw(locals()),
-        backend=backend,
-    )
-
-
-def _projection_draw(arguments: dict[str, Any]) -> dict[str, Any]:
-    keys = ("groups", "hover", "axes", "max_categories", "marker_size", "width", "height", "title")
-    return {key: arguments[key] for key in keys}
-
-
-@_with_doc(drawn=_DRAWN_PROJECTION)
-def umap(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] | None = None,
-    color: Hashable | Sequence[Hashable] | None = None,
-    groups: Any = None,
-    n_clusters: int | None = None,
-    cluster_mode: str = "mean_across_layers",
-    k: int | None = None,
-    n_neighbors: int | None = None,
-    normalize: bool = True,
-    seed: int = 42,
-    include_baseline: bool = False,
-    hover: Sequence[Hashable] | None = None,
-    axes: str = "fixed",
-    max_categories: int = 10,
-    marker_size: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    title: str | None = None,
-    backend: str = "plotly",
-) -> Any:
-    """Layered UMAP scatter: :func:`pvx.manifold.umap`, then ``projection``.
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        Persona vectors.
-    layer : label, list of labels or None
-        Layers to show (default all).
-    components : sequence of int, optional
-        Components to draw, ``(1, 2)`` by default.
-    k : int, optional
-        Link each persona to its ``k`` nearest neighbours.
-    n_neighbors, normalize, seed
-        UMAP options (see :func:`pvx.manifold.umap`).
-    include_baseline : bool
-        Show the ``baseline_assistant`` persona.
-    {drawn}
-
-    Returns
-    -------
-    {figure}
-    """
-    analysis = {
-        "layer": layer,
-        "n_neighbors": n_neighbors,
-        "normalize": normalize,
-        "seed": seed,
-        "include_baseline": include_baseline,
-    }
-    return _project(
-        "umap",
-        da,
-        analysis,
-        color=color,
-        n_clusters=n_clusters,
-        cluster_mode=cluster_mode,
-        k=k,
-        components=components,
-        draw=_projection_draw(locals()),
-        backend=backend,
-    )
-
-
-@_with_doc(drawn=_DRAWN_PROJECTION)
-def isomap(
-    da: xr.DataArray,
-    *,
-    layer: Any = None,
-    components: Sequence[int] | None = None,
-    color: Hashable | Sequence[Hashable] | None = None,
-    groups: Any = None,
-    n_clusters: int | None = None,
-    cluster_mode: str = "mean_across_layers",
-    k: int | None = None,
-    n_neighbors: int = 8,
-    include_baseline: bool = False,
-    hover: Sequence[Hashable] | None = None,
-    axes: str = "fixed",
-    max_categories: int = 10,
-    marker_size: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    title: str | None = None,
-    backend: str = "plotly",
-) -> Any:
-    """Layered Isomap scatter: :func:`pvx.manifold.isomap`, then ``projection``.
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        Persona vectors.
-    layer : label, list of labels or None
-        Layers to show (default all).
-    components : sequence of int, optional
-        Components to draw, ``(1, 2)`` by default.
-    k : int, optional
-        Link each persona to its ``k`` nearest neighbours.
-    n_neighbors : int
-        Isomap's neighbourhood size.
-    include_baseline : bool
-        Show the ``baseline_assistant`` persona.
-    {drawn}
-
-    Returns
-    -------
-    {figure}
-    """
-    analysis = {"layer": layer, "n_neighbors": n_neighbors, "include_baseline": include_baseline}
-    return _project(
-        "isomap",
-        da,
-        analysis,
-        color=color,
-        n_clusters=n_clusters,
-        cluster_mode=cluster_mode,
-        k=k,
-        components=components,
-        draw=_projection_draw(locals()),
-        backend=backend,
-    )
-
-
-@_with_doc(drawn=_DRAWN_PROJECTION)
-def projection(
-    result: xr.DataArray | xr.Dataset,
-    *,
-    vectors: xr.DataArray,
-    color: Hashable | Sequence[Hashable] | None = None,
-    groups: Any = None,
-    n_clusters: int | None = None,
-    cluster_mode: str = "mean_across_layers",
-    components: Sequence[int] | None = None,
-    hover: Sequence[Hashable] | None = None,
-    axes: str = "fixed",
-    max_categories: int = 10,
-    marker_size: float | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    title: str | None = None,
-    backend: str = "plotly",
-) -> Any:
-    """Recolour a computed projection; ``color="cluster"`` runs k-means on ``vectors``.
-
-    Parameters
-    ----------
-    result : xarray.DataArray or xarray.Dataset
-        A computed :func:`pvx.decomposition.pca`, :func:`pvx.manifold.umap` or
-        :func:`pvx.manifold.isomap` of ``vectors``.
-    vectors : xarray.DataArray
-        The persona vectors (``da`` of ``da.pv.plot.projection``).
-    components : sequence of int, optional
-        Components to draw.
-    {drawn}
-
-    Returns
-    -------
-    {figure}
-    """
-    draw = _projection_draw(locals())
-    if _needs_kmeans(color, n_clusters, vectors, func="projection"):
-        scores, _ = _scores(result)
-        layers = _layer_labels(scores)
-        labels = cluster.kmeans(
-            vectors,
-            n_clusters,
-            layer=None if layers == [None] else list(layers),
-            mode=cluster_mode,
-            include_baseline=BASELINE_ID in set(_persona_ids(scores).tolist()),
-        )
-        result = with_clusters(result, *_compute_together(labels))
-    return _views(backend).projection(result, color=color, components=components, **draw)
 
 
 def cosine(
@@ -469,7 +112,9 @@ def cosine(
         )
         sim, order = _compute_together(sim, tree)
     draw = {"labels": labels, "max_rows": max_rows, "width": width, "height": height}
-    return _views(backend).heatmap(sim, order=order, order_layer=order_layer, title=title, **draw)
+    return backend_views(backend).heatmap(
+        sim, order=order, order_layer=order_layer, title=title, **draw
+    )
 
 
 def pair_similarity(
@@ -519,7 +164,7 @@ def pair_similarity(
     )
     if pairs is None and top is None:
         top = 5
-    return _views(backend).pair_trajectories(
+    return backend_views(backend).pair_trajectories(
         ps, top=top, max_pairs=max_pairs, width=width, height=height, title=title
     )
 
@@ -564,7 +209,7 @@ def variant_similarity(
     {figure}
     """
     vs = similarity.variant_similarity(da, a, b, layer=layer, include_baseline=include_baseline)
-    return _views(backend).variant_lines(
+    return backend_views(backend).variant_lines(
         vs, personas=personas, quantiles=quantiles, width=width, height=height, title=title
     )
 
@@ -613,7 +258,7 @@ def explained_variance(
     evr = decomposition.explained_variance(
         da, layer=layer, normalize=normalize, include_baseline=include_baseline
     )
-    views = _views(backend)
+    views = backend_views(backend)
     if heatmap:
         return views.variance_heatmap(
             evr,
@@ -670,7 +315,7 @@ def linkage(
     """
     tree = cluster.linkage(da, layer=layer, method=method, include_baseline=include_baseline)
     names = da["name"] if "name" in da.coords and "id" in da.coords else None
-    return _views(backend).dendrogram(
+    return backend_views(backend).dendrogram(
         tree, names=names, max_labels=max_labels, width=width, height=height, title=title
     )
 

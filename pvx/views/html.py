@@ -1,7 +1,10 @@
-"""Writing Plotly figures as offline HTML (plotly.js embedded or beside the pages, never a CDN)."""
+"""Writing Plotly figures as offline HTML (plotly.js embedded or beside the pages, never a
+CDN), and the pages of ``pvx analyze``'s report."""
 
 from __future__ import annotations
 
+import datetime
+import html
 import os
 import re
 from pathlib import Path
@@ -11,6 +14,7 @@ from pvx.views._common import _esc
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    import xarray as xr
 
 
 def write_html(
@@ -119,3 +123,78 @@ _BDATA = re.compile(r'"bdata":"([A-Za-z0-9+=\\]*)"')
 
 def _unescape_bdata(match: re.Match[str]) -> str:
     return '"bdata":"' + match.group(1).replace("\\u002f", "/") + '"'
+
+
+# --------------------------------------------------------------------------- report pages
+
+
+def write_page(path: Path, title: str, description: str, figures: list[Any]) -> None:
+    """One report page of figures, loading ``plotly.min.js`` from beside it (written once)."""
+    body = [html_div(fig, div_id=f"figure-{i}") for i, fig in enumerate(figures)]
+    text = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pvx: {html.escape(title)}</title>
+<script src="plotly.min.js"></script>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}} .figure{{margin-bottom:2em;}}</style>
+</head><body>
+<p><a href="index.html">&larr; all views</a></p>
+<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>
+{"".join(f'<div class="figure">{div}</div>' for div in body)}
+</body></html>
+"""
+    path.write_text(text, encoding="utf-8")
+    bundle = path.parent / "plotly.min.js"
+    if not bundle.exists():
+        import plotly.offline
+
+        bundle.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+
+
+def write_index(
+    out: Path,
+    settings: dict[str, Any],
+    results: xr.DataTree,
+    pages: list[tuple[str, str, str]],
+    *,
+    results_name: str,
+) -> None:
+    """The report's ``index.html``: the run's settings and a link to each page."""
+    first = next(iter(results.children.values())).to_dataset()
+    n_persona = first.sizes.get("persona", 0)
+    rows = [
+        ("store", settings["store"]),
+        ("model", settings["model"]),
+        ("mask strategy", settings["mask_strategy"]),
+        ("variants", ", ".join(settings["variants"])),
+        (
+            "personas",
+            f"{n_persona}" + (" (baseline included)" if settings["include_baseline"] else ""),
+        ),
+        ("layers", f"{len(settings['layers'])}: {settings['layers']}"),
+        ("colours", ", ".join(settings["colors"]) or "none"),
+        ("k-means clusters", settings["n_clusters"] or "-"),
+        (
+            "numbers",
+            f'<a href="{results_name}">{results_name}</a> (xr.open_datatree(..., engine="zarr"))',
+        ),
+        ("written", datetime.datetime.now().isoformat(timespec="seconds")),
+    ]
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v if k == 'numbers' else html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
+    links = "".join(
+        f'<li><a href="{href}">{html.escape(title)}</a>: {html.escape(text)}</li>'
+        for href, title, text in pages
+    )
+    (out / "index.html").write_text(
+        f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pvx report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;}}
+th{{text-align:left;padding-right:1em;}}</style>
+</head><body><h1>pvx report</h1>
+<table>{table}</table>
+<h2>Views</h2><ul>{links}</ul>
+</body></html>
+""",
+        encoding="utf-8",
+    )

@@ -1,0 +1,116 @@
+"""What both importers share: the imported-variant record, the two-pass plan, model
+names, clashes with the store and the writing pass (see :mod:`pvx.importers`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import xarray as xr
+
+from pvx._store_format import _SAFE_NAME
+from pvx.store import StoreError, open_store, write_variant
+
+
+class ImportedVariant(NamedTuple):
+    """One variant written by an importer."""
+
+    model: str
+    mask_strategy: str
+    variant: str
+    n_persona: int
+    source: str
+
+
+@dataclass
+class _Plan:
+    """One variant to import: where it goes, how to check it, how to read it."""
+
+    model: str
+    mask_strategy: str
+    variant: str
+    source: str
+    check: Callable[[], None]  # reads and validates everything, keeps nothing
+    read: Callable[[], xr.DataArray]
+
+
+def _model_names(
+    model: str | Mapping[str, str] | None, model_dirs: list[str], *, func: str
+) -> dict[str, str]:
+    """``{model_dir: model name}`` for the dirs the caller named."""
+    if model is None:
+        return {}
+    if isinstance(model, str):
+        if len(model_dirs) != 1:
+            raise ValueError(
+                f"{func}(): model={model!r} is ambiguous: the source holds model directories "
+                f"{model_dirs}; pass a mapping {{model_dir: name}}"
+            )
+        return {model_dirs[0]: model}
+    unknown = sorted(set(model) - set(model_dirs))
+    if unknown:
+        raise ValueError(
+            f"{func}(): model= names directories {unknown!r} that are not in the source "
+            f"({model_dirs})"
+        )
+    return dict(model)
+
+
+def _existing(store: str | os.PathLike, storage_options: Mapping[str, Any]) -> set[tuple[str, ...]]:
+    """``(model, mask_strategy, variant)`` already in the store (none if there is no store)."""
+    try:
+        tree = open_store(store, **storage_options)
+    except StoreError:
+        return set()  # no store yet; write_variant refuses a non-pvx target before writing
+    return {
+        (model_node.attrs["model"], str(mask_name), str(variant))
+        for model_node in tree.children.values()
+        for mask_name, mask_node in model_node.children.items()
+        for variant in mask_node.children
+    }
+
+
+def _write_plans(
+    plans: list[_Plan],
+    store: str | os.PathLike,
+    skip_existing: bool,
+    storage_options: Mapping[str, Any],
+    *,
+    func: str,
+) -> list[ImportedVariant]:
+    """Check all plans (names, clashes, then contents), then write one variant at a time."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for plan in plans:
+        for what, value in (("mask strategy", plan.mask_strategy), ("variant", plan.variant)):
+            if not _SAFE_NAME.fullmatch(value):
+                raise ValueError(
+                    f"{func}(): {what} {value!r} (from {plan.source!r}) is not a valid store "
+                    "name (letters, digits, '._+=-', not starting with punctuation); rename it"
+                )
+        key = (plan.model, plan.mask_strategy, plan.variant)
+        if key in seen:
+            raise ValueError(f"{func}(): {plan.source!r} and {seen[key]!r} both import {key}")
+        seen[key] = plan.source
+    existing = _existing(store, storage_options)
+    clashes = [p for p in plans if (p.model, p.mask_strategy, p.variant) in existing]
+    if clashes and not skip_existing:
+        raise StoreError(
+            f"{func}(): {os.fspath(store)!r} already holds "
+            f"{[(p.model, p.mask_strategy, p.variant) for p in clashes]}; nothing was imported. "
+            "Pass skip_existing=True to import only the others"
+        )
+    todo = [p for p in plans if p not in clashes]
+    for plan in todo:
+        plan.check()
+    done = []
+    for plan in todo:
+        da = plan.read()
+        write_variant(store, da, **storage_options)
+        done.append(
+            ImportedVariant(
+                plan.model, plan.mask_strategy, plan.variant, da.sizes["persona"], plan.source
+            )
+        )
+    return done

@@ -1,0 +1,112 @@
+"""The report folder of ``pvx analyze``: what a run may write into ``--out`` and replace.
+
+A report is built in a staging folder beside ``--out`` and moved in when done; ``run.json``
+lists the files pvx wrote, so a rerun replaces only those and never the store or files of
+the user's in the folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from pvx._repository import StoreError
+
+__all__ = ["RUN_FILE", "check_out", "remove_abandoned_staging", "replace_report"]
+
+RUN_FILE = "run.json"
+
+
+def check_out(
+    out: Path, settings: dict[str, Any], *, overwrite: bool, store: str | None = None
+) -> None:
+    """Refuse an ``out`` that is or holds the store, or another run's report (unless
+    ``overwrite``). Files pvx did not write are never touched (see replace_report)."""
+    if store and "://" not in store:
+        where, place = Path(store).resolve(), out.resolve()
+        if place == where or where in place.parents or place in where.parents:
+            raise ValueError(
+                f"--out {str(out)!r} would be inside, or contain, the store {store!r}; "
+                "pick a folder outside it"
+            )
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; pick a folder")
+    previous = manifest(out)
+    if previous is None:
+        return  # a folder pvx never wrote to: new files go beside the user's
+    previous.pop("files", None)
+    if not overwrite and previous != settings:
+        raise StoreError(
+            f"{out} holds the results of a different run; pass another --out or --overwrite"
+        )
+
+
+def remove_abandoned_staging(out: Path) -> None:
+    """Delete the staging folders of earlier runs into ``out`` that were killed before they
+    could clean up: each has an owner file naming its process, and only those whose process
+    is gone (on this host) are removed; a run still in progress keeps its own."""
+    for owner in out.parent.glob(f".{glob.escape(out.name)}.*.partial.owner"):
+        try:
+            who = json.loads(owner.read_text())
+            pid, host = int(who["pid"]), str(who["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if host != socket.gethostname() or process_alive(pid):
+            continue
+        staging = owner.with_name(owner.name.removesuffix(".owner"))
+        shutil.rmtree(staging, ignore_errors=True)
+        owner.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def manifest(out: Path) -> dict[str, Any] | None:
+    """The run record of a report folder, if pvx wrote one (it lists the files pvx wrote)."""
+    try:
+        run = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(run, dict) or not isinstance(run.get("files"), list):
+        return None
+    return run
+
+
+def replace_report(staging: Path, out: Path) -> None:
+    """Move a finished report into ``out``, deleting only what the previous run listed."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    previous = manifest(out)
+    new = {p.name for p in staging.iterdir()}
+    stale = set(previous["files"]) | {RUN_FILE} if previous else set()
+    for name in sorted(new | stale):
+        target = out / name
+        if name not in stale and (target.exists() or target.is_symlink()):
+            raise StoreError(
+                f"{target} exists and pvx did not write it; move it or pick another --out"
+            )
+    for name in sorted(stale):
+        target = out / name
+        if "/" in name or name in ("", ".", ".."):
+            continue  # a damaged manifest never points outside the folder
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    for name in sorted(new):
+        (staging / name).rename(out / name)
