@@ -200,3 +200,21 @@ def test_sizes_and_titles_reach_both(one):
     options = view.opts.get().kwargs
     assert (options["width"], options["height"]) == (500, 300)
     assert options["title"] == "Scree <b> · biography"
+
+
+@pytest.mark.parametrize("module", [pvx.plot, pvx.hvplot])
+def test_a_cluster_attribute_is_drawn_as_it_is_unless_k_means_is_asked_for(one, module):
+    labels = [["red", "blue"][i % 2] for i in range(one.sizes["persona"])]
+    da = one.assign_coords(cluster=("persona", labels, {"kind": "categorical"}))
+    as_stored = module.pca(da, color="cluster", layer=[10, 11])
+    with_kmeans = module.pca(da, color="cluster", n_clusters=3, layer=[10, 11])
+    if module is pvx.plot:
+        assert {t.name for t in as_stored.data} == {"red", "blue"}
+        assert {t.name for t in with_kmeans.data} == {"cluster 0", "cluster 1", "cluster 2"}
+    else:
+        assert set(as_stored[10].data["cluster"].astype(str)) == {"red", "blue"}
+        assert set(with_kmeans[10].data["cluster"].astype(str)) == {
+            "cluster 0",
+            "cluster 1",
+            "cluster 2",
+        }
