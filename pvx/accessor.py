@@ -12,7 +12,7 @@ from typing import Any
 
 import xarray as xr
 
-from pvx import cluster, decomposition, manifold, similarity
+from pvx import attributes, cluster, decomposition, manifold, similarity
 from pvx._forward import forward
 
 __all__ = ["PvAccessor"]
@@ -45,6 +45,7 @@ class PvAccessor:
     twonn = forward(manifold.twonn)
     kmeans = forward(cluster.kmeans)
     linkage = forward(cluster.linkage)
+    probe = forward(attributes.probe)
 
     @property
     def plot(self) -> Any:

@@ -8,7 +8,7 @@ import xarray as xr
 
 import pvx.accessor
 import pvx.synthetic
-from pvx import cluster, decomposition, manifold, similarity
+from pvx import attributes, cluster, decomposition, manifold, similarity
 from pvx.views import analyses
 
 
@@ -87,7 +87,7 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
             if module is None:
                 source = next(
                     getattr(m, name)
-                    for m in (similarity, decomposition, manifold, cluster)
+                    for m in (similarity, decomposition, manifold, cluster, attributes)
                     if hasattr(m, name)
                 )
             elif name == "projection":  # recolours with the vectors (k-means for "cluster")
@@ -101,7 +101,7 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
             expected = [p for p in own if p != "vectors"] if name == "projection" else own[1:]
             assert shown == ["self", *expected], (cls.__name__, name)
             checked += 1
-    assert checked == 12 + 10 + 10
+    assert checked == 13 + 10 + 10
 
 
 def test_plot_accessors_forward(da):

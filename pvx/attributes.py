@@ -1,0 +1,413 @@
+"""Which layers encode which persona attributes: linear probes per layer.
+
+:func:`probe` fits, per layer (and variant), a cross-validated linear probe for each persona
+attribute and compares it with the same probe on shuffled labels:
+
+- a binary attribute: the difference of the two class means (a persona is assigned to the
+  nearer class mean, as scikit-learn's ``NearestCentroid``), scored by balanced accuracy;
+- a categorical attribute: class-balanced L2 logistic regression (scikit-learn's
+  ``LogisticRegression(class_weight="balanced")``), scored by balanced accuracy;
+- a numeric or ordinal attribute (ordinal as its ranks): ridge regression (``Ridge``),
+  scored by R² (and MAE).
+
+Preparation is fitted on the training folds only: each fold centres the vectors by its
+training personas' mean, then normalises each vector (``normalize=True``), as a scikit-learn
+``Pipeline(StandardScaler(with_std=False), Normalizer(), model)`` would. The vectors enter
+these models only through inner products, so every probe is fitted from the layer's Gram
+matrix (:mod:`pvx._engine`, shared with the other analyses) instead of a second pass over
+``hidden``: ridge in its dual form, the nearest class mean from mean inner products, and the
+logistic regression on the training Gram's eigenbasis (an isometric copy of the training
+vectors, so the fit is the same as on the vectors themselves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pvx import _engine
+from pvx._engine import P, Q
+from pvx._validate import LayerSelection
+
+__all__ = ["probe"]
+
+METHODS = ("diff_means", "logistic", "ridge")
+# Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
+EIGEN_TOL = 1e-10
+# Per attribute and layer: score, its spread over folds, the shuffled-label baseline and its
+# spread over permutations, the mean absolute error (numbers only).
+_FIELDS = ("score", "score_std", "baseline", "baseline_std", "mae")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One attribute, ready to probe: the personas that have a value, their labels, folds."""
+
+    name: str
+    method: str
+    metric: str
+    rows: np.ndarray  # positions of the personas used
+    y: np.ndarray  # float targets, or integer class codes
+    classes: tuple[str, ...]
+    test_folds: tuple[np.ndarray, ...]  # positions within rows
+    permuted: np.ndarray  # (permutations, len(rows)) shuffled targets
+    n_missing: int
+    dropped_classes: tuple[str, ...]
+
+
+def probe(
+    da: xr.DataArray,
+    attributes: Hashable | Sequence[Hashable] | None = None,
+    *,
+    layer: LayerSelection = None,
+    folds: int = 5,
+    permutations: int = 5,
+    seed: int = 0,
+    alpha: float = 1.0,
+    C: float = 1.0,
+    normalize: bool = True,
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """Cross-validated linear probes of persona attributes, per layer.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors ``(persona, layer, hidden)`` (any other dims, e.g. ``variant``, are
+        kept) with persona attributes as coordinates (``attrs["kind"]``: ``numeric``,
+        ``ordinal`` or ``categorical``).
+    attributes : name or list of names, optional
+        The attributes to probe (one name drops the ``attribute`` dim, a list keeps it); by
+        default every attribute (those that cannot be probed are listed, with the reason, in
+        ``attrs["skipped"]``).
+    layer : label, list of labels or None
+        Layers to probe (default all).
+    folds : int
+        Cross-validation folds: stratified by class for classes, shuffled for numbers.
+    permutations : int
+        Shuffled-label repetitions for the baseline (0 for none).
+    seed : int
+        Seed of the folds and the shuffles.
+    alpha : float
+        Ridge penalty (numeric and ordinal attributes).
+    C : float
+        Inverse L2 penalty of the logistic regression (categorical attributes).
+    normalize : bool
+        Normalise each centered vector (as the other analyses do by default).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona (its attributes are missing anyway).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``attribute`` and ``layer`` (and ``variant``): ``score`` (mean over folds of
+        the balanced accuracy, or of R²), ``score_std`` (its standard deviation over folds),
+        ``baseline`` and ``baseline_std`` (the same probe on shuffled labels, over
+        permutations), ``gain`` (``score - baseline``) and ``mae`` (numbers only). Per
+        attribute: ``method``, ``metric``, ``n_used``, ``n_missing``, ``n_classes`` and
+        ``dropped_classes`` (classes with fewer members than folds, left out). Lazy on dask
+        input: nothing is computed until ``.compute()``.
+
+    Raises
+    ------
+    KeyError
+        An unknown attribute.
+    ValueError
+        An attribute that cannot be probed (all missing, one class, fewer personas than
+        folds), with the reason.
+
+    Examples
+    --------
+    >>> import pvx.attributes, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=20, n_clusters=2, seed=0)
+    >>> result = pvx.attributes.probe(da, "planted_cluster", folds=4, permutations=2)
+    >>> float(result["score"].min())
+    1.0
+    """
+    if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or folds < 2:
+        raise ValueError(f"probe() needs an integer folds >= 2, got {folds!r}")
+    if not isinstance(permutations, int) or permutations < 0:
+        raise ValueError(f"probe() needs permutations >= 0, got {permutations!r}")
+    da = _engine.prepare_input(
+        da, func="probe", layer=layer, include_baseline=include_baseline, min_personas=2
+    )
+    names, explicit = _attribute_names(da, attributes)
+    targets, skipped = [], {}
+    for index, name in enumerate(names):
+        try:
+            targets.append(_target(da, name, folds, permutations, seed + 7919 * index))
+        except ValueError as err:
+            if explicit:
+                raise
+            skipped[name] = str(err)
+    if not targets:
+        raise ValueError(
+            "probe() found no attribute it can probe"
+            + (f": {skipped}" if skipped else "; the array has no persona attributes")
+        )
+    gram = _engine.single_chunk(_engine.raw_gram(da), P, Q)  # the Gram every analysis shares
+    fields = xr.apply_ufunc(
+        _probe_kernel,
+        gram,
+        input_core_dims=[[P, Q]],
+        output_core_dims=[["attribute", "field"]],
+        kwargs={
+            "targets": tuple(targets),
+            "normalize": bool(normalize),
+            "alpha": float(alpha),
+            "C": float(C),
+        },
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"attribute": len(targets), "field": len(_FIELDS)}},
+    )
+    fields = fields.reset_coords(drop=True)
+    result = xr.Dataset({name: fields.isel(field=i) for i, name in enumerate(_FIELDS)})
+    result["gain"] = result["score"] - result["baseline"]
+    result = result.assign_coords(
+        attribute=[t.name for t in targets],
+        method=("attribute", [t.method for t in targets]),
+        metric=("attribute", [t.metric for t in targets]),
+        n_used=("attribute", [len(t.rows) for t in targets]),
+        n_missing=("attribute", [t.n_missing for t in targets]),
+        n_classes=("attribute", [len(t.classes) for t in targets]),
+        dropped_classes=("attribute", [", ".join(t.dropped_classes) for t in targets]),
+    )
+    for dim in ("layer", "variant"):
+        if dim in da.coords and dim not in result.coords:
+            result = result.assign_coords({dim: da[dim].variable})
+    result.attrs = {
+        "folds": folds,
+        "permutations": permutations,
+        "seed": seed,
+        "alpha": alpha,
+        "C": C,
+        "normalize": int(normalize),
+        "skipped": "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+    }
+    result = result.transpose("attribute", ...)
+    # one name drops the dim, a list keeps it (as layer= does everywhere)
+    return result.squeeze("attribute") if isinstance(attributes, str) else result
+
+
+def _attribute_names(
+    da: xr.DataArray, attributes: Hashable | Sequence[Hashable] | None
+) -> tuple[list[str], bool]:
+    available = [
+        str(name)
+        for name, coord in da.coords.items()
+        if coord.dims == (P,) and coord.attrs.get("kind") in ("numeric", "ordinal", "categorical")
+    ]
+    if attributes is None:
+        return available, False
+    wanted = [attributes] if isinstance(attributes, (str, int)) else list(attributes)
+    unknown = [str(a) for a in wanted if str(a) not in available]
+    if unknown:
+        raise KeyError(
+            f"probe() got unknown attribute(s) {unknown!r}; the personas have {available!r}"
+        )
+    return [str(a) for a in wanted], True
+
+
+def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: int) -> _Target:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    coord = da[name]
+    kind = coord.attrs["kind"]
+    values = np.asarray(coord.values, dtype=object)
+    present = np.array([not _missing(v) for v in values])
+    n_missing = int((~present).sum())
+    if not present.any():
+        raise ValueError(f"attribute {name!r} has no values to probe (all missing)")
+    rng = np.random.default_rng(seed)
+    dropped: tuple[str, ...] = ()
+    if kind in ("numeric", "ordinal"):
+        if kind == "ordinal":
+            order = list(coord.attrs.get("order") or sorted({str(v) for v in values[present]}))
+            rank = {label: float(i) for i, label in enumerate(order)}
+            y = np.array([rank.get(str(v), np.nan) for v in values])
+            present &= np.isfinite(y)
+        else:
+            y = np.array([np.nan if _missing(v) else float(v) for v in values])
+            present &= np.isfinite(y)
+        rows = np.flatnonzero(present)
+        y = y[rows].astype(np.float64)
+        if len(rows) < folds:
+            raise ValueError(
+                f"attribute {name!r} has {len(rows)} personas with a value, fewer than "
+                f"folds={folds}; use fewer folds"
+            )
+        if np.ptp(y) == 0:
+            raise ValueError(f"attribute {name!r} has one value only; nothing to predict")
+        splitter: Any = KFold(folds, shuffle=True, random_state=seed)
+        method, metric, classes = "ridge", "r2", ()
+    else:
+        labels = np.array([str(v) for v in values], dtype=object)
+        names, counts = np.unique(labels[present], return_counts=True)
+        dropped = tuple(str(n) for n, c in zip(names, counts, strict=True) if c < folds)
+        keep = [str(n) for n, c in zip(names, counts, strict=True) if c >= folds]
+        if len(keep) < 2:
+            reason = (
+                f"classes {list(dropped)} have fewer than folds={folds} members"
+                if dropped
+                else "one class only"
+            )
+            raise ValueError(f"attribute {name!r} cannot be probed: {reason}")
+        present &= np.isin(labels, keep)
+        rows = np.flatnonzero(present)
+        classes = tuple(keep)
+        y = np.array([keep.index(label) for label in labels[rows]], dtype=np.float64)
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        method = "diff_means" if len(keep) == 2 else "logistic"
+        metric = "balanced_accuracy"
+    tests = tuple(test for _, test in splitter.split(np.zeros(len(rows)), y))
+    permuted = (
+        np.stack([rng.permutation(y) for _ in range(permutations)])
+        if permutations
+        else (np.empty((0, len(rows))))
+    )
+    return _Target(
+        name=name,
+        method=method,
+        metric=metric,
+        rows=rows,
+        y=y,
+        classes=classes,
+        test_folds=tests,
+        permuted=permuted,
+        n_missing=n_missing,
+        dropped_classes=dropped,
+    )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _probe_kernel(
+    gram: np.ndarray, *, targets: tuple[_Target, ...], normalize: bool, alpha: float, C: float
+) -> np.ndarray:
+    """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``."""
+    out = np.full((*gram.shape[:-2], len(targets), len(_FIELDS)), np.nan)
+    for index in np.ndindex(*gram.shape[:-2]):
+        for a, target in enumerate(targets):
+            k = gram[index][np.ix_(target.rows, target.rows)]
+            out[index][a] = _probe_one(k, target, normalize=normalize, alpha=alpha, C=C)
+    return out
+
+
+def _probe_one(
+    k: np.ndarray, target: _Target, *, normalize: bool, alpha: float, C: float
+) -> np.ndarray:
+    n = len(target.rows)
+    labels = np.vstack([target.y[None], target.permuted])  # the true labels, then shuffles
+    scores = np.full((len(labels), len(target.test_folds)), np.nan)
+    errors = np.full(len(target.test_folds), np.nan)
+    for f, test in enumerate(target.test_folds):
+        train = np.setdiff1d(np.arange(n), test)
+        prepared = _prepared_for_fold(k, train, normalize=normalize)
+        kt, ks = prepared[np.ix_(train, train)], prepared[np.ix_(test, train)]
+        if target.method == "ridge":
+            predicted = _ridge(kt, ks, labels[:, train], alpha)
+            for r in range(len(labels)):
+                scores[r, f] = _r2(labels[r, test], predicted[r])
+            errors[f] = np.mean(np.abs(labels[0, test] - predicted[0]))
+            continue
+        for r in range(len(labels)):
+            y_train = labels[r, train].astype(np.int64)
+            if target.method == "diff_means":
+                predicted = _nearest_mean(prepared, train, test, y_train)
+            else:
+                predicted = _logistic(kt, ks, y_train, C)
+            scores[r, f] = _balanced_accuracy(labels[r, test].astype(np.int64), predicted)
+    baseline = scores[1:].mean(axis=1) if len(labels) > 1 else np.array([np.nan])
+    return np.array(
+        [
+            scores[0].mean(),
+            scores[0].std(),
+            baseline.mean(),
+            baseline.std() if len(baseline) > 1 else np.nan,
+            errors.mean() if target.method == "ridge" else np.nan,
+        ]
+    )
+
+
+def _prepared_for_fold(k: np.ndarray, train: np.ndarray, *, normalize: bool) -> np.ndarray:
+    """Gram of the vectors centred by the training mean, then (maybe) normalised."""
+    mean_products = k[:, train].mean(axis=1)
+    centred = k - mean_products[:, None] - mean_products[None, :] + mean_products[train].mean()
+    if not normalize:
+        return centred
+    norms = np.sqrt(np.clip(np.diag(centred), 0.0, None))
+    norms[norms == 0] = 1.0
+    return centred / np.outer(norms, norms)
+
+
+def _feature_centred(kt: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Grams again after centring the features by their training mean (an intercept)."""
+    mean_train = kt.mean(axis=1)
+    total = mean_train.mean()
+    kt_c = kt - mean_train[:, None] - mean_train[None, :] + total
+    ks_c = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
+    return kt_c, ks_c
+
+
+def _ridge(kt: np.ndarray, ks: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Dual ridge with an intercept, for several target rows ``y`` ``(r, n_train)`` at once:
+    the predictions of ``Ridge(alpha, fit_intercept=True)`` on the test rows."""
+    import scipy.linalg
+
+    kt_c, ks_c = _feature_centred(kt, ks)
+    means = y.mean(axis=1, keepdims=True)
+    system = kt_c + alpha * np.eye(len(kt_c))
+    dual = scipy.linalg.solve(system, (y - means).T, assume_a="pos")
+    return (ks_c @ dual).T + means
+
+
+def _nearest_mean(
+    prepared: np.ndarray, train: np.ndarray, test: np.ndarray, y_train: np.ndarray
+) -> np.ndarray:
+    """Class of the nearer training class mean (``NearestCentroid``), from inner products."""
+    members = [train[y_train == c] for c in (0, 1)]
+    # squared distance to mean c, less the persona's own squared norm (the same for both)
+    distance = np.stack(
+        [
+            prepared[np.ix_(m, m)].mean() - 2 * prepared[np.ix_(test, m)].mean(axis=1)
+            for m in members
+        ]
+    )
+    return np.argmin(distance, axis=0)
+
+
+def _logistic(kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray, C: float) -> np.ndarray:
+    """``LogisticRegression(C, class_weight="balanced")`` fitted on an isometric copy of the
+    training vectors (the training Gram's eigenbasis) and applied to the test rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    values, vectors = np.linalg.eigh(kt)
+    keep = values > EIGEN_TOL * max(values.max(), 1e-300)
+    values, vectors = values[keep], vectors[:, keep]
+    features_train = vectors * np.sqrt(values)
+    features_test = ks @ (vectors / np.sqrt(values))
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=1e-8)
+    model.fit(features_train, y_train)
+    return model.predict(features_test)
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls))
+
+
+def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    total = np.sum((y_true - y_true.mean()) ** 2)
+    if total == 0:
+        return np.nan
+    return float(1.0 - np.sum((y_true - y_pred) ** 2) / total)

@@ -1,0 +1,166 @@
+"""Attribute probes: every score against scikit-learn pipelines on the same folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_score
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neighbors import NearestCentroid
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
+
+import pvx.accessor
+import pvx.synthetic
+from pvx import attributes
+
+FOLDS = 4
+
+
+@pytest.fixture(scope="module")
+def da() -> xr.DataArray:
+    """36 personas, 4 planted clusters, 3 layers; a numeric attribute that the vectors carry
+    (age along hidden unit 5), a 3-class one that follows the clusters, a binary one."""
+    base = pvx.synthetic.planted_personas(
+        n_persona=36, n_clusters=4, n_layer=3, n_hidden=12, seed=4, noise=0.6
+    )
+    rng = np.random.default_rng(1)
+    n = base.sizes["persona"]
+    age = rng.uniform(20, 70, n)
+    data = base.values.copy()
+    data[:, :, 5] += 0.06 * (age - 45)[:, None]
+    planted = base["planted_cluster"].values.astype(int)
+    three = np.array(["low", "mid", "high"], dtype=object)[np.minimum(planted, 2)]
+    binary = np.where(planted % 2 == 0, "even", "odd").astype(object)
+    return base.copy(data=data).assign_coords(
+        age=("persona", age, {"kind": "numeric"}),
+        tier=("persona", three, {"kind": "categorical"}),
+        parity=("persona", binary, {"kind": "categorical"}),
+    )
+
+
+def _sklearn_scores(x, y, model, splitter, metric):
+    scores, maes = [], []
+    for train, test in splitter.split(x, y):
+        pipe = make_pipeline(StandardScaler(with_std=False), Normalizer(), model)
+        pipe.fit(x[train], y[train])
+        predicted = pipe.predict(x[test])
+        scores.append(metric(y[test], predicted))
+        maes.append(mean_absolute_error(y[test], predicted))
+    return np.mean(scores), np.std(scores), np.mean(maes)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
+    arr = da.chunk({"layer": 1}) if backend == "dask" else da
+    result = attributes.probe(
+        arr, ["age", "tier", "parity"], folds=FOLDS, permutations=0, seed=3, alpha=0.5
+    )
+    if backend == "dask":
+        assert result["score"].chunks is not None  # lazy until computed
+    result = result.compute()
+    # the folds probe() uses: the same splitters with each attribute's seed
+    for index, (name, model, kind) in enumerate(
+        [
+            ("age", Ridge(alpha=0.5), "numeric"),
+            (
+                "tier",
+                LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, tol=1e-10),
+                "classes",
+            ),
+            ("parity", NearestCentroid(), "classes"),
+        ]
+    ):
+        seed = 3 + 7919 * index
+        values = da[name].values
+        if kind == "numeric":
+            y = values.astype(float)
+            splitter, metric = KFold(FOLDS, shuffle=True, random_state=seed), r2_score
+        else:
+            classes = sorted(set(values))
+            y = np.array([classes.index(v) for v in values])
+            splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+            metric = balanced_accuracy_score
+        for layer in da["layer"].values:
+            x = da.sel(layer=layer).values.astype(np.float64)
+            score, spread, mae = _sklearn_scores(x, y, model, splitter, metric)
+            got = result.sel(attribute=name, layer=layer)
+            tolerance = 1e-6 if kind == "numeric" else 1e-9
+            np.testing.assert_allclose(float(got["score"]), score, atol=tolerance)
+            np.testing.assert_allclose(float(got["score_std"]), spread, atol=tolerance)
+            if kind == "numeric":
+                np.testing.assert_allclose(float(got["mae"]), mae, rtol=1e-6)
+    assert result["method"].values.tolist() == ["ridge", "logistic", "diff_means"]
+    assert result["metric"].values.tolist() == ["r2", "balanced_accuracy", "balanced_accuracy"]
+
+
+def test_planted_attributes_beat_the_shuffled_baseline(da):
+    result = da.pv.probe(folds=FOLDS, permutations=4).compute()
+    assert set(result["attribute"].values) >= {"age", "tier", "parity", "planted_cluster"}
+    for name in ("tier", "parity", "planted_cluster"):
+        assert float(result["score"].sel(attribute=name).min()) > 0.9
+        assert float(result["baseline"].sel(attribute=name).max()) < 0.75
+        assert float(result["gain"].sel(attribute=name).min()) > 0.2
+    assert float(result["score"].sel(attribute="age").min()) > 0.5
+    np.testing.assert_allclose(result["gain"], result["score"] - result["baseline"])
+    assert result["baseline_std"].notnull().all()
+
+
+def test_missing_values_are_left_out_and_counted(da):
+    age = da["age"].values.copy()
+    age[:5] = np.nan
+    tier = da["tier"].values.copy()
+    tier[3:6] = None
+    arr = da.assign_coords(
+        age=("persona", age, {"kind": "numeric"}), tier=("persona", tier, {"kind": "categorical"})
+    )
+    result = attributes.probe(arr, ["age", "tier"], folds=FOLDS, permutations=0)
+    assert result["n_missing"].values.tolist() == [5, 3]
+    assert result["n_used"].values.tolist() == [31, 33]
+    assert result["score"].notnull().all()
+
+
+def test_small_classes_are_reported_not_crashed_on(da):
+    tier = da["tier"].values.copy()
+    tier[:2] = "rare"  # two members: fewer than the folds
+    arr = da.assign_coords(tier=("persona", tier, {"kind": "categorical"}))
+    result = attributes.probe(arr, "tier", folds=FOLDS, permutations=0)
+    assert result["dropped_classes"].item() == "rare"
+    assert int(result["n_used"]) == da.sizes["persona"] - 2
+
+
+def test_bad_input_is_named(da):
+    with pytest.raises(KeyError, match="shoe_size"):
+        attributes.probe(da, "shoe_size")
+    empty = da.assign_coords(
+        mood=("persona", [None] * da.sizes["persona"], {"kind": "categorical"})
+    )
+    with pytest.raises(ValueError, match="all missing"):
+        attributes.probe(empty, "mood")
+    one = da.assign_coords(
+        mood=("persona", ["calm"] * da.sizes["persona"], {"kind": "categorical"})
+    )
+    with pytest.raises(ValueError, match="one class"):
+        attributes.probe(one, "mood")
+    with pytest.raises(ValueError, match="fewer than folds=40"):
+        attributes.probe(da, "age", folds=40)
+    with pytest.raises(ValueError, match="folds >= 2"):
+        attributes.probe(da, "age", folds=1)
+    # probing every attribute skips the ones that cannot be probed, and says why
+    result = attributes.probe(one, folds=FOLDS, permutations=0)
+    assert "mood" not in result["attribute"].values
+    assert "mood: attribute 'mood' cannot be probed: one class only" in result.attrs["skipped"]
+
+
+def test_variants_are_probed_each(da):
+    stacked = xr.concat(
+        [da, da * 1.0], dim=xr.DataArray(["a", "b"], dims="variant", name="variant")
+    )
+    result = attributes.probe(stacked, "tier", folds=FOLDS, permutations=0).compute()
+    assert result["score"].dims == ("variant", "layer") or set(result["score"].dims) == {
+        "variant",
+        "layer",
+    }
+    np.testing.assert_allclose(result["score"].sel(variant="a"), result["score"].sel(variant="b"))
