@@ -99,10 +99,11 @@ both.pv.hvplot.pca(color="region", layer=[2, 6])
 # %% [markdown]
 # ## UMAP
 #
-# The same scatter for a non-linear embedding, with axes fitted to each layer.
+# The same scatter for a non-linear embedding (three layers here), with axes fitted to each
+# layer.
 
 # %%
-bio.pv.hvplot.umap(color="region", axes="per_layer")
+bio.pv.hvplot.umap(color="region", axes="per_layer", layer=[0, 3, 6])
 
 # %% [markdown]
 # ## Cosine similarity as an image

@@ -104,7 +104,8 @@ def test_projection_page_renders_points_and_slides(browser, tmp_path, da, scores
     x = page.eval("() => Array.from(gd()._fullData[0].x)")
     np.testing.assert_allclose(x, scores["scores"].isel(layer=1, component=0), rtol=1e-5)
     # the slider follows the animation asynchronously (plotly_animatingframe)
-    page.page.wait_for_function("() => gd().layout.sliders[0].active === 1", timeout=10_000)
+    # (generous: software WebGL on a loaded two-core machine redraws slowly)
+    page.page.wait_for_function("() => gd().layout.sliders[0].active === 1", timeout=30_000)
     page.close()
 
 
