@@ -259,36 +259,3 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
             )
         da = cast
     return da
-
-
-def _all_groups(root: zarr.Group) -> list[str]:
-    found = []
-    for path in root.attrs["pvx"]["variants"]:
-        parts = path.split("/")
-        for k in range(1, len(parts) + 1):
-            key = "/".join(parts[:k])
-            if key not in found:
-                found.append(key)
-    return found
-
-
-def _copy_array(array: zarr.Array, out_root: zarr.Group, path: str) -> None:
-    meta = array.metadata
-    copy = out_root.create_array(
-        path,
-        shape=array.shape,
-        chunks=array.chunks,
-        dtype=meta.data_type,
-        fill_value=meta.fill_value,
-        compressors=array.compressors,
-        serializer=array.serializer,
-        filters=array.filters,
-        dimension_names=meta.dimension_names,
-        attributes=dict(array.attrs),
-        config={"write_empty_chunks": True},
-    )
-    if array.ndim == 3:  # vectors: one layer at a time bounds memory
-        for layer in range(array.shape[1]):
-            copy[:, layer] = array[:, layer]
-    else:
-        copy[...] = array[...]

@@ -23,9 +23,6 @@ by :func:`migrate`.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +48,6 @@ from pvx._repository import (
     open_repository,
     run,
     transact,
-    write_checksums,
 )
 from pvx._repository import (
     compact as _compact,
@@ -67,9 +63,9 @@ from pvx._store_format import (
     _model_dir,
     _variant_path,
 )
+from pvx._store_publish import publish
 from pvx._store_read import (
     _catalog,
-    _exists,
     _join_variants,
     _mask_node,
     _model_node,
@@ -80,11 +76,9 @@ from pvx._store_read import (
 )
 from pvx._store_results import open_results, save_results
 from pvx._store_write import (
-    _all_groups,
     _append_rows,
     _columns,
     _conform,
-    _copy_array,
     _create_column,
     _encode_rows,
     _init_root,
@@ -541,68 +535,6 @@ def set_attribute(
         return f"set_attribute {name!r} on {mask_node.parent.name}/{mask} {targets}"
 
     return transact(location, change)
-
-
-def publish(
-    store: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    version: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    out_options: Mapping[str, Any] | None = None,
-) -> str:
-    """Write one version of a store as a plain, consolidated, read-only Zarr v3 hierarchy.
-
-    The copy is what HTTP servers, the Hugging Face Hub and any Zarr reader serve: open it
-    with :func:`open_store` or ``xr.open_datatree(out, engine="zarr")``. A local ``out`` is
-    written beside its path and renamed into place. Elsewhere the checksums of the metadata
-    (``pvx-checksums.json``) are written last, so pvx refuses a half-written copy with a
-    ``StoreError``; delete it before publishing to that URL again. ``out`` must not exist.
-
-    Returns
-    -------
-    str
-        The snapshot id published.
-    """
-    view = open_read(Location.parse(store, storage_options or {}), version)
-    catalog = _catalog(view)
-    target = Location.parse(out, out_options or {})
-    if target.path is not None:
-        if target.path.exists():
-            raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
-        staging = target.path.with_name(f".{target.path.name}.publishing-{uuid.uuid4().hex[:8]}")
-        dest: zarr.abc.store.Store = zarr.storage.LocalStore(staging)
-    else:
-        dest = zarr.storage.FsspecStore.from_url(
-            target.text, storage_options=dict(target.storage_options) or None
-        )
-        if _exists(dest):
-            raise StoreError(f"{target.text!r} exists; publish to a new path")
-    try:
-        out_root = zarr.create_group(dest, zarr_format=3)
-        for path in _all_groups(view.root):
-            group = view.root[path]
-            out_root.create_group(path, attributes=dict(group.attrs))
-            for name, array in group.arrays():
-                _copy_array(array, out_root, f"{path}/{name}")
-        published = {
-            "source": view.where,
-            "snapshot": view.snapshot,
-            "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        out_root.attrs["pvx"] = {**catalog, "published": published}
-        with warnings.catch_warnings():
-            # Zarr says consolidated metadata is not in the v3 spec yet; it is how every Zarr
-            # reader, xarray's included, opens a remote hierarchy in one request.
-            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-            zarr.consolidate_metadata(dest)
-        write_checksums(target, staging if target.path is not None else None)
-        if target.path is not None:
-            os.rename(staging, target.path)
-    finally:
-        if target.path is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return str(view.snapshot)
 
 
 def migrate(old: str | os.PathLike, new: str | os.PathLike) -> list[str]:
