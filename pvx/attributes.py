@@ -38,6 +38,8 @@ __all__ = ["probe"]
 METHODS = ("diff_means", "logistic", "ridge")
 # Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
 EIGEN_TOL = 1e-10
+# Stopping tolerance of the logistic regression (L-BFGS); scikit-learn's default is 1e-4.
+LOGISTIC_TOL = 1e-4
 # Per attribute and layer: score, its spread over folds, the shuffled-label baseline and its
 # spread over permutations, the mean absolute error (numbers only).
 _FIELDS = ("score", "score_std", "baseline", "baseline_std", "mae")
@@ -320,12 +322,14 @@ def _probe_one(
                 scores[r, f] = _r2(labels[r, test], predicted[r])
             errors[f] = np.mean(np.abs(labels[0, test] - predicted[0]))
             continue
+        if target.method == "logistic":  # one isometric copy of the vectors per fold
+            features_train, features_test = _isometric_features(kt, ks)
         for r in range(len(labels)):
             y_train = labels[r, train].astype(np.int64)
             if target.method == "diff_means":
                 predicted = _nearest_mean(prepared, train, test, y_train)
             else:
-                predicted = _logistic(kt, ks, y_train, C)
+                predicted = _logistic(features_train, features_test, y_train, C)
             scores[r, f] = _balanced_accuracy(labels[r, test].astype(np.int64), predicted)
     baseline = scores[1:].mean(axis=1) if len(labels) > 1 else np.array([np.nan])
     return np.array(
@@ -386,19 +390,24 @@ def _nearest_mean(
     return np.argmin(distance, axis=0)
 
 
-def _logistic(kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray, C: float) -> np.ndarray:
-    """``LogisticRegression(C, class_weight="balanced")`` fitted on an isometric copy of the
-    training vectors (the training Gram's eigenbasis) and applied to the test rows."""
-    from sklearn.linear_model import LogisticRegression
-
+def _isometric_features(kt: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of the training and test vectors in the training Gram's eigenbasis:
+    inner products with the training vectors are kept, so a model penalised by the L2 norm
+    of its weights fits them exactly as it fits the vectors (representer theorem)."""
     values, vectors = np.linalg.eigh(kt)
     keep = values > EIGEN_TOL * max(values.max(), 1e-300)
     values, vectors = values[keep], vectors[:, keep]
-    features_train = vectors * np.sqrt(values)
-    features_test = ks @ (vectors / np.sqrt(values))
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=1e-8)
-    model.fit(features_train, y_train)
-    return model.predict(features_test)
+    return vectors * np.sqrt(values), ks @ (vectors / np.sqrt(values))
+
+
+def _logistic(
+    features_train: np.ndarray, features_test: np.ndarray, y_train: np.ndarray, C: float
+) -> np.ndarray:
+    """``LogisticRegression(C, class_weight="balanced")`` fitted and applied."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=LOGISTIC_TOL)
+    return model.fit(features_train, y_train).predict(features_test)
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
