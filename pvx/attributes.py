@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -33,7 +33,10 @@ from pvx import _engine
 from pvx._engine import P, Q
 from pvx._validate import LayerSelection
 
-__all__ = ["probe"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["associated_values", "association", "probe"]
 
 METHODS = ("diff_means", "logistic", "ridge")
 # Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
@@ -420,3 +423,170 @@ def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if total == 0:
         return np.nan
     return float(1.0 - np.sum((y_true - y_pred) ** 2) / total)
+
+
+# --------------------------------------------------------------------------- association
+
+
+def association(
+    da: xr.DataArray | xr.Dataset,
+    attributes: Sequence[Hashable] | None = None,
+    *,
+    bins: int = 4,
+    include_baseline: bool = False,
+) -> xr.DataArray:
+    """Cramér's V between persona attributes, bias-corrected for every table size.
+
+    Numeric attributes are cut into ``bins`` quantile bins; ordinal and categorical ones use
+    their values. Each pair is tabulated over the personas that have both values; V uses
+    the bias correction of Bergsma (2013) on every table (not Yates' correction, which only
+    touches 2 × 2 tables and is not a bias correction of V).
+
+    Parameters
+    ----------
+    da : xarray.DataArray or xarray.Dataset
+        Anything with the persona attributes as ``persona`` coordinates (the vectors are not
+        read).
+    attributes : list of names, optional
+        Attributes to compare (default every attribute).
+    bins : int
+        Quantile bins for numeric attributes.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona (its attributes are missing anyway).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``cramers_v`` ``(attribute, attribute_other)``, symmetric, 1 on the diagonal, NaN
+        where a pair has fewer than two values on either side.
+
+    Examples
+    --------
+    >>> import pvx.attributes, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=40, n_clusters=2, seed=0)
+    >>> v = pvx.attributes.association(da, ["region", "planted_cluster"])
+    >>> round(float(v.sel(attribute="region", attribute_other="planted_cluster")), 3)
+    1.0
+    """
+    table = _attribute_table(da, attributes, bins=bins, include_baseline=include_baseline)
+    names = list(table)
+    v = np.full((len(names), len(names)), np.nan)
+    for i, a in enumerate(names):
+        for j in range(i, len(names)):
+            v[i, j] = v[j, i] = _cramers_v(table[a], table[names[j]])
+    return xr.DataArray(
+        v,
+        dims=("attribute", "attribute_other"),
+        coords={"attribute": names, "attribute_other": names},
+        name="cramers_v",
+        attrs={"bins": bins, "correction": "Bergsma (2013) bias correction"},
+    )
+
+
+def associated_values(
+    da: xr.DataArray | xr.Dataset,
+    attributes: Sequence[Hashable] | None = None,
+    *,
+    top: int = 10,
+    bins: int = 4,
+    min_count: int = 5,
+    include_baseline: bool = False,
+) -> pd.DataFrame:
+    """The value pairs of two attributes that occur together most beyond chance.
+
+    Ranked by the standardised residual ``(observed - expected) / sqrt(expected)`` of their
+    cell (expected from the two attributes' own shares), among cells seen at least
+    ``min_count`` times. Returns a DataFrame with the two attributes and values, the count,
+    the expected count, the lift (observed / expected) and the residual.
+    """
+    import pandas as pd
+
+    table = _attribute_table(da, attributes, bins=bins, include_baseline=include_baseline)
+    names = list(table)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = table[[a, b]].dropna()
+            if both.empty:
+                continue
+            observed = pd.crosstab(both[a], both[b])
+            counts = observed.to_numpy(dtype=np.float64)
+            expected = np.outer(counts.sum(axis=1), counts.sum(axis=0)) / counts.sum()
+            residual = (counts - expected) / np.sqrt(expected)
+            for (r, c), count in np.ndenumerate(counts):
+                if count >= min_count:
+                    rows.append(
+                        (
+                            a,
+                            observed.index[r],
+                            b,
+                            observed.columns[c],
+                            int(count),
+                            expected[r, c],
+                            count / expected[r, c],
+                            residual[r, c],
+                        )
+                    )
+    columns = [
+        "attribute",
+        "value",
+        "attribute_other",
+        "value_other",
+        "count",
+        "expected",
+        "lift",
+        "residual",
+    ]
+    found = pd.DataFrame(rows, columns=columns)
+    return found.sort_values("residual", ascending=False).head(top).reset_index(drop=True)
+
+
+def _attribute_table(
+    da: xr.DataArray | xr.Dataset,
+    attributes: Sequence[Hashable] | None,
+    *,
+    bins: int,
+    include_baseline: bool,
+) -> pd.DataFrame:
+    """One column of labels per attribute (numbers cut into quantile bins), NaN if missing."""
+    import pandas as pd
+
+    from pvx._validate import drop_baseline
+
+    if P in da.dims:
+        da = drop_baseline(da, include_baseline=include_baseline)
+    names, _ = _attribute_names(da, attributes)
+    if len(names) < 2:
+        raise ValueError(f"association needs two attributes or more, got {names!r}")
+    columns = {}
+    for name in names:
+        coord = da[name]
+        values = pd.Series(np.asarray(coord.values, dtype=object))
+        values = values.where(~values.map(_missing), np.nan)
+        if coord.attrs["kind"] == "numeric":
+            numbers = pd.to_numeric(values, errors="coerce")
+            columns[name] = (
+                pd.qcut(numbers, bins, duplicates="drop").astype(str).where(numbers.notna(), np.nan)
+            )
+        else:
+            columns[name] = values.astype(object)
+    return pd.DataFrame(columns)
+
+
+def _cramers_v(a: Any, b: Any) -> float:
+    """Bias-corrected Cramér's V of two label columns (pairs with a missing value dropped)."""
+    import pandas as pd
+
+    keep = a.notna() & b.notna()
+    observed = pd.crosstab(a[keep], b[keep]).to_numpy(dtype=np.float64)
+    n = observed.sum()
+    r, k = observed.shape
+    if r < 2 or k < 2 or n < 2:
+        return np.nan
+    expected = np.outer(observed.sum(1), observed.sum(0)) / n
+    phi2 = float(((observed - expected) ** 2 / expected).sum()) / n
+    phi2_corrected = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+    r_corrected = r - (r - 1) ** 2 / (n - 1)
+    k_corrected = k - (k - 1) ** 2 / (n - 1)
+    denominator = min(k_corrected - 1, r_corrected - 1)
+    return float(np.sqrt(phi2_corrected / denominator)) if denominator > 0 else np.nan

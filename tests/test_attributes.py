@@ -164,3 +164,66 @@ def test_variants_are_probed_each(da):
         "layer",
     }
     np.testing.assert_allclose(result["score"].sel(variant="a"), result["score"].sel(variant="b"))
+
+
+# ----------------------------------------------------------------------------- association
+
+
+def _labels_from_table(table):
+    rows, cols = [], []
+    for (i, j), count in np.ndenumerate(np.asarray(table)):
+        rows += [f"r{i}"] * int(count)
+        cols += [f"c{j}"] * int(count)
+    return rows, cols
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        [[20, 5], [6, 19]],
+        [[10, 2, 3, 7], [1, 12, 4, 2], [5, 5, 9, 1]],
+        [[8, 1], [2, 9], [7, 3], [1, 10], [5, 5]],
+        [[3, 3], [3, 3]],  # independent: corrected V is 0
+    ],
+)
+def test_cramers_v_equals_the_direct_formula(table):
+    from scipy.stats import chi2_contingency
+
+    rows, cols = _labels_from_table(table)
+    n = len(rows)
+    arr = xr.DataArray(np.zeros((n, 1, 1)), dims=("persona", "layer", "hidden")).assign_coords(
+        a=("persona", np.array(rows, dtype=object), {"kind": "categorical"}),
+        b=("persona", np.array(cols, dtype=object), {"kind": "categorical"}),
+    )
+    v = attributes.association(arr)
+    observed = np.asarray(table, dtype=float)
+    chi2 = chi2_contingency(observed, correction=False)[0]  # no Yates: the raw statistic
+    r, k = observed.shape
+    phi2 = max(0.0, chi2 / n - (k - 1) * (r - 1) / (n - 1))
+    rc, kc = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
+    expected = np.sqrt(phi2 / min(kc - 1, rc - 1))
+    np.testing.assert_allclose(float(v.sel(attribute="a", attribute_other="b")), expected)
+    np.testing.assert_allclose(v.values, v.values.T)
+    np.testing.assert_allclose(np.diag(v.values), 1.0)
+
+
+def test_numbers_are_binned_and_missing_values_dropped(da):
+    v = attributes.association(da, ["age", "tier", "parity"], bins=3)
+    assert v.dims == ("attribute", "attribute_other") and v.shape == (3, 3)
+    assert float(v.sel(attribute="tier", attribute_other="parity")) > 0.3  # both follow clusters
+    tier = da["tier"].values.copy()
+    tier[:10] = None
+    with_missing = da.assign_coords(tier=("persona", tier, {"kind": "categorical"}))
+    assert np.isfinite(attributes.association(with_missing, ["tier", "parity"]).values).all()
+    pairs = attributes.associated_values(da, ["tier", "parity"], top=3, min_count=1)
+    assert list(pairs.columns) == [
+        "attribute",
+        "value",
+        "attribute_other",
+        "value_other",
+        "count",
+        "expected",
+        "lift",
+        "residual",
+    ]
+    assert pairs["residual"].is_monotonic_decreasing and pairs["lift"].iloc[0] > 1
