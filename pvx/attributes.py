@@ -36,7 +36,7 @@ from pvx._validate import LayerSelection
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["associated_values", "association", "probe"]
+__all__ = ["associated_values", "association", "name_clusters", "probe"]
 
 METHODS = ("diff_means", "logistic", "ridge")
 # Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
@@ -501,7 +501,9 @@ def associated_values(
     """
     import pandas as pd
 
-    table = _attribute_table(da, attributes, bins=bins, include_baseline=include_baseline)
+    table = _attribute_table(
+        da, attributes, bins=bins, include_baseline=include_baseline, func="associated_values"
+    )
     names = list(table)
     rows = []
     for i, a in enumerate(names):
@@ -547,6 +549,8 @@ def _attribute_table(
     *,
     bins: int,
     include_baseline: bool,
+    minimum: int = 2,
+    func: str = "association",
 ) -> pd.DataFrame:
     """One column of labels per attribute (numbers cut into quantile bins), NaN if missing."""
     import pandas as pd
@@ -556,8 +560,8 @@ def _attribute_table(
     if P in da.dims:
         da = drop_baseline(da, include_baseline=include_baseline)
     names, _ = _attribute_names(da, attributes)
-    if len(names) < 2:
-        raise ValueError(f"association needs two attributes or more, got {names!r}")
+    if len(names) < minimum:
+        raise ValueError(f"{func}() needs {minimum} attribute(s) or more, got {names!r}")
     columns = {}
     for name in names:
         coord = da[name]
@@ -590,3 +594,131 @@ def _cramers_v(a: Any, b: Any) -> float:
     k_corrected = k - (k - 1) ** 2 / (n - 1)
     denominator = min(k_corrected - 1, r_corrected - 1)
     return float(np.sqrt(phi2_corrected / denominator)) if denominator > 0 else np.nan
+
+
+# --------------------------------------------------------------------------- named clusters
+
+
+def name_clusters(
+    labels: xr.DataArray,
+    da: xr.DataArray | xr.Dataset,
+    attributes: Sequence[Hashable] | None = None,
+    *,
+    top: int = 2,
+    min_z: float = 2.0,
+    bins: int = 4,
+) -> xr.Dataset:
+    """Names for clusters from their over-represented attribute values, always unique.
+
+    For each cluster and each attribute value, the value's share among the cluster's
+    personas is compared with its share among all personas by a one-proportion z statistic.
+    A cluster is named by its ``top`` most over-represented values (``z >= min_z``, from
+    different attributes), e.g. ``"female · north"``. Two clusters never share a name: tied
+    names take their next distinctive value, and the cluster number as a last resort.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray
+        Cluster labels ``(persona,)``, e.g. :func:`pvx.cluster.kmeans` (negative: no cluster),
+        matched to ``da`` by ``id``.
+    da : xarray.DataArray or xarray.Dataset
+        The personas' attributes as ``persona`` coordinates.
+    attributes : list of names, optional
+        Attributes to name by (default all; numbers are cut into ``bins`` quantile bins).
+    top, min_z, bins
+        Values per name, the evidence threshold, quantile bins for numbers.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``cluster``: ``name``, ``size`` and ``evidence`` (e.g. ``"gender = female: 100%
+        vs 54% overall (z = 4.1)"``, one per value used, ``"; "``-separated).
+
+    Examples
+    --------
+    >>> import pvx.attributes, pvx.cluster, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=40, n_clusters=2, seed=0)
+    >>> names = pvx.attributes.name_clusters(da["planted_cluster"].astype(int), da, ["region"])
+    >>> sorted(names["name"].values.tolist())
+    ['north', 'south']
+    """
+    if not isinstance(labels, xr.DataArray) or labels.dims != (P,):
+        raise ValueError(
+            "name_clusters() needs labels with dims ('persona',), e.g. pvx.cluster.kmeans(...) "
+            "with mode='mean_across_layers', or labels.sel(layer=...)"
+        )
+    table = _attribute_table(
+        da, attributes, bins=bins, include_baseline=True, minimum=1, func="name_clusters"
+    )
+    ids = np.asarray(da["id"].values, dtype=object) if "id" in da.coords else None
+    codes = np.asarray(labels.values)
+    if ids is not None and "id" in labels.coords:
+        position = dict(
+            zip(np.asarray(labels["id"].values, dtype=object).tolist(), codes, strict=True)
+        )
+        codes = np.array([position.get(i, -1) for i in ids.tolist()])
+    if len(codes) != len(table):
+        raise ValueError(f"labels has {len(codes)} personas, the attributes {len(table)}")
+    clusters = sorted(int(c) for c in set(codes.tolist()) if c >= 0)
+    candidates = {c: _distinctive_values(table, codes == c, min_z) for c in clusters}
+    chosen = {c: [] for c in clusters}  # (attribute, value, evidence) per cluster
+
+    def extend(c: int) -> bool:
+        used = {a for a, _, _ in chosen[c]}
+        for attribute, value, evidence in candidates[c]:
+            if attribute not in used:
+                chosen[c].append((attribute, value, evidence))
+                return True
+        return False
+
+    for c in clusters:
+        for _ in range(top):
+            extend(c)
+    names = {c: _cluster_name(c, chosen[c]) for c in clusters}
+    while len(set(names.values())) < len(names):
+        for name in {n for n in names.values() if list(names.values()).count(n) > 1}:
+            tied = [c for c in clusters if names[c] == name]
+            for c in tied:
+                names[c] = _cluster_name(c, chosen[c]) if extend(c) else f"{name} (cluster {c})"
+    return xr.Dataset(
+        {
+            "name": ("cluster", [names[c] for c in clusters]),
+            "size": ("cluster", [int((codes == c).sum()) for c in clusters]),
+            "evidence": ("cluster", ["; ".join(e for _, _, e in chosen[c]) for c in clusters]),
+        },
+        coords={"cluster": clusters},
+        attrs={"min_z": min_z, "top": top},
+    )
+
+
+def _distinctive_values(table: pd.DataFrame, member: np.ndarray, min_z: float) -> list[tuple]:
+    """(attribute, value, evidence) over-represented in ``member``, most distinctive first."""
+    found = []
+    for attribute in table:
+        column = table[attribute]
+        known = column.notna().to_numpy()
+        inside = member & known
+        n_inside = int(inside.sum())
+        if not n_inside:
+            continue
+        base = column[known].value_counts(normalize=True)
+        share = column[inside].value_counts(normalize=True)
+        for value, p0 in base.items():
+            p = float(share.get(value, 0.0))
+            if not 0 < p0 < 1:
+                continue
+            z = (p - p0) / np.sqrt(p0 * (1 - p0) / n_inside)
+            if z >= min_z:
+                evidence = (
+                    f"{attribute} = {value}: {100 * p:.0f}% vs {100 * p0:.0f}% overall "
+                    f"(z = {z:.1f})"
+                )
+                found.append((z, attribute, str(value), evidence))
+    found.sort(key=lambda item: -item[0])
+    return [(a, v, e) for _, a, v, e in found]
+
+
+def _cluster_name(c: int, chosen: list[tuple]) -> str:
+    if not chosen:
+        return f"cluster {c} (no distinctive attribute)"
+    return " · ".join(value for _, value, _ in chosen)

@@ -227,3 +227,57 @@ def test_numbers_are_binned_and_missing_values_dropped(da):
         "residual",
     ]
     assert pairs["residual"].is_monotonic_decreasing and pairs["lift"].iloc[0] > 1
+
+
+# ----------------------------------------------------------------------------- named clusters
+
+
+def _people(**columns):
+    n = len(next(iter(columns.values()))[0])
+    arr = xr.DataArray(np.zeros((n, 1, 1)), dims=("persona", "layer", "hidden"))
+    arr = arr.assign_coords(id=("persona", [f"p{i}" for i in range(n)]))
+    for name, (values, kind) in columns.items():
+        arr = arr.assign_coords({name: ("persona", np.array(values, dtype=object), {"kind": kind})})
+    return arr
+
+
+def test_cluster_names_come_from_over_represented_values_with_evidence():
+    gender = ["female"] * 20 + ["male"] * 20 + ["female"] * 4 + ["male"] * 16
+    region = ["north"] * 10 + ["south"] * 10 + ["south"] * 20 + ["north"] * 20
+    people = _people(gender=(gender, "categorical"), region=(region, "categorical"))
+    labels = xr.DataArray([0] * 20 + [1] * 20 + [2] * 20, dims="persona")
+    named = attributes.name_clusters(labels, people, top=1)
+    assert named["name"].values.tolist()[0] == "female"
+    assert named["size"].values.tolist() == [20, 20, 20]
+    evidence = named["evidence"].values[0]
+    assert evidence.startswith("gender = female: 100% vs 40% overall (z = ")
+
+
+def test_cluster_names_are_always_unique():
+    # clusters 0 and 1 are both all "female" (the reference would name both "female" and
+    # merge them); cluster 2 has nothing distinctive
+    gender = ["female"] * 20 + ["male"] * 20
+    city = ["paris"] * 10 + ["rome"] * 10 + ["paris", "rome"] * 10
+    people = _people(gender=(gender, "categorical"), city=(city, "categorical"))
+    labels = xr.DataArray([0] * 10 + [1] * 10 + [2] * 20, dims="persona")
+    named = attributes.name_clusters(labels, people, top=1)
+    names = named["name"].values.tolist()
+    assert len(set(names)) == 3
+    assert names[0].startswith("female") and names[1].startswith("female")
+    # identical clusters get the cluster number as the last resort
+    same = xr.DataArray([0, 1] * 20, dims="persona")
+    flat = _people(gender=(["a", "b"] * 20, "categorical"), city=(["x"] * 40, "categorical"))
+    assert len(set(attributes.name_clusters(same, flat)["name"].values.tolist())) == 2
+
+
+def test_cluster_labels_are_matched_by_id_and_bad_labels_named():
+    people = _people(gender=(["female"] * 10 + ["male"] * 10, "categorical"))
+    labels = xr.DataArray(
+        [1] * 10 + [0] * 10,
+        dims="persona",
+        coords={"id": ("persona", [f"p{i}" for i in range(20)][::-1])},
+    )
+    named = attributes.name_clusters(labels, people)
+    assert named.sel(cluster=1)["name"].item() == "male"  # p19..p10 are cluster 1
+    with pytest.raises(ValueError, match="dims \\('persona',\\)"):
+        attributes.name_clusters(labels.expand_dims(layer=2), people)
