@@ -46,6 +46,7 @@ class PvAccessor:
     kmeans = forward(cluster.kmeans)
     linkage = forward(cluster.linkage)
     probe = forward(attributes.probe)
+    direction = forward(attributes.direction)
 
     @property
     def plot(self) -> Any:

@@ -36,7 +36,7 @@ from pvx._validate import LayerSelection
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["associated_values", "association", "name_clusters", "probe"]
+__all__ = ["associated_values", "association", "direction", "name_clusters", "probe"]
 
 METHODS = ("diff_means", "logistic", "ridge")
 # Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
@@ -722,3 +722,127 @@ def _cluster_name(c: int, chosen: list[tuple]) -> str:
     if not chosen:
         return f"cluster {c} (no distinctive attribute)"
     return " · ".join(value for _, value, _ in chosen)
+
+
+# --------------------------------------------------------------------------- directions
+
+
+def direction(
+    da: xr.DataArray,
+    groups: Any = None,
+    *,
+    attribute: Hashable | None = None,
+    value: Any = None,
+    other: Any = None,
+    layer: LayerSelection = None,
+    include_baseline: bool = False,
+) -> xr.Dataset:
+    """The difference-of-means direction between two persona groups, per layer.
+
+    The analysis side of persona steering vectors: ``mean(group a) - mean(group b)`` of the
+    raw vectors, per layer (and variant), lazy on dask input.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors ``(persona, layer, hidden)``.
+    groups : (ids, ids) or boolean array, optional
+        The two groups as two lists of persona ids, or a boolean mask over ``persona``
+        (``True``: group a, ``False``: group b).
+    attribute, value, other
+        Or the groups by an attribute: personas whose ``attribute`` equals ``value``
+        against those equal to ``other`` (default: every other persona with a value).
+    layer : label, list of labels or None
+        Layers (default all).
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``direction`` ``(..., layer, hidden)``; ``norm`` ``(..., layer)``; ``projection``
+        ``(..., layer, persona)``: each persona's position along the unit direction, 0
+        half-way between the group means; ``layer_cosine`` ``(..., layer, layer_other)``
+        between the directions of two layers; with a ``variant`` dim, ``variant_cosine``
+        ``(layer, variant, variant_other)``. Attributes name the groups and their sizes.
+
+    Examples
+    --------
+    >>> import pvx.attributes, pvx.synthetic
+    >>> da = pvx.synthetic.planted_personas(n_persona=20, n_clusters=2, seed=0)
+    >>> d = pvx.attributes.direction(da, attribute="planted_cluster", value=0)
+    >>> on_the_positive_side = d["projection"].sel(layer=0) > 0
+    >>> bool((on_the_positive_side == (da["planted_cluster"] == 0)).all())
+    True
+    """
+    da = _engine.prepare_input(
+        da, func="direction", layer=layer, include_baseline=include_baseline, min_personas=2
+    )
+    in_a, in_b, described = _two_groups(da, groups, attribute, value, other)
+    x = da.astype(np.float64)
+    mean_a = x.isel({P: np.flatnonzero(in_a)}).mean(P)
+    mean_b = x.isel({P: np.flatnonzero(in_b)}).mean(P)
+    d = (mean_a - mean_b).reset_coords(drop=True)
+    norm = np.sqrt((d**2).sum("hidden"))
+    unit = d / norm.where(norm > 0)
+    midpoint = ((mean_a + mean_b) / 2).reset_coords(drop=True)
+    projection = ((x - midpoint) * unit).sum("hidden")
+    layer_cosine = xr.dot(unit, unit.rename(layer="layer_other"), dim="hidden")
+    result = xr.Dataset(
+        {
+            "direction": d,
+            "norm": norm,
+            "projection": projection.transpose(..., P),
+            "layer_cosine": layer_cosine,
+        }
+    )
+    if "variant" in d.dims:
+        result["variant_cosine"] = xr.dot(unit, unit.rename(variant="variant_other"), dim="hidden")
+    result.attrs = {
+        "group_a": described[0],
+        "group_b": described[1],
+        "n_a": int(in_a.sum()),
+        "n_b": int(in_b.sum()),
+    }
+    return result
+
+
+def _two_groups(
+    da: xr.DataArray, groups: Any, attribute: Hashable | None, value: Any, other: Any
+) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
+    ids = np.asarray(da["id"].values, dtype=object) if "id" in da.coords else None
+    if (groups is None) == (attribute is None):
+        raise ValueError("direction() needs groups= or attribute= (with value=), not both")
+    if attribute is not None:
+        if attribute not in da.coords or da[attribute].dims != (P,):
+            raise KeyError(f"direction() got unknown attribute {attribute!r}")
+        values = np.asarray(da[attribute].values, dtype=object)
+        known = np.array([not _missing(v) for v in values])
+        in_a = known & (values == value)
+        in_b = known & ~in_a if other is None else known & (values == other)
+        names = (
+            f"{attribute} = {value}",
+            f"{attribute} = {other}" if other is not None else f"{attribute} != {value}",
+        )
+    elif isinstance(groups, tuple) and len(groups) == 2:
+        if ids is None:
+            raise ValueError("direction(groups=(ids, ids)) needs an 'id' coordinate")
+        wanted = [set(map(str, g)) for g in groups]
+        unknown = sorted((wanted[0] | wanted[1]) - set(ids.astype(str).tolist()))
+        if unknown:
+            raise KeyError(f"direction() got unknown persona id(s) {unknown[:5]!r}")
+        in_a = np.isin(ids.astype(str), list(wanted[0]))
+        in_b = np.isin(ids.astype(str), list(wanted[1]))
+        names = (f"{len(wanted[0])} chosen personas", f"{len(wanted[1])} chosen personas")
+    else:
+        mask = np.asarray(groups.values if isinstance(groups, xr.DataArray) else groups)
+        if mask.dtype != bool or mask.shape != (da.sizes[P],):
+            raise ValueError(
+                "direction(groups=...) needs two lists of ids or a boolean mask over persona"
+            )
+        in_a, in_b, names = mask, ~mask, ("mask True", "mask False")
+    if (in_a & in_b).any():
+        raise ValueError("direction(): a persona is in both groups")
+    if not in_a.any() or not in_b.any():
+        raise ValueError(f"direction(): a group is empty ({names[0]!r} vs {names[1]!r})")
+    return in_a, in_b, names

@@ -281,3 +281,47 @@ def test_cluster_labels_are_matched_by_id_and_bad_labels_named():
     assert named.sel(cluster=1)["name"].item() == "male"  # p19..p10 are cluster 1
     with pytest.raises(ValueError, match="dims \\('persona',\\)"):
         attributes.name_clusters(labels.expand_dims(layer=2), people)
+
+
+# ----------------------------------------------------------------------------- directions
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_direction_is_the_difference_of_group_means(da, backend):
+    arr = da.chunk({"layer": 1}) if backend == "dask" else da
+    d = attributes.direction(arr, attribute="parity", value="even")
+    if backend == "dask":
+        assert d["direction"].chunks is not None
+    d = d.compute()
+    x = da.values.astype(np.float64)
+    even = da["parity"].values == "even"
+    expected = x[even].mean(0) - x[~even].mean(0)  # (layer, hidden)
+    np.testing.assert_allclose(d["direction"].transpose("layer", "hidden"), expected, rtol=1e-10)
+    norms = np.linalg.norm(expected, axis=1)
+    np.testing.assert_allclose(d["norm"], norms)
+    unit = expected / norms[:, None]
+    middle = (x[even].mean(0) + x[~even].mean(0)) / 2
+    projection = np.einsum("plh,lh->lp", x - middle, unit)
+    np.testing.assert_allclose(d["projection"].transpose("layer", "persona"), projection, atol=1e-8)
+    np.testing.assert_allclose(d["layer_cosine"], unit @ unit.T, atol=1e-12)
+    assert (d.attrs["n_a"], d.attrs["n_b"]) == (int(even.sum()), int((~even).sum()))
+
+
+def test_direction_groups_by_ids_or_mask_and_across_variants(da):
+    ids = da["id"].values.tolist()
+    by_ids = attributes.direction(da, (ids[:5], ids[5:12]))
+    mask = np.zeros(da.sizes["persona"], dtype=bool)
+    mask[:5] = True
+    by_mask = attributes.direction(da.isel(persona=slice(0, 12)), mask[:12])
+    np.testing.assert_allclose(by_ids["direction"], by_mask["direction"])
+    stacked = xr.concat(
+        [da, da * 2.0], dim=xr.DataArray(["a", "b"], dims="variant", name="variant")
+    )
+    both = attributes.direction(stacked, attribute="parity", value="even")
+    np.testing.assert_allclose(both["variant_cosine"].sel(variant="a", variant_other="b"), 1.0)
+    with pytest.raises(ValueError, match="groups= or attribute="):
+        attributes.direction(da)
+    with pytest.raises(ValueError, match="empty"):
+        attributes.direction(da, attribute="parity", value="neither")
+    with pytest.raises(KeyError, match="unknown persona"):
+        attributes.direction(da, (["nobody"], ids[:3]))
