@@ -24,6 +24,8 @@ from pvx.views.holoviews import (
     dendrogram,
     heatmap,
     pair_trajectories,
+    probe_heatmap,
+    probe_lines,
     projection,
     save,
     scree,
@@ -39,6 +41,7 @@ pair_similarity = _analyses.bind(_analyses.pair_similarity, "holoviews")
 variant_similarity = _analyses.bind(_analyses.variant_similarity, "holoviews")
 explained_variance = _analyses.bind(_analyses.explained_variance, "holoviews")
 linkage = _analyses.bind(_analyses.linkage, "holoviews")
+probe = _analyses.bind(_analyses.probe, "holoviews")
 
 HvplotAccessor = _analyses.accessor_class(
     "holoviews",
@@ -60,6 +63,9 @@ __all__ = [
     "pair_similarity",
     "pair_trajectories",
     "pca",
+    "probe",
+    "probe_heatmap",
+    "probe_lines",
     "projection",
     "save",
     "scree",

@@ -25,7 +25,14 @@ face for Plotly.
 from pvx.views import analyses as _analyses
 from pvx.views._common import LABEL_LIMIT
 from pvx.views.html import html_div, write_html
-from pvx.views.plotly_lines import pair_trajectories, scree, variance_heatmap, variant_lines
+from pvx.views.plotly_lines import (
+    pair_trajectories,
+    probe_heatmap,
+    probe_lines,
+    scree,
+    variance_heatmap,
+    variant_lines,
+)
 from pvx.views.plotly_matrix import dendrogram, heatmap
 from pvx.views.plotly_projection import projection
 
@@ -37,6 +44,7 @@ pair_similarity = _analyses.bind(_analyses.pair_similarity, "plotly")
 variant_similarity = _analyses.bind(_analyses.variant_similarity, "plotly")
 explained_variance = _analyses.bind(_analyses.explained_variance, "plotly")
 linkage = _analyses.bind(_analyses.linkage, "plotly")
+probe = _analyses.bind(_analyses.probe, "plotly")
 
 PlotAccessor = _analyses.accessor_class(
     "plotly",
@@ -62,6 +70,9 @@ __all__ = [
     "pair_similarity",
     "pair_trajectories",
     "pca",
+    "probe",
+    "probe_heatmap",
+    "probe_lines",
     "projection",
     "scree",
     "umap",

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 import pvx.accessor
+import pvx.attributes
 import pvx.hvplot
 import pvx.plot
 import pvx.synthetic
@@ -28,6 +29,8 @@ DRAWING = [
     "variance_heatmap",
     "pair_trajectories",
     "variant_lines",
+    "probe_lines",
+    "probe_heatmap",
 ]
 ANALYSES = [
     "pca",
@@ -38,6 +41,7 @@ ANALYSES = [
     "variant_similarity",
     "explained_variance",
     "linkage",
+    "probe",
 ]
 
 
@@ -218,3 +222,23 @@ def test_a_cluster_attribute_is_drawn_as_it_is_unless_k_means_is_asked_for(one, 
             "cluster 1",
             "cluster 2",
         }
+
+
+def test_probe_views_draw_the_same_scores(one):
+    result = pvx.attributes.probe(one, ["region", "age"], folds=3, permutations=2).compute()
+    fig, view = pvx.plot.probe_lines(result), pvx.hvplot.probe_lines(result)
+    plotly, holo = _lines(fig), _curves(view)
+    assert list(plotly) == list(holo) == ["region (balanced accuracy)", "age (r2)"]
+    np.testing.assert_allclose(
+        plotly["region (balanced accuracy)"], result["score"].sel(attribute="region")
+    )
+    assert [t.name for t in fig.data if t.fill == "toself"] == [
+        a.label for a in view if isinstance(a, hv.Area)
+    ]
+    heat, grid = pvx.plot.probe_heatmap(result), pvx.hvplot.probe_heatmap(result)
+    np.testing.assert_allclose(heat.data[0].z, result["gain"].values, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(grid.dimension_values("gain")), np.sort(result["gain"].values.ravel())
+    )
+    drawn = one.pv.plot.probe(["region", "age"], folds=3, permutations=2)
+    assert [t.name for t in drawn.data] == [t.name for t in fig.data]

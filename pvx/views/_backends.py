@@ -18,6 +18,8 @@ def backend_views(backend: str) -> SimpleNamespace:
             variance_heatmap=plotly_lines.variance_heatmap,
             pair_trajectories=plotly_lines.pair_trajectories,
             variant_lines=plotly_lines.variant_lines,
+            probe_lines=plotly_lines.probe_lines,
+            probe_heatmap=plotly_lines.probe_heatmap,
         )
     if backend == "holoviews":
         from pvx.views import holoviews
@@ -30,5 +32,7 @@ def backend_views(backend: str) -> SimpleNamespace:
             variance_heatmap=holoviews.variance_heatmap,
             pair_trajectories=holoviews.pair_trajectories,
             variant_lines=holoviews.variant_lines,
+            probe_lines=holoviews.probe_lines,
+            probe_heatmap=holoviews.probe_heatmap,
         )
     raise ValueError(f"unknown back end {backend!r}; choose 'plotly' or 'holoviews'")

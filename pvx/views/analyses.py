@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pvx import attributes as _attributes  # the name 'attributes' is a parameter here
 from pvx import cluster, decomposition, similarity
 from pvx._forward import forward
 from pvx.views._backends import backend_views
@@ -320,6 +321,63 @@ def linkage(
     )
 
 
+def probe(
+    da: xr.DataArray,
+    attributes: Hashable | Sequence[Hashable] | None = None,
+    *,
+    layer: Any = None,
+    folds: int = 5,
+    permutations: int = 5,
+    seed: int = 0,
+    heatmap: bool = False,
+    include_baseline: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+    backend: str = "plotly",
+) -> Any:
+    """Which layers encode which attributes: :func:`pvx.attributes.probe`, then
+    ``probe_lines`` (score by layer over the shuffled-label band, one line per attribute)
+    or, with ``heatmap=True``, ``probe_heatmap`` (attribute × layer gain).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with persona attributes.
+    attributes : name or list of names, optional
+        Attributes to probe (default all).
+    layer : label, list of labels or None
+        Layers to probe.
+    folds, permutations, seed
+        Cross-validation folds, shuffled-label repetitions and their seed.
+    heatmap : bool
+        Draw the gain heatmap instead of the lines.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+    width, height : int, optional
+        Size in pixels.
+    title : str, optional
+        Title.
+
+    Returns
+    -------
+    {figure}
+    """
+    result = _attributes.probe(
+        da,
+        attributes,
+        layer=layer,
+        folds=folds,
+        permutations=permutations,
+        seed=seed,
+        include_baseline=include_baseline,
+    )
+    (result,) = _compute_together(result)
+    views = backend_views(backend)
+    draw = views.probe_heatmap if heatmap else views.probe_lines
+    return draw(result, width=width, height=height, title=title)
+
+
 ANALYSES = {
     "pca": pca,
     "umap": umap,
@@ -329,6 +387,7 @@ ANALYSES = {
     "variant_similarity": variant_similarity,
     "explained_variance": explained_variance,
     "linkage": linkage,
+    "probe": probe,
 }
 
 

@@ -346,3 +346,67 @@ def tree(linkage: xr.Dataset, *, names: Any, title: str | None) -> Tree:
         layers=layers,
         title=heading + variant_suffix(linkage),
     )
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _translucent(color: str, alpha: float) -> str:
+    color = color.lstrip("#")
+    r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def probe_chart(result: xr.Dataset, *, title: str | None) -> LineChart:
+    """Probe score per layer, one line per attribute, over its shuffled-label band (mean ±
+    2 standard deviations over permutations), from :func:`pvx.attributes.probe`."""
+    if not isinstance(result, xr.Dataset) or not {"score", "baseline"} <= set(result):
+        raise ValueError("probe_lines() needs the Dataset of pvx.attributes.probe")
+    result = _computed(result)
+    if "attribute" not in result.dims:
+        result = result.expand_dims("attribute")
+    _check_dims(result["score"], ["attribute", "layer"], func="probe_lines")
+    x = _layer_axis(result, "probe_lines")
+    series = []
+    for i, name in enumerate(result["attribute"].values):
+        row = result.sel(attribute=name)
+        color = _colors.QUALITATIVE[i % len(_colors.QUALITATIVE)]
+        spread = 2 * np.nan_to_num(row["baseline_std"].values)
+        baseline = row["baseline"].values
+        series.append(
+            Series(
+                f"{name}: shuffled labels",
+                baseline + spread,
+                _translucent(color, 0.15),
+                low=baseline - spread,
+            )
+        )
+        metric = str(row["metric"].item()).replace("_", " ") if "metric" in row.coords else ""
+        series.append(
+            Series(
+                f"{name} ({metric})" if metric else str(name),
+                row["score"].values,
+                color,
+                markers=True,
+            )
+        )
+    return LineChart(
+        x=x,
+        series=series,
+        title=(title if title is not None else "Linear probes by layer") + variant_suffix(result),
+        x_title="layer",
+        y_title="cross-validated score (balanced accuracy or R²)",
+        hover_value="score",
+    )
+
+
+def gain_grid(result: xr.Dataset) -> xr.DataArray:
+    """The probes' gain over the shuffled-label baseline, ``(attribute, layer)``."""
+    if not isinstance(result, xr.Dataset) or "gain" not in result:
+        raise ValueError("probe_heatmap() needs the Dataset of pvx.attributes.probe")
+    gain = _computed(result["gain"])
+    if "attribute" not in gain.dims:
+        gain = gain.expand_dims("attribute")
+    _check_dims(gain, ["attribute", "layer"], func="probe_heatmap")
+    _layer_axis(gain, "probe_heatmap")
+    return gain.transpose("attribute", "layer")

@@ -500,3 +500,47 @@ def save(view: Any, path: Any, *, title: str | None = None) -> Any:
         str(path), embed=True, resources="inline", title=title or "pvx", progress=False
     )
     return path
+
+
+def probe_lines(
+    result: xr.Dataset,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Probe score by layer over shuffled-label bands, as in :func:`pvx.plot.probe_lines`.
+
+    Returns
+    -------
+    holoviews.Overlay
+    """
+    return draw_lines(charts.probe_chart(result, title=title), width=width, height=height)
+
+
+def probe_heatmap(
+    result: xr.Dataset,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Attribute × layer heatmap of the probes' gain, as in :func:`pvx.plot.probe_heatmap`.
+
+    Returns
+    -------
+    holoviews.HeatMap
+    """
+    from hvplot import hvPlot
+
+    gain = charts.gain_grid(result)
+    heading = title if title is not None else "Probe gain over shuffled labels"
+    view = hvPlot(gain.rename("gain")).heatmap(
+        x="layer",
+        y="attribute",
+        C="gain",
+        cmap="viridis",
+        width=width or 650,
+        height=height or 420,
+    )
+    return view.opts(title=_literal(heading + charts.variant_suffix(gain)))

@@ -13,7 +13,9 @@ from pvx.views._common import _esc, _label, _variant_note
 from pvx.views.charts import (
     LineChart,
     _layer_axis,
+    gain_grid,
     pair_chart,
+    probe_chart,
     scree_chart,
     variance_ratios,
     variant_chart,
@@ -243,3 +245,76 @@ def variant_lines(
     """
     chart = variant_chart(vs, personas=personas, quantiles=quantiles, title=title)
     return draw_lines(chart, width=width, height=height)
+
+
+def probe_lines(
+    result: xr.Dataset,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Probe score by layer, one line per attribute over its shuffled-label band.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        :func:`pvx.attributes.probe`, dims ``(attribute, layer)``.
+    width, height : int, optional
+        Figure size in pixels (the figure fits its container by default).
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Per attribute a filled band (baseline ± 2 standard deviations over permutations)
+        and a line of the cross-validated score.
+    """
+    return draw_lines(probe_chart(result, title=title), width=width, height=height)
+
+
+def probe_heatmap(
+    result: xr.Dataset,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Attribute × layer heatmap of the probes' gain over shuffled labels.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        :func:`pvx.attributes.probe`.
+    width, height : int, optional
+        Figure size in pixels.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace: x = layer, y = attribute.
+    """
+    import plotly.graph_objects as go
+
+    gain = gain_grid(result)
+    trace = go.Heatmap(
+        z=gain.values.astype(np.float32),
+        x=[str(v) for v in gain["layer"].values],
+        y=[_label(a) for a in gain["attribute"].values],
+        colorscale=_colors.NUMERIC_SCALE,
+        colorbar={"title": {"text": "gain"}},
+        hovertemplate="%{y}<br>layer %{x}<br>gain over shuffled %{z:.3f}<extra></extra>",
+    )
+    heading = title if title is not None else "Probe gain over shuffled labels"
+    layout = {
+        "title": {"text": _esc(heading) + _variant_note(gain)},
+        "template": "plotly_white",
+        "xaxis": {"title": {"text": "layer"}, "type": "category"},
+        "yaxis": {"title": {"text": "attribute"}, "autorange": "reversed"},
+        "width": width,
+        "height": height,
+    }
+    return go.Figure(data=[trace], layout=layout)
