@@ -47,6 +47,7 @@ class PvAccessor:
     linkage = forward(cluster.linkage)
     probe = forward(attributes.probe)
     direction = forward(attributes.direction)
+    association = forward(attributes.association)
 
     @property
     def plot(self) -> Any:

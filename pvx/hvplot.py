@@ -21,6 +21,7 @@ The code lives in :mod:`pvx.views.holoviews`; this module is its public face.
 
 from pvx.views import analyses as _analyses
 from pvx.views.holoviews import (
+    association_heatmap,
     dendrogram,
     heatmap,
     pair_trajectories,
@@ -54,6 +55,7 @@ HvplotAccessor = _analyses.accessor_class(
 
 __all__ = [
     "HvplotAccessor",
+    "association_heatmap",
     "cosine",
     "dendrogram",
     "explained_variance",

@@ -26,6 +26,7 @@ from pvx.views import analyses as _analyses
 from pvx.views._common import LABEL_LIMIT
 from pvx.views.html import html_div, write_html
 from pvx.views.plotly_lines import (
+    association_heatmap,
     pair_trajectories,
     probe_heatmap,
     probe_lines,
@@ -60,6 +61,7 @@ PlotAccessor = _analyses.accessor_class(
 __all__ = [
     "LABEL_LIMIT",
     "PlotAccessor",
+    "association_heatmap",
     "cosine",
     "dendrogram",
     "explained_variance",

@@ -101,7 +101,7 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
             expected = [p for p in own if p != "vectors"] if name == "projection" else own[1:]
             assert shown == ["self", *expected], (cls.__name__, name)
             checked += 1
-    assert checked == 14 + 11 + 11
+    assert checked == 15 + 11 + 11
 
 
 def test_plot_accessors_forward(da):

@@ -31,6 +31,7 @@ DRAWING = [
     "variant_lines",
     "probe_lines",
     "probe_heatmap",
+    "association_heatmap",
 ]
 ANALYSES = [
     "pca",
@@ -242,3 +243,13 @@ def test_probe_views_draw_the_same_scores(one):
     )
     drawn = one.pv.plot.probe(["region", "age"], folds=3, permutations=2)
     assert [t.name for t in drawn.data] == [t.name for t in fig.data]
+
+
+def test_association_heatmaps_agree(one):
+    v = one.pv.association()
+    fig, view = pvx.plot.association_heatmap(v), pvx.hvplot.association_heatmap(v)
+    np.testing.assert_allclose(fig.data[0].z, v.values, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(view.dimension_values("cramers_v")), np.sort(v.values.ravel())
+    )
+    assert list(fig.data[0].x) == [str(a) for a in v["attribute"].values]

@@ -410,3 +410,13 @@ def gain_grid(result: xr.Dataset) -> xr.DataArray:
     _check_dims(gain, ["attribute", "layer"], func="probe_heatmap")
     _layer_axis(gain, "probe_heatmap")
     return gain.transpose("attribute", "layer")
+
+
+def association_grid(v: xr.DataArray) -> xr.DataArray:
+    """Cramér's V ``(attribute, attribute_other)`` from :func:`pvx.attributes.association`."""
+    if not isinstance(v, xr.DataArray) or set(v.dims) != {"attribute", "attribute_other"}:
+        raise ValueError(
+            "association_heatmap() needs the DataArray of pvx.attributes.association, with "
+            f"dims ('attribute', 'attribute_other'), got {getattr(v, 'dims', type(v).__name__)!r}"
+        )
+    return _computed(v).transpose("attribute", "attribute_other")

@@ -544,3 +544,33 @@ def probe_heatmap(
         height=height or 420,
     )
     return view.opts(title=_literal(heading + charts.variant_suffix(gain)))
+
+
+def association_heatmap(
+    v: xr.DataArray,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> Any:
+    """Heatmap of Cramér's V between attributes, as in :func:`pvx.plot.association_heatmap`.
+
+    Returns
+    -------
+    holoviews.HeatMap
+    """
+    from hvplot import hvPlot
+
+    grid = charts.association_grid(v)
+    heading = title if title is not None else "Association between attributes (Cramér's V)"
+    view = hvPlot(grid.rename("cramers_v")).heatmap(
+        x="attribute_other",
+        y="attribute",
+        C="cramers_v",
+        cmap="viridis",
+        clim=(0, 1),
+        rot=45,
+        width=width or 600,
+        height=height or 520,
+    )
+    return view.opts(title=_literal(heading))

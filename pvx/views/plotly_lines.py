@@ -13,6 +13,7 @@ from pvx.views._common import _esc, _label, _variant_note
 from pvx.views.charts import (
     LineChart,
     _layer_axis,
+    association_grid,
     gain_grid,
     pair_chart,
     probe_chart,
@@ -314,6 +315,56 @@ def probe_heatmap(
         "template": "plotly_white",
         "xaxis": {"title": {"text": "layer"}, "type": "category"},
         "yaxis": {"title": {"text": "attribute"}, "autorange": "reversed"},
+        "width": width,
+        "height": height,
+    }
+    return go.Figure(data=[trace], layout=layout)
+
+
+def association_heatmap(
+    v: xr.DataArray,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Heatmap of Cramér's V between persona attributes, each cell printed.
+
+    Parameters
+    ----------
+    v : xarray.DataArray
+        :func:`pvx.attributes.association`.
+    width, height : int, optional
+        Figure size in pixels.
+    title : str, optional
+        Figure title (escaped).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace from 0 (independent) to 1.
+    """
+    import plotly.graph_objects as go
+
+    grid = association_grid(v)
+    ticks = [_label(a) for a in grid["attribute"].values]
+    trace = go.Heatmap(
+        z=grid.values.astype(np.float32),
+        x=ticks,
+        y=ticks,
+        zmin=0,
+        zmax=1,
+        colorscale=_colors.NUMERIC_SCALE,
+        colorbar={"title": {"text": "Cramér's V"}},
+        texttemplate="%{z:.2f}",
+        hovertemplate="%{y} × %{x}<br>Cramér's V %{z:.3f}<extra></extra>",
+    )
+    heading = title if title is not None else "Association between attributes (Cramér's V)"
+    layout = {
+        "title": {"text": _esc(heading)},
+        "template": "plotly_white",
+        "xaxis": {"type": "category", "tickangle": -45},
+        "yaxis": {"type": "category", "autorange": "reversed", "scaleanchor": "x"},
         "width": width,
         "height": height,
     }
