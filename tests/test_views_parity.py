@@ -13,6 +13,7 @@ import pvx.attributes
 import pvx.hvplot
 import pvx.plot
 import pvx.synthetic
+import pvx.views
 from pvx import cluster, decomposition, similarity
 
 hv = pytest.importorskip("holoviews")
@@ -253,3 +254,20 @@ def test_association_heatmaps_agree(one):
         np.sort(view.dimension_values("cramers_v")), np.sort(v.values.ravel())
     )
     assert list(fig.data[0].x) == [str(a) for a in v["attribute"].values]
+
+
+@pytest.mark.parametrize("module", [pvx.plot, pvx.hvplot])
+def test_named_clusters_colour_a_projection(one, module):
+    labels = one.pv.kmeans(4).compute()
+    named = pvx.attributes.name_clusters(labels, one, ["region", "education"])
+    result = pvx.views.with_clusters(decomposition.pca(one).compute(), labels, names=named)
+    view = module.projection(result, color="cluster")
+    drawn = (
+        {t.name for t in view.data}
+        if module is pvx.plot
+        else set(view[10].data["cluster"].astype(str))
+    )
+    assert drawn == {str(n) for n in named["name"].values}
+    with pytest.raises(ValueError, match="one label per persona"):
+        per_layer = one.pv.kmeans(4, mode="per_layer").compute()
+        pvx.views.with_clusters(result, per_layer, names=named)

@@ -230,9 +230,27 @@ def _coloring(
 CLUSTER_KIND = "kmeans"  # attrs["kind"] of k-means labels attached to a result
 
 
-def with_clusters(result: Any, labels: xr.DataArray) -> Any:
+def with_clusters(result: Any, labels: xr.DataArray, *, names: Any = None) -> Any:
     """``result`` with k-means ``labels`` (matched by id) as its ``cluster`` coordinate, which
-    ``color="cluster"`` draws; a persona attribute named ``cluster`` is replaced."""
+    ``color="cluster"`` draws; a persona attribute named ``cluster`` is replaced.
+
+    ``names`` (the Dataset of :func:`pvx.attributes.name_clusters`, or a mapping from label
+    to name) draws each cluster under its name instead of its number; labels must then be
+    one per persona (not per layer).
+
+    Examples
+    --------
+    >>> import pvx.attributes, pvx.cluster, pvx.decomposition, pvx.plot, pvx.synthetic
+    >>> from pvx.views import with_clusters
+    >>> da = pvx.synthetic.planted_personas(n_persona=20, n_clusters=2, seed=0)
+    >>> labels = pvx.cluster.kmeans(da, 2).compute()
+    >>> named = pvx.attributes.name_clusters(labels, da, ["region"])
+    >>> fig = pvx.plot.projection(
+    ...     with_clusters(pvx.decomposition.pca(da), labels, names=named), color="cluster"
+    ... )
+    >>> sorted(trace.name for trace in fig.data)
+    ['north', 'south']
+    """
     labels = _computed(labels)
     scores = result["scores"] if isinstance(result, xr.Dataset) else result
     ids = _persona_ids(scores)
@@ -240,7 +258,19 @@ def with_clusters(result: Any, labels: xr.DataArray) -> Any:
         labels = _by_id(labels, ids, what="kmeans")
     if "layer" in labels.dims and "layer" in scores.dims:
         labels = labels.sel(layer=scores["layer"].values)
-    return result.assign_coords(cluster=(labels.dims, labels.values, {"kind": CLUSTER_KIND}))
+    if names is None:
+        return result.assign_coords(cluster=(labels.dims, labels.values, {"kind": CLUSTER_KIND}))
+    if labels.dims != (_P,):
+        raise ValueError(
+            "with_clusters(names=...) needs one label per persona; name per-layer clusters "
+            "one layer at a time (labels.sel(layer=...))"
+        )
+    if isinstance(names, xr.Dataset):
+        names = dict(
+            zip(names["cluster"].values.tolist(), names["name"].values.tolist(), strict=True)
+        )
+    named = np.array([names.get(int(c)) if c >= 0 else None for c in labels.values], dtype=object)
+    return result.assign_coords(cluster=(_P, named, {"kind": "categorical"}))
 
 
 def color_list(color: Hashable | Sequence[Hashable] | None) -> list[Hashable | None]:
