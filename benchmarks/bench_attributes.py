@@ -95,8 +95,8 @@ def sklearn_time(da: xr.DataArray, folds: int, permutations: int, n_layer: int) 
     from sklearn.preprocessing import Normalizer, StandardScaler
 
     targets = [
-        attributes._target(da, name, folds, permutations, 7919 * i)
-        for i, name in enumerate(attributes._attribute_names(da, None)[0])
+        attributes._target(da, name, folds, permutations, attributes.attribute_seed(0, name))
+        for name in attributes._attribute_names(da, None)[0]
     ]
     start = time.perf_counter()
     for layer in range(n_layer):

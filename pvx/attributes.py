@@ -22,6 +22,7 @@ vectors, so the fit is the same as on the vectors themselves).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ import xarray as xr
 
 from pvx import _engine
 from pvx._engine import P, Q
+from pvx._store_format import _is_missing
 from pvx._validate import LayerSelection
 
 if TYPE_CHECKING:
@@ -142,9 +144,9 @@ def probe(
     )
     names, explicit = _attribute_names(da, attributes)
     targets, skipped = [], {}
-    for index, name in enumerate(names):
+    for name in names:
         try:
-            targets.append(_target(da, name, folds, permutations, seed + 7919 * index))
+            targets.append(_target(da, name, folds, permutations, attribute_seed(seed, name)))
         except ValueError as err:
             if explicit:
                 raise
@@ -197,6 +199,12 @@ def probe(
     result = result.transpose("attribute", ...)
     # one name drops the dim, a list keeps it (as layer= does everywhere)
     return result.squeeze("attribute") if isinstance(attributes, str) else result
+
+
+def attribute_seed(seed: int, name: str) -> int:
+    """The seed of one attribute's folds and shuffles: from its name, so an attribute gets
+    the same folds whichever other attributes are probed with it."""
+    return (int(seed) + zlib.crc32(name.encode())) % 2**32
 
 
 def _attribute_names(
@@ -290,7 +298,7 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+    return _is_missing(value) or value == ""  # labels the store keeps as "" are missing too
 
 
 # --------------------------------------------------------------------------- kernels

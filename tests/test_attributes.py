@@ -62,18 +62,16 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
         assert result["score"].chunks is not None  # lazy until computed
     result = result.compute()
     # the folds probe() uses: the same splitters with each attribute's seed
-    for index, (name, model, kind) in enumerate(
-        [
-            ("age", Ridge(alpha=0.5), "numeric"),
-            (
-                "tier",
-                LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, tol=1e-10),
-                "classes",
-            ),
-            ("parity", NearestCentroid(), "classes"),
-        ]
+    for name, model, kind in (
+        ("age", Ridge(alpha=0.5), "numeric"),
+        (
+            "tier",
+            LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, tol=1e-10),
+            "classes",
+        ),
+        ("parity", NearestCentroid(), "classes"),
     ):
-        seed = 3 + 7919 * index
+        seed = attributes.attribute_seed(3, name)
         values = da[name].values
         if kind == "numeric":
             y = values.astype(float)
@@ -93,6 +91,9 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
             if kind == "numeric":
                 np.testing.assert_allclose(float(got["mae"]), mae, rtol=1e-6)
     assert result["method"].values.tolist() == ["ridge", "logistic", "diff_means"]
+    # an attribute's folds do not depend on the other attributes probed with it
+    alone = attributes.probe(da, "tier", folds=FOLDS, permutations=0, seed=3, alpha=0.5)
+    np.testing.assert_array_equal(alone["score"], result["score"].sel(attribute="tier"))
     assert result["metric"].values.tolist() == ["r2", "balanced_accuracy", "balanced_accuracy"]
 
 

@@ -118,7 +118,7 @@ def test_notebook_runs_in_a_kernel_and_its_export_works_offline(
         if n_holoviews:
             plots = page.evaluate("() => window.Bokeh ? Object.keys(Bokeh.index).length : 0")
             assert plots >= n_holoviews, f"{plots} of {n_holoviews} HoloViews plots drawn"
-            _bokeh_slider_changes_the_points(page)
+            assert _bokeh_slider_changes_the_points(page), "no HoloViews projection to slide"
         # Nothing the figures need comes from the network. Asked for and not needed: the
         # export template's MathJax and require.js, Panel's widget stylesheets (an open Panel
         # issue, holoviz/panel#6759) and the manager that would redraw the closed progress
@@ -153,25 +153,31 @@ def _plotly_slider_changes_the_points(page) -> None:
 
 
 BOKEH_POINTS = """() => {
+  const found = [];
   for (const doc of Bokeh.documents)
     for (const m of doc.all_models) {
       const data = m.data;
-      if (!data || !data.get) continue;
-      for (const [key, value] of data)
-        if (/^(PC|UMAP|Isomap)/.test(key)) return Array.from(value).slice(0, 5);
+      if (!data || typeof data !== 'object') continue;
+      // a Map in some Bokeh versions, a plain object in others
+      const entries = data instanceof Map ? Array.from(data) : Object.entries(data);
+      for (const [key, value] of entries)
+        if (/^(PC|UMAP|Isomap)/.test(key) && value && value.length)
+          found.push(...Array.from(value).slice(0, 5));
     }
-  return null;
+  return found.length ? found : null;
 }"""
 
 
-def _bokeh_slider_changes_the_points(page) -> None:
-    """Step the first HoloViews layer slider with the keyboard; the scatter's data change."""
+def _bokeh_slider_changes_the_points(page) -> bool:
+    """Step the first HoloViews layer slider with the keyboard; the points of the
+    projections drawn change. False if there is no projection to check."""
     before = page.evaluate(BOKEH_POINTS)
     if before is None:
-        return  # no projection among the HoloViews plots
+        return False
     handle = page.locator(".noUi-handle").first
     handle.scroll_into_view_if_needed()
     handle.focus()
-    page.keyboard.press("End")
+    page.keyboard.press("ArrowRight")
     page.wait_for_timeout(1500)
     assert page.evaluate(BOKEH_POINTS) != before, "moving the HoloViews slider changed nothing"
+    return True
