@@ -95,7 +95,7 @@ def sklearn_time(da: xr.DataArray, folds: int, permutations: int, n_layer: int) 
     from sklearn.preprocessing import Normalizer, StandardScaler
 
     targets = [
-        attributes._target(da, name, folds, permutations, attributes.attribute_seed(0, name))
+        attributes._target(da, name, folds, permutations, 0)
         for name in attributes._attribute_names(da, None)[0]
     ]
     start = time.perf_counter()

@@ -15,9 +15,10 @@ training personas' mean, then normalises each vector (``normalize=True``), as a 
 ``Pipeline(StandardScaler(with_std=False), Normalizer(), model)`` would. The vectors enter
 these models only through inner products, so every probe is fitted from the layer's Gram
 matrix (:mod:`pvx._engine`, shared with the other analyses) instead of a second pass over
-``hidden``: ridge in its dual form, the nearest class mean from mean inner products, and the
-logistic regression on the training Gram's eigenbasis (an isometric copy of the training
-vectors, so the fit is the same as on the vectors themselves).
+``hidden``: ridge in its dual form (one factorisation per fold for every numeric attribute
+and shuffle), the nearest class mean from mean inner products, and the logistic regression
+by L-BFGS on the representer coefficients (the same iterates as on the vectors themselves),
+all shuffles of an attribute at once.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["associated_values", "association", "direction", "name_clusters", "probe"]
 
 METHODS = ("diff_means", "logistic", "ridge")
-# Relative size below which an eigenvalue of a fold's training Gram is treated as zero.
-EIGEN_TOL = 1e-10
 # Stopping tolerance of the logistic regression (L-BFGS); scikit-learn's default is 1e-4.
 LOGISTIC_TOL = 1e-4
 # Per attribute and layer: score, its spread over folds, the shuffled-label baseline and its
@@ -146,7 +145,7 @@ def probe(
     targets, skipped = [], {}
     for name in names:
         try:
-            targets.append(_target(da, name, folds, permutations, attribute_seed(seed, name)))
+            targets.append(_target(da, name, folds, permutations, seed))
         except ValueError as err:
             if explicit:
                 raise
@@ -202,8 +201,9 @@ def probe(
 
 
 def attribute_seed(seed: int, name: str) -> int:
-    """The seed of one attribute's folds and shuffles: from its name, so an attribute gets
-    the same folds whichever other attributes are probed with it."""
+    """The seed of one attribute's label shuffles: from its name, so an attribute gets the
+    same shuffles whichever other attributes are probed with it (and attributes do not all
+    get the same permutation)."""
     return (int(seed) + zlib.crc32(name.encode())) % 2**32
 
 
@@ -227,6 +227,8 @@ def _attribute_names(
 
 
 def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: int) -> _Target:
+    """The folds come from ``seed`` (so numbers with the same personas share them, and with
+    them each fold's factorisation); the shuffles from :func:`attribute_seed`."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     coord = da[name]
@@ -236,7 +238,7 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
     n_missing = int((~present).sum())
     if not present.any():
         raise ValueError(f"attribute {name!r} has no values to probe (all missing)")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(attribute_seed(seed, name))
     dropped: tuple[str, ...] = ()
     if kind in ("numeric", "ordinal"):
         if kind == "ordinal":
@@ -310,127 +312,253 @@ def _probe_kernel(
     """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``."""
     out = np.full((*gram.shape[:-2], len(targets), len(_FIELDS)), np.nan)
     for index in np.ndindex(*gram.shape[:-2]):
-        for a, target in enumerate(targets):
-            k = gram[index][np.ix_(target.rows, target.rows)]
-            out[index][a] = _probe_one(k, target, normalize=normalize, alpha=alpha, C=C)
+        k = np.asarray(gram[index], dtype=np.float64)
+        for group in _shared_folds(targets):
+            fields = _probe_group(
+                k, [targets[a] for a in group], normalize=normalize, alpha=alpha, C=C
+            )
+            out[index][group] = fields
     return out
 
 
-def _probe_one(
-    k: np.ndarray, target: _Target, *, normalize: bool, alpha: float, C: float
+def _shared_folds(targets: Sequence[_Target]) -> list[list[int]]:
+    """Targets grouped by their personas and folds: a group shares each fold's prepared Gram
+    (and its ridge factorisation). Numbers with the same personas always share folds."""
+    groups: dict[tuple, list[int]] = {}
+    for a, target in enumerate(targets):
+        key = (target.rows.tobytes(), *(test.tobytes() for test in target.test_folds))
+        groups.setdefault(key, []).append(a)
+    return list(groups.values())
+
+
+def _probe_group(
+    k: np.ndarray, group: list[_Target], *, normalize: bool, alpha: float, C: float
 ) -> np.ndarray:
-    n = len(target.rows)
-    labels = np.vstack([target.y[None], target.permuted])  # the true labels, then shuffles
-    scores = np.full((len(labels), len(target.test_folds)), np.nan)
-    errors = np.full(len(target.test_folds), np.nan)
-    for f, test in enumerate(target.test_folds):
+    rows, folds = group[0].rows, group[0].test_folds
+    k = k[np.ix_(rows, rows)]
+    n = len(rows)
+    labels = [np.vstack([t.y[None], t.permuted]) for t in group]  # true labels, then shuffles
+    scores = [np.full((len(lab), len(folds)), np.nan) for lab in labels]
+    errors = [np.full(len(folds), np.nan) for _ in group]
+    ridge = [i for i, t in enumerate(group) if t.method == "ridge"]
+    for f, test in enumerate(folds):
         train = np.setdiff1d(np.arange(n), test)
-        prepared = _prepared_for_fold(k, train, normalize=normalize)
-        kt, ks = prepared[np.ix_(train, train)], prepared[np.ix_(test, train)]
-        if target.method == "ridge":
-            predicted = _ridge(kt, ks, labels[:, train], alpha)
-            for r in range(len(labels)):
-                scores[r, f] = _r2(labels[r, test], predicted[r])
-            errors[f] = np.mean(np.abs(labels[0, test] - predicted[0]))
-            continue
-        if target.method == "logistic":  # one isometric copy of the vectors per fold
-            features_train, features_test = _isometric_features(kt, ks)
-        for r in range(len(labels)):
-            y_train = labels[r, train].astype(np.int64)
+        kt, ks = _prepared_blocks(k, train, test, normalize=normalize)
+        if ridge:  # one factorisation for every numeric target and shuffle
+            stacked = np.vstack([labels[i][:, train] for i in ridge])
+            predicted = np.split(
+                _ridge(kt, ks, stacked, alpha), np.cumsum([len(labels[i]) for i in ridge])[:-1]
+            )
+            for i, pred in zip(ridge, predicted, strict=True):
+                truth = labels[i][:, test]
+                scores[i][:, f] = _r2(truth, pred)
+                errors[i][f] = np.mean(np.abs(truth[0] - pred[0]))
+        for i, target in enumerate(group):
+            if target.method == "ridge":
+                continue
+            y_train = labels[i][:, train].astype(np.int64)
             if target.method == "diff_means":
-                predicted = _nearest_mean(prepared, train, test, y_train)
+                predicted = _nearest_mean(kt, ks, y_train)
             else:
-                predicted = _logistic(features_train, features_test, y_train, C)
-            scores[r, f] = _balanced_accuracy(labels[r, test].astype(np.int64), predicted)
-    baseline = scores[1:].mean(axis=1) if len(labels) > 1 else np.array([np.nan])
-    return np.array(
-        [
-            scores[0].mean(),
-            scores[0].std(),
-            baseline.mean(),
+                predicted = _logistic(kt, ks, y_train, len(target.classes), C)
+            scores[i][:, f] = _balanced_accuracy(labels[i][:, test].astype(np.int64), predicted)
+    out = np.full((len(group), len(_FIELDS)), np.nan)
+    for i, target in enumerate(group):
+        baseline = scores[i][1:].mean(axis=1)
+        out[i] = [
+            scores[i][0].mean(),
+            scores[i][0].std(),
+            baseline.mean() if len(baseline) else np.nan,
             baseline.std() if len(baseline) > 1 else np.nan,
-            errors.mean() if target.method == "ridge" else np.nan,
+            errors[i].mean() if target.method == "ridge" else np.nan,
         ]
-    )
+    return out
 
 
-def _prepared_for_fold(k: np.ndarray, train: np.ndarray, *, normalize: bool) -> np.ndarray:
-    """Gram of the vectors centred by the training mean, then (maybe) normalised."""
+def _prepared_blocks(
+    k: np.ndarray, train: np.ndarray, test: np.ndarray, *, normalize: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training and test-by-training blocks of the Gram of the vectors centred by the
+    training mean, then (maybe) normalised."""
     mean_products = k[:, train].mean(axis=1)
-    centred = k - mean_products[:, None] - mean_products[None, :] + mean_products[train].mean()
-    if not normalize:
-        return centred
-    norms = np.sqrt(np.clip(np.diag(centred), 0.0, None))
-    norms[norms == 0] = 1.0
-    return centred / np.outer(norms, norms)
-
-
-def _feature_centred(kt: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Grams again after centring the features by their training mean (an intercept)."""
-    mean_train = kt.mean(axis=1)
-    total = mean_train.mean()
-    kt_c = kt - mean_train[:, None] - mean_train[None, :] + total
-    ks_c = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
-    return kt_c, ks_c
+    total = mean_products[train].mean()
+    kt = k[np.ix_(train, train)]
+    kt -= mean_products[train][:, None]
+    kt -= mean_products[train][None, :] - total
+    ks = k[np.ix_(test, train)]
+    ks -= mean_products[test][:, None]
+    ks -= mean_products[train][None, :] - total
+    if normalize:
+        norms = np.sqrt(np.clip(np.diagonal(k) - 2 * mean_products + total, 0.0, None))
+        norms[norms == 0] = 1.0
+        kt /= norms[train][:, None]
+        kt /= norms[train][None, :]
+        ks /= norms[test][:, None]
+        ks /= norms[train][None, :]
+    return kt, ks
 
 
 def _ridge(kt: np.ndarray, ks: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Dual ridge with an intercept, for several target rows ``y`` ``(r, n_train)`` at once:
-    the predictions of ``Ridge(alpha, fit_intercept=True)`` on the test rows."""
+    the predictions ``(r, n_test)`` of ``Ridge(alpha, fit_intercept=True)``."""
     import scipy.linalg
 
-    kt_c, ks_c = _feature_centred(kt, ks)
+    # centring the features by their training mean (the intercept) centres both Grams
+    mean_train = kt.mean(axis=1)
+    total = mean_train.mean()
+    kt_c = kt - mean_train[:, None] - mean_train[None, :] + total
+    ks_c = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
+    kt_c[np.diag_indices_from(kt_c)] += alpha
     means = y.mean(axis=1, keepdims=True)
-    system = kt_c + alpha * np.eye(len(kt_c))
-    dual = scipy.linalg.solve(system, (y - means).T, assume_a="pos")
+    factor = scipy.linalg.cho_factor(kt_c, check_finite=False)
+    dual = scipy.linalg.cho_solve(factor, (y - means).T, check_finite=False)
     return (ks_c @ dual).T + means
 
 
-def _nearest_mean(
-    prepared: np.ndarray, train: np.ndarray, test: np.ndarray, y_train: np.ndarray
-) -> np.ndarray:
-    """Class of the nearer training class mean (``NearestCentroid``), from inner products."""
-    members = [train[y_train == c] for c in (0, 1)]
-    # squared distance to mean c, less the persona's own squared norm (the same for both)
-    distance = np.stack(
-        [
-            prepared[np.ix_(m, m)].mean() - 2 * prepared[np.ix_(test, m)].mean(axis=1)
-            for m in members
-        ]
-    )
-    return np.argmin(distance, axis=0)
-
-
-def _isometric_features(kt: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates of the training and test vectors in the training Gram's eigenbasis:
-    inner products with the training vectors are kept, so a model penalised by the L2 norm
-    of its weights fits them exactly as it fits the vectors (representer theorem)."""
-    values, vectors = np.linalg.eigh(kt)
-    keep = values > EIGEN_TOL * max(values.max(), 1e-300)
-    values, vectors = values[keep], vectors[:, keep]
-    return vectors * np.sqrt(values), ks @ (vectors / np.sqrt(values))
+def _nearest_mean(kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray) -> np.ndarray:
+    """Class ``(r, n_test)`` of the nearer training class mean (``NearestCentroid``) for each
+    label row of ``y_train`` ``(r, n_train)``, from inner products."""
+    members = np.stack([y_train == 0, y_train == 1], axis=1).astype(np.float64)  # r, 2, n
+    counts = members.sum(axis=2, keepdims=True)
+    weights = np.divide(members, counts, out=np.zeros_like(members), where=counts > 0)
+    weights = weights.reshape(-1, kt.shape[0]).T  # n_train, r * 2: the class means
+    squared_mean = np.einsum("ij,ij->j", weights, kt @ weights)
+    # squared distance to each class mean, less the test vector's own squared norm
+    distance = (squared_mean - 2 * (ks @ weights)).reshape(len(ks), -1, 2)
+    distance[..., counts.reshape(-1, 2) == 0] = np.inf
+    return np.argmin(distance, axis=2).T
 
 
 def _logistic(
-    features_train: np.ndarray, features_test: np.ndarray, y_train: np.ndarray, C: float
+    kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray, n_classes: int, C: float
 ) -> np.ndarray:
-    """``LogisticRegression(C, class_weight="balanced")`` fitted and applied."""
-    from sklearn.linear_model import LogisticRegression
+    """``LogisticRegression(C, class_weight="balanced")`` (multinomial) fitted for each label
+    row of ``y_train`` ``(r, n_train)`` and applied: the predicted classes ``(r, n_test)``.
 
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=LOGISTIC_TOL)
-    return model.fit(features_train, y_train).predict(features_test)
+    The objective is scikit-learn's: the class-weighted mean log loss plus
+    ``|W|^2 / (2 C sum(weights))``, intercepts unpenalised. By the representer theorem the
+    weights are ``W = X_train.T @ B``, so the fit needs only the Grams: this is L-BFGS on
+    ``W`` (its iterates and the Euclidean geometry of the weights themselves) carried in the
+    coefficients ``B`` together with their images ``kt @ B``, so an iteration costs one
+    product with ``kt`` for all label rows at once and the line search none. It stops when
+    the gradient's norm is below :data:`LOGISTIC_TOL`, a stricter test than scikit-learn's
+    (the largest gradient entry below ``tol``).
+    """
+    # centring the features (a translation the intercepts absorb) decouples the intercepts
+    # from the weights, which L-BFGS then needs fewer steps to balance
+    mean_train = kt.mean(axis=1)
+    total = mean_train.mean()
+    kt = kt - mean_train[:, None] - mean_train[None, :] + total
+    ks = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
+    r, n = y_train.shape
+    k = n_classes
+    onehot = (y_train[..., None] == np.arange(k)).astype(np.float64)  # r, n, k
+    counts = onehot.sum(axis=1)  # r, k
+    present = counts > 0
+    class_weight = np.divide(
+        n, present.sum(axis=1, keepdims=True) * counts, out=np.zeros_like(counts), where=present
+    )
+    sample_weight = np.take_along_axis(class_weight, y_train, axis=1)  # r, n
+    weight_sum = sample_weight.sum(axis=1)
+    weighted_onehot = onehot * (sample_weight / weight_sum[:, None])[..., None]
+    sample_weight = (sample_weight / weight_sum[:, None])[..., None]
+    penalty = 1.0 / (C * weight_sum)  # r
+    # A point is (coefficients, their image) as two (r, n * k + k) arrays: the dual
+    # coefficients B then the intercepts, and kt @ B then the intercepts again, so the
+    # weights' inner product <u, v> is the row-wise dot of u's coefficients with v's image.
+    size = n * k
+
+    def inner(coefficients: np.ndarray, image: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", coefficients, image)
+
+    def loss(point: np.ndarray, image: np.ndarray) -> np.ndarray:
+        logits = (image[:, :size].reshape(r, n, k)) + image[:, None, size:]
+        shifted = logits - logits.max(axis=2, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+        data = -np.einsum("rnk,rnk->r", weighted_onehot, log_p)
+        return data + 0.5 * penalty * inner(point[:, :size], image[:, :size])
+
+    def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits = (image[:, :size].reshape(r, n, k)) + image[:, None, size:]
+        p = np.exp(logits - logits.max(axis=2, keepdims=True))
+        pointwise = sample_weight * (p / p.sum(axis=2, keepdims=True)) - weighted_onehot
+        grad, grad_image = np.empty_like(point), np.empty_like(point)
+        grad[:, :size] = pointwise.reshape(r, size) + penalty[:, None] * point[:, :size]
+        product = (kt @ pointwise.transpose(1, 0, 2).reshape(n, r * k)).reshape(n, r, k)
+        grad_image[:, :size] = product.transpose(1, 0, 2).reshape(r, size)
+        grad_image[:, :size] += penalty[:, None] * image[:, :size]
+        grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=1)
+        return grad, grad_image
+
+    point, image = np.zeros((r, size + k)), np.zeros((r, size + k))
+    value = loss(point, image)
+    grad, grad_image = gradient(point, image)
+    history: list[tuple[np.ndarray, ...]] = []  # (s, its image, y, its image, 1 / s.y)
+    for _ in range(5000):
+        active = inner(grad, grad_image) > LOGISTIC_TOL**2
+        if not active.any():
+            break
+        # two-loop recursion: the quasi-Newton direction, per label row
+        q, q_image = grad.copy(), grad_image.copy()
+        alphas = []
+        for s, _, y, y_image, rho in reversed(history):
+            a = (rho * inner(s, q_image))[:, None]
+            q -= a * y
+            q_image -= a * y_image
+            alphas.append(a)
+        if history:
+            s, s_image, y, y_image, _ = history[-1]
+            scale = (inner(s, y_image) / np.maximum(inner(y, y_image), 1e-300))[:, None]
+        else:
+            scale = 1.0 / penalty[:, None]
+        q *= scale
+        q_image *= scale
+        for (s, s_image, y, _, rho), a in zip(history, reversed(alphas), strict=True):
+            b = (rho * inner(y, q_image))[:, None]
+            q += (a - b) * s
+            q_image += (a - b) * s_image
+        keep = np.where(active, -1.0, 0.0)[:, None]  # converged rows stay where they are
+        move, move_image = keep * q, keep * q_image
+        slope = inner(grad, move_image)
+        # backtracking (Armijo) from the unit step, per row; trial losses need no product
+        step = active.astype(np.float64)
+        for _ in range(60):
+            trial, trial_image = point + step[:, None] * move, image + step[:, None] * move_image
+            trial_value = loss(trial, trial_image)
+            failed = trial_value > value + 1e-4 * step * slope
+            if not failed.any():
+                break
+            step = np.where(failed, step / 2, step)
+        new_grad, new_grad_image = gradient(trial, trial_image)
+        s, s_image = trial - point, trial_image - image
+        y, y_image = new_grad - grad, new_grad_image - grad_image
+        curvature = inner(s, y_image)
+        rho = np.divide(1.0, curvature, out=np.zeros_like(curvature), where=curvature > 1e-300)
+        history = [*history, (s, s_image, y, y_image, rho)][-10:]
+        point, image, value = trial, trial_image, trial_value
+        grad, grad_image = new_grad, new_grad_image
+    coefficients = point[:, :size].reshape(r, n, k).transpose(1, 0, 2).reshape(n, r * k)
+    logits = (ks @ coefficients).reshape(len(ks), r, k) + point[:, size:]
+    logits[:, ~present] = -np.inf  # a class absent from a shuffled training fold
+    return np.argmax(logits, axis=2).T
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
-    return float(np.mean(recalls))
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of each row ``(r, n)``: the mean recall over the row's classes."""
+    recalls = []
+    for c in np.unique(y_true):
+        members = y_true == c
+        count = members.sum(axis=1)
+        hits = (members & (y_pred == c)).sum(axis=1)
+        recalls.append(np.where(count > 0, hits / np.maximum(count, 1), np.nan))
+    return np.nanmean(np.stack(recalls), axis=0)
 
 
-def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    total = np.sum((y_true - y_true.mean()) ** 2)
-    if total == 0:
-        return np.nan
-    return float(1.0 - np.sum((y_true - y_pred) ** 2) / total)
+def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """R² of each row ``(r, n)`` (NaN where the truth is constant)."""
+    total = np.sum((y_true - y_true.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    residual = np.sum((y_true - y_pred) ** 2, axis=1)
+    return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
 
 
 # --------------------------------------------------------------------------- association

@@ -41,9 +41,9 @@ def da() -> xr.DataArray:
     )
 
 
-def _sklearn_scores(x, y, model, splitter, metric):
+def _sklearn_scores(x, y, model, folds, metric):
     scores, maes = [], []
-    for train, test in splitter.split(x, y):
+    for train, test in folds:
         pipe = make_pipeline(StandardScaler(with_std=False), Normalizer(), model)
         pipe.fit(x[train], y[train])
         predicted = pipe.predict(x[test])
@@ -56,12 +56,11 @@ def _sklearn_scores(x, y, model, splitter, metric):
 def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
     arr = da.chunk({"layer": 1}) if backend == "dask" else da
     result = attributes.probe(
-        arr, ["age", "tier", "parity"], folds=FOLDS, permutations=0, seed=3, alpha=0.5
+        arr, ["age", "tier", "parity"], folds=FOLDS, permutations=2, seed=3, alpha=0.5
     )
     if backend == "dask":
         assert result["score"].chunks is not None  # lazy until computed
     result = result.compute()
-    # the folds probe() uses: the same splitters with each attribute's seed
     for name, model, kind in (
         ("age", Ridge(alpha=0.5), "numeric"),
         (
@@ -71,29 +70,39 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
         ),
         ("parity", NearestCentroid(), "classes"),
     ):
-        seed = attributes.attribute_seed(3, name)
         values = da[name].values
+        # the folds probe() uses: the splitters seeded with seed; the shuffles: numpy's
+        # permutations seeded with the attribute's own seed
         if kind == "numeric":
             y = values.astype(float)
-            splitter, metric = KFold(FOLDS, shuffle=True, random_state=seed), r2_score
+            splitter, metric = KFold(FOLDS, shuffle=True, random_state=3), r2_score
         else:
             classes = sorted(set(values))
             y = np.array([classes.index(v) for v in values])
-            splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+            splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=3)
             metric = balanced_accuracy_score
+        rng = np.random.default_rng(attributes.attribute_seed(3, name))
+        shuffles = [rng.permutation(y) for _ in range(2)]
+        folds = list(splitter.split(np.zeros(len(y)), y))
         for layer in da["layer"].values:
             x = da.sel(layer=layer).values.astype(np.float64)
-            score, spread, mae = _sklearn_scores(x, y, model, splitter, metric)
+            score, spread, mae = _sklearn_scores(x, y, model, folds, metric)
+            baselines = [_sklearn_scores(x, s, model, folds, metric)[0] for s in shuffles]
             got = result.sel(attribute=name, layer=layer)
             tolerance = 1e-6 if kind == "numeric" else 1e-9
             np.testing.assert_allclose(float(got["score"]), score, atol=tolerance)
             np.testing.assert_allclose(float(got["score_std"]), spread, atol=tolerance)
+            np.testing.assert_allclose(float(got["baseline"]), np.mean(baselines), atol=tolerance)
+            np.testing.assert_allclose(
+                float(got["baseline_std"]), np.std(baselines), atol=tolerance
+            )
             if kind == "numeric":
                 np.testing.assert_allclose(float(got["mae"]), mae, rtol=1e-6)
     assert result["method"].values.tolist() == ["ridge", "logistic", "diff_means"]
-    # an attribute's folds do not depend on the other attributes probed with it
-    alone = attributes.probe(da, "tier", folds=FOLDS, permutations=0, seed=3, alpha=0.5)
+    # an attribute's numbers do not depend on the other attributes probed with it
+    alone = attributes.probe(da, "tier", folds=FOLDS, permutations=2, seed=3, alpha=0.5)
     np.testing.assert_array_equal(alone["score"], result["score"].sel(attribute="tier"))
+    np.testing.assert_array_equal(alone["baseline"], result["baseline"].sel(attribute="tier"))
     assert result["metric"].values.tolist() == ["r2", "balanced_accuracy", "balanced_accuracy"]
 
 
