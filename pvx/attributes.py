@@ -44,6 +44,10 @@ __all__ = ["associated_values", "association", "direction", "name_clusters", "pr
 METHODS = ("diff_means", "logistic", "ridge")
 # Stopping tolerance of the logistic regression (L-BFGS); scikit-learn's default is 1e-4.
 LOGISTIC_TOL = 1e-4
+# Prepared Grams held at once while probing (the fits of a batch run together).
+BATCH_BYTES = 128 << 20
+# L-BFGS memory (correction pairs kept) of the logistic regression.
+HISTORY = 10
 # Per attribute and layer: score, its spread over folds, the shuffled-label baseline and its
 # spread over permutations, the mean absolute error (numbers only).
 _FIELDS = ("score", "score_std", "baseline", "baseline_std", "mae")
@@ -310,15 +314,14 @@ def _probe_kernel(
     gram: np.ndarray, *, targets: tuple[_Target, ...], normalize: bool, alpha: float, C: float
 ) -> np.ndarray:
     """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``."""
-    out = np.full((*gram.shape[:-2], len(targets), len(_FIELDS)), np.nan)
-    for index in np.ndindex(*gram.shape[:-2]):
-        k = np.asarray(gram[index], dtype=np.float64)
-        for group in _shared_folds(targets):
-            fields = _probe_group(
-                k, [targets[a] for a in group], normalize=normalize, alpha=alpha, C=C
-            )
-            out[index][group] = fields
-    return out
+    lead = gram.shape[:-2]
+    grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
+    out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
+    for group in _shared_folds(targets):
+        out[:, group] = _probe_group(
+            grams, [targets[a] for a in group], normalize=normalize, alpha=alpha, C=C
+        )
+    return out.reshape(*lead, len(targets), len(_FIELDS))
 
 
 def _shared_folds(targets: Sequence[_Target]) -> list[list[int]]:
@@ -332,87 +335,113 @@ def _shared_folds(targets: Sequence[_Target]) -> list[list[int]]:
 
 
 def _probe_group(
-    k: np.ndarray, group: list[_Target], *, normalize: bool, alpha: float, C: float
+    grams: np.ndarray, group: list[_Target], *, normalize: bool, alpha: float, C: float
 ) -> np.ndarray:
+    """Fields ``(layer, target, field)`` of targets sharing personas and folds, from the
+    Grams ``(layer, n, n)``. The (layer, fold) fits are batched, as many at once as
+    :data:`BATCH_BYTES` of prepared Grams allow: the logistic fits of a batch run as one."""
     rows, folds = group[0].rows, group[0].test_folds
-    k = k[np.ix_(rows, rows)]
-    n = len(rows)
+    trains = [np.setdiff1d(np.arange(len(rows)), test) for test in folds]
     labels = [np.vstack([t.y[None], t.permuted]) for t in group]  # true labels, then shuffles
-    scores = [np.full((len(lab), len(folds)), np.nan) for lab in labels]
-    errors = [np.full(len(folds), np.nan) for _ in group]
+    scores = [np.full((len(grams), len(lab), len(folds)), np.nan) for lab in labels]
+    errors = [np.full((len(grams), len(folds)), np.nan) for _ in group]
     ridge = [i for i, t in enumerate(group) if t.method == "ridge"]
-    for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(n), test)
-        kt, ks = _prepared_blocks(k, train, test, normalize=normalize)
-        if ridge:  # one factorisation for every numeric target and shuffle
-            stacked = np.vstack([labels[i][:, train] for i in ridge])
-            predicted = np.split(
-                _ridge(kt, ks, stacked, alpha), np.cumsum([len(labels[i]) for i in ridge])[:-1]
-            )
-            for i, pred in zip(ridge, predicted, strict=True):
-                truth = labels[i][:, test]
-                scores[i][:, f] = _r2(truth, pred)
-                errors[i][f] = np.mean(np.abs(truth[0] - pred[0]))
+    fits = [(layer, f) for f in range(len(folds)) for layer in range(len(grams))]
+    per_batch = max(1, BATCH_BYTES // (8 * len(rows) ** 2))
+    for start in range(0, len(fits), per_batch):
+        batch = fits[start : start + per_batch]
+        blocks = [
+            _prepared_blocks(grams[layer], rows, trains[f], folds[f], normalize=normalize)
+            for layer, f in batch
+        ]
+        for (layer, f), (kt, ks) in zip(batch, blocks, strict=True):
+            if ridge:  # one factorisation for every numeric target and shuffle
+                stacked = np.vstack([labels[i][:, trains[f]] for i in ridge])
+                predicted = np.split(
+                    _ridge(kt, ks, stacked, alpha),
+                    np.cumsum([len(labels[i]) for i in ridge])[:-1],
+                )
+                for i, pred in zip(ridge, predicted, strict=True):
+                    truth = labels[i][:, folds[f]]
+                    scores[i][layer, :, f] = _r2(truth, pred)
+                    errors[i][layer, f] = np.mean(np.abs(truth[0] - pred[0]))
         for i, target in enumerate(group):
             if target.method == "ridge":
                 continue
-            y_train = labels[i][:, train].astype(np.int64)
+            y_train = [labels[i][:, trains[f]].astype(np.int64) for _, f in batch]
             if target.method == "diff_means":
-                predicted = _nearest_mean(kt, ks, y_train)
+                predicted = [
+                    _nearest_mean(kt, ks, y) for (kt, ks), y in zip(blocks, y_train, strict=True)
+                ]
             else:
-                predicted = _logistic(kt, ks, y_train, len(target.classes), C)
-            scores[i][:, f] = _balanced_accuracy(labels[i][:, test].astype(np.int64), predicted)
-    out = np.full((len(group), len(_FIELDS)), np.nan)
+                predicted = _logistic(blocks, y_train, len(target.classes), C)
+            for (layer, f), pred in zip(batch, predicted, strict=True):
+                truth = labels[i][:, folds[f]].astype(np.int64)
+                scores[i][layer, :, f] = _balanced_accuracy(truth, pred)
+    out = np.full((len(grams), len(group), len(_FIELDS)), np.nan)
     for i, target in enumerate(group):
-        baseline = scores[i][1:].mean(axis=1)
-        out[i] = [
-            scores[i][0].mean(),
-            scores[i][0].std(),
-            baseline.mean() if len(baseline) else np.nan,
-            baseline.std() if len(baseline) > 1 else np.nan,
-            errors[i].mean() if target.method == "ridge" else np.nan,
-        ]
+        baseline = scores[i][:, 1:].mean(axis=2)  # layer, permutation
+        out[:, i, 0] = scores[i][:, 0].mean(axis=1)
+        out[:, i, 1] = scores[i][:, 0].std(axis=1)
+        if baseline.shape[1]:
+            out[:, i, 2] = baseline.mean(axis=1)
+        if baseline.shape[1] > 1:
+            out[:, i, 3] = baseline.std(axis=1)
+        if target.method == "ridge":
+            out[:, i, 4] = errors[i].mean(axis=1)
     return out
 
 
 def _prepared_blocks(
-    k: np.ndarray, train: np.ndarray, test: np.ndarray, *, normalize: bool
+    k: np.ndarray, rows: np.ndarray, train: np.ndarray, test: np.ndarray, *, normalize: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training and test-by-training blocks of the Gram of the vectors centred by the
-    training mean, then (maybe) normalised."""
-    mean_products = k[:, train].mean(axis=1)
-    total = mean_products[train].mean()
+    """The training and test-by-training blocks of the Gram of ``rows``' vectors, centred by
+    the training mean and (maybe) normalised, as the models see them; then centred again by
+    the prepared training mean, a translation that none of the three models sees (each has
+    an intercept or compares distances) and that keeps their intercepts apart from their
+    weights."""
+    train, test = rows[train], rows[test]
+    mean_products = k[np.ix_(rows, train)].mean(axis=1)  # by position in rows
+    position = np.full(len(k), -1)
+    position[rows] = np.arange(len(rows))
+    mp_train, mp_test = mean_products[position[train]], mean_products[position[test]]
+    total = mp_train.mean()
     kt = k[np.ix_(train, train)]
-    kt -= mean_products[train][:, None]
-    kt -= mean_products[train][None, :] - total
+    kt -= mp_train[:, None]
+    kt -= mp_train[None, :] - total
     ks = k[np.ix_(test, train)]
-    ks -= mean_products[test][:, None]
-    ks -= mean_products[train][None, :] - total
+    ks -= mp_test[:, None]
+    ks -= mp_train[None, :] - total
     if normalize:
-        norms = np.sqrt(np.clip(np.diagonal(k) - 2 * mean_products + total, 0.0, None))
-        norms[norms == 0] = 1.0
-        kt /= norms[train][:, None]
-        kt /= norms[train][None, :]
-        ks /= norms[test][:, None]
-        ks /= norms[train][None, :]
+        diagonal = np.diagonal(k)
+        norm_train = np.sqrt(np.clip(diagonal[train] - 2 * mp_train + total, 0.0, None))
+        norm_test = np.sqrt(np.clip(diagonal[test] - 2 * mp_test + total, 0.0, None))
+        norm_train[norm_train == 0] = 1.0
+        norm_test[norm_test == 0] = 1.0
+        kt /= norm_train[:, None]
+        kt /= norm_train[None, :]
+        ks /= norm_test[:, None]
+        ks /= norm_train[None, :]
+    mean_train = kt.mean(axis=1)
+    total = mean_train.mean()
+    ks -= ks.mean(axis=1)[:, None]
+    ks -= mean_train[None, :] - total
+    kt -= mean_train[:, None]
+    kt -= mean_train[None, :] - total
     return kt, ks
 
 
 def _ridge(kt: np.ndarray, ks: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Dual ridge with an intercept, for several target rows ``y`` ``(r, n_train)`` at once:
-    the predictions ``(r, n_test)`` of ``Ridge(alpha, fit_intercept=True)``."""
+    the predictions ``(r, n_test)`` of ``Ridge(alpha, fit_intercept=True)``, from Grams of
+    features centred by their training mean (:func:`_prepared_blocks`)."""
     import scipy.linalg
 
-    # centring the features by their training mean (the intercept) centres both Grams
-    mean_train = kt.mean(axis=1)
-    total = mean_train.mean()
-    kt_c = kt - mean_train[:, None] - mean_train[None, :] + total
-    ks_c = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
-    kt_c[np.diag_indices_from(kt_c)] += alpha
+    system = kt + alpha * np.eye(len(kt))
     means = y.mean(axis=1, keepdims=True)
-    factor = scipy.linalg.cho_factor(kt_c, check_finite=False)
+    factor = scipy.linalg.cho_factor(system, check_finite=False)
     dual = scipy.linalg.cho_solve(factor, (y - means).T, check_finite=False)
-    return (ks_c @ dual).T + means
+    return (ks @ dual).T + means
 
 
 def _nearest_mean(kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray) -> np.ndarray:
@@ -430,40 +459,51 @@ def _nearest_mean(kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray) -> np.nda
 
 
 def _logistic(
-    kt: np.ndarray, ks: np.ndarray, y_train: np.ndarray, n_classes: int, C: float
-) -> np.ndarray:
+    blocks: Sequence[tuple[np.ndarray, np.ndarray]],
+    y_train: Sequence[np.ndarray],
+    n_classes: int,
+    C: float,
+) -> list[np.ndarray]:
     """``LogisticRegression(C, class_weight="balanced")`` (multinomial) fitted for each label
-    row of ``y_train`` ``(r, n_train)`` and applied: the predicted classes ``(r, n_test)``.
+    row of each ``y_train`` ``(r, n_train)`` on its ``(kt, ks)`` Grams (features centred by
+    their training mean, :func:`_prepared_blocks`) and applied: the predicted classes
+    ``(r, n_test)`` per block.
 
     The objective is scikit-learn's: the class-weighted mean log loss plus
     ``|W|^2 / (2 C sum(weights))``, intercepts unpenalised. By the representer theorem the
     weights are ``W = X_train.T @ B``, so the fit needs only the Grams: this is L-BFGS on
     ``W`` (its iterates and the Euclidean geometry of the weights themselves) carried in the
-    coefficients ``B`` together with their images ``kt @ B``, so an iteration costs one
-    product with ``kt`` for all label rows at once and the line search none. It stops when
-    the gradient's norm is below :data:`LOGISTIC_TOL`, a stricter test than scikit-learn's
-    (the largest gradient entry below ``tol``).
+    coefficients ``B`` together with their images ``kt @ B``. Every fit of every block runs
+    in one loop (blocks padded to one size with weightless rows), so an iteration costs one
+    batched product with the Grams and the line search none. A fit stops when its
+    gradient's norm is below :data:`LOGISTIC_TOL`, a stricter test than scikit-learn's (the
+    largest gradient entry below ``tol``).
     """
-    # centring the features (a translation the intercepts absorb) decouples the intercepts
-    # from the weights, which L-BFGS then needs fewer steps to balance
-    mean_train = kt.mean(axis=1)
-    total = mean_train.mean()
-    kt = kt - mean_train[:, None] - mean_train[None, :] + total
-    ks = ks - ks.mean(axis=1)[:, None] - mean_train[None, :] + total
-    r, n = y_train.shape
-    k = n_classes
-    onehot = (y_train[..., None] == np.arange(k)).astype(np.float64)  # r, n, k
-    counts = onehot.sum(axis=1)  # r, k
+    count, r, k = len(blocks), len(y_train[0]), n_classes
+    n = max(len(kt) for kt, _ in blocks)
+    m = max(len(ks) for _, ks in blocks)
+    kt, ks = np.zeros((count, n, n)), np.zeros((count, m, n))
+    labels = np.full((count, r, n), -1)  # -1: a padding row, weightless
+    for b, ((kt_b, ks_b), y_b) in enumerate(zip(blocks, y_train, strict=True)):
+        kt[b, : len(kt_b), : len(kt_b)] = kt_b
+        ks[b, : len(ks_b), : len(kt_b)] = ks_b
+        labels[b, :, : len(kt_b)] = y_b
+    onehot = (labels[..., None] == np.arange(k)).astype(np.float64)  # count, r, n, k
+    counts = onehot.sum(axis=2)  # count, r, k
     present = counts > 0
     class_weight = np.divide(
-        n, present.sum(axis=1, keepdims=True) * counts, out=np.zeros_like(counts), where=present
+        (labels >= 0).sum(axis=2, keepdims=True),
+        present.sum(axis=2, keepdims=True) * counts,
+        out=np.zeros_like(counts),
+        where=present,
     )
-    sample_weight = np.take_along_axis(class_weight, y_train, axis=1)  # r, n
-    weight_sum = sample_weight.sum(axis=1)
-    weighted_onehot = onehot * (sample_weight / weight_sum[:, None])[..., None]
-    sample_weight = (sample_weight / weight_sum[:, None])[..., None]
-    penalty = 1.0 / (C * weight_sum)  # r
-    # A point is (coefficients, their image) as two (r, n * k + k) arrays: the dual
+    sample_weight = np.einsum("brnk,brk->brn", onehot, class_weight)
+    weight_sum = sample_weight.sum(axis=2)  # count, r
+    sample_weight = (sample_weight / weight_sum[..., None])[..., None]
+    weighted_onehot = onehot * sample_weight
+    rows = count * r
+    penalty = (1.0 / (C * weight_sum)).reshape(rows)
+    # A point is (coefficients, their image) as two (rows, n * k + k) arrays: the dual
     # coefficients B then the intercepts, and kt @ B then the intercepts again, so the
     # weights' inner product <u, v> is the row-wise dot of u's coefficients with v's image.
     size = n * k
@@ -471,26 +511,31 @@ def _logistic(
     def inner(coefficients: np.ndarray, image: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->i", coefficients, image)
 
+    def logits_of(image: np.ndarray) -> np.ndarray:
+        return image[:, :size].reshape(count, r, n, k) + image[:, size:].reshape(count, r, 1, k)
+
     def loss(point: np.ndarray, image: np.ndarray) -> np.ndarray:
-        logits = (image[:, :size].reshape(r, n, k)) + image[:, None, size:]
-        shifted = logits - logits.max(axis=2, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
-        data = -np.einsum("rnk,rnk->r", weighted_onehot, log_p)
+        logits = logits_of(image)
+        shifted = logits - logits.max(axis=3, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=3, keepdims=True))
+        data = -np.einsum("brnk,brnk->br", weighted_onehot, log_p).reshape(rows)
         return data + 0.5 * penalty * inner(point[:, :size], image[:, :size])
 
     def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits = (image[:, :size].reshape(r, n, k)) + image[:, None, size:]
-        p = np.exp(logits - logits.max(axis=2, keepdims=True))
-        pointwise = sample_weight * (p / p.sum(axis=2, keepdims=True)) - weighted_onehot
+        logits = logits_of(image)
+        p = np.exp(logits - logits.max(axis=3, keepdims=True))
+        pointwise = sample_weight * (p / p.sum(axis=3, keepdims=True)) - weighted_onehot
         grad, grad_image = np.empty_like(point), np.empty_like(point)
-        grad[:, :size] = pointwise.reshape(r, size) + penalty[:, None] * point[:, :size]
-        product = (kt @ pointwise.transpose(1, 0, 2).reshape(n, r * k)).reshape(n, r, k)
-        grad_image[:, :size] = product.transpose(1, 0, 2).reshape(r, size)
+        grad[:, :size] = pointwise.reshape(rows, size) + penalty[:, None] * point[:, :size]
+        product = kt @ pointwise.transpose(0, 2, 1, 3).reshape(count, n, r * k)
+        grad_image[:, :size] = (
+            product.reshape(count, n, r, k).transpose(0, 2, 1, 3).reshape(rows, size)
+        )
         grad_image[:, :size] += penalty[:, None] * image[:, :size]
-        grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=1)
+        grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=2).reshape(rows, k)
         return grad, grad_image
 
-    point, image = np.zeros((r, size + k)), np.zeros((r, size + k))
+    point, image = np.zeros((rows, size + k)), np.zeros((rows, size + k))
     value = loss(point, image)
     grad, grad_image = gradient(point, image)
     history: list[tuple[np.ndarray, ...]] = []  # (s, its image, y, its image, 1 / s.y)
@@ -498,7 +543,7 @@ def _logistic(
         active = inner(grad, grad_image) > LOGISTIC_TOL**2
         if not active.any():
             break
-        # two-loop recursion: the quasi-Newton direction, per label row
+        # two-loop recursion: the quasi-Newton direction, per fit
         q, q_image = grad.copy(), grad_image.copy()
         alphas = []
         for s, _, y, y_image, rho in reversed(history):
@@ -509,18 +554,22 @@ def _logistic(
         if history:
             s, s_image, y, y_image, _ = history[-1]
             scale = (inner(s, y_image) / np.maximum(inner(y, y_image), 1e-300))[:, None]
-        else:
-            scale = 1.0 / penalty[:, None]
-        q *= scale
-        q_image *= scale
+            q *= scale
+            q_image *= scale
+        else:  # first step: the weights' curvature is about the penalty's, the intercepts'
+            # about the loss's (at most 1/2): each scaled by its own
+            q[:, :size] /= penalty[:, None]
+            q_image[:, :size] /= penalty[:, None]
+            q[:, size:] *= 2.0
+            q_image[:, size:] *= 2.0
         for (s, s_image, y, _, rho), a in zip(history, reversed(alphas), strict=True):
             b = (rho * inner(y, q_image))[:, None]
             q += (a - b) * s
             q_image += (a - b) * s_image
-        keep = np.where(active, -1.0, 0.0)[:, None]  # converged rows stay where they are
+        keep = np.where(active, -1.0, 0.0)[:, None]  # converged fits stay where they are
         move, move_image = keep * q, keep * q_image
         slope = inner(grad, move_image)
-        # backtracking (Armijo) from the unit step, per row; trial losses need no product
+        # backtracking (Armijo) from the unit step, per fit; trial losses need no product
         step = active.astype(np.float64)
         for _ in range(60):
             trial, trial_image = point + step[:, None] * move, image + step[:, None] * move_image
@@ -534,13 +583,15 @@ def _logistic(
         y, y_image = new_grad - grad, new_grad_image - grad_image
         curvature = inner(s, y_image)
         rho = np.divide(1.0, curvature, out=np.zeros_like(curvature), where=curvature > 1e-300)
-        history = [*history, (s, s_image, y, y_image, rho)][-10:]
+        history = [*history, (s, s_image, y, y_image, rho)][-HISTORY:]
         point, image, value = trial, trial_image, trial_value
         grad, grad_image = new_grad, new_grad_image
-    coefficients = point[:, :size].reshape(r, n, k).transpose(1, 0, 2).reshape(n, r * k)
-    logits = (ks @ coefficients).reshape(len(ks), r, k) + point[:, size:]
-    logits[:, ~present] = -np.inf  # a class absent from a shuffled training fold
-    return np.argmax(logits, axis=2).T
+    coefficients = point[:, :size].reshape(count, r, n, k).transpose(0, 2, 1, 3)
+    logits = (ks @ coefficients.reshape(count, n, r * k)).reshape(count, m, r, k)
+    logits += point[:, size:].reshape(count, 1, r, k)
+    logits[np.broadcast_to(~present[:, None], logits.shape)] = -np.inf  # absent from a fold
+    predicted = np.argmax(logits, axis=3).transpose(0, 2, 1)  # count, r, m
+    return [predicted[b, :, : len(ks_b)] for b, (_, ks_b) in enumerate(blocks)]
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
