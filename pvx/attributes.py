@@ -138,22 +138,10 @@ def probe(
     >>> float(result["score"].min())
     1.0
     """
-    if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or folds < 2:
-        raise ValueError(f"probe() needs an integer folds >= 2, got {folds!r}")
-    if not isinstance(permutations, int) or permutations < 0:
-        raise ValueError(f"probe() needs permutations >= 0, got {permutations!r}")
     da = _engine.prepare_input(
         da, func="probe", layer=layer, include_baseline=include_baseline, min_personas=2
     )
-    names, explicit = _attribute_names(da, attributes)
-    targets, skipped = [], {}
-    for name in names:
-        try:
-            targets.append(_target(da, name, folds, permutations, seed))
-        except ValueError as err:
-            if explicit:
-                raise
-            skipped[name] = str(err)
+    targets, skipped = _targets(da, attributes, folds, permutations, seed)
     if not targets:
         raise ValueError(
             "probe() found no attribute it can probe"
@@ -209,6 +197,31 @@ def attribute_seed(seed: int, name: str) -> int:
     same shuffles whichever other attributes are probed with it (and attributes do not all
     get the same permutation)."""
     return (int(seed) + zlib.crc32(name.encode())) % 2**32
+
+
+def _targets(
+    da: xr.DataArray,
+    attributes: Hashable | Sequence[Hashable] | None,
+    folds: int,
+    permutations: int,
+    seed: int,
+) -> tuple[list[_Target], dict[str, str]]:
+    """The attributes ready to probe, and those skipped with the reason (only when not
+    named: a named attribute that cannot be probed raises)."""
+    if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or folds < 2:
+        raise ValueError(f"probe() needs an integer folds >= 2, got {folds!r}")
+    if not isinstance(permutations, int | np.integer) or permutations < 0:
+        raise ValueError(f"probe() needs an integer permutations >= 0, got {permutations!r}")
+    names, explicit = _attribute_names(da, attributes)
+    targets, skipped = [], {}
+    for name in names:
+        try:
+            targets.append(_target(da, name, folds, permutations, seed))
+        except ValueError as err:
+            if explicit:
+                raise
+            skipped[name] = str(err)
+    return targets, skipped
 
 
 def _attribute_names(
@@ -488,51 +501,49 @@ def _logistic(
         kt[b, : len(kt_b), : len(kt_b)] = kt_b
         ks[b, : len(ks_b), : len(kt_b)] = ks_b
         labels[b, :, : len(kt_b)] = y_b
-    onehot = (labels[..., None] == np.arange(k)).astype(np.float64)  # count, r, n, k
-    counts = onehot.sum(axis=2)  # count, r, k
+    # class-major (k before n): the softmax reduces over k with n contiguous, and the
+    # product with the (symmetric) Grams needs no transposes
+    onehot = (labels[:, :, None, :] == np.arange(k)[:, None]).astype(np.float64)  # b, r, k, n
+    counts = onehot.sum(axis=3)  # count, r, k
     present = counts > 0
     class_weight = np.divide(
-        (labels >= 0).sum(axis=2, keepdims=True),
+        (labels >= 0).sum(axis=2)[..., None],
         present.sum(axis=2, keepdims=True) * counts,
         out=np.zeros_like(counts),
         where=present,
     )
-    sample_weight = np.einsum("brnk,brk->brn", onehot, class_weight)
+    sample_weight = np.einsum("brkn,brk->brn", onehot, class_weight)
     weight_sum = sample_weight.sum(axis=2)  # count, r
-    sample_weight = (sample_weight / weight_sum[..., None])[..., None]
-    weighted_onehot = onehot * sample_weight
     rows = count * r
+    sample_weight = (sample_weight / weight_sum[..., None]).reshape(rows, 1, n)
+    weighted_onehot = onehot.reshape(rows, k, n) * sample_weight
     penalty = (1.0 / (C * weight_sum)).reshape(rows)
-    # A point is (coefficients, their image) as two (rows, n * k + k) arrays: the dual
+    # A point is (coefficients, their image) as two (rows, k * n + k) arrays: the dual
     # coefficients B then the intercepts, and kt @ B then the intercepts again, so the
     # weights' inner product <u, v> is the row-wise dot of u's coefficients with v's image.
-    size = n * k
+    size = k * n
 
     def inner(coefficients: np.ndarray, image: np.ndarray) -> np.ndarray:
         return np.einsum("ij,ij->i", coefficients, image)
 
-    def logits_of(image: np.ndarray) -> np.ndarray:
-        return image[:, :size].reshape(count, r, n, k) + image[:, size:].reshape(count, r, 1, k)
+    def log_softmax(image: np.ndarray) -> np.ndarray:
+        logits = image[:, :size].reshape(-1, k, n) + image[:, size:, None]
+        logits -= logits.max(axis=1, keepdims=True)
+        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return logits
 
-    def loss(point: np.ndarray, image: np.ndarray) -> np.ndarray:
-        logits = logits_of(image)
-        shifted = logits - logits.max(axis=3, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=3, keepdims=True))
-        data = -np.einsum("brnk,brnk->br", weighted_onehot, log_p).reshape(rows)
-        return data + 0.5 * penalty * inner(point[:, :size], image[:, :size])
+    def loss(point: np.ndarray, image: np.ndarray, which: Any = slice(None)) -> np.ndarray:
+        # the loss of the fits ``which`` (rows of point and image)
+        data = -np.einsum("rkn,rkn->r", weighted_onehot[which], log_softmax(image))
+        return data + 0.5 * penalty[which] * inner(point[:, :size], image[:, :size])
 
     def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits = logits_of(image)
-        p = np.exp(logits - logits.max(axis=3, keepdims=True))
-        pointwise = sample_weight * (p / p.sum(axis=3, keepdims=True)) - weighted_onehot
+        pointwise = sample_weight * np.exp(log_softmax(image)) - weighted_onehot  # rows, k, n
         grad, grad_image = np.empty_like(point), np.empty_like(point)
         grad[:, :size] = pointwise.reshape(rows, size) + penalty[:, None] * point[:, :size]
-        product = kt @ pointwise.transpose(0, 2, 1, 3).reshape(count, n, r * k)
-        grad_image[:, :size] = (
-            product.reshape(count, n, r, k).transpose(0, 2, 1, 3).reshape(rows, size)
-        )
-        grad_image[:, :size] += penalty[:, None] * image[:, :size]
-        grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=2).reshape(rows, k)
+        product = pointwise.reshape(count, r * k, n) @ kt  # kt is symmetric
+        grad_image[:, :size] = product.reshape(rows, size) + penalty[:, None] * image[:, :size]
+        grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=2)
         return grad, grad_image
 
     point, image = np.zeros((rows, size + k)), np.zeros((rows, size + k))
@@ -570,14 +581,20 @@ def _logistic(
         move, move_image = keep * q, keep * q_image
         slope = inner(grad, move_image)
         # backtracking (Armijo) from the unit step, per fit; trial losses need no product
+        # (after the first trial, only the failed fits are evaluated again)
         step = active.astype(np.float64)
+        trial, trial_image = point + step[:, None] * move, image + step[:, None] * move_image
+        trial_value = loss(trial, trial_image)
+        failed = np.flatnonzero(trial_value > value + 1e-4 * step * slope)
         for _ in range(60):
-            trial, trial_image = point + step[:, None] * move, image + step[:, None] * move_image
-            trial_value = loss(trial, trial_image)
-            failed = trial_value > value + 1e-4 * step * slope
-            if not failed.any():
+            if not len(failed):
                 break
-            step = np.where(failed, step / 2, step)
+            step[failed] /= 2
+            trial[failed] = point[failed] + step[failed, None] * move[failed]
+            trial_image[failed] = image[failed] + step[failed, None] * move_image[failed]
+            trial_value[failed] = loss(trial[failed], trial_image[failed], failed)
+            worse = trial_value[failed] > value[failed] + 1e-4 * step[failed] * slope[failed]
+            failed = failed[worse]
         new_grad, new_grad_image = gradient(trial, trial_image)
         s, s_image = trial - point, trial_image - image
         y, y_image = new_grad - grad, new_grad_image - grad_image
@@ -586,11 +603,11 @@ def _logistic(
         history = [*history, (s, s_image, y, y_image, rho)][-HISTORY:]
         point, image, value = trial, trial_image, trial_value
         grad, grad_image = new_grad, new_grad_image
-    coefficients = point[:, :size].reshape(count, r, n, k).transpose(0, 2, 1, 3)
-    logits = (ks @ coefficients.reshape(count, n, r * k)).reshape(count, m, r, k)
-    logits += point[:, size:].reshape(count, 1, r, k)
-    logits[np.broadcast_to(~present[:, None], logits.shape)] = -np.inf  # absent from a fold
-    predicted = np.argmax(logits, axis=3).transpose(0, 2, 1)  # count, r, m
+    coefficients = point[:, :size].reshape(count, r * k, n)
+    logits = (coefficients @ ks.transpose(0, 2, 1)).reshape(count, r, k, m)
+    logits += point[:, size:].reshape(count, r, k, 1)
+    logits[np.broadcast_to(~present[..., None], logits.shape)] = -np.inf  # absent from a fold
+    predicted = np.argmax(logits, axis=2)  # count, r, m
     return [predicted[b, :, : len(ks_b)] for b, (_, ks_b) in enumerate(blocks)]
 
 

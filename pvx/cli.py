@@ -198,6 +198,13 @@ def _analyze(args: argparse.Namespace) -> None:
             views=views or report.DEFAULT_VIEWS,
             colors=args.color or (),
             n_clusters=args.clusters,
+            attributes=(
+                [a for item in args.attributes for a in item.split(",") if a]
+                if args.attributes
+                else None
+            ),
+            folds=args.folds,
+            permutations=args.permutations,
             out=args.out,
             overwrite=args.overwrite,
         )
@@ -281,11 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--views",
         action="append",
-        help="comma-separated views: pca, umap, isomap, similarity, pairs, scree, dendrogram, "
-        "variants, kmeans (default: all but isomap and kmeans)",
+        help="comma-separated views: attributes, pca, umap, isomap, similarity, pairs, scree, "
+        "dendrogram, variants, kmeans (default: all but isomap and kmeans)",
     )
     run.add_argument("--color", action="append", help="persona attribute to colour by (repeatable)")
     run.add_argument("--clusters", type=int, help="k-means clusters (kmeans view, --color cluster)")
+    run.add_argument(
+        "--attributes",
+        action="append",
+        help="persona attributes to probe, comma-separated (default: every attribute)",
+    )
+    run.add_argument("--folds", type=int, default=5, help="probe cross-validation folds (5)")
+    run.add_argument(
+        "--permutations", type=int, default=5, help="probe shuffled-label repetitions (5)"
+    )
     run.add_argument("--out", default="pvx-report", help="output folder (default: pvx-report)")
     run.add_argument(
         "--overwrite", action="store_true", help="replace another run's results in --out"

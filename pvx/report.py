@@ -29,6 +29,7 @@ import xarray as xr
 import zarr
 
 from pvx import _spectra, cluster, decomposition, manifold, options, plot, similarity
+from pvx import attributes as attribute_analyses
 from pvx._construct import attribute_names
 from pvx._report_folder import RUN_FILE, check_out, remove_abandoned_staging, replace_report
 from pvx._store_results import (
@@ -43,6 +44,7 @@ from pvx.store import load, mask_strategies, models, open_store
 from pvx.views.html import write_index, write_page
 
 VIEWS = (
+    "attributes",
     "pca",
     "umap",
     "isomap",
@@ -53,7 +55,16 @@ VIEWS = (
     "variants",
     "kmeans",
 )
-DEFAULT_VIEWS = ("pca", "umap", "similarity", "pairs", "scree", "dendrogram", "variants")
+DEFAULT_VIEWS = (
+    "attributes",
+    "pca",
+    "umap",
+    "similarity",
+    "pairs",
+    "scree",
+    "dendrogram",
+    "variants",
+)
 
 
 def _pvx_version() -> str:
@@ -82,6 +93,9 @@ def analyze(
     views: Sequence[str] = DEFAULT_VIEWS,
     colors: Sequence[str] = (),
     n_clusters: int | None = None,
+    attributes: Sequence[str] | None = None,
+    folds: int = 5,
+    permutations: int = 5,
     out: str | os.PathLike = "pvx-report",
     overwrite: bool = False,
     progress: Progress | None = print,
@@ -103,6 +117,12 @@ def analyze(
         k-means clusters, for the ``kmeans`` view and ``"cluster"`` colouring (default 5, or
         the number of personas if fewer, when either is asked for). A persona attribute
         named ``cluster`` takes precedence over the k-means colouring.
+    attributes
+        Persona attributes to probe on the ``attributes`` page (default: every attribute
+        that can be probed; a store without attributes has no such page).
+    folds, permutations
+        Cross-validation folds and shuffled-label repetitions of the probes
+        (:func:`pvx.attributes.probe`).
     out
         Output folder. A folder holding another run's results is never replaced unless
         ``overwrite=True``; rerunning the same settings replaces its own results.
@@ -156,6 +176,14 @@ def analyze(
         raise ValueError(
             f"unknown colour attribute(s) {missing}; the personas have {attribute_names(da)}"
         )
+    views = list(views)
+    if "attributes" in views:
+        probed = _probed_attributes(da, attributes, folds, permutations)
+        if not probed:
+            views.remove("attributes")
+            say("no attributes page: the personas have no attributes to probe")
+    else:
+        probed = []
     settings = {
         "store": source,
         "store_version": tree.attrs.get("snapshot"),
@@ -169,6 +197,9 @@ def analyze(
         "views": list(views),
         "colors": colors,
         "n_clusters": n_clusters,
+        "attributes": probed,
+        "folds": folds,
+        "permutations": permutations,
     }
     out = Path(out)
     check_out(out, settings, overwrite=overwrite, store=source)
@@ -190,6 +221,7 @@ def analyze(
                 da,
                 views,
                 n_clusters=n_clusters,
+                probe={"attributes": probed, "folds": folds, "permutations": permutations},
                 progress=say,
                 path=staging / RESULTS,
                 attrs={"settings": json.dumps(settings)},
@@ -211,6 +243,7 @@ def compute_results(
     views: Sequence[str] = DEFAULT_VIEWS,
     *,
     n_clusters: int | None = None,
+    probe: dict[str, Any] | None = None,
     progress: Progress | None = None,
     path: str | os.PathLike | None = None,
     attrs: dict[str, Any] | None = None,
@@ -220,7 +253,9 @@ def compute_results(
 
     ``da`` has dims ``(variant, persona, layer, hidden)``. Returns a tree with one node per
     analysis (``pca``, ``scree``, ``umap``, ``isomap``, ``cosine``, ``linkage``, ``pairs``,
-    ``kmeans``, ``variants``), each vectorised over ``variant`` and ``layer``, with ``attrs``.
+    ``kmeans``, ``variants``, ``probe``, ``association``), each vectorised over ``variant``
+    and ``layer``, with ``attrs``. ``probe`` holds the keywords of
+    :func:`pvx.attributes.probe` for the ``attributes`` view.
 
     With ``path`` (a new ``results.zarr``), the results are written there as they are
     computed and the tree returned reads its cosines from there lazily: memory holds a few
@@ -239,7 +274,8 @@ def compute_results(
     target = None
     if "similarity" in views and path is not None:
         target = cosine_node(similarity.cosine(da), path)
-    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, target, 0)
+    probe = probe or {}
+    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, probe, target, 0)
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if "umap" in names and _distributed_client() is None:
@@ -263,7 +299,9 @@ def compute_results(
             lazy = (
                 first
                 if group is groups[0]
-                else _lazy_results(da.isel(layer=group), views, n_clusters, target, group.start)
+                else _lazy_results(
+                    da.isel(layer=group), views, n_clusters, probe, target, group.start
+                )
             )
             part = _compute(lazy, where)
             # the finished computation's task state is reference cycles holding this group's
@@ -284,6 +322,11 @@ def compute_results(
         computed["cosine"] = as_saved(computed["cosine"])
     if "pairs_change" in computed:
         computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
+    if "probe" in computed and computed["probe"].sizes["attribute"] >= 2:
+        # from the attributes alone: no vectors read
+        computed["association"] = attribute_analyses.association(
+            da, list(computed["probe"]["attribute"].values)
+        )
     tree = xr.DataTree.from_dict(
         {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
     )
@@ -313,12 +356,18 @@ def _lazy_results(
     da: xr.DataArray,
     views: set[str],
     n_clusters: int | None,
+    probe: dict[str, Any],
     cosine_target: zarr.Array | None,
     layer_start: int,
 ) -> dict[str, Any]:
     """The lazy analyses of some layers that the views need (``layer_start``: where the
     first of them is in the saved cosines)."""
     lazy: dict[str, Any] = {}
+    if "attributes" in views:
+        # every attribute, even one, keeps the attribute dim; folds and shuffles per name
+        lazy["probe"] = attribute_analyses.probe(
+            da, list(probe.get("attributes") or []) or None, **_probe_options(probe)
+        )
     if views & {"pca", "kmeans"}:
         n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
         lazy["pca"] = decomposition.pca(da, n_components=n_components)
@@ -425,6 +474,32 @@ def render(
     def node(name: str) -> xr.Dataset | None:
         return results[name].to_dataset() if name in results.children else None
 
+    probes = node("probe")
+    if probes is not None:
+        figures = []
+        for v in variants:
+            result = probes.sel(variant=v) if "variant" in probes.dims else probes
+            figures += [
+                plot.probe_lines(result, title="Probe score by layer"),
+                plot.probe_heatmap(result, title="Gain over shuffled labels"),
+            ]
+        if "association" in results.children:
+            figures.append(
+                plot.association_heatmap(
+                    results["association"].to_dataset()["cramers_v"],
+                    title="Association between attributes (Cramér's V)",
+                )
+            )
+        page(
+            "attributes",
+            "Attributes",
+            "Which layers encode which persona attributes: a cross-validated linear probe "
+            f"per attribute and layer ({settings['folds']} folds; difference of means for "
+            "two classes, logistic regression for more, ridge for numbers and ranks), its "
+            f"score against the same probe on shuffled labels ({settings['permutations']} "
+            "shuffles), and how the attributes go together.",
+            figures,
+        )
     clusters = node("kmeans")
     for method, label in (("pca", "PCA"), ("umap", "UMAP"), ("isomap", "Isomap")):
         result = node(method)
@@ -570,6 +645,23 @@ def _all_variants(tree: xr.DataTree, model: str | None, mask: str | None) -> lis
     from pvx.store import variants
 
     return variants(tree, model=model, mask_strategy=mask)
+
+
+def _probed_attributes(
+    da: xr.DataArray, attributes: Sequence[str] | None, folds: int, permutations: int
+) -> list[str]:
+    """The attributes the ``attributes`` page probes: those named (each must be probeable,
+    or the error says why), else every one that can be probed (none without attributes)."""
+    if attributes is not None and not list(attributes):
+        raise ValueError("attributes= names no attribute; pass None to probe every one")
+    targets, _ = attribute_analyses._targets(
+        da, list(attributes) if attributes else None, folds, permutations, seed=0
+    )
+    return [t.name for t in targets]
+
+
+def _probe_options(probe: dict[str, Any]) -> dict[str, Any]:
+    return {key: probe[key] for key in ("folds", "permutations") if key in probe}
 
 
 def _default_colors(da: xr.DataArray) -> list[str]:

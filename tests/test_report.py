@@ -193,6 +193,8 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--layers", "0,99"], "unknown layer label(s) [99]; the array has layers [0, 1, 2, 3]"),
         (["--layers", "1-0"], "range '1-0' is empty"),
         (["--workers", "0"], "at least 1 worker"),
+        (["--folds", "1"], "folds >= 2"),
+        (["--attributes", "shoe_size"], "unknown attribute(s) ['shoe_size']"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
@@ -445,3 +447,58 @@ def test_a_projection_without_its_colour_attribute_is_drawn_plain(store, tmp_pat
     messages = []
     report.render(results, tmp_path / "b", progress=messages.append)
     assert "  pca: 2 figure(s)" in messages, messages
+
+
+def test_attributes_page_probes_saves_and_redraws(store, tmp_path):
+    command = ["analyze", str(store), "--views", "attributes", "--attributes", "age"]
+    assert (
+        main(
+            [
+                *command,
+                "--attributes",
+                "planted_cluster",
+                "--folds",
+                "3",
+                "--permutations",
+                "2",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "a"
+    results = report.open_results(out / "results.zarr")
+    settings = json.loads(results.attrs["settings"])
+    assert settings["attributes"] == ["age", "planted_cluster"]
+    assert (settings["folds"], settings["permutations"]) == (3, 2)
+    probe = results["probe"].to_dataset()
+    da = pvx.load(store, ["templated", "biography"])
+    expected = pvx.attributes.probe(da, ["age", "planted_cluster"], folds=3, permutations=2)
+    for name in ("score", "score_std", "baseline", "gain"):
+        xr.testing.assert_allclose(probe[name], expected[name].compute())
+    np.testing.assert_allclose(
+        results["association"]["cramers_v"],
+        pvx.attributes.association(da, ["age", "planted_cluster"]),
+    )
+    # redrawn from results.zarr alone
+    again = report.render(results, tmp_path / "again").parent
+    text = (again / "attributes.html").read_text()
+    assert "Probe score by layer" in text and "Cram" in text
+
+
+def test_attributes_page_needs_attributes(tmp_path, capsys):
+    path = tmp_path / "bare.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, n_layer=2, n_hidden=6)
+    da = da.drop_vars([str(k) for k in pvx.store.attribute_names(da)])
+    pvx.write_variant(path, da.assign_coords(variant="v"))
+    messages: list[str] = []
+    index = report.analyze(
+        path, views=["attributes", "scree"], out=tmp_path / "o", progress=messages.append
+    )
+    assert "no attributes page: the personas have no attributes to probe" in messages
+    assert not (index.parent / "attributes.html").exists()
+    with pytest.raises(KeyError, match="unknown attribute"):
+        report.analyze(
+            path, views=["attributes"], attributes=["age"], out=tmp_path / "x", progress=None
+        )
