@@ -1048,5 +1048,9 @@ def _two_groups(
     if (in_a & in_b).any():
         raise ValueError("direction(): a persona is in both groups")
     if not in_a.any() or not in_b.any():
-        raise ValueError(f"direction(): a group is empty ({names[0]!r} vs {names[1]!r})")
+        hint = ""
+        if attribute is not None:
+            present = sorted({str(v) for v in values[known]})
+            hint = f"; {attribute!r} has the values {present[:20]!r}"
+        raise ValueError(f"direction(): a group is empty ({names[0]!r} vs {names[1]!r}){hint}")
     return in_a, in_b, names

@@ -331,7 +331,7 @@ def test_direction_groups_by_ids_or_mask_and_across_variants(da):
     np.testing.assert_allclose(both["variant_cosine"].sel(variant="a", variant_other="b"), 1.0)
     with pytest.raises(ValueError, match="groups= or attribute="):
         attributes.direction(da)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"empty .* has the values \['even', 'odd'\]"):
         attributes.direction(da, attribute="parity", value="neither")
     with pytest.raises(KeyError, match="unknown persona"):
         attributes.direction(da, (["nobody"], ids[:3]))

@@ -46,6 +46,12 @@ def test_readme_command_runs(command, tmp_path):
     if command == "pvx analyze":
         out = tmp_path / "pvx-report"
         pages = {p.name for p in out.glob("*.html")}
-        assert {"index.html", "pca.html", "umap.html", "similarity.html"} <= pages
+        assert {
+            "index.html",
+            "attributes.html",
+            "pca.html",
+            "umap.html",
+            "similarity.html",
+        } <= pages
         assert (out / "results.zarr").is_dir() and (out / "plotly.min.js").exists()
         assert "using mask strategy token_mean" in result.stdout
