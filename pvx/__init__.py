@@ -26,6 +26,16 @@ from pvx.store import (
     write_variant,
 )
 
+
+def explore(source: object, **load_options: object) -> object:
+    """The interactive explorer of a report folder, a store or persona vectors, as a Panel
+    layout shown inline in Jupyter (:func:`pvx.explorer.explore`; ``pvx explore`` serves
+    the same app)."""
+    from pvx.explorer import explore as explorer
+
+    return explorer(source, **load_options)
+
+
 __all__ = [
     "BASELINE_ID",
     "StoreError",
@@ -35,6 +45,7 @@ __all__ = [
     "cosine",
     "decomposition",
     "explained_variance",
+    "explore",
     "get_options",
     "import_directory",
     "import_parquet",

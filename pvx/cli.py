@@ -210,6 +210,26 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
+def _explore(args: argparse.Namespace) -> None:
+    from pvx import explorer
+
+    source = args.source or default_store()
+    if not str(source).startswith(("http://", "https://")) and not os.path.exists(source):
+        raise ValueError(f"no report folder or store at {source!r}")
+    options = {"model": args.model, "mask_strategy": args.mask_strategy, "variants": args.variant}
+    loaded = {k: v for k, v in options.items() if v}
+    if not str(source).startswith(("http://", "https://")) and os.path.isdir(
+        os.path.join(source, "results.zarr")
+    ):
+        if loaded:
+            raise ValueError(
+                f"{source} is a report: its model, mask and variants are fixed; "
+                f"drop {', '.join('--' + k.replace('_', '-') for k in loaded)}"
+            )
+        loaded = {}
+    explorer.serve(source, port=args.port, address=args.address, show=args.show, **loaded)
+
+
 def _int_list(text: str | None) -> list[int] | None:
     """'3,5,10-12' -> [3, 5, 10, 11, 12]."""
     if not text:
@@ -310,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     run.add_argument("--workers", type=int, help="run on a local cluster of N worker processes")
     run.set_defaults(func=_analyze)
+    exp = commands.add_parser(
+        "explore", help="explore a report folder or a store in the browser (local server)"
+    )
+    exp.add_argument(
+        "source", nargs="?", help="report folder (pvx analyze --out) or store (default: demo)"
+    )
+    exp.add_argument("--model", help="model name (a store holding several)")
+    exp.add_argument("--mask-strategy", help="mask strategy (a store holding several)")
+    exp.add_argument("--variant", action="append", help="variant to load (repeatable)")
+    exp.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    exp.add_argument(
+        "--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine)"
+    )
+    exp.add_argument("--show", action="store_true", help="open a browser tab")
+    exp.set_defaults(func=_explore)
     imp = commands.add_parser("import", help="import persona vectors into a pvx store")
     imp.add_argument(
         "format",

@@ -30,7 +30,7 @@ def report_dir(tmp_path_factory, request) -> Path:
             da = da.drop_vars([str(k) for k in pvx.store.attribute_names(da)])
         da = da.assign_coords(variant=variant)
         # markup in a name must stay text in every page
-        names = da["name"].values.copy()
+        names = da["name"].values.astype(object)  # not the fixed-width strings: no truncation
         names[0] = "<img src=x onerror=window.__pwned=true>"
         da = da.assign_coords(name=("persona", names))
         da.attrs.update(model="org/planted", mask_strategy="mean")
