@@ -139,15 +139,21 @@ def save_results(
         clean.to_zarr(path, mode="a" if skip else "w-", consolidated=False, zarr_format=3)
 
 
-def open_results(path: str | os.PathLike) -> xr.DataTree:
+def open_results(path: str | os.PathLike, nodes: Sequence[str] | None = None) -> xr.DataTree:
     """Open a ``results.zarr`` written by :func:`save_results` (or ``pvx analyze``).
 
     Everything is loaded except the cosines, which stay lazy (dask, one chunk per layer and
-    variant): they are most of the results' size.
+    variant): they are most of the results' size. ``nodes`` opens only those analyses (the
+    ones present), for a reader that needs a few.
     """
     tree = xr.open_datatree(
         path, engine="zarr", consolidated=False, chunks={}, mask_and_scale=False
     )
+    if nodes is not None:
+        kept = {f"/{k}": v.to_dataset() for k, v in tree.children.items() if k in nodes}
+        subset = xr.DataTree.from_dict({"/": tree.to_dataset(), **kept})
+        subset.attrs = dict(tree.attrs)
+        tree = subset
 
     def load(ds: xr.Dataset) -> xr.Dataset:
         ds = _decoded_keeping_steps(ds)

@@ -25,6 +25,8 @@ from pvx._construct import attribute_names
 __all__ = ["ExplorerData", "explore", "serve"]
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "isomap": "Isomap"}
+# the analyses of a report the explorer reads (the rest is not opened)
+NODES = (*METHODS, "cosine", "kmeans", "linkage", "probe")
 N_CLUSTERS = 5
 NEIGHBOURS = 10
 CLUSTERS = "clusters"
@@ -126,7 +128,7 @@ class ExplorerData:
         if method == "pca":  # every layer at once: signs aligned across layers
             from pvx import decomposition
 
-            n = min(3, *self._vectors.sizes.values())
+            n = min(3, self._vectors.sizes["persona"], self._vectors.sizes["hidden"])
             pca = decomposition.pca(self._vectors.sel(variant=variant), n_components=n)
             return pca["scores"].transpose("layer", "persona", "component").compute()
         return {}
@@ -666,7 +668,8 @@ class Explorer:
         probes = self._probe_views()
         if probes is not None:
             tabs.append(("Attributes", probes))
-        return pn.Row(controls, pn.Column(self.plot, pn.Tabs(*tabs, dynamic=False)))
+        # dynamic: a tab's contents are sent when it is shown
+        return pn.Row(controls, pn.Column(self.plot, pn.Tabs(*tabs, dynamic=True)))
 
     def _probe_views(self) -> Any:
         import panel as pn
@@ -684,7 +687,8 @@ class Explorer:
                 pn.pane.Plotly(plot.probe_heatmap(result, title="Gain over shuffled labels")),
             )
 
-        return pn.bind(figures, self.variant)
+        # drawn when the tab is first shown
+        return pn.panel(pn.bind(figures, self.variant), lazy=True)
 
 
 def _escaped(text: str) -> str:
@@ -718,9 +722,9 @@ def load_source(source: Any, **load_options: Any) -> ExplorerData:
         return ExplorerData.from_vectors(_load_store(source, **load_options), "store")
     path = Path(os.fspath(source)) if not str(source).startswith(("http://", "https://")) else None
     if path is not None and (path / RESULTS).is_dir():
-        return ExplorerData.from_results(open_results(path / RESULTS), str(path))
+        return ExplorerData.from_results(open_results(path / RESULTS, NODES), str(path))
     if path is not None and path.name == RESULTS:
-        return ExplorerData.from_results(open_results(path), str(path.parent))
+        return ExplorerData.from_results(open_results(path, NODES), str(path.parent))
     return ExplorerData.from_vectors(_load_store(source, **load_options), str(source))
 
 
