@@ -792,15 +792,24 @@ def serve(
         with socket.socket() as probe:
             probe.bind((address, 0))
             port = probe.getsockname()[1]
-    print(f"pvx explore: {source} ({data.source})", flush=True)
-    print(f"serving at http://{address}:{port}/  (Ctrl+C stops)", flush=True)
     pn.extension("plotly")
-    pn.serve(
+    server = pn.serve(
         {"/": lambda: Explorer(data).layout()},
         port=port,
         address=address,
-        show=show,
+        show=False,
+        start=False,
         title="pvx explore",
         websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
-        threaded=False,
     )
+    server.start()  # listening from here: only now is the address worth printing
+    print(f"pvx explore: {source} ({data.source})", flush=True)
+    print(f"serving at http://{address}:{port}/  (Ctrl+C stops)", flush=True)
+    if show:
+        server.show("/")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
