@@ -208,6 +208,27 @@ class ExplorerData:
             return next(iter(self.attrs))
         return CLUSTERS if self.has_clusters() else NO_COLOUR
 
+    def hover(self, variant: str, coloring: Any) -> np.ndarray:
+        """Escaped hover text per persona: name, id and the colour's value."""
+        from pvx.views._common import _esc
+
+        key = ("hover", variant, coloring.title, coloring.kind, tuple(coloring.labels[0]))
+        if key not in self._cache:
+            table = self.personas[variant]
+            names = table["name"].values if "name" in table else table.index.values
+            lines = [
+                f"<b>{_esc(n)}</b><br>id: {_esc(i)}"
+                for n, i in zip(names, table.index.values, strict=True)
+            ]
+            if coloring.kind != "none":
+                title = _esc(coloring.title)
+                lines = [
+                    f"{h}<br>{title}: {'missing' if v is None else _esc(v)}"
+                    for h, v in zip(lines, coloring.labels[0], strict=True)
+                ]
+            self._cache[key] = np.asarray(lines, dtype=object)
+        return self._cache[key]
+
     def has_clusters(self) -> bool:
         return self._vectors is not None or (
             self._results is not None and bool({"kmeans", "linkage"} & set(self._results.children))
@@ -295,10 +316,12 @@ def colouring(data: ExplorerData, variant: str, layer: Any, colour: str) -> Any:
         return _colors.categorical(
             labels, "cluster", max_categories=len(order), order=order, prefix="cluster "
         )
-    coord = xr.DataArray(
-        table[colour].values, dims="persona", attrs=data.attrs[colour], name=colour
-    )
-    return _colors.from_coord(coord)
+    key = ("colouring", variant, colour)  # an attribute's colours are the same at every layer
+    if key not in data._cache:
+        values = table[colour].values
+        coord = xr.DataArray(values, dims="persona", attrs=data.attrs[colour], name=colour)
+        data._cache[key] = _colors.from_coord(coord)
+    return data._cache[key]
 
 
 def projection_figure(
@@ -315,23 +338,40 @@ def projection_figure(
     persona id (``customdata``), so selections map back to personas."""
     import plotly.graph_objects as go
 
+    return go.Figure(
+        projection_spec(data, variant, layer, method, dims=dims, colour=colour, highlight=highlight)
+    )
+
+
+# Up to this many personas a 2-D projection is drawn as SVG, which draws (and redraws) a
+# few thousand points faster than WebGL does on machines without a GPU.
+SVG_POINTS = 3000
+
+
+def projection_spec(
+    data: ExplorerData,
+    variant: str,
+    layer: Any,
+    method: str,
+    *,
+    dims: int = 2,
+    colour: str = NO_COLOUR,
+    highlight: str | None = None,
+) -> dict:
+    """:func:`projection_figure` as a plain figure dict (what the app sends: plotly's
+    validation of a figure object costs more than building it)."""
     from pvx.views._common import _esc, _trace_groups
 
     coords = data.projection(variant, layer, method)
     dims = min(dims, coords.shape[1])
     table = data.personas[variant]
     ids = table.index.values
-    names = table["name"].values if "name" in table else ids
     coloring = colouring(data, variant, layer, colour)
-    hover = [f"<b>{_esc(n)}</b><br>id: {_esc(i)}" for n, i in zip(names, ids, strict=True)]
-    if coloring.kind != "none":
-        title = _esc(coloring.title)
-        hover = [
-            f"{h}<br>{title}: {'missing' if v is None else _esc(v)}"
-            for h, v in zip(hover, coloring.labels[0], strict=True)
-        ]
-    hover = np.asarray(hover, dtype=object)
-    scatter = go.Scatter3d if dims == 3 else go.Scattergl
+    hover = data.hover(variant, coloring)
+    if dims == 3:
+        kind = "scatter3d"
+    else:
+        kind = "scatter" if len(ids) <= SVG_POINTS else "scattergl"
     axes = ("x", "y", "z")[:dims]
     size = 4 if dims == 3 else 7
     traces = []
@@ -341,43 +381,46 @@ def projection_figure(
         if group.get("scale"):
             marker["color"] = np.asarray(coloring.values[0], dtype=float)[member]
         traces.append(
-            scatter(
+            {
+                "type": kind,
                 **{axis: coords[member, k] for k, axis in enumerate(axes)},
-                mode="markers",
-                name=group["name"],
-                marker={"size": size, **marker},
-                customdata=ids[member],
-                hovertext=hover[member],
-                hoverinfo="text",
-            )
+                "mode": "markers",
+                "name": group["name"],
+                "marker": {"size": size, **marker},
+                "customdata": ids[member],
+                "hovertext": hover[member],
+                "hoverinfo": "text",
+            }
         )
     if highlight is not None and highlight in set(ids):
         i = int(np.flatnonzero(ids == highlight)[0])
+        name = table["name"].values[i] if "name" in table else highlight
         traces.append(
-            scatter(
+            {
+                "type": kind,
                 **{axis: [coords[i, k]] for k, axis in enumerate(axes)},
-                mode="markers",
-                name=f"selected: {_esc(names[i])}",
-                marker={
+                "mode": "markers",
+                "name": f"selected: {_esc(name)}",
+                "marker": {
                     "size": 3 * size,
                     "color": "rgba(0,0,0,0)",
                     "line": {"color": "black", "width": 3},
                 },
-                customdata=[ids[i]],
-                hovertext=[hover[i]],
-                hoverinfo="text",
-            )
+                "customdata": [ids[i]],
+                "hovertext": [hover[i]],
+                "hoverinfo": "text",
+            }
         )
-    fig = go.Figure(traces)
-    fig.update_layout(
-        title={"text": f"{METHODS[method]} · {_esc(variant)} · layer {_esc(layer)}"},
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"itemsizing": "constant"},
-        dragmode="lasso" if dims == 2 else "orbit",
-        uirevision=f"{variant}-{method}-{dims}",  # zoom kept while recolouring
-        height=600,
-    )
-    return fig
+    layout = {
+        "title": {"text": f"{METHODS[method]} · {_esc(variant)} · layer {_esc(layer)}"},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "legend": {"itemsizing": "constant"},
+        "dragmode": "lasso" if dims == 2 else "orbit",
+        "uirevision": f"{variant}-{method}-{dims}",  # zoom kept while recolouring
+        "height": 600,
+        "template": "plotly",
+    }
+    return {"data": traces, "layout": layout}
 
 
 def selection_figure(data: ExplorerData, variant: str, layer: Any, ids: Sequence[str]) -> Any:
@@ -554,7 +597,7 @@ class Explorer:
     def _redraw(self, *_: Any) -> None:
         method, layer = self.method.value, self.layer.value
         try:
-            self.plot.object = projection_figure(
+            self.plot.object = projection_spec(
                 self.data,
                 self.variant.value,
                 layer,
@@ -780,36 +823,50 @@ def serve(
 ) -> None:
     """Serve the explorer at ``http://address:port/`` until interrupted (``pvx explore``).
 
-    The data are loaded once and shared by every browser session; each session has its own
-    widgets. Every script and style is served by the local server itself.
+    The server starts at once and loads the data meanwhile, so a browser fetches the page's
+    scripts while the data are read; the explorer appears when both are there. The data
+    are loaded once and shared by every browser session; each session has its own widgets.
+    Every script and style is served by the local server itself. A source that cannot be
+    loaded stops the server and raises its error.
     """
     import socket
+    from concurrent.futures import ThreadPoolExecutor
 
     import panel as pn
 
-    data = load_source(source, **load_options)
-    if not port:
-        with socket.socket() as probe:
-            probe.bind((address, 0))
-            port = probe.getsockname()[1]
-    pn.extension("plotly")
-    server = pn.serve(
-        {"/": lambda: Explorer(data).layout()},
-        port=port,
-        address=address,
-        show=False,
-        start=False,
-        title="pvx explore",
-        websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
-    )
-    server.start()  # listening from here: only now is the address worth printing
-    print(f"pvx explore: {source} ({data.source})", flush=True)
-    print(f"serving at http://{address}:{port}/  (Ctrl+C stops)", flush=True)
-    if show:
-        server.show("/")
-    try:
-        server.io_loop.start()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(load_source, source, **load_options)
+        if not port:
+            with socket.socket() as probe:
+                probe.bind((address, 0))
+                port = probe.getsockname()[1]
+        pn.extension("plotly")
+
+        def app() -> Any:
+            # the page first; the explorer once the data are loaded
+            return pn.panel(lambda: Explorer(loading.result()).layout(), defer_load=True)
+
+        server = pn.serve(
+            {"/": app},
+            port=port,
+            address=address,
+            show=False,
+            start=False,
+            title="pvx explore",
+            websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+        )
+        server.start()  # listening from here: only now is the address worth printing
+        loading.add_done_callback(
+            lambda done: done.exception() and server.io_loop.add_callback(server.io_loop.stop)
+        )
+        print(f"pvx explore: {source}", flush=True)
+        print(f"serving at http://{address}:{port}/  (Ctrl+C stops)", flush=True)
+        if show:
+            server.show("/")
+        try:
+            server.io_loop.start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+        loading.result()  # a source that failed to load: its error

@@ -88,7 +88,7 @@ def test_figures_carry_ids_and_show_names_as_text(data):
     assert MARKUP not in json.dumps(fig.to_plotly_json(), default=str)
     assert "&lt;img src=x" in fig.data[-1].name
     flat = explorer.projection_figure(data, "templated", 1, "isomap", dims=3, colour="age")
-    assert flat.data[0].type == "scattergl"  # Isomap has two components: drawn in 2-D
+    assert flat.data[0].type == "scatter"  # Isomap has two components: drawn in 2-D (SVG)
     heat = explorer.selection_figure(data, "templated", 1, ["p1", "p2", "p5", "p20"])
     assert sorted(heat.data[0].x) == sorted(heat.data[0].y) and MARKUP not in heat.data[0].x
     summary = explorer.selection_summary(data, "templated", ["p0", "p1", "p2"])
