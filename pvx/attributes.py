@@ -296,12 +296,13 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
         method = "diff_means" if len(keep) == 2 else "logistic"
         metric = "balanced_accuracy"
-    tests = tuple(test for _, test in splitter.split(np.zeros(len(rows)), y))
-    permuted = (
-        np.stack([rng.permutation(y) for _ in range(permutations)])
-        if permutations
-        else (np.empty((0, len(rows))))
-    )
+    # Folds and shuffles are drawn over the personas sorted by id, so the same personas in
+    # another order (another variant first, a store appended to) get the same numbers.
+    by_id = _id_order(da, rows)
+    tests = tuple(np.sort(by_id[test]) for _, test in splitter.split(np.zeros(len(rows)), y[by_id]))
+    permuted = np.empty((permutations, len(rows)))
+    for p in range(permutations):
+        permuted[p, by_id] = rng.permutation(y[by_id])
     return _Target(
         name=name,
         method=method,
@@ -314,6 +315,14 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
         n_missing=n_missing,
         dropped_classes=dropped,
     )
+
+
+def _id_order(da: xr.DataArray, rows: np.ndarray) -> np.ndarray:
+    """Positions (within ``rows``) of those personas sorted by id (as they come without ids)."""
+    if "id" not in da.coords:
+        return np.arange(len(rows))
+    ids = np.asarray(da["id"].values).astype(str)[rows]
+    return np.argsort(ids, kind="stable")
 
 
 def _missing(value: Any) -> bool:

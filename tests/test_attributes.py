@@ -81,9 +81,18 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
             y = np.array([classes.index(v) for v in values])
             splitter = StratifiedKFold(FOLDS, shuffle=True, random_state=3)
             metric = balanced_accuracy_score
+        # both drawn over the personas sorted by id
+        order = np.argsort(da["id"].values.astype(str), kind="stable")
         rng = np.random.default_rng(attributes.attribute_seed(3, name))
-        shuffles = [rng.permutation(y) for _ in range(2)]
-        folds = list(splitter.split(np.zeros(len(y)), y))
+        shuffles = []
+        for _ in range(2):
+            shuffled = np.empty_like(y)
+            shuffled[order] = rng.permutation(y[order])
+            shuffles.append(shuffled)
+        folds = [
+            (np.sort(order[train]), np.sort(order[test]))
+            for train, test in splitter.split(np.zeros(len(y)), y[order])
+        ]
         for layer in da["layer"].values:
             x = da.sel(layer=layer).values.astype(np.float64)
             score, spread, mae = _sklearn_scores(x, y, model, folds, metric)
@@ -104,6 +113,13 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
     np.testing.assert_array_equal(alone["score"], result["score"].sel(attribute="tier"))
     np.testing.assert_array_equal(alone["baseline"], result["baseline"].sel(attribute="tier"))
     assert result["metric"].values.tolist() == ["r2", "balanced_accuracy", "balanced_accuracy"]
+    # nor on the order of the personas
+    shuffled = da.isel(persona=np.random.default_rng(0).permutation(da.sizes["persona"]))
+    again = attributes.probe(
+        shuffled, ["age", "tier"], folds=FOLDS, permutations=2, seed=3, alpha=0.5
+    )
+    for field in ("score", "baseline"):
+        np.testing.assert_allclose(again[field], result[field].sel(attribute=["age", "tier"]))
 
 
 def test_planted_attributes_beat_the_shuffled_baseline(da):
