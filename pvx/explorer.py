@@ -279,7 +279,14 @@ def _attribute_attrs(arr: xr.DataArray) -> dict[str, dict]:
 
 
 def _persona_table(arr: xr.DataArray) -> pd.DataFrame:
-    columns = ["name", *(str(k) for k in attribute_names(arr))]
+    """Name, attributes, then any other persona coordinate (provenance such as sample ids)."""
+    attributes = [str(k) for k in attribute_names(arr)]
+    others = [
+        str(k)
+        for k, c in arr.coords.items()
+        if c.dims == ("persona",) and k not in ("id", "name", *attributes)
+    ]
+    columns = ["name", *attributes, *others]
     data = {c: np.asarray(arr[c].values) for c in columns if c in arr.coords}
     return pd.DataFrame(data, index=pd.Index(np.asarray(arr["id"].values).astype(str), name="id"))
 
@@ -522,7 +529,12 @@ def persona_card(data: ExplorerData, variant: str, persona: str) -> pd.DataFrame
     """One persona's id, name and attributes (and the store's provenance when present)."""
     row = data.personas[variant].loc[persona]
     values = {"id": persona, **{str(k): v for k, v in row.items()}}
-    return pd.DataFrame({"value": [str(v) for v in values.values()]}, index=list(values))
+    shown = [_shortened(str(v)) for v in values.values()]
+    return pd.DataFrame({"value": shown}, index=list(values))
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------- the app
@@ -596,6 +608,7 @@ class Explorer:
     # -- callbacks
     def _redraw(self, *_: Any) -> None:
         method, layer = self.method.value, self.layer.value
+        self.plot.loading = True  # a spinner while a projection is computed the first time
         try:
             self.plot.object = projection_spec(
                 self.data,
@@ -609,6 +622,8 @@ class Explorer:
             self.status.object = ""
         except Exception as err:  # shown, not raised: the app keeps running
             self.status.object = _escaped(f"cannot draw {METHODS[method]} at layer {layer}: {err}")
+        finally:
+            self.plot.loading = False
 
     def _find(self, event: Any) -> None:
         text = str(event.new or "").strip()
@@ -721,7 +736,24 @@ class Explorer:
 
         probes = self.data.probes()
         if probes is None:
-            return None
+            if self.data._vectors is None or not self.data.attrs:
+                return None
+            # from vectors: probing every attribute takes a while, so only when asked
+            button = pn.widgets.Button(name="Probe every attribute (takes a while)")
+            holder = pn.Column(
+                "Which layers encode which attributes: cross-validated linear probes.", button
+            )
+
+            def run(_: Any) -> None:
+                button.disabled, holder.loading = True, True
+                try:
+                    self.data.compute_probes()
+                    holder[:] = [self._probe_views()]
+                finally:
+                    holder.loading = False
+
+            button.on_click(run)
+            return holder
 
         def figures(variant: str) -> Any:
             result = probes.sel(variant=variant) if "variant" in probes.dims else probes

@@ -351,3 +351,14 @@ def test_direction_groups_by_ids_or_mask_and_across_variants(da):
         attributes.direction(da, attribute="parity", value="neither")
     with pytest.raises(KeyError, match="unknown persona"):
         attributes.direction(da, (["nobody"], ids[:3]))
+
+
+def test_a_direction_saves_with_the_results(da, tmp_path):
+    import pvx.store
+
+    d = attributes.direction(da, attribute="parity", value="even").compute()
+    pvx.store.save_results(xr.DataTree.from_dict({"/direction": d}), tmp_path / "r.zarr")
+    back = pvx.store.open_results(tmp_path / "r.zarr")["direction"].to_dataset()
+    xr.testing.assert_allclose(back["direction"], d["direction"])
+    xr.testing.assert_allclose(back["projection"], d["projection"])
+    assert back.attrs["group_a"] == "parity = even"

