@@ -32,6 +32,10 @@ NEIGHBOURS = 10
 CLUSTERS = "clusters"
 NAMED_CLUSTERS = "named clusters"
 NO_COLOUR = "none"
+NO_SIMILARITY = (
+    "this report has no similarities (neighbours, selection heatmap): "
+    "rerun pvx analyze with the similarity view"
+)
 
 
 class ExplorerData:
@@ -663,6 +667,8 @@ class Explorer:
             k = int(self.k.value)
             self.near.object = neighbours(self.data, variant, layer, self.persona, k)
             self.near_layers.object = neighbours_by_layer(self.data, variant, self.persona, k)
+        else:
+            self.status.object = _escaped(NO_SIMILARITY)
 
     def _selected(self, event: Any) -> None:
         points = (event.new or {}).get("points") or []
@@ -680,6 +686,8 @@ class Explorer:
             self.heatmap.object = selection_figure(
                 self.data, variant, self.layer.value, self.selected
             )
+        elif not self.data.has_similarity():
+            self.status.object = _escaped(NO_SIMILARITY)
         self.summary.object = selection_summary(self.data, variant, self.selected)
 
     def _selection_file(self) -> io.StringIO:

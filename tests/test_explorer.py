@@ -146,6 +146,19 @@ def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
     assert "Row" in type(layout).__name__
 
 
+def test_a_report_without_similarities_says_so(tmp_path):
+    da = pvx.synthetic.planted_personas(n_persona=10, n_clusters=2, n_layer=2, n_hidden=6)
+    pvx.write_variant(tmp_path / "s.zarr", da.assign_coords(variant="v"))
+    report.analyze(tmp_path / "s.zarr", views=["pca"], out=tmp_path / "r", progress=None)
+    app = explorer.Explorer(explorer.load_source(tmp_path / "r"))
+    app.layout()
+    app.search.value = "P3"  # any case
+    assert app.persona == "p3" and app.card.object is not None
+    assert "no similarities" in app.status.object and app.near.object is None
+    app.search.value = "<nobody>"
+    assert "&lt;nobody&gt;" in app.status.object  # escaped
+
+
 # --------------------------------------------------------------------------- the app
 
 
