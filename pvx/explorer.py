@@ -802,13 +802,21 @@ def load_source(source: Any, **load_options: Any) -> ExplorerData:
     if isinstance(source, xr.DataTree):
         if any(m in source.children for m in METHODS):
             return ExplorerData.from_results(source)
-        return ExplorerData.from_vectors(_load_store(source, **load_options), "store")
+        da = _load_store(source, **load_options)
+        return ExplorerData.from_vectors(da, _described("store", da))
     path = Path(os.fspath(source)) if not str(source).startswith(("http://", "https://")) else None
     if path is not None and (path / RESULTS).is_dir():
         return ExplorerData.from_results(open_results(path / RESULTS, NODES), str(path))
     if path is not None and path.name == RESULTS:
         return ExplorerData.from_results(open_results(path, NODES), str(path.parent))
-    return ExplorerData.from_vectors(_load_store(source, **load_options), str(source))
+    da = _load_store(source, **load_options)
+    return ExplorerData.from_vectors(da, _described(str(source), da))
+
+
+def _described(source: str, da: xr.DataArray) -> str:
+    """The source with the model and mask strategy loaded (the first of each by default)."""
+    parts = [da.attrs.get(key) for key in ("model", "mask_strategy")]
+    return " · ".join([source, *(str(p) for p in parts if p)])
 
 
 def _load_store(
