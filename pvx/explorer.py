@@ -26,12 +26,13 @@ __all__ = ["ExplorerData", "explore", "serve"]
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "isomap": "Isomap"}
 # the analyses of a report the explorer reads (the rest is not opened)
-NODES = (*METHODS, "cosine", "kmeans", "linkage", "probe")
+NODES = (*METHODS, "cosine", "kmeans", "linkage", "probe", "direction")
 N_CLUSTERS = 5
 NEIGHBOURS = 10
 CLUSTERS = "clusters"
 NAMED_CLUSTERS = "named clusters"
 NO_COLOUR = "none"
+DIRECTION = "direction: "  # colours by position along a difference-of-means direction
 NO_SIMILARITY = (
     "this report has no similarities (neighbours, selection heatmap): "
     "rerun pvx analyze with the similarity view"
@@ -256,6 +257,42 @@ class ExplorerData:
             )
         return self._cache[key]
 
+    def directions(self) -> dict[str, Any]:
+        """Colours by position along a difference-of-means direction: a ``direction`` saved
+        in the results (:func:`pvx.attributes.direction`), or, from vectors, one per
+        two-valued attribute (computed when chosen). Keyed by the colour's label."""
+        out: dict[str, Any] = {}
+        if self._results is not None and "direction" in self._results.children:
+            saved = self._results["direction"].to_dataset()
+            label = f"{saved.attrs.get('group_a', 'a')} vs {saved.attrs.get('group_b', 'b')}"
+            out[f"{DIRECTION}{label}"] = saved
+        if self._vectors is not None:
+            table = self.personas[self.variants[0]]
+            for name, attr in self.attrs.items():
+                values = sorted({str(v) for v in table[name].values if not _missing(v)})
+                if attr.get("kind") != "numeric" and len(values) == 2:
+                    out[f"{DIRECTION}{name} = {values[0]} vs {values[1]}"] = (name, *values)
+        return out
+
+    def direction_positions(self, variant: str, layer: Any, colour: str) -> np.ndarray:
+        """Each persona's position along a direction of :meth:`directions` at one layer."""
+        key = ("direction", variant, colour)
+        if key not in self._cache:
+            source = self.directions()[colour]
+            if isinstance(source, tuple):
+                from pvx.attributes import direction
+
+                name, value, other = source
+                vectors = self._vectors.sel(variant=variant)
+                source = direction(vectors, attribute=name, value=value, other=other)
+                source = source[["projection"]].compute()
+            projection = source["projection"]
+            if "variant" in projection.dims:
+                projection = projection.sel(variant=variant)
+            self._cache[key] = projection
+        positions = self._cache[key].sel(layer=layer)
+        return _by_ids(positions, self.personas[variant].index)
+
     def probes(self) -> xr.Dataset | None:
         if self._results is not None and "probe" in self._results.children:
             return self._results["probe"].to_dataset()
@@ -302,6 +339,12 @@ def _as_coords(table: pd.DataFrame, attrs: dict[str, dict]) -> xr.Dataset:
     return ds
 
 
+def _missing(value: Any) -> bool:
+    from pvx._store_format import _is_missing
+
+    return _is_missing(value) or value == ""
+
+
 def _by_ids(labels: xr.DataArray, ids: pd.Index) -> np.ndarray:
     index = pd.Index(np.asarray(labels["id"].values).astype(str))
     return np.asarray(labels.values)[index.get_indexer(ids)]
@@ -317,6 +360,9 @@ def colouring(data: ExplorerData, variant: str, layer: Any, colour: str) -> Any:
     table = data.personas[variant]
     if colour == NO_COLOUR:
         return _colors.no_color(len(table))
+    if colour.startswith(DIRECTION):
+        positions = data.direction_positions(variant, layer, colour)
+        return _colors.numeric(positions, colour)
     if colour in (CLUSTERS, NAMED_CLUSTERS):
         labels = data.clusters(variant, layer)
         if colour == NAMED_CLUSTERS:
@@ -567,6 +613,7 @@ class Explorer:
         colours = [NO_COLOUR, *data.attrs]
         if data.has_clusters():
             colours += [CLUSTERS] + ([NAMED_CLUSTERS] if data.attrs else [])
+        colours += list(data.directions())
         self.colour = pn.widgets.Select(name="Colour", options=colours, value=data.default_colour())
         self.search = pn.widgets.AutocompleteInput(
             name="Find a persona (name or id)",

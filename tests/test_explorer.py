@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 from scipy.cluster.hierarchy import fcluster
 
 import pvx
@@ -144,6 +146,36 @@ def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
     assert "drop --variants" in capsys.readouterr().err
     layout = pvx.explore(report_dir)
     assert "Row" in type(layout).__name__
+
+
+def test_colours_by_a_direction_saved_or_computed(report_dir):
+    store = report_dir.parent / "s.zarr"
+    both = pvx.load(store, ["templated", "biography"])
+    saved = pvx.attributes.direction(both, attribute="region", value="north").compute()
+    tree = report.open_results(report_dir / "results.zarr")
+    tree["direction"] = xr.DataTree(saved)
+    data = explorer.load_source(tree)
+    (colour,) = data.directions()
+    assert colour == "direction: region = north vs region != north"
+    positions = data.direction_positions("biography", 2, colour)
+    expected = saved["projection"].sel(variant="biography", layer=2)
+    by_id = pd.Series(expected.values, index=expected["id"].values.astype(str))
+    np.testing.assert_allclose(positions, by_id.loc[data.personas["biography"].index].values)
+    spec = explorer.projection_spec(data, "biography", 2, "pca", colour=colour)
+    assert spec["data"][0]["marker"]["colorscale"]  # drawn as numbers
+    # from vectors: one per two-valued attribute, computed when chosen
+    parity = np.where(np.arange(30) % 2 == 0, "even", "odd").astype(object)
+    da = both.sel(variant="biography").assign_coords(
+        parity=("persona", parity, {"kind": "categorical"})
+    )
+    from_vectors = explorer.load_source(da)
+    colour = "direction: parity = even vs odd"
+    assert colour in from_vectors.directions()
+    expected = pvx.attributes.direction(da, attribute="parity", value="even", other="odd")
+    np.testing.assert_allclose(
+        from_vectors.direction_positions(from_vectors.variants[0], 1, colour),
+        expected["projection"].sel(layer=1).values,
+    )
 
 
 def test_a_report_without_similarities_says_so(tmp_path):
