@@ -21,6 +21,8 @@ import pandas as pd
 import xarray as xr
 
 from pvx._construct import attribute_names
+from pvx.attributes import _missing
+from pvx.views._common import _esc
 
 __all__ = ["ExplorerData", "explore", "serve"]
 
@@ -186,10 +188,9 @@ class ExplorerData:
 
             tree = self._results["linkage"].to_dataset().sel(variant=variant, layer=layer)
             labels = fcluster(tree["linkage"].values, N_CLUSTERS, criterion="maxclust") - 1
-            by_id = dict(zip(np.sort(tree["order"].values), labels, strict=True))
-            order_ids = tree["leaf_id"].values[np.argsort(tree["order"].values)]
-            position = {pid: i for i, pid in enumerate(order_ids)}
-            return np.array([by_id[position[pid]] for pid in ids])
+            # leaf j is observation order[j] of the tree's input, persona leaf_id[j]
+            observation = dict(zip(tree["leaf_id"].values, tree["order"].values, strict=True))
+            return np.array([labels[observation[pid]] for pid in ids])
         if self._vectors is not None:
             from pvx import cluster
 
@@ -215,7 +216,6 @@ class ExplorerData:
 
     def hover(self, variant: str, coloring: Any) -> np.ndarray:
         """Escaped hover text per persona: name, id and the colour's value."""
-        from pvx.views._common import _esc
 
         key = ("hover", variant, coloring.title, coloring.kind, tuple(coloring.labels[0]))
         if key not in self._cache:
@@ -339,15 +339,11 @@ def _as_coords(table: pd.DataFrame, attrs: dict[str, dict]) -> xr.Dataset:
     return ds
 
 
-def _missing(value: Any) -> bool:
-    from pvx._store_format import _is_missing
-
-    return _is_missing(value) or value == ""
-
-
 def _by_ids(labels: xr.DataArray, ids: pd.Index) -> np.ndarray:
-    index = pd.Index(np.asarray(labels["id"].values).astype(str))
-    return np.asarray(labels.values)[index.get_indexer(ids)]
+    """Per-persona values matched to ``ids`` by id (an absent id is an error, not a guess)."""
+    from pvx.views._common import _by_id
+
+    return np.asarray(_by_id(labels, np.asarray(ids), what="explorer").values)
 
 
 # --------------------------------------------------------------------------- figures
@@ -417,7 +413,7 @@ def projection_spec(
 ) -> dict:
     """:func:`projection_figure` as a plain figure dict (what the app sends: plotly's
     validation of a figure object costs more than building it)."""
-    from pvx.views._common import _esc, _trace_groups
+    from pvx.views._common import _trace_groups
 
     coords = data.projection(variant, layer, method)
     dims = min(dims, coords.shape[1])
@@ -485,8 +481,6 @@ def selection_figure(data: ExplorerData, variant: str, layer: Any, ids: Sequence
     import plotly.graph_objects as go
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
-
-    from pvx.views._common import _esc
 
     table = data.personas[variant]
     position = table.index.get_indexer(list(ids))
@@ -672,7 +666,7 @@ class Explorer:
             )
             self.status.object = ""
         except Exception as err:  # shown, not raised: the app keeps running
-            self.status.object = _escaped(f"cannot draw {METHODS[method]} at layer {layer}: {err}")
+            self.status.object = _esc(f"cannot draw {METHODS[method]} at layer {layer}: {err}")
         finally:
             self.plot.loading = False
 
@@ -684,13 +678,11 @@ class Explorer:
         matches = [key for key in options if text.lower() in key.lower()]
         exact = [key for key in matches if options[key].lower() == text.lower()]
         if not matches:
-            self.status.object = _escaped(f"no persona's name or id contains {text!r}")
+            self.status.object = _esc(f"no persona's name or id contains {text!r}")
             return
         chosen = (exact or matches)[0]
         more = 0 if exact or text in options else len(matches) - 1
-        self.status.object = _escaped(
-            f"{more} more match {text!r}; showing {chosen}" if more else ""
-        )
+        self.status.object = _esc(f"{more} more match {text!r}; showing {chosen}" if more else "")
         self._choose(options[chosen])
 
     def _clicked(self, event: Any) -> None:
@@ -715,7 +707,7 @@ class Explorer:
             self.near.object = neighbours(self.data, variant, layer, self.persona, k)
             self.near_layers.object = neighbours_by_layer(self.data, variant, self.persona, k)
         else:
-            self.status.object = _escaped(NO_SIMILARITY)
+            self.status.object = _esc(NO_SIMILARITY)
 
     def _selected(self, event: Any) -> None:
         points = (event.new or {}).get("points") or []
@@ -734,7 +726,7 @@ class Explorer:
                 self.data, variant, self.layer.value, self.selected
             )
         elif not self.data.has_similarity():
-            self.status.object = _escaped(NO_SIMILARITY)
+            self.status.object = _esc(NO_SIMILARITY)
         self.summary.object = selection_summary(self.data, variant, self.selected)
 
     def _selection_file(self) -> io.StringIO:
@@ -821,17 +813,9 @@ class Explorer:
         return pn.panel(pn.bind(figures, self.variant), lazy=True)
 
 
-def _escaped(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
 def _markdown_text(text: str) -> str:
     """Text shown literally in a Markdown pane (no markup, no links)."""
-    import html
-
-    return html.escape(str(text)).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+    return _esc(text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
 
 
 # --------------------------------------------------------------------------- entry points

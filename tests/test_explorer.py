@@ -74,6 +74,15 @@ def test_from_a_report_nothing_is_recomputed(data, report_dir):
     expected = np.array([cut[leaf_of[i]] for i in ids])
     got = data.clusters("biography", 2)
     assert len(set(zip(got, expected, strict=True))) == len(set(expected))  # same partition
+    assert len(set(got)) == len(set(expected)) == explorer.N_CLUSTERS  # not one big cluster
+    with pytest.raises(ValueError, match="no value for persona id"):
+        explorer._by_ids(
+            tree["leaf_id"]
+            .isel(leaf=slice(1, None))
+            .rename(leaf="persona")
+            .assign_coords(id=("persona", tree["leaf_id"].values[1:])),
+            ids,
+        )
     names = data.cluster_names("biography", 2)
     assert len(set(names.values())) == len(names)  # unique
     probes = data.probes()
