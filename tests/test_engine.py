@@ -116,9 +116,11 @@ def test_eigen_step_lapack_matches_scipy_and_releases_the_gil():
     k = a @ a.T
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert longest_stall(lambda: scipy.linalg.lapack.dsytrd(k.T, lower=1)) > 0.5
-        assert longest_stall(lambda: _lapack.dsytrd_lower(k)) < 0.5
+        # best of three: a call that holds the GIL stalls the spinner every time, while the
+        # OS can deschedule it once on a machine busy with other test workers
+        assert min(longest_stall(lambda: _lapack.dsytrd_lower(k)) for _ in range(3)) < 0.5
         _, d, e, _ = _lapack.dsytrd_lower(k)
-        assert longest_stall(lambda: _lapack.dsterf(d, e)) < 0.5
+        assert min(longest_stall(lambda: _lapack.dsterf(d, e)) for _ in range(3)) < 0.5
     # ctypes checks nothing: shapes are checked before LAPACK sees the buffers
     with pytest.raises(ValueError, match="square matrix"):
         _lapack.dsytrd_lower(np.ones((3, 4)))
