@@ -12,7 +12,6 @@ from typing import Any
 
 import xarray as xr
 
-from pvx import attributes, cluster, decomposition, manifold, similarity
 from pvx._forward import forward
 
 __all__ = ["PvAccessor"]
@@ -33,21 +32,21 @@ class PvAccessor:
     def __init__(self, da: xr.DataArray) -> None:
         self._da = da
 
-    cosine = forward(similarity.cosine)
-    neighbors = forward(similarity.neighbors)
-    pair_similarity = forward(similarity.pair_similarity)
-    pair_change = forward(similarity.pair_change)
-    variant_similarity = forward(similarity.variant_similarity)
-    pca = forward(decomposition.pca)
-    explained_variance = forward(decomposition.explained_variance)
-    umap = forward(manifold.umap)
-    isomap = forward(manifold.isomap)
-    twonn = forward(manifold.twonn)
-    kmeans = forward(cluster.kmeans)
-    linkage = forward(cluster.linkage)
-    probe = forward(attributes.probe)
-    direction = forward(attributes.direction)
-    association = forward(attributes.association)
+    cosine = forward("pvx.similarity:cosine")
+    neighbors = forward("pvx.similarity:neighbors")
+    pair_similarity = forward("pvx.similarity:pair_similarity")
+    pair_change = forward("pvx.similarity:pair_change")
+    variant_similarity = forward("pvx.similarity:variant_similarity")
+    pca = forward("pvx.decomposition:pca")
+    explained_variance = forward("pvx.decomposition:explained_variance")
+    umap = forward("pvx.manifold:umap")
+    isomap = forward("pvx.manifold:isomap")
+    twonn = forward("pvx.manifold:twonn")
+    kmeans = forward("pvx.cluster:kmeans")
+    linkage = forward("pvx.cluster:linkage")
+    probe = forward("pvx.attributes:probe")
+    direction = forward("pvx.attributes:direction")
+    association = forward("pvx.attributes:association")
 
     @property
     def plot(self) -> Any:

@@ -17,19 +17,12 @@ import xarray as xr
 
 from pvx._construct import attribute_names
 from pvx._validate import BASELINE_ID
-from pvx.store import (
-    StoreError,
-    compact,
-    history,
-    migrate,
-    open_store,
-    publish,
-    size_on_disk,
-)
 
 
 def default_store() -> str:
     """The shipped demo store: ``$PVX_DEMO_STORE``, else ``stores/demo.zarr`` of the repo."""
+    from pvx.store import StoreError
+
     if os.environ.get("PVX_DEMO_STORE"):
         return os.environ["PVX_DEMO_STORE"]
     for base in (Path(__file__).resolve().parents[1], Path.cwd()):
@@ -56,6 +49,8 @@ def summarize(tree: xr.DataTree, *, source: str | None = None) -> str:
 
 
 def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
+    from pvx.store import size_on_disk
+
     lines = [f"pvx store {source or tree.attrs.get('source', '')}"]
     if source and "://" not in source:
         lines[0] += f"  ({_human_bytes(size_on_disk(source))} on disk)"
@@ -130,34 +125,45 @@ def _storage_options(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from pvx.store import open_store
+
     store = args.store or default_store()
     tree = open_store(store, **_storage_options(args.storage_option))
     print(summarize(tree, source=store))
 
 
 def _publish(args: argparse.Namespace) -> None:
+    from pvx.store import publish
+
     snapshot = publish(args.store, args.out, version=args.version)
     print(f"published version {snapshot} of {args.store} to {args.out}")
 
 
 def _migrate(args: argparse.Namespace) -> None:
+    from pvx.store import migrate, open_store
+
     done = migrate(args.old, args.new)
     print(f"migrated {len(done)} variant(s) from {args.old} to {args.new}")
     print(summarize(open_store(args.new), source=str(args.new)))
 
 
 def _compact(args: argparse.Namespace) -> None:
+    from pvx.store import compact
+
     freed = compact(args.store, keep=timedelta(days=args.keep_days))
     print(f"compacted {args.store}: {_human_bytes(freed)} freed")
 
 
 def _history(args: argparse.Namespace) -> None:
+    from pvx.store import history
+
     for row in history(args.store).itertuples():
         print(printable(f"{row.snapshot}  {row.written_at:%Y-%m-%d %H:%M:%S}  {row.message}"))
 
 
 def _import(args: argparse.Namespace) -> None:
     from pvx import importers
+    from pvx.store import open_store
 
     if args.format == "dir":
         done = importers.import_directory(
@@ -182,6 +188,7 @@ def _import(args: argparse.Namespace) -> None:
 
 def _analyze(args: argparse.Namespace) -> None:
     from pvx import report
+    from pvx.store import open_store
 
     store = args.store or default_store()
     views = [v for item in args.views for v in item.split(",") if v] if args.views else None
@@ -392,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (StoreError, ValueError, TypeError, KeyError, OSError) as err:
+    except (ValueError, TypeError, KeyError, OSError) as err:  # StoreError is a ValueError
         # a KeyError's str() is the repr of its message: print the message itself
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"pvx {args.command}: error: {printable(message)}", file=sys.stderr)

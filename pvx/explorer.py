@@ -21,7 +21,6 @@ import pandas as pd
 import xarray as xr
 
 from pvx._construct import attribute_names
-from pvx.attributes import _missing
 from pvx.views._common import _esc
 
 __all__ = ["ExplorerData", "explore", "serve"]
@@ -267,6 +266,8 @@ class ExplorerData:
             label = f"{saved.attrs.get('group_a', 'a')} vs {saved.attrs.get('group_b', 'b')}"
             out[f"{DIRECTION}{label}"] = saved
         if self._vectors is not None:
+            from pvx.attributes import _missing
+
             table = self.personas[self.variants[0]]
             for name, attr in self.attrs.items():
                 values = sorted({str(v) for v in table[name].values if not _missing(v)})
@@ -591,9 +592,9 @@ class Explorer:
         import panel as pn
 
         self.data = data
-        self.variant = pn.widgets.Select(name="Variant", options=data.variants)
+        self.variant = pn.widgets.Select(label="Variant", options=data.variants)
         self.layer = pn.widgets.DiscretePlayer(
-            name="Layer",
+            label="Layer",
             options=list(data.layers),
             value=data.layers[-1],
             interval=800,
@@ -601,16 +602,18 @@ class Explorer:
             show_loop_controls=False,
         )
         self.method = pn.widgets.RadioButtonGroup(
-            name="Projection", options={METHODS[m]: m for m in data.methods}
+            label="Projection", options={METHODS[m]: m for m in data.methods}
         )
-        self.dims = pn.widgets.RadioButtonGroup(name="Dimensions", options=["2-D", "3-D"])
+        self.dims = pn.widgets.RadioButtonGroup(label="Dimensions", options=["2-D", "3-D"])
         colours = [NO_COLOUR, *data.attrs]
         if data.has_clusters():
             colours += [CLUSTERS] + ([NAMED_CLUSTERS] if data.attrs else [])
         colours += list(data.directions())
-        self.colour = pn.widgets.Select(name="Colour", options=colours, value=data.default_colour())
+        self.colour = pn.widgets.Select(
+            label="Colour", options=colours, value=data.default_colour()
+        )
         self.search = pn.widgets.AutocompleteInput(
-            name="Find a persona (name or id)",
+            label="Find a persona (name or id)",
             options=self._search_options(),
             case_sensitive=False,
             search_strategy="includes",
@@ -618,7 +621,7 @@ class Explorer:
             restrict=False,  # Enter on any text finds the first persona containing it
             placeholder="type part of a name or id",
         )
-        self.k = pn.widgets.IntInput(name="Neighbours", value=NEIGHBOURS, start=1, end=100)
+        self.k = pn.widgets.IntInput(label="Neighbours", value=NEIGHBOURS, start=1, end=100)
         # escaped here: a Str pane would render markup in a persona's name
         self.status = pn.pane.HTML("", styles={"color": "#555"})
         self.plot = pn.pane.Plotly(config={"responsive": True}, sizing_mode="stretch_width")
@@ -786,7 +789,7 @@ class Explorer:
             if self.data._vectors is None or not self.data.attrs:
                 return None
             # from vectors: probing every attribute takes a while, so only when asked
-            button = pn.widgets.Button(name="Probe every attribute (takes a while)")
+            button = pn.widgets.Button(label="Probe every attribute (takes a while)")
             holder = pn.Column(
                 "Which layers encode which attributes: cross-validated linear probes.", button
             )
@@ -892,6 +895,18 @@ def explore(source: Any, **load_options: Any) -> Any:
     return Explorer(load_source(source, **load_options)).layout()
 
 
+def _load_and_warm(source: Any, **load_options: Any) -> ExplorerData:
+    """:func:`load_source`, then the first view's figure once, while the browser fetches the
+    page's scripts: its projection and colours are cached in the data, and plotly's template
+    and validators are loaded (0.6 s the first time), before a session asks for them."""
+    import plotly.graph_objects as go
+
+    data = load_source(source, **load_options)
+    variant, layer = data.variants[0], data.layers[-1]
+    go.Figure(projection_spec(data, variant, layer, data.methods[0], colour=data.default_colour()))
+    return data
+
+
 def serve(
     source: Any,
     *,
@@ -914,7 +929,7 @@ def serve(
     import panel as pn
 
     with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(load_source, source, **load_options)
+        loading = pool.submit(_load_and_warm, source, **load_options)
         if not port:
             with socket.socket() as probe:
                 probe.bind((address, 0))

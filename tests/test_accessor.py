@@ -81,9 +81,10 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
         (pvx.plot.PlotAccessor, pvx.plot),
         (pvx.hvplot.HvplotAccessor, pvx.hvplot),
     ):
-        for name, method in vars(cls).items():
-            if name.startswith("_") or isinstance(method, property):
+        for name, raw in vars(cls).items():
+            if name.startswith("_") or isinstance(raw, property):
                 continue
+            method = getattr(cls, name)  # the .pv methods are built on first access
             if module is None:
                 source = next(
                     getattr(m, name)
@@ -102,6 +103,29 @@ def test_every_accessor_method_shows_its_functions_parameters_and_docs():
             assert shown == ["self", *expected], (cls.__name__, name)
             checked += 1
     assert checked == 15 + 11 + 11
+
+
+def test_import_pvx_leaves_the_analysis_libraries_for_first_use():
+    """``import pvx`` (and the command line) registers ``da.pv`` without importing scipy,
+    dask, zarr or the store, so ``pvx explore`` serves its page while they load; the first
+    method call imports what it needs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pvx, pvx.cli, xarray as xr\n"
+        "heavy = [m for m in ('scipy', 'dask', 'zarr', 'icechunk', 'sklearn', 'pvx.store')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import pvx.synthetic\n"
+        "da = pvx.synthetic.planted_personas(n_persona=6, n_clusters=2, seed=0)\n"
+        "assert da.pv.cosine().shape[-1] == 6 and 'pvx.similarity' in sys.modules\n"
+        "assert pvx.load.__module__ == 'pvx.store' and pvx.StoreError.__name__ == 'StoreError'\n"
+        "assert 'write_variant' in dir(pvx)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pvx.nope  # noqa: B018
 
 
 def test_plot_accessors_forward(da):
