@@ -21,7 +21,7 @@ WRITER = textwrap.dedent(
     import os, signal, sys
     import numpy as np
     import icechunk, zarr
-    import pvx
+    import pvx, pvx.store  # pvx loads its store on first use: here, before "waiting"
 
     store, start, stop, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if start == "-":  # started ahead of time: imports done, wait for the first number
