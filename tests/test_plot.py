@@ -486,6 +486,26 @@ def test_dendrogram_layered_with_shared_height(acts):
     assert not single.frames and len(single.layout.xaxis.ticktext) == 15
 
 
+@pytest.mark.parametrize("method", ["ward", "average", "single"])
+def test_dendrogram_lines_are_scipys(method):
+    """The links drawn are SciPy's dendrogram's (same leaf order, same segments), built
+    without its recursive walk; ties in height included."""
+    import scipy.cluster.hierarchy
+
+    from pvx.views.charts import _tree_lines
+
+    rng = np.random.default_rng(1)
+    for points in (rng.normal(size=(40, 4)), np.repeat(rng.normal(size=(6, 2)), 3, axis=0)):
+        z = scipy.cluster.hierarchy.linkage(points, method)
+        x, y, leaves = _tree_lines(z)
+        theirs = scipy.cluster.hierarchy.dendrogram(z, no_plot=True, color_threshold=-1)
+        assert leaves == theirs["leaves"]
+        links = np.column_stack([x.reshape(-1, 5)[:, :4], y.reshape(-1, 5)[:, :4]])
+        expected = np.column_stack([theirs["icoord"], theirs["dcoord"]]).astype(np.float32)
+        assert np.isnan(x.reshape(-1, 5)[:, 4]).all()
+        assert sorted(map(tuple, links.tolist())) == sorted(map(tuple, expected.tolist()))
+
+
 def test_variant_lines(acts):
     both = pvx.synthetic.planted_personas(
         n_persona=10, n_layer=3, variants=["biography", "templated"], seed=0

@@ -299,15 +299,27 @@ class Tree:
 
 
 def _tree_lines(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Line coordinates of a linkage matrix's dendrogram, NaN-separated, and its leaf order."""
+    """Line coordinates of a linkage matrix's dendrogram, NaN-separated, and its leaf order:
+    the links of ``scipy.cluster.hierarchy.dendrogram(z)`` (leaves at 5, 15, 25, ...; each
+    link joins its children's midpoints at its height), one per merge. SciPy's own walks
+    the tree in Python, 90 ms per 1,000 leaves: a report of 42 layers x 2 variants spent 7 s
+    there."""
     import scipy.cluster.hierarchy
 
-    tree = scipy.cluster.hierarchy.dendrogram(z, no_plot=True, color_threshold=-1)
-    icoord, dcoord = np.asarray(tree["icoord"]), np.asarray(tree["dcoord"])
-    gap = np.full((len(icoord), 1), np.nan)
-    x = np.hstack([icoord, gap]).ravel().astype(np.float32)
-    y = np.hstack([dcoord, gap]).ravel().astype(np.float32)
-    return x, y, list(tree["leaves"])
+    n = len(z) + 1
+    leaves = scipy.cluster.hierarchy.leaves_list(z)  # SciPy's dendrogram order
+    children = z[:, :2].astype(np.intp)
+    x = np.empty(2 * n - 1)
+    x[leaves] = 5.0 + 10.0 * np.arange(n)
+    for merge, (left, right) in enumerate(children.tolist()):  # children merge first
+        x[n + merge] = (x[left] + x[right]) / 2
+    height = np.concatenate([np.zeros(n), z[:, 2]])
+    link_x = x[children][:, [0, 0, 1, 1]]
+    link_y = np.column_stack([height[children[:, 0]], z[:, 2], z[:, 2], height[children[:, 1]]])
+    gap = np.full((n - 1, 1), np.nan)
+    xs = np.hstack([link_x, gap]).ravel().astype(np.float32)
+    ys = np.hstack([link_y, gap]).ravel().astype(np.float32)
+    return xs, ys, leaves.tolist()
 
 
 def tree(linkage: xr.Dataset, *, names: Any, title: str | None) -> Tree:
