@@ -9,6 +9,7 @@ time it is asked for, then cached. Names and attributes are always shown as text
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -903,7 +904,10 @@ def _load_and_warm(source: Any, **load_options: Any) -> ExplorerData:
 
     data = load_source(source, **load_options)
     variant, layer = data.variants[0], data.layers[-1]
-    go.Figure(projection_spec(data, variant, layer, data.methods[0], colour=data.default_colour()))
+    # only a head start: a view that cannot be drawn shows its error in the session instead
+    with contextlib.suppress(Exception):
+        spec = projection_spec(data, variant, layer, data.methods[0], colour=data.default_colour())
+        go.Figure(spec)
     return data
 
 

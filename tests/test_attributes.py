@@ -41,6 +41,16 @@ def da() -> xr.DataArray:
     )
 
 
+@pytest.fixture(scope="module")
+def wide(da) -> xr.DataArray:
+    """The same personas with 28 more hidden units of noise: hidden (40) above half the
+    training personas (27), so the probes use each fold's Gram itself, not its factor."""
+    assert da.dims == ("persona", "layer", "hidden") and "hidden" not in da.coords
+    noise = np.random.default_rng(2).normal(0, 0.3, (da.sizes["persona"], da.sizes["layer"], 28))
+    wider = da.isel(hidden=np.arange(40) % da.sizes["hidden"])  # coordinates kept
+    return wider.copy(data=np.concatenate([da.values, noise], axis=-1))
+
+
 def _sklearn_scores(x, y, model, folds, metric):
     scores, maes = [], []
     for train, test in folds:
@@ -52,8 +62,17 @@ def _sklearn_scores(x, y, model, folds, metric):
     return np.mean(scores), np.std(scores), np.mean(maes)
 
 
+@pytest.mark.parametrize("shape", ["narrow", "wide"])
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
-def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
+def test_scores_equal_scikit_learn_on_the_same_folds(request, backend, shape, monkeypatch):
+    # narrow: hidden (12) at most half the training personas, so ridge and logistic use each
+    # fold's Gram factor; wide: the Gram itself
+    da = request.getfixturevalue("da" if shape == "narrow" else "wide")
+    factored = []
+    original = attributes._lapack.dpstrf_rows
+    monkeypatch.setattr(
+        attributes._lapack, "dpstrf_rows", lambda k, **kw: factored.append(1) or original(k, **kw)
+    )
     arr = da.chunk({"layer": 1}) if backend == "dask" else da
     result = attributes.probe(
         arr, ["age", "tier", "parity"], folds=FOLDS, permutations=2, seed=3, alpha=0.5
@@ -108,6 +127,7 @@ def test_scores_equal_scikit_learn_on_the_same_folds(da, backend):
             if kind == "numeric":
                 np.testing.assert_allclose(float(got["mae"]), mae, rtol=1e-6)
     assert result["method"].values.tolist() == ["ridge", "logistic", "diff_means"]
+    assert bool(factored) == (shape == "narrow")
     # an attribute's numbers do not depend on the other attributes probed with it
     alone = attributes.probe(da, "tier", folds=FOLDS, permutations=2, seed=3, alpha=0.5)
     np.testing.assert_array_equal(alone["score"], result["score"].sel(attribute="tier"))
@@ -362,3 +382,26 @@ def test_a_direction_saves_with_the_results(da, tmp_path):
     xr.testing.assert_allclose(back["direction"], d["direction"])
     xr.testing.assert_allclose(back["projection"], d["projection"])
     assert back.attrs["group_a"] == "parity = even"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_probes_from_the_shared_cosines_equal_probe(da, backend):
+    """pvx analyze's probes remake the Gram from the cosine tasks and the centred norms:
+    the same numbers as probe()'s own Gram pass (here with a large offset in float16, where
+    a careless product would cancel), and on dask no Gram task of their own."""
+    import dask
+
+    from pvx import similarity
+
+    offset = (da + 50.0).astype(np.float16)
+    arr = offset.chunk({"layer": 1, "persona": 12}) if backend == "dask" else offset
+    names = ["age", "tier", "parity"]
+    own = attributes.probe(arr, names, folds=FOLDS, permutations=2, seed=3)
+    shared = attributes.probe_sharing_cosines(arr, names, folds=FOLDS, permutations=2, seed=3)
+    own, shared_values = dask.compute(own, shared)
+    for field in ("score", "baseline", "mae"):
+        np.testing.assert_allclose(shared_values[field], own[field], atol=1e-9)
+    if backend == "dask":
+        cosine_keys = set(dict(similarity.cosine(arr).__dask_graph__()))
+        probe_keys = set(dict(shared.__dask_graph__()))
+        assert similarity.cosine(arr).data.name in {k[0] for k in probe_keys & cosine_keys}
