@@ -186,14 +186,14 @@ def _probe(
             "probe() found no attribute it can probe"
             + (f": {skipped}" if skipped else "; the array has no persona attributes")
         )
-    if share_cosines:
-        gram = _centred_gram_from_cosines(da)
+    if share_cosines:  # the Gram is cos_ij n_i n_j, each fold's blocks made from those
+        inputs, core_dims = _cosines_and_norms(da), [[P, Q], [P]]
     else:
-        gram = _engine.single_chunk(_engine.raw_gram(da), P, Q)
+        inputs, core_dims = (_engine.single_chunk(_engine.raw_gram(da), P, Q),), [[P, Q]]
     fields = xr.apply_ufunc(
         _probe_kernel,
-        gram,
-        input_core_dims=[[P, Q]],
+        *inputs,
+        input_core_dims=core_dims,
         output_core_dims=[["attribute", "field"]],
         kwargs={
             "targets": tuple(targets),
@@ -235,29 +235,15 @@ def _probe(
     return result.squeeze("attribute") if isinstance(attributes, str) else result
 
 
-def _centred_gram_from_cosines(da: xr.DataArray) -> xr.DataArray:
-    """The Gram of the rows centred by their mean, ``cos_ij |x_i - m| |x_j - m|``, from the
-    engine's centered cosines (the tasks :func:`pvx.similarity.cosine` makes for the same
-    rows) and the centred rows' norms. The probes centre each fold by its own training
-    mean, which no translation of the rows changes, so this serves them as the raw Gram."""
+def _cosines_and_norms(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """The engine's centered cosines (the tasks :func:`pvx.similarity.cosine` makes for the
+    same rows) and the norms ``n`` of the rows centred by their mean: ``cos_ij n_i n_j`` is
+    the Gram of the centred rows. The probes centre each fold by its own training mean,
+    which no translation of the rows changes, so it serves them as the raw Gram."""
     cosines = _engine.prepared(da, center=True, normalize=True)
     rows = da.astype(np.float64)
     norms = _engine.single_chunk(np.sqrt(((rows - rows.mean(P)) ** 2).sum(_engine.H)), P)
-    return xr.apply_ufunc(
-        _rescaled,
-        cosines,
-        xr.DataArray(norms.data, dims=norms.dims),  # no coordinates: nothing to compare
-        input_core_dims=[[P, Q], [P]],
-        output_core_dims=[[P, Q]],
-        dask="parallelized",
-        output_dtypes=[np.float64],
-    )
-
-
-def _rescaled(cosines: np.ndarray, norms: np.ndarray) -> np.ndarray:
-    gram = cosines * norms[..., :, None]
-    gram *= norms[..., None, :]
-    return gram
+    return cosines, xr.DataArray(norms.data, dims=norms.dims)  # no coordinates to compare
 
 
 def attribute_seed(seed: int, name: str) -> int:
@@ -402,6 +388,7 @@ def _missing(value: Any) -> bool:
 
 def _probe_kernel(
     gram: np.ndarray,
+    scale: np.ndarray | None = None,
     *,
     targets: tuple[_Target, ...],
     normalize: bool,
@@ -409,11 +396,14 @@ def _probe_kernel(
     C: float,
     rank_bound: int | None = None,
 ) -> np.ndarray:
-    """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``;
-    ``rank_bound`` (the hidden size) bounds their rank."""
+    """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``, or
+    from ``gram_ij scale_i scale_j`` with ``scale`` ``(..., n)``; ``rank_bound`` (the hidden
+    size) bounds their rank."""
     lead = gram.shape[:-2]
     grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
+    scales = None if scale is None else np.asarray(scale, np.float64).reshape(len(grams), -1)
     out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
+    layer_rows: dict[int, np.ndarray] = {}  # factors of the Grams, shared by the groups
     with _engine.one_blas_thread:  # one BLAS thread per dask thread: 1.8x faster on 2 cores
         for group in _shared_folds(targets):
             out[:, group] = _probe_group(
@@ -423,6 +413,8 @@ def _probe_kernel(
                 alpha=alpha,
                 C=C,
                 rank_bound=rank_bound,
+                scales=scales,
+                layer_rows=layer_rows,
             )
     return out.reshape(*lead, len(targets), len(_FIELDS))
 
@@ -445,17 +437,19 @@ def _probe_group(
     alpha: float,
     C: float,
     rank_bound: int | None = None,
+    scales: np.ndarray | None = None,
+    layer_rows: dict[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Fields ``(layer, target, field)`` of targets sharing personas and folds, from the
     Grams ``(layer, n, n)``. The (layer, fold) fits are batched, as many at once as
     :data:`BATCH_BYTES` of prepared Grams allow: the logistic fits of a batch run as one.
 
-    With more training personas than twice ``rank_bound`` (the hidden size), each fold's
-    prepared Gram is factored as ``Z Zᵀ`` (pivoted Cholesky, ``Z``: personas x rank), and
-    the ridge and logistic fits use the factor: products with the Gram cost
-    ``2 n rank`` instead of ``n²``, a ridge solve ``rank³`` instead of ``n³``, and no
-    ``n x n`` float32 copy is made (5,000 personas x 256 hidden: 5x faster, half the
-    memory)."""
+    With more training personas than twice ``rank_bound`` (the hidden size), each layer's
+    Gram is factored once as ``Y Yᵀ`` (pivoted Cholesky, ``Y``: personas x rank, stored in
+    ``layer_rows``), and each fold prepares the rows of ``Y`` instead of its Gram (centring
+    and normalising are the same operations on rows): the fits get the factor ``Z`` of the
+    fold's prepared Gram. Products with that Gram then cost ``2 n rank`` instead of ``n²``,
+    a ridge solve ``rank³`` instead of ``n³``, and no fold makes a ``n x n`` matrix."""
     rows, folds = group[0].rows, group[0].test_folds
     trains = [np.setdiff1d(np.arange(len(rows)), test) for test in folds]
     labels = [np.vstack([t.y[None], t.permuted]) for t in group]  # true labels, then shuffles
@@ -464,17 +458,34 @@ def _probe_group(
     ridge = [i for i, t in enumerate(group) if t.method == "ridge"]
     fits = [(layer, f) for f in range(len(folds)) for layer in range(len(grams))]
     per_batch = max(1, BATCH_BYTES // (8 * len(rows) ** 2))
+    factored = rank_bound is not None and 2 * rank_bound <= min(len(t) for t in trains)
+    layer_rows = {} if layer_rows is None else layer_rows
     for start in range(0, len(fits), per_batch):
         batch = fits[start : start + per_batch]
-        blocks = [
-            _prepared_blocks(grams[layer], rows, trains[f], folds[f], normalize=normalize)
-            for layer, f in batch
-        ]
-        factored = rank_bound is not None and 2 * rank_bound <= min(len(t) for t in trains)
-        factors: list[np.ndarray | None] = [None] * len(blocks)
-        if factored:  # each factor is made where its Gram lies, which is gone after
-            factors = [_lapack.dpstrf_rows(kt, overwrite=True) for kt, _ in blocks]
-            blocks = [(None, ks) for _, ks in blocks]
+        factors: list[np.ndarray | None] = [None] * len(batch)
+        if factored:
+            for layer, _ in batch:
+                if layer not in layer_rows:
+                    scale = None if scales is None else scales[layer]
+                    layer_rows[layer] = _gram_rows(grams[layer], scale)
+            prepared = [
+                _prepared_rows(layer_rows[layer], rows, trains[f], folds[f], normalize=normalize)
+                for layer, f in batch
+            ]
+            factors = [z_train for z_train, _ in prepared]
+            blocks = [(None, z_test @ z_train.T) for z_train, z_test in prepared]
+        else:
+            blocks = [
+                _prepared_blocks(
+                    grams[layer],
+                    rows,
+                    trains[f],
+                    folds[f],
+                    normalize=normalize,
+                    scale=None if scales is None else scales[layer],
+                )
+                for layer, f in batch
+            ]
         for (layer, f), (kt, ks), factor in zip(batch, blocks, factors, strict=True):
             if ridge:  # one factorisation for every numeric target and shuffle
                 stacked = np.vstack([labels[i][:, trains[f]] for i in ridge])
@@ -514,28 +525,69 @@ def _probe_group(
     return out
 
 
+def _gram_rows(k: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """Rows ``Y`` (personas x rank) with ``Y Yᵀ`` the Gram ``k`` (or ``k_ij s_i s_j``):
+    pivoted Cholesky of a copy (``k`` may be shared with other analyses)."""
+    rows = _lapack.dpstrf_rows(k)
+    return rows if scale is None else rows * scale[:, None]
+
+
+def _prepared_rows(
+    y: np.ndarray, rows: np.ndarray, train: np.ndarray, test: np.ndarray, *, normalize: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_prepared_blocks` on factor rows ``Y`` (``Y Yᵀ`` the Gram): the prepared
+    training and test rows ``Z_train``, ``Z_test``, whose products are those blocks."""
+    z_train, z_test = y[rows[train]], y[rows[test]]
+    mean = z_train.mean(axis=0)
+    z_train -= mean
+    z_test -= mean
+    if normalize:
+        for z in (z_train, z_test):
+            norm = np.sqrt(np.einsum("ij,ij->i", z, z))
+            norm[norm == 0] = 1.0
+            z /= norm[:, None]
+    mean = z_train.mean(axis=0)
+    z_train -= mean
+    z_test -= mean
+    return z_train, z_test
+
+
 def _prepared_blocks(
-    k: np.ndarray, rows: np.ndarray, train: np.ndarray, test: np.ndarray, *, normalize: bool
+    k: np.ndarray,
+    rows: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    normalize: bool,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training and test-by-training blocks of the Gram of ``rows``' vectors, centred by
     the training mean and (maybe) normalised, as the models see them; then centred again by
     the prepared training mean, a translation that none of the three models sees (each has
     an intercept or compares distances) and that keeps their intercepts apart from their
-    weights."""
+    weights. With ``scale`` the Gram is ``k_ij scale_i scale_j`` (cosines and norms), made
+    block by block, never whole."""
     train, test = rows[train], rows[test]
+    s = np.ones(len(k)) if scale is None else scale
     weights = np.zeros(len(k))
-    weights[train] = 1.0 / len(train)
-    mean_products = k @ weights  # each vector's product with the training mean (no gather)
+    weights[train] = s[train] / len(train)
+    # each vector's product with the training mean (a product, no gather)
+    mean_products = s * (k @ weights)
     mp_train, mp_test = mean_products[train], mean_products[test]
     total = mp_train.mean()
     kt = k[np.ix_(train, train)]
+    ks = k[np.ix_(test, train)]
+    if scale is not None:
+        kt *= s[train, None]
+        kt *= s[None, train]
+        ks *= s[test, None]
+        ks *= s[None, train]
     kt -= mp_train[:, None]
     kt -= mp_train[None, :] - total
-    ks = k[np.ix_(test, train)]
     ks -= mp_test[:, None]
     ks -= mp_train[None, :] - total
     if normalize:
-        diagonal = np.diagonal(k)
+        diagonal = np.diagonal(k) * s**2
         norm_train = np.sqrt(np.clip(diagonal[train] - 2 * mp_train + total, 0.0, None))
         norm_test = np.sqrt(np.clip(diagonal[test] - 2 * mp_test + total, 0.0, None))
         norm_train[norm_train == 0] = 1.0
