@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from pvx import _engine, _lapack
+from pvx import _engine
 from pvx._engine import P, Q
 from pvx._store_format import _is_missing
 from pvx._validate import LayerSelection
@@ -186,7 +186,11 @@ def _probe(
             "probe() found no attribute it can probe"
             + (f": {skipped}" if skipped else "; the array has no persona attributes")
         )
-    if share_cosines:  # the Gram is cos_ij n_i n_j, each fold's blocks made from those
+    n, hidden = da.sizes[P], da.sizes[_engine.H]
+    vectors = 2 * hidden <= n - -(-n // folds)  # at most half the training personas
+    if vectors:  # the rows are a factor of their own Gram: no Gram at all
+        inputs, core_dims = (_engine.single_chunk(da, P, _engine.H),), [[P, _engine.H]]
+    elif share_cosines:  # the Gram is cos_ij n_i n_j, each fold's blocks made from those
         inputs, core_dims = _cosines_and_norms(da), [[P, Q], [P]]
     else:
         inputs, core_dims = (_engine.single_chunk(_engine.raw_gram(da), P, Q),), [[P, Q]]
@@ -200,7 +204,7 @@ def _probe(
             "normalize": bool(normalize),
             "alpha": float(alpha),
             "C": float(C),
-            "rank_bound": int(da.sizes[_engine.H]),
+            "vectors": vectors,
         },
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -394,16 +398,16 @@ def _probe_kernel(
     normalize: bool,
     alpha: float,
     C: float,
-    rank_bound: int | None = None,
+    vectors: bool = False,
 ) -> np.ndarray:
     """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``, or
-    from ``gram_ij scale_i scale_j`` with ``scale`` ``(..., n)``; ``rank_bound`` (the hidden
-    size) bounds their rank."""
+    from ``gram_ij scale_i scale_j`` with ``scale`` ``(..., n)``, or (``vectors``) from the
+    vectors themselves ``(..., n, hidden)``, a factor of their Gram."""
     lead = gram.shape[:-2]
     grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
     scales = None if scale is None else np.asarray(scale, np.float64).reshape(len(grams), -1)
     out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
-    layer_rows: dict[int, np.ndarray] = {}  # factors of the Grams, shared by the groups
+    layer_rows = grams if vectors else None
     with _engine.one_blas_thread:  # one BLAS thread per dask thread: 1.8x faster on 2 cores
         for group in _shared_folds(targets):
             out[:, group] = _probe_group(
@@ -412,7 +416,6 @@ def _probe_kernel(
                 normalize=normalize,
                 alpha=alpha,
                 C=C,
-                rank_bound=rank_bound,
                 scales=scales,
                 layer_rows=layer_rows,
             )
@@ -436,20 +439,19 @@ def _probe_group(
     normalize: bool,
     alpha: float,
     C: float,
-    rank_bound: int | None = None,
     scales: np.ndarray | None = None,
-    layer_rows: dict[int, np.ndarray] | None = None,
+    layer_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fields ``(layer, target, field)`` of targets sharing personas and folds, from the
     Grams ``(layer, n, n)``. The (layer, fold) fits are batched, as many at once as
     :data:`BATCH_BYTES` of prepared Grams allow: the logistic fits of a batch run as one.
 
-    With more training personas than twice ``rank_bound`` (the hidden size), each layer's
-    Gram is factored once as ``Y Yᵀ`` (pivoted Cholesky, ``Y``: personas x rank, stored in
-    ``layer_rows``), and each fold prepares the rows of ``Y`` instead of its Gram (centring
-    and normalising are the same operations on rows): the fits get the factor ``Z`` of the
-    fold's prepared Gram. Products with that Gram then cost ``2 n rank`` instead of ``n²``,
-    a ridge solve ``rank³`` instead of ``n³``, and no fold makes a ``n x n`` matrix."""
+    With ``layer_rows`` ``Y`` (layer, personas, hidden), the vectors themselves, whose
+    products are the Grams (:func:`probe` passes them when the hidden size is at most half
+    the training personas), each fold prepares the rows instead of the Gram (centring and
+    normalising are the same operations on rows), and the fits get the factor ``Z`` of the
+    fold's prepared Gram: products with that Gram cost ``2 n hidden`` instead of ``n²``, a
+    ridge solve ``hidden³`` instead of ``n³``, and no fold makes an ``n x n`` matrix."""
     rows, folds = group[0].rows, group[0].test_folds
     trains = [np.setdiff1d(np.arange(len(rows)), test) for test in folds]
     labels = [np.vstack([t.y[None], t.permuted]) for t in group]  # true labels, then shuffles
@@ -458,16 +460,10 @@ def _probe_group(
     ridge = [i for i, t in enumerate(group) if t.method == "ridge"]
     fits = [(layer, f) for f in range(len(folds)) for layer in range(len(grams))]
     per_batch = max(1, BATCH_BYTES // (8 * len(rows) ** 2))
-    factored = rank_bound is not None and 2 * rank_bound <= min(len(t) for t in trains)
-    layer_rows = {} if layer_rows is None else layer_rows
     for start in range(0, len(fits), per_batch):
         batch = fits[start : start + per_batch]
         factors: list[np.ndarray | None] = [None] * len(batch)
-        if factored:
-            for layer, _ in batch:
-                if layer not in layer_rows:
-                    scale = None if scales is None else scales[layer]
-                    layer_rows[layer] = _gram_rows(grams[layer], scale)
+        if layer_rows is not None:
             prepared = [
                 _prepared_rows(layer_rows[layer], rows, trains[f], folds[f], normalize=normalize)
                 for layer, f in batch
@@ -523,13 +519,6 @@ def _probe_group(
         if target.method == "ridge":
             out[:, i, 4] = errors[i].mean(axis=1)
     return out
-
-
-def _gram_rows(k: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-    """Rows ``Y`` (personas x rank) with ``Y Yᵀ`` the Gram ``k`` (or ``k_ij s_i s_j``):
-    pivoted Cholesky of a copy (``k`` may be shared with other analyses)."""
-    rows = _lapack.dpstrf_rows(k)
-    return rows if scale is None else rows * scale[:, None]
 
 
 def _prepared_rows(

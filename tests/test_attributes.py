@@ -65,13 +65,15 @@ def _sklearn_scores(x, y, model, folds, metric):
 @pytest.mark.parametrize("shape", ["narrow", "wide"])
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
 def test_scores_equal_scikit_learn_on_the_same_folds(request, backend, shape, monkeypatch):
-    # narrow: hidden (12) at most half the training personas, so ridge and logistic use each
-    # fold's Gram factor; wide: the Gram itself
+    # narrow: hidden (12) at most half the training personas, so the probes work on the
+    # vectors (a factor of each fold's Gram); wide: on the Gram itself
     da = request.getfixturevalue("da" if shape == "narrow" else "wide")
-    factored = []
-    original = attributes._lapack.dpstrf_rows
+    kernel = attributes._probe_kernel
+    paths = []
     monkeypatch.setattr(
-        attributes._lapack, "dpstrf_rows", lambda k, **kw: factored.append(1) or original(k, **kw)
+        attributes,
+        "_probe_kernel",
+        lambda *a, **kw: paths.append(kw["vectors"]) or kernel(*a, **kw),
     )
     arr = da.chunk({"layer": 1}) if backend == "dask" else da
     result = attributes.probe(
@@ -127,7 +129,7 @@ def test_scores_equal_scikit_learn_on_the_same_folds(request, backend, shape, mo
             if kind == "numeric":
                 np.testing.assert_allclose(float(got["mae"]), mae, rtol=1e-6)
     assert result["method"].values.tolist() == ["ridge", "logistic", "diff_means"]
-    assert bool(factored) == (shape == "narrow")
+    assert set(paths) == {shape == "narrow"}  # narrow: from the vectors, no Gram
     # an attribute's numbers do not depend on the other attributes probed with it
     alone = attributes.probe(da, "tier", folds=FOLDS, permutations=2, seed=3, alpha=0.5)
     np.testing.assert_array_equal(alone["score"], result["score"].sel(attribute="tier"))
@@ -385,15 +387,16 @@ def test_a_direction_saves_with_the_results(da, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
-def test_probes_from_the_shared_cosines_equal_probe(da, backend):
-    """pvx analyze's probes remake the Gram from the cosine tasks and the centred norms:
-    the same numbers as probe()'s own Gram pass (here with a large offset in float16, where
-    a careless product would cancel), and on dask no Gram task of their own."""
+def test_probes_from_the_shared_cosines_equal_probe(wide, backend):
+    """pvx analyze's probes remake the Gram from the cosine tasks and the centred norms
+    (hidden above half the personas; below, they work on the vectors): the same numbers as
+    probe()'s own Gram pass (here with a large offset in float16, where a careless product
+    would cancel), and on dask no Gram task of their own."""
     import dask
 
     from pvx import similarity
 
-    offset = (da + 50.0).astype(np.float16)
+    offset = (wide + 50.0).astype(np.float16)
     arr = offset.chunk({"layer": 1, "persona": 12}) if backend == "dask" else offset
     names = ["age", "tier", "parity"]
     own = attributes.probe(arr, names, folds=FOLDS, permutations=2, seed=3)
