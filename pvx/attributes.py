@@ -138,45 +138,6 @@ def probe(
     >>> float(result["score"].min())
     1.0
     """
-    return _probe(
-        da,
-        attributes,
-        layer=layer,
-        folds=folds,
-        permutations=permutations,
-        seed=seed,
-        alpha=alpha,
-        C=C,
-        normalize=normalize,
-        include_baseline=include_baseline,
-        share_cosines=False,
-    )
-
-
-def probe_sharing_cosines(
-    da: xr.DataArray, attributes: Hashable | Sequence[Hashable] | None = None, **options: Any
-) -> xr.Dataset:
-    """:func:`probe` computed with the cosines (``pvx analyze``): the Gram it needs is
-    remade from the centered-cosine tasks that the cosine, PCA and UMAP of the same array
-    share and the rows' centered norms, instead of a second Gram pass over ``hidden``
-    (as fast as a read; the same numbers to rounding, ~1e-7 relative for 16-bit input)."""
-    return _probe(da, attributes, share_cosines=True, **options)
-
-
-def _probe(
-    da: xr.DataArray,
-    attributes: Hashable | Sequence[Hashable] | None,
-    *,
-    share_cosines: bool,
-    layer: LayerSelection = None,
-    folds: int = 5,
-    permutations: int = 5,
-    seed: int = 0,
-    alpha: float = 1.0,
-    C: float = 1.0,
-    normalize: bool = True,
-    include_baseline: bool = False,
-) -> xr.Dataset:
     da = _engine.prepare_input(
         da, func="probe", layer=layer, include_baseline=include_baseline, min_personas=2
     )
@@ -189,15 +150,13 @@ def _probe(
     n, hidden = da.sizes[P], da.sizes[_engine.H]
     vectors = 2 * hidden <= n - -(-n // folds)  # at most half the training personas
     if vectors:  # the rows are a factor of their own Gram: no Gram at all
-        inputs, core_dims = (_engine.single_chunk(da, P, _engine.H),), [[P, _engine.H]]
-    elif share_cosines:  # the Gram is cos_ij n_i n_j, each fold's blocks made from those
-        inputs, core_dims = _cosines_and_norms(da), [[P, Q], [P]]
+        source, core = _engine.single_chunk(da, P, _engine.H), [P, _engine.H]
     else:
-        inputs, core_dims = (_engine.single_chunk(_engine.raw_gram(da), P, Q),), [[P, Q]]
+        source, core = _engine.single_chunk(_engine.raw_gram(da), P, Q), [P, Q]
     fields = xr.apply_ufunc(
         _probe_kernel,
-        *inputs,
-        input_core_dims=core_dims,
+        source,
+        input_core_dims=[core],
         output_core_dims=[["attribute", "field"]],
         kwargs={
             "targets": tuple(targets),
@@ -237,17 +196,6 @@ def _probe(
     result = result.transpose("attribute", ...)
     # one name drops the dim, a list keeps it (as layer= does everywhere)
     return result.squeeze("attribute") if isinstance(attributes, str) else result
-
-
-def _cosines_and_norms(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    """The engine's centered cosines (the tasks :func:`pvx.similarity.cosine` makes for the
-    same rows) and the norms ``n`` of the rows centred by their mean: ``cos_ij n_i n_j`` is
-    the Gram of the centred rows. The probes centre each fold by its own training mean,
-    which no translation of the rows changes, so it serves them as the raw Gram."""
-    cosines = _engine.prepared(da, center=True, normalize=True)
-    rows = da.astype(np.float64)
-    norms = _engine.single_chunk(np.sqrt(((rows - rows.mean(P)) ** 2).sum(_engine.H)), P)
-    return cosines, xr.DataArray(norms.data, dims=norms.dims)  # no coordinates to compare
 
 
 def attribute_seed(seed: int, name: str) -> int:
@@ -392,7 +340,6 @@ def _missing(value: Any) -> bool:
 
 def _probe_kernel(
     gram: np.ndarray,
-    scale: np.ndarray | None = None,
     *,
     targets: tuple[_Target, ...],
     normalize: bool,
@@ -401,11 +348,9 @@ def _probe_kernel(
     vectors: bool = False,
 ) -> np.ndarray:
     """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``, or
-    from ``gram_ij scale_i scale_j`` with ``scale`` ``(..., n)``, or (``vectors``) from the
-    vectors themselves ``(..., n, hidden)``, a factor of their Gram."""
+    (``vectors``) from the vectors themselves ``(..., n, hidden)``, a factor of their Gram."""
     lead = gram.shape[:-2]
     grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
-    scales = None if scale is None else np.asarray(scale, np.float64).reshape(len(grams), -1)
     out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
     layer_rows = grams if vectors else None
     with _engine.one_blas_thread:  # one BLAS thread per dask thread: 1.8x faster on 2 cores
@@ -416,7 +361,6 @@ def _probe_kernel(
                 normalize=normalize,
                 alpha=alpha,
                 C=C,
-                scales=scales,
                 layer_rows=layer_rows,
             )
     return out.reshape(*lead, len(targets), len(_FIELDS))
@@ -439,7 +383,6 @@ def _probe_group(
     normalize: bool,
     alpha: float,
     C: float,
-    scales: np.ndarray | None = None,
     layer_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fields ``(layer, target, field)`` of targets sharing personas and folds, from the
@@ -478,7 +421,6 @@ def _probe_group(
                     trains[f],
                     folds[f],
                     normalize=normalize,
-                    scale=None if scales is None else scales[layer],
                 )
                 for layer, f in batch
             ]
@@ -548,35 +490,26 @@ def _prepared_blocks(
     test: np.ndarray,
     *,
     normalize: bool,
-    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training and test-by-training blocks of the Gram of ``rows``' vectors, centred by
     the training mean and (maybe) normalised, as the models see them; then centred again by
     the prepared training mean, a translation that none of the three models sees (each has
     an intercept or compares distances) and that keeps their intercepts apart from their
-    weights. With ``scale`` the Gram is ``k_ij scale_i scale_j`` (cosines and norms), made
-    block by block, never whole."""
+    weights."""
     train, test = rows[train], rows[test]
-    s = np.ones(len(k)) if scale is None else scale
     weights = np.zeros(len(k))
-    weights[train] = s[train] / len(train)
-    # each vector's product with the training mean (a product, no gather)
-    mean_products = s * (k @ weights)
+    weights[train] = 1.0 / len(train)
+    mean_products = k @ weights  # each vector's product with the training mean (no gather)
     mp_train, mp_test = mean_products[train], mean_products[test]
     total = mp_train.mean()
     kt = k[np.ix_(train, train)]
     ks = k[np.ix_(test, train)]
-    if scale is not None:
-        kt *= s[train, None]
-        kt *= s[None, train]
-        ks *= s[test, None]
-        ks *= s[None, train]
     kt -= mp_train[:, None]
     kt -= mp_train[None, :] - total
     ks -= mp_test[:, None]
     ks -= mp_train[None, :] - total
     if normalize:
-        diagonal = np.diagonal(k) * s**2
+        diagonal = np.diagonal(k)
         norm_train = np.sqrt(np.clip(diagonal[train] - 2 * mp_train + total, 0.0, None))
         norm_test = np.sqrt(np.clip(diagonal[test] - 2 * mp_test + total, 0.0, None))
         norm_train[norm_train == 0] = 1.0

@@ -365,8 +365,7 @@ def _lazy_results(
     lazy: dict[str, Any] = {}
     if "attributes" in views:
         # every attribute, even one, keeps the attribute dim; folds and shuffles per name
-        # from the cosine's tasks: no second Gram pass
-        lazy["probe"] = attribute_analyses.probe_sharing_cosines(
+        lazy["probe"] = attribute_analyses.probe(
             da, list(probe.get("attributes") or []) or None, **_probe_options(probe)
         )
     if views & {"pca", "kmeans"}:

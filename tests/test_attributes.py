@@ -386,25 +386,17 @@ def test_a_direction_saves_with_the_results(da, tmp_path):
     assert back.attrs["group_a"] == "parity = even"
 
 
-@pytest.mark.parametrize("backend", ["numpy", "dask"])
-def test_probes_from_the_shared_cosines_equal_probe(wide, backend):
-    """pvx analyze's probes remake the Gram from the cosine tasks and the centred norms
-    (hidden above half the personas; below, they work on the vectors): the same numbers as
-    probe()'s own Gram pass (here with a large offset in float16, where a careless product
-    would cancel), and on dask no Gram task of their own."""
-    import dask
+def test_probes_on_the_vectors_equal_probes_on_their_gram(da):
+    """With few hidden units probe() works on the vectors (a factor of each fold's Gram):
+    the same numbers as from the Gram, here in float16 with a large offset, where a
+    careless product would cancel."""
+    from pvx import _engine
 
-    from pvx import similarity
-
-    offset = (wide + 50.0).astype(np.float16)
-    arr = offset.chunk({"layer": 1, "persona": 12}) if backend == "dask" else offset
-    names = ["age", "tier", "parity"]
-    own = attributes.probe(arr, names, folds=FOLDS, permutations=2, seed=3)
-    shared = attributes.probe_sharing_cosines(arr, names, folds=FOLDS, permutations=2, seed=3)
-    own, shared_values = dask.compute(own, shared)
-    for field in ("score", "baseline", "mae"):
-        np.testing.assert_allclose(shared_values[field], own[field], atol=1e-9)
-    if backend == "dask":
-        cosine_keys = set(dict(similarity.cosine(arr).__dask_graph__()))
-        probe_keys = set(dict(shared.__dask_graph__()))
-        assert similarity.cosine(arr).data.name in {k[0] for k in probe_keys & cosine_keys}
+    offset = (da + 50.0).astype(np.float16)
+    targets, _ = attributes._targets(offset, ["age", "tier", "parity"], FOLDS, 2, 3)
+    options = {"targets": tuple(targets), "normalize": True, "alpha": 0.5, "C": 1.0}
+    rows = offset.transpose("layer", "persona", "hidden").values
+    gram = _engine.raw_gram(offset).transpose("layer", "persona", "persona_other").values
+    from_vectors = attributes._probe_kernel(rows, vectors=True, **options)
+    from_gram = attributes._probe_kernel(gram, vectors=False, **options)
+    np.testing.assert_allclose(from_vectors, from_gram, atol=1e-9)
