@@ -6,6 +6,7 @@ Importing pvx registers the ``.pv`` accessor on DataArrays.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from pvx import accessor  # registers da.pv; the analyses' modules load on first use
@@ -64,7 +65,10 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
+    # any submodule (pvx.store, pvx.attributes, ...), as `import pvx` used to import them all
+    if name in _SUBMODULES or (
+        not name.startswith("__") and importlib.util.find_spec(f"pvx.{name}") is not None
+    ):
         return importlib.import_module(f"pvx.{name}")
     if name in _HOME:
         value = getattr(importlib.import_module(_HOME[name]), name)

@@ -23,6 +23,7 @@ all shuffles of an attribute at once.
 
 from __future__ import annotations
 
+import numbers
 import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ def probe(
     da = _engine.prepare_input(
         da, func="probe", layer=layer, include_baseline=include_baseline, min_personas=2
     )
+    for name, value in (("alpha", alpha), ("C", C)):
+        if not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
+            raise ValueError(f"probe() needs a penalty {name} > 0, got {value!r}")
     targets, skipped = _targets(da, attributes, folds, permutations, seed)
     if not targets:
         raise ValueError(
@@ -497,9 +501,9 @@ def _prepared_blocks(
     an intercept or compares distances) and that keeps their intercepts apart from their
     weights."""
     train, test = rows[train], rows[test]
-    weights = np.zeros(len(k))
-    weights[train] = 1.0 / len(train)
-    mean_products = k @ weights  # each vector's product with the training mean (no gather)
+    # each vector's product with the training mean (k is symmetric: training rows only, so a
+    # persona outside the probe, e.g. with a missing value, never enters)
+    mean_products = k[train].mean(axis=0)
     mp_train, mp_test = mean_products[train], mean_products[test]
     total = mp_train.mean()
     kt = k[np.ix_(train, train)]
@@ -600,14 +604,12 @@ def _logistic(
     n = max(ks.shape[1] for _, ks in blocks)  # training personas
     m = max(len(ks) for _, ks in blocks)
     factored = factors is not None and all(z is not None for z in factors)
-    # The product with the Grams (or their factors), an iteration's only O(n^2) step, runs
-    # in float32 (1.1x faster overall): its rounding (1e-7 relative) is far below the
-    # stopping tolerance, and the losses and L-BFGS updates stay float64.
+    # float64: the stopping tolerance is absolute and unnormalised Grams can be large
     if factored:
         rank = max(z.shape[1] for z in factors)  # type: ignore[union-attr]
-        gram_or_factor = np.zeros((count, n, rank), dtype=np.float32)
+        gram_or_factor = np.zeros((count, n, rank))
     else:
-        gram_or_factor = np.zeros((count, n, n), dtype=np.float32)
+        gram_or_factor = np.zeros((count, n, n))
     ks = np.zeros((count, m, n))
     labels = np.full((count, r, n), -1)  # -1: a padding row, weightless
     for b, ((kt_b, ks_b), y_b) in enumerate(zip(blocks, y_train, strict=True)):
@@ -622,7 +624,7 @@ def _logistic(
     factor_t = gram_or_factor.transpose(0, 2, 1) if factored else None
 
     def gram_product(pointwise: np.ndarray) -> np.ndarray:  # (count, r * k, n), Grams symmetric
-        left = pointwise.astype(np.float32) @ gram_or_factor
+        left = pointwise @ gram_or_factor
         return left if factor_t is None else left @ factor_t
 
     # class-major (k before n): the softmax reduces over k with n contiguous, and the

@@ -122,6 +122,7 @@ def test_import_pvx_leaves_the_analysis_libraries_for_first_use():
         "assert da.pv.cosine().shape[-1] == 6 and 'pvx.similarity' in sys.modules\n"
         "assert pvx.load.__module__ == 'pvx.store' and pvx.StoreError.__name__ == 'StoreError'\n"
         "assert 'write_variant' in dir(pvx)\n"
+        "assert pvx.store.size_on_disk and pvx.attributes.probe and pvx.options.get_options\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -400,3 +400,30 @@ def test_probes_on_the_vectors_equal_probes_on_their_gram(da):
     from_vectors = attributes._probe_kernel(rows, vectors=True, **options)
     from_gram = attributes._probe_kernel(gram, vectors=False, **options)
     np.testing.assert_allclose(from_vectors, from_gram, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", ["narrow", "wide"])
+def test_a_persona_outside_the_probe_never_enters_it(request, shape):
+    """A persona left out for missing values whose vector is not finite changes nothing
+    (the fold means are taken over training personas only)."""
+    da = request.getfixturevalue("da" if shape == "narrow" else "wide")
+    options = {"folds": FOLDS, "permutations": 2, "seed": 3}
+    others = [i for i in range(da.sizes["persona"]) if i != 3]
+    without = attributes.probe(da.isel(persona=others), ["age", "tier"], **options)
+    values = da.values.copy()
+    values[3, :, 0] = np.nan
+    left_out = np.arange(da.sizes["persona"]) == 3
+    outsider = da.copy(data=values).assign_coords(
+        age=("persona", np.where(left_out, np.nan, da["age"].values), da["age"].attrs),
+        tier=("persona", np.where(left_out, None, da["tier"].values), da["tier"].attrs),
+    )
+    with_outsider = attributes.probe(outsider, ["age", "tier"], **options)
+    assert np.isfinite(with_outsider["score"]).all()
+    for field in ("score", "baseline"):
+        np.testing.assert_allclose(with_outsider[field], without[field], atol=1e-9)
+
+
+@pytest.mark.parametrize("options", [{"alpha": 0}, {"alpha": -1.0}, {"C": 0.0}, {"C": "1"}])
+def test_penalties_must_be_positive(da, options):
+    with pytest.raises(ValueError, match="needs a penalty"):
+        attributes.probe(da, "age", **options)
