@@ -409,7 +409,7 @@ def _probe_group(
     per_batch = max(1, BATCH_BYTES // (8 * len(rows) ** 2))
     for start in range(0, len(fits), per_batch):
         batch = fits[start : start + per_batch]
-        factors: list[np.ndarray | None] = [None] * len(batch)
+        factors: list[np.ndarray] | None = None  # the fold Grams' factors, on the vectors path
         if layer_rows is not None:
             prepared = [
                 _prepared_rows(layer_rows[layer], rows, trains[f], folds[f], normalize=normalize)
@@ -419,16 +419,11 @@ def _probe_group(
             blocks = [(None, z_test @ z_train.T) for z_train, z_test in prepared]
         else:
             blocks = [
-                _prepared_blocks(
-                    grams[layer],
-                    rows,
-                    trains[f],
-                    folds[f],
-                    normalize=normalize,
-                )
+                _prepared_blocks(grams[layer], rows, trains[f], folds[f], normalize=normalize)
                 for layer, f in batch
             ]
-        for (layer, f), (kt, ks), factor in zip(batch, blocks, factors, strict=True):
+        for b, ((layer, f), (kt, ks)) in enumerate(zip(batch, blocks, strict=True)):
+            factor = None if factors is None else factors[b]
             if ridge:  # one factorisation for every numeric target and shuffle
                 stacked = np.vstack([labels[i][:, trains[f]] for i in ridge])
                 predicted = np.split(
@@ -445,8 +440,8 @@ def _probe_group(
             y_train = [labels[i][:, trains[f]].astype(np.int64) for _, f in batch]
             if target.method == "diff_means":
                 predicted = [
-                    _nearest_mean(kt, ks, y, factor)
-                    for (kt, ks), y, factor in zip(blocks, y_train, factors, strict=True)
+                    _nearest_mean(kt, ks, y, None if factors is None else factors[b])
+                    for b, ((kt, ks), y) in enumerate(zip(blocks, y_train, strict=True))
                 ]
             else:
                 predicted = _logistic(blocks, y_train, len(target.classes), C, factors)
@@ -582,7 +577,7 @@ def _logistic(
     y_train: Sequence[np.ndarray],
     n_classes: int,
     C: float,
-    factors: Sequence[np.ndarray | None] | None = None,
+    factors: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """``LogisticRegression(C, class_weight="balanced")`` (multinomial) fitted for each label
     row of each ``y_train`` ``(r, n_train)`` on its ``(kt, ks)`` Grams (features centred by
@@ -603,25 +598,24 @@ def _logistic(
     count, r, k = len(blocks), len(y_train[0]), n_classes
     n = max(ks.shape[1] for _, ks in blocks)  # training personas
     m = max(len(ks) for _, ks in blocks)
-    factored = factors is not None and all(z is not None for z in factors)
     # float64: the stopping tolerance is absolute and unnormalised Grams can be large
-    if factored:
-        rank = max(z.shape[1] for z in factors)  # type: ignore[union-attr]
+    if factors is not None:
+        rank = max(z.shape[1] for z in factors)
         gram_or_factor = np.zeros((count, n, rank))
     else:
         gram_or_factor = np.zeros((count, n, n))
     ks = np.zeros((count, m, n))
     labels = np.full((count, r, n), -1)  # -1: a padding row, weightless
     for b, ((kt_b, ks_b), y_b) in enumerate(zip(blocks, y_train, strict=True)):
-        if factored:
-            z = factors[b]  # type: ignore[index]
+        if factors is not None:
+            z = factors[b]
             gram_or_factor[b, : len(z), : z.shape[1]] = z
         else:
             gram_or_factor[b, : len(kt_b), : len(kt_b)] = kt_b
         n_b = ks_b.shape[1]
         ks[b, : len(ks_b), :n_b] = ks_b
         labels[b, :, :n_b] = y_b
-    factor_t = gram_or_factor.transpose(0, 2, 1) if factored else None
+    factor_t = None if factors is None else gram_or_factor.transpose(0, 2, 1)
 
     def gram_product(pointwise: np.ndarray) -> np.ndarray:  # (count, r * k, n), Grams symmetric
         left = pointwise @ gram_or_factor
