@@ -147,8 +147,8 @@ def open_results(path: str | os.PathLike, nodes: Sequence[str] | None = None) ->
     ones present), for a reader that needs a few.
     """
     # Opened without dask: loading a variable is then one zarr read of all its chunks (fetched
-    # concurrently), not a dask task per chunk: 0.05 s instead of 0.7 s for 1,000 personas x
-    # 42 layers x 2 variants.
+    # concurrently), not a dask task per chunk: the explorer's nodes of a 1,000 personas x 42
+    # layers x 2 variants report open in 0.38 s instead of 0.67 s.
     tree = xr.open_datatree(
         path, engine="zarr", consolidated=False, chunks=None, mask_and_scale=False
     )
