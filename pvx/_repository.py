@@ -194,13 +194,30 @@ def _describe(key: str) -> str:
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from synchronous code, in Jupyter too (whose thread
-    already runs an event loop): zarr's async API lets one write go out as one batch."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+    already runs an event loop): zarr's async API lets one write go out as one batch.
+
+    Coroutines run on one long-lived loop in a daemon thread, so zarr's codec threads (the
+    loop's executor) are made once per process, not once per write."""
+    loop = _writer_loop()
+    if threading.current_thread() is _LOOP_THREAD[1]:  # called from a coroutine on it
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+_LOOP_THREAD: list[Any] = [None, None, None]  # pid, thread, loop
+_LOOP_LOCK = threading.Lock()
+
+
+def _writer_loop() -> asyncio.AbstractEventLoop:
+    with _LOOP_LOCK:
+        pid, thread, loop = _LOOP_THREAD
+        if pid != os.getpid() or not thread.is_alive():  # a forked child has no such thread
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="pvx-writer", daemon=True)
+            thread.start()
+            _LOOP_THREAD[:] = [os.getpid(), thread, loop]
+        return loop
 
 
 def _first_line(err: BaseException) -> str:

@@ -4,6 +4,7 @@ process), checks of new personas against the stored variant."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,6 @@ from pvx._store_format import (
     _variant_path,
 )
 from pvx._store_read import _catalog
-
-# Last append's state per (store, model, mask strategy, variant) in this process.
-APPEND_STATES: dict[tuple[str, str, str, str], _AppendState] = {}
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,9 @@ class _AppendState:
         )
 
 
+# Largest last chunk of vectors an append state keeps in memory (all layers)
+VECTOR_TAIL_BYTES = 16 * 2**20
+
 # Last append's state per (store, model, mask strategy, variant) in this process.
 APPEND_STATES: dict[tuple[str, str, str, str], _AppendState] = {}
 
@@ -79,8 +80,12 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
         n, chunk = arrays[name].shape[0], arrays[name].chunks[0]
         return np.asarray(await arrays[name].getitem(slice(n - n % chunk, n)))
 
+    # Vectors too where their last chunk is small: zarr would read it back on every append
+    vectors = arrays["vectors"]
+    tail_bytes = vectors.chunks[0] * math.prod(vectors.shape[1:]) * vectors.dtype.itemsize
+    tailed = names[2:] + (["vectors"] if tail_bytes <= VECTOR_TAIL_BYTES else [])
     layer, ids, *tails = await asyncio.gather(
-        arrays["layer"].getitem(()), arrays["id"].getitem(()), *map(tail, names[2:])
+        arrays["layer"].getitem(()), arrays["id"].getitem(()), *map(tail, tailed)
     )
     return _AppendState(
         snapshot=session_store.session.snapshot_id,
@@ -88,7 +93,7 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
         metadata={name: array.metadata for name, array in arrays.items()},
         layers=np.asarray(layer),
         ids=frozenset(np.asarray(ids).tolist()),
-        tails=dict(zip(names[2:], tails, strict=True)),
+        tails=dict(zip(tailed, tails, strict=True)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import warnings
 
@@ -277,10 +278,13 @@ def test_appends_keep_whole_blocks_and_every_earlier_version(store):
         xr.testing.assert_identical(version.compute(), full.isel(persona=slice(0, n)))
 
 
-def test_appends_after_other_writers_stay_exact(store, monkeypatch):
+@pytest.mark.parametrize("vector_tail_bytes", [0, _store_write.VECTOR_TAIL_BYTES])
+def test_appends_after_other_writers_stay_exact(store, monkeypatch, vector_tail_bytes):
     """An append reuses what the previous append in this process knew of the variant only
-    while nobody else has committed since; then it reads the variant again."""
+    while nobody else has committed since; then it reads the variant again. The vectors'
+    last block is remembered too where small, and read back by zarr otherwise."""
     monkeypatch.setattr(_store_write, "COLUMN_CHUNK", 4)  # appends cross column chunks
+    monkeypatch.setattr(_store_write, "VECTOR_TAIL_BYTES", vector_tail_bytes)
     reads = []
     read_state = _store_write.read_append_state
 
@@ -294,6 +298,8 @@ def test_appends_after_other_writers_stay_exact(store, monkeypatch):
     for i in range(1, 10):
         pvx.append_personas(store, full.isel(persona=[i]))
     assert len(reads) == 1
+    (state,) = (v for k, v in _store_write.APPEND_STATES.items() if k[0] == str(store))
+    assert ("vectors" in state.tails) == (vector_tail_bytes > 0)
     with monkeypatch.context() as other_process:  # a writer that knows nothing of ours
         other_process.setattr(_store_write, "APPEND_STATES", {})
         pvx.append_personas(store, full.isel(persona=slice(10, 15)))
@@ -309,6 +315,17 @@ def test_appends_after_other_writers_stay_exact(store, monkeypatch):
     mood = {"p3": "calm", "p12": "tense"}
     assert got["mood"].values.tolist() == [mood.get(i, np.nan) for i in ids_of(30)]
     assert len(reads) == 4
+
+
+def test_writes_from_inside_a_running_event_loop(store):
+    """Jupyter runs its cells inside an event loop; writes must not deadlock there."""
+
+    async def cell():
+        pvx.write_variant(store, vectors_for(ids_of(2)))
+        pvx.append_personas(store, vectors_for(["c"]))
+
+    asyncio.run(cell())
+    assert pvx.load(store, "biography")["id"].values.tolist() == [*ids_of(2), "c"]
 
 
 def test_append_fills_missing_attributes(store):
