@@ -133,12 +133,14 @@ def main() -> None:
     parser.add_argument("--m-store")
     parser.add_argument("--l-store")
     args = parser.parse_args()
-    if args.n:
-        appends(args.n, args.layers, args.hidden)
+    # Reads first: right after the appends the disk is still writing back their 600 MiB of
+    # chunk versions, which slowed the read here to 2.5x a raw read in one run (1.3x alone)
     if args.m_store:
         reads(args.m_store)
     if args.l_store:
         open_and_align(args.l_store)
+    if args.n:
+        appends(args.n, args.layers, args.hidden)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ DEFAULT_PERSONA_BLOCK = 64
 
 
 # Per-persona coordinates are tiny: few chunks keep opening a store a handful of reads, even
-# over HTTP; an append rewrites only the last one.
-COLUMN_CHUNK = 4096
+# over HTTP (all are requested at once). An append rewrites the last one whole, and zarr
+# encodes strings one by one: 1024 rather than 4096 took 1.5 ms off each append.
+COLUMN_CHUNK = 1024
 
 
 PARTITION_BYTES = 128 * 2**20
