@@ -213,9 +213,10 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ bᵀ`` per leading index, returned in float64; ``X Xᵀ`` of one buffer takes BLAS's
     syrk path.
 
-    Float16 input (about 3 significant digits) is multiplied in float32, twice as fast as
-    float64, after subtracting a reference row ``r`` (the first row of ``a``) so the shared
-    offset does not cancel in float32; the raw Gram is restored exactly from
+    16-bit input (about 3 significant digits: float16, or float32 holding bfloat16 values,
+    as imported from bf16 safetensors) is multiplied in float32, twice as fast as float64,
+    after subtracting a reference row ``r`` (the first row of ``a``) so the shared offset
+    does not cancel in float32; the raw Gram is restored exactly from
     ``(Y + 1rᵀ)(Z + 1rᵀ)ᵀ = YZᵀ + (Yr)1ᵀ + 1(Zr)ᵀ + (r·r)11ᵀ`` in float64. Other input is
     multiplied in float64.
     """
@@ -229,7 +230,7 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.broadcast_to(a, lead + a.shape[-2:])
     b = np.broadcast_to(b, lead + b.shape[-2:])
     out = np.empty((*lead, a.shape[-2], b.shape[-2]))
-    half = a.dtype == np.float16 and b.dtype == np.float16
+    half = _sixteen_bit(a) and (same or _sixteen_bit(b))
     with one_blas_thread:
         for index in np.ndindex(*lead):
             if half:
@@ -243,6 +244,16 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sixteen_bit(a: np.ndarray) -> bool:
+    """Float16, or float32 whose values are all bfloat16 (low 16 bits of every value zero)."""
+    if a.dtype == np.float16:
+        return True
+    if a.dtype != np.float32 or a.size == 0:
+        return False
+    bits = np.ascontiguousarray(a).view(np.uint32)
+    return not np.bitwise_and(bits, 0xFFFF, dtype=np.uint32).any()
+
+
 def _reference_row(a: np.ndarray) -> np.ndarray:
     """The first finite row of ``a`` in float32 (zeros if none): a non-finite reference would
     spread to every row, and the finiteness check would then name every persona."""
@@ -254,7 +265,7 @@ def _reference_row(a: np.ndarray) -> np.ndarray:
 
 
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None, *, out: np.ndarray) -> None:
-    """``a @ bᵀ`` (``b`` = ``a`` when None) of float16 rows into ``out`` (float64), via
+    """``a @ bᵀ`` (``b`` = ``a`` when None) of 16-bit rows into ``out`` (float64), via
     float32 products of the rows less ``a``'s first finite row.
 
     The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or

@@ -15,10 +15,21 @@ import threadpoolctl
 from pvx import _engine, _lapack
 
 
-def test_float16_gram_matches_float64_under_a_large_offset():
+def as_bfloat16_in_float32(x: np.ndarray) -> np.ndarray:
+    """float32 holding bfloat16 values (as pvx imports bf16 safetensors)."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32) & np.uint32(0xFFFF0000)
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["float16", "bfloat16 in float32"])
+def test_16_bit_gram_matches_float64_under_a_large_offset(kind, monkeypatch):
     rng = np.random.default_rng(0)
     offset = rng.standard_normal(2048) * 40.0  # residual-stream mean, far above the spread
-    x = (offset + rng.standard_normal((2, 50, 2048))).astype(np.float16)
+    as_16_bit = (lambda v: v.astype(np.float16)) if kind == "float16" else as_bfloat16_in_float32
+    x = as_16_bit(offset + rng.standard_normal((2, 50, 2048)))
+    fast = []
+    sixteen_bit = _engine._sixteen_bit
+    monkeypatch.setattr(_engine, "_sixteen_bit", lambda a: fast.append(sixteen_bit(a)) or fast[-1])
     exact = np.einsum("lph,lqh->lpq", x.astype(np.float64), x.astype(np.float64))
     got = _engine._gram_kernel(x, x)
     assert got.dtype == np.float64
@@ -27,9 +38,19 @@ def test_float16_gram_matches_float64_under_a_large_offset():
     centered, exact_centered = _engine._double_center(got), _engine._double_center(exact)
     scale = np.abs(exact_centered).max()
     np.testing.assert_allclose(centered, exact_centered, atol=1e-4 * scale)
-    other = (offset + rng.standard_normal((2, 30, 2048))).astype(np.float16)
+    other = as_16_bit(offset + rng.standard_normal((2, 30, 2048)))
     cross = np.einsum("lph,lqh->lpq", x.astype(np.float64), other.astype(np.float64))
     np.testing.assert_allclose(_engine._gram_kernel(x, other), cross, rtol=1e-6)
+    assert fast and all(fast)  # the float32 products ran
+
+
+def test_full_precision_float32_gram_is_float64():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(512) * 40.0 + rng.standard_normal((2, 40, 512))).astype(np.float32)
+    x[0, 3, 7] = np.nextafter(np.float32(x[0, 3, 7]), np.float32(np.inf))  # not bfloat16
+    assert not _engine._sixteen_bit(x)
+    exact = np.einsum("lph,lqh->lpq", x.astype(np.float64), x.astype(np.float64))
+    np.testing.assert_allclose(_engine._gram_kernel(x, x), exact, rtol=1e-13)
 
 
 def blas_threads() -> int:
