@@ -413,12 +413,21 @@ def _prepared_rows_kernel(
     return _prepare_kernel(gram, center=center, normalize=normalize, ids=ids, in_place=True)
 
 
+# Up to this size (float64; 2,048 personas) a lazy layer's raw Gram is a task of its own,
+# which the attribute probes share with every analysis of the prepared rows: at 1000 x 126
+# x 16384 the probes' second Gram of every layer was 47 of the job's 340 task-seconds.
+SHARED_GRAM_BYTES = 32 << 20
+
+
 def prepared(da: xr.DataArray, *, center: bool, normalize: bool) -> xr.DataArray:
-    """``prepared_gram(raw_gram(da), ...)`` in one task per layer where the layer's slice
-    fits :data:`SLICE_BYTES`: the raw Gram is prepared in place instead of being held
-    beside the prepared one (two persona x persona matrices per layer and variant, hundreds
-    of MB each at thousands of personas). Analyses of the same rows share its tasks."""
-    if is_dask(da) and _slice_bytes(da) > SLICE_BYTES:
+    """``prepared_gram(raw_gram(da), ...)``, lazily: the raw Gram is one task per layer
+    that any other analysis of the same rows shares (the probes). At thousands of personas
+    it is prepared in place in the same task instead of being held beside the prepared one
+    (two persona x persona matrices per layer and variant, hundreds of MB each). Analyses
+    of the same rows share its tasks."""
+    if is_dask(da) and (
+        _slice_bytes(da) > SLICE_BYTES or 8 * da.sizes[P] ** 2 <= SHARED_GRAM_BYTES
+    ):
         return prepared_gram(raw_gram(da), center=center, normalize=normalize)
     ids = tuple(persona_ids(da))
     options = {"center": center, "normalize": normalize, "ids": ids}
