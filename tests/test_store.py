@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import warnings
 
@@ -324,7 +325,9 @@ def test_writes_from_inside_a_running_event_loop(store):
         pvx.write_variant(store, vectors_for(ids_of(2)))
         pvx.append_personas(store, vectors_for(["c"]))
 
-    asyncio.run(cell())
+    # in a thread of its own: earlier tests (Playwright's) may leave this one's loop running
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, cell()).result()
     assert pvx.load(store, "biography")["id"].values.tolist() == [*ids_of(2), "c"]
 
 
