@@ -230,10 +230,10 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.broadcast_to(a, lead + a.shape[-2:])
     b = np.broadcast_to(b, lead + b.shape[-2:])
     out = np.empty((*lead, a.shape[-2], b.shape[-2]))
-    half = _sixteen_bit(a) and (same or _sixteen_bit(b))
     with one_blas_thread:
         for index in np.ndindex(*lead):
-            if half:
+            # decided per layer, so results do not depend on how layers are chunked
+            if _sixteen_bit(a[index]) and (same or _sixteen_bit(b[index])):
                 # non-finite rows make NaNs here; prepared_gram's check names them afterwards
                 with np.errstate(invalid="ignore", over="ignore"):
                     _gram_from_reference(a[index], None if same else b[index], out=out[index])
@@ -244,14 +244,27 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# bfloat16 has float32's exponent range: float32 products of its values overflow or vanish
+# at extreme scales, so the fast path takes only finite values of largest magnitude within
+# 2^-40..2^40 (float32 bit patterns of |x|; products then stay far inside float32's range).
+_BF16_SCALE = (np.float32(2.0**-40).view(np.uint32), np.float32(2.0**40).view(np.uint32))
+
+
 def _sixteen_bit(a: np.ndarray) -> bool:
-    """Float16, or float32 whose values are all bfloat16 (low 16 bits of every value zero)."""
+    """Float16, or float32 holding bfloat16 values (the low 16 bits of every value zero) of
+    moderate scale. Integer-valued data up to 256 in magnitude passes too: its Gram is then
+    exact to float32's rounding of the sums (about 1e-7 relative), as for 16-bit input."""
     if a.dtype == np.float16:
         return True
     if a.dtype != np.float32 or a.size == 0:
         return False
-    bits = np.ascontiguousarray(a).view(np.uint32)
-    return not np.bitwise_and(bits, 0xFFFF, dtype=np.uint32).any()
+    rows = a.reshape(-1, a.shape[-1])  # the first row decides most arrays at once
+    if np.bitwise_and(np.ascontiguousarray(rows[0]).view(np.uint32), 0xFFFF).any():
+        return False
+    magnitude = np.bitwise_and(np.ascontiguousarray(rows).view(np.uint32), 0x7FFFFFFF)
+    if not _BF16_SCALE[0] <= magnitude.max() <= _BF16_SCALE[1]:
+        return False
+    return not np.bitwise_and(magnitude, 0xFFFF).any()
 
 
 def _reference_row(a: np.ndarray) -> np.ndarray:

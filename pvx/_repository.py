@@ -202,7 +202,26 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if threading.current_thread() is _LOOP_THREAD[1]:  # called from a coroutine on it
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, coroutine).result()
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+    future = asyncio.run_coroutine_threadsafe(_outcome(coroutine), loop)
+    try:
+        ok, value = future.result()
+    except BaseException:  # Ctrl-C while waiting: stop the write too (nothing is committed)
+        future.cancel()
+        raise
+    if not ok:
+        raise value
+    return value
+
+
+async def _outcome(coroutine: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
+    """The coroutine's result or whatever it raised, KeyboardInterrupt included: raised on
+    the loop, that would end the loop's thread and leave the caller waiting forever."""
+    try:
+        return True, await coroutine
+    except asyncio.CancelledError:
+        raise
+    except BaseException as err:
+        return False, err
 
 
 _LOOP_THREAD: list[Any] = [None, None, None]  # pid, thread, loop

@@ -49,7 +49,8 @@ class _AppendState:
         for name, tail in self.tails.items():
             values = np.concatenate([tail, rows[name]])
             chunk = metadata[name].chunks[0]
-            tails[name] = values[len(values) - metadata[name].shape[0] % chunk :]
+            # a copy: a view would keep the whole last batch alive until the next append
+            tails[name] = values[len(values) - metadata[name].shape[0] % chunk :].copy()
         return _AppendState(
             snapshot=snapshot,
             path=self.path,

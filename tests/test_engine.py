@@ -44,6 +44,28 @@ def test_16_bit_gram_matches_float64_under_a_large_offset(kind, monkeypatch):
     assert fast and all(fast)  # the float32 products ran
 
 
+@pytest.mark.parametrize("scale", [1e-25, 1e19])
+def test_bfloat16_values_at_extreme_scales_take_the_float64_path(scale):
+    """bfloat16 has float32's exponent range: float32 products would vanish or overflow."""
+    rng = np.random.default_rng(2)
+    x = as_bfloat16_in_float32(rng.standard_normal((1, 6, 256)) * scale)
+    assert not _engine._sixteen_bit(x[0])
+    exact = np.einsum("lph,lqh->lpq", x.astype(np.float64), x.astype(np.float64))
+    np.testing.assert_allclose(_engine._gram_kernel(x, x), exact, rtol=1e-13)
+
+
+def test_the_16_bit_path_is_chosen_per_layer():
+    """Layers decide for themselves: numpy input and dask chunks of any layer grouping give
+    the same Grams."""
+    rng = np.random.default_rng(3)
+    bf16 = as_bfloat16_in_float32(rng.standard_normal((30, 512)) + 20.0)
+    full = (rng.standard_normal((30, 512)) + 20.0).astype(np.float32)
+    both = np.stack([bf16, full])
+    together = _engine._gram_kernel(both, both)
+    np.testing.assert_array_equal(together[0], _engine._gram_kernel(bf16[None], bf16[None])[0])
+    np.testing.assert_array_equal(together[1], _engine._gram_kernel(full[None], full[None])[0])
+
+
 def test_full_precision_float32_gram_is_float64():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal(512) * 40.0 + rng.standard_normal((2, 40, 512))).astype(np.float32)

@@ -331,6 +331,30 @@ def test_writes_from_inside_a_running_event_loop(store):
     assert pvx.load(store, "biography")["id"].values.tolist() == [*ids_of(2), "c"]
 
 
+def test_the_append_state_keeps_only_the_last_block(store):
+    pvx.write_variant(store, vectors_for(ids_of(10)), persona_block=8)
+    pvx.append_personas(store, vectors_for([f"b{i}" for i in range(501)]))
+    (state,) = (v for k, v in _store_write.APPEND_STATES.items() if k[0] == str(store))
+    for name, tail in state.tails.items():
+        chunk = state.metadata[name].chunks[0]  # 8 for the vectors, 1024 for the columns
+        assert len(tail) == 511 % chunk and tail.base is None, name  # not a view of the batch
+    assert "vectors" in state.tails
+
+
+def test_a_write_interrupted_inside_leaves_the_store_and_the_writer_working(store, monkeypatch):
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pvx.store, "_conform", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pvx.append_personas(store, vectors_for(["c"]))
+    pvx.append_personas(store, vectors_for(["d"]))  # the writer's loop still runs
+    assert pvx.load(store, "biography")["id"].values.tolist() == [*ids_of(2), "d"]
+
+
 def test_append_fills_missing_attributes(store):
     pvx.write_variant(store, with_attributes(ids_of(3)))
     pvx.append_personas(store, vectors_for(["bare"]))
