@@ -397,12 +397,14 @@ def transact(
             f"{location.text!r} cannot be written: pvx writes to local directories, "
             "memory://, s3:// and gs:// repositories; publish from one of those"
         )
-    if open_repository(location) is None:
+    repo = open_repository(location)
+    if repo is None:
         if create is None:
             raise StoreError(f"no store at {location.text!r}; create it with write_variant")
         _create(location, create)
     with _writer_lock(location, wait):
-        repo = open_repository(location)
+        # opened before the lock is still exact: sessions read the branch when they start
+        repo = repo or open_repository(location)
         assert repo is not None
         for attempt in range(COMMIT_ATTEMPTS):
             session = repo.writable_session(BRANCH)

@@ -212,7 +212,8 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
             f"{func}(): layer labels {new_layers.tolist()} do not match the variant's "
             f"{old_layers.tolist()}"
         )
-    da = da.sel(layer=old_layers)
+    if not np.array_equal(new_layers, old_layers):  # a selection costs more than the check
+        da = da.sel(layer=old_layers)
     clash = sorted(set(da["id"].values.tolist()) & stored.ids)
     if clash:
         raise ValueError(
@@ -252,7 +253,8 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
             )
     if "sample_ids" in column_attrs and "sample_ids" not in da.coords:
         extra["sample_ids"] = ("persona", decode_sample_ids([""] * da.sizes["persona"]))
-    da = da.assign_coords(extra)
+    if extra:
+        da = da.assign_coords(extra)
     if "sample_ids" in da.coords and "sample_ids" not in column_attrs:
         da = da.drop_vars("sample_ids")
     if da.dtype != stored_dtype:

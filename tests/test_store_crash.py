@@ -106,7 +106,10 @@ def start_writer(tmp_path, store, start, stop, batch, env=None):
     """A writer appending ``start..stop``; with ``start="-"`` it imports, prints "waiting" and
     reads its first number from stdin (so the next writer's imports overlap this one's run)."""
     script = tmp_path / "writer.py"
-    script.write_text(WRITER)
+    if not script.exists():  # rewriting it could truncate it under a writer still starting
+        partial = tmp_path / "writer.py.partial"
+        partial.write_text(WRITER)
+        partial.replace(script)
     return subprocess.Popen(
         [sys.executable, str(script), str(store), str(start), str(stop), str(batch)],
         stdin=subprocess.PIPE if start == "-" else None,
