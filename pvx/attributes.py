@@ -168,6 +168,7 @@ def probe(
             "alpha": float(alpha),
             "C": float(C),
             "vectors": vectors,
+            "ids": tuple(_engine.persona_ids(da)),
         },
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -350,11 +351,15 @@ def _probe_kernel(
     alpha: float,
     C: float,
     vectors: bool = False,
+    ids: tuple[Any, ...] | None = None,
 ) -> np.ndarray:
     """Probe results ``(..., attribute, field)`` from raw Gram matrices ``(..., n, n)``, or
-    (``vectors``) from the vectors themselves ``(..., n, hidden)``, a factor of their Gram."""
+    (``vectors``) from the vectors themselves ``(..., n, hidden)``, a factor of their Gram.
+    A probed persona (``ids``: every persona's id, for the message) whose vector is not
+    finite is an error: its NaNs would spread through every fold's fit."""
     lead = gram.shape[:-2]
     grams = np.asarray(gram, dtype=np.float64).reshape(-1, *gram.shape[-2:])
+    _check_probed_rows_finite(grams, targets, vectors=vectors, ids=ids)
     out = np.full((len(grams), len(targets), len(_FIELDS)), np.nan)
     layer_rows = grams if vectors else None
     with _engine.one_blas_thread:  # one BLAS thread per dask thread: 1.8x faster on 2 cores
@@ -368,6 +373,23 @@ def _probe_kernel(
                 layer_rows=layer_rows,
             )
     return out.reshape(*lead, len(targets), len(_FIELDS))
+
+
+def _check_probed_rows_finite(
+    grams: np.ndarray, targets: Sequence[_Target], *, vectors: bool, ids: tuple[Any, ...] | None
+) -> None:
+    """Raise naming the probed personas whose vector (in any layer) holds a NaN or an inf; a
+    squared norm, the Gram's diagonal, is non-finite exactly then. Personas left out of every
+    probe (a missing value) may hold anything."""
+    if vectors:
+        finite = np.isfinite(grams).all(axis=-1)
+    else:
+        finite = np.isfinite(np.diagonal(grams, axis1=-2, axis2=-1))
+    probed = np.unique(np.concatenate([t.rows for t in targets]))
+    bad = probed[~finite[:, probed].all(axis=0)]
+    if len(bad):
+        names = [ids[i] for i in bad] if ids is not None else bad.tolist()
+        raise ValueError(_engine.nonfinite_message(names))
 
 
 def _shared_folds(targets: Sequence[_Target]) -> list[list[int]]:

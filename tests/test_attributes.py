@@ -423,6 +423,19 @@ def test_a_persona_outside_the_probe_never_enters_it(request, shape):
         np.testing.assert_allclose(with_outsider[field], without[field], atol=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+@pytest.mark.parametrize("shape", ["narrow", "wide"])
+def test_a_probed_persona_that_is_not_finite_is_named(request, shape, backend):
+    da = request.getfixturevalue("da" if shape == "narrow" else "wide")
+    values = da.values.copy()
+    values[3, -1, 0] = np.inf  # one value, in the last layer
+    bad = da.copy(data=values)
+    if backend == "dask":
+        bad = bad.chunk({"layer": 1})
+    with pytest.raises(ValueError, match=rf"non-finite .*{bad['id'].values[3]}"):
+        attributes.probe(bad, ["age", "tier"], folds=FOLDS, permutations=1).compute()
+
+
 @pytest.mark.parametrize("options", [{"alpha": 0}, {"alpha": -1.0}, {"C": 0.0}, {"C": "1"}])
 def test_penalties_must_be_positive(da, options):
     with pytest.raises(ValueError, match="needs a penalty"):
