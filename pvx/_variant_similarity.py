@@ -71,10 +71,7 @@ def _variant_kernel(
     made)."""
     # a squared norm is non-finite exactly when its row holds a NaN or an inf: named here,
     # since these results need not wait for the cosines' own check
-    bad = ~(np.isfinite(sq_a) & np.isfinite(sq_b))
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
-        raise ValueError(_engine.nonfinite_message([ids[i] for i in rows]))
+    _engine.check_finite_rows(sq_a + sq_b, ids)
 
     def ratio(num: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.clip(sq_a, 0, None) * np.clip(sq_b, 0, None))

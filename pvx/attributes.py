@@ -378,18 +378,15 @@ def _probe_kernel(
 def _check_probed_rows_finite(
     grams: np.ndarray, targets: Sequence[_Target], *, vectors: bool, ids: tuple[Any, ...] | None
 ) -> None:
-    """Raise naming the probed personas whose vector (in any layer) holds a NaN or an inf; a
-    squared norm, the Gram's diagonal, is non-finite exactly then. Personas left out of every
-    probe (a missing value) may hold anything."""
-    if vectors:
-        finite = np.isfinite(grams).all(axis=-1)
-    else:
-        finite = np.isfinite(np.diagonal(grams, axis1=-2, axis2=-1))
+    """Raise naming the probed personas whose vector (in any layer) holds a NaN or an inf.
+    Personas left out of every probe (a missing value) may hold anything."""
     probed = np.unique(np.concatenate([t.rows for t in targets]))
-    bad = probed[~finite[:, probed].all(axis=0)]
-    if len(bad):
-        names = [ids[i] for i in bad] if ids is not None else bad.tolist()
-        raise ValueError(_engine.nonfinite_message(names))
+    if vectors:
+        squares = np.einsum("lph,lph->lp", grams[:, probed], grams[:, probed])
+    else:
+        squares = np.diagonal(grams, axis1=-2, axis2=-1)[:, probed]
+    names = probed.tolist() if ids is None else [ids[i] for i in probed]  # positions without ids
+    _engine.check_finite_rows(squares, names)
 
 
 def _shared_folds(targets: Sequence[_Target]) -> list[list[int]]:

@@ -98,10 +98,7 @@ def _mean_unit_vectors(da: xr.DataArray) -> xr.DataArray:
 
 def _finite_check(g: np.ndarray, sumsq: np.ndarray, *, ids: tuple[Any, ...]) -> np.ndarray:
     # the layer-mean above spreads one persona's NaN to all; name offenders from the raw rows
-    bad = ~np.isfinite(sumsq)
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
-        raise ValueError(_engine.nonfinite_message([ids[i] for i in rows]))
+    _engine.check_finite_rows(sumsq, ids)
     return g
 
 
