@@ -135,7 +135,9 @@ def attribute_variable(
 
 def attribute_names(da: xr.DataArray | xr.Dataset) -> list[Hashable]:
     """Names of the persona attribute coordinates (those with ``attrs['kind']``)."""
-    return [k for k, c in da.coords.items() if c.dims == ("persona",) and "kind" in c.attrs]
+    # the variables, not coords.items(): that builds a DataArray per coordinate (0.2 ms)
+    variables = da.coords.variables
+    return [k for k, v in variables.items() if v.dims == ("persona",) and "kind" in v.attrs]
 
 
 def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
@@ -151,7 +153,8 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
             f"{func}() needs dims {DIMS}, but the array has {da.dims}; "
             "rename with da.rename(...) or build it with pvx.persona_vectors(...)"
         )
-    da = da.transpose(*DIMS)
+    if da.dims != DIMS:
+        da = da.transpose(*DIMS)
     if da.dtype not in WRITABLE_DTYPES:
         raise TypeError(
             f"{func}() stores float16 or float32, got {da.dtype}; convert with da.astype('float32')"

@@ -257,22 +257,44 @@ class ReadView:
     where: str
 
 
-def open_repository(location: Location) -> icechunk.Repository | None:
-    """The Icechunk repository at ``location``, or None if there is none."""
+# Local repositories opened for writing in this process, by (pid, path, the refs folder's
+# inode and change time: a repository deleted and made again is opened anew). Opening one
+# costs ~0.4 ms, and its caches of (immutable) snapshots and manifests save ~1 ms per
+# commit. Readers open afresh, so damage on disk is seen at once.
+_OPENED: dict[tuple[int, str, int, int], icechunk.Repository] = {}
+_OPENED_LIMIT = 16
+
+
+def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repository | None:
+    """The Icechunk repository at ``location``, or None if there is none; with ``reuse``,
+    the one this process opened before (writers)."""
+    key = None
+    if location.path is not None:
+        try:
+            refs = (location.path / "refs").stat()
+        except OSError:
+            return None  # spares a round of Icechunk look-ups on plain directories
+        if reuse:
+            key = (os.getpid(), str(location.path.absolute()), refs.st_ino, refs.st_ctime_ns)
+            if key in _OPENED:
+                return _OPENED[key]
     storage = location.icechunk_storage()
     if storage is None:
         return None
-    if location.path is not None and not (location.path / "refs").is_dir():
-        return None  # spares a round of Icechunk look-ups on plain directories
     try:
         if not icechunk.Repository.exists(storage):
             return None
-        return icechunk.Repository.open(storage)
+        repo = icechunk.Repository.open(storage)
     except icechunk.IcechunkError as err:
         raise StoreError(
             f"cannot open the repository at {location.text!r} ({_first_line(err)}); it is "
             "damaged: restore it from a copy"
         ) from None
+    if key is not None:
+        if len(_OPENED) >= _OPENED_LIMIT:
+            _OPENED.pop(next(iter(_OPENED)))
+        _OPENED[key] = repo
+    return repo
 
 
 def open_read(location: Location, version: str | None = None) -> ReadView:
@@ -397,14 +419,14 @@ def transact(
             f"{location.text!r} cannot be written: pvx writes to local directories, "
             "memory://, s3:// and gs:// repositories; publish from one of those"
         )
-    repo = open_repository(location)
+    repo = open_repository(location, reuse=True)
     if repo is None:
         if create is None:
             raise StoreError(f"no store at {location.text!r}; create it with write_variant")
         _create(location, create)
     with _writer_lock(location, wait):
         # opened before the lock is still exact: sessions read the branch when they start
-        repo = repo or open_repository(location)
+        repo = repo or open_repository(location, reuse=True)
         assert repo is not None
         for attempt in range(COMMIT_ATTEMPTS):
             session = repo.writable_session(BRANCH)

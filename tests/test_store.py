@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import shutil
 import warnings
 
 import dask.array
@@ -277,6 +278,20 @@ def test_appends_keep_whole_blocks_and_every_earlier_version(store):
     for version in earlier[::7]:  # arrays opened before later appends still read their own
         n = version.sizes["persona"]
         xr.testing.assert_identical(version.compute(), full.isel(persona=slice(0, n)))
+
+
+def test_a_store_deleted_and_made_again_is_written_afresh(store):
+    """Writers reuse the repository this process opened: one deleted and made again at the
+    same path must read as the new one."""
+    first, second = vectors_for(ids_of(3)), vectors_for(ids_of(3, "q"), seed=1)
+    pvx.write_variant(store, first.isel(persona=[0]), persona_block=2)
+    pvx.append_personas(store, first.isel(persona=[1, 2]))
+    shutil.rmtree(store)
+    pvx.write_variant(store, second.isel(persona=[0]), persona_block=2)
+    pvx.append_personas(store, second.isel(persona=[1, 2]))
+    xr.testing.assert_identical(pvx.load(store, "biography").compute(), second)
+    messages = pvx.store.history(store)["message"].tolist()
+    assert sum(m.startswith("append_personas") for m in messages) == 1, messages
 
 
 @pytest.mark.parametrize("vector_tail_bytes", [0, _store_write.VECTOR_TAIL_BYTES])
