@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -278,14 +279,18 @@ def compute_results(
     first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, probe, target, 0)
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if "umap" in names and _distributed_client() is None:
+    client = _distributed_client()
+    lean = client is None and _layer_matrix_bytes(da) > LEAN_LAYER_BYTES
+    if lean:
+        say("thousands of personas: one task at a time, to hold memory to one layer's")
+    if "umap" in names and client is None and not lean:
         # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
         # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
         # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
         count = max(1, (os.cpu_count() or 1) // 2)
         umap_workers = manifold.umap_processes(count)
         say(f"UMAP runs in {count} worker process{'es' if count > 1 else ''}")
-    elif "umap" in names:
+    elif "umap" in names and client is not None:
         _prepare_umap(say)
     layers = da.sizes["layer"]
     grouping = f" in {len(groups)} groups of layers" if len(groups) > 1 else ""
@@ -303,7 +308,7 @@ def compute_results(
                     da.isel(layer=group), views, n_clusters, probe, target, group.start
                 )
             )
-            part = _compute(lazy, where)
+            part = _compute(lazy, where, synchronous=lean)
             # the finished computation's task state is reference cycles holding this group's
             # matrices (hundreds of MB each at thousands of personas): freed now, not at
             # Python's next collection
@@ -340,14 +345,23 @@ def compute_results(
 # persona x persona float64 matrices (one per layer and variant) computed at once: 45 layers
 # of two variants at 1,000 personas, one layer of two at 5,000
 GROUP_MATRIX_BYTES = 700 << 20
+# Above this much of them per layer (two variants of ~4,000 personas), the local scheduler
+# runs one task at a time and UMAP in this process. Two threads ran two layer kernels'
+# personas² buffers at once and left freed memory in two malloc arenas, and a UMAP worker
+# process holds ~0.37 GB of libraries: at 5,000 personas × 4 layers, 1.57 GiB in all in
+# 63.5 s against 1.83 GiB plus the worker's in 44.3 s.
+LEAN_LAYER_BYTES = 256 << 20
 # the all-pairs band drawn on the pairs page
 PAIR_QUANTILES = (0.05, 0.95)
 
 
+def _layer_matrix_bytes(da: xr.DataArray) -> int:
+    return 8 * da.sizes["persona"] ** 2 * da.sizes.get("variant", 1)
+
+
 def layer_groups(da: xr.DataArray) -> list[slice]:
     """Consecutive layer positions computed together (see :func:`compute_results`)."""
-    per_layer = 8 * da.sizes["persona"] ** 2 * da.sizes.get("variant", 1)
-    size = max(1, GROUP_MATRIX_BYTES // per_layer)
+    size = max(1, GROUP_MATRIX_BYTES // _layer_matrix_bytes(da))
     count = da.sizes["layer"]
     return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
@@ -628,10 +642,11 @@ def _prepare_umap(say: Progress) -> None:
     say(f"UMAP ready in {max(client.gather(futures)):.1f} s")
 
 
-def _compute(lazy: dict[str, Any], description: str) -> dict[str, Any]:
+def _compute(lazy: dict[str, Any], description: str, *, synchronous: bool) -> dict[str, Any]:
     """One ``dask.compute`` for every result (shared Gram tasks run once), with a progress
     bar on the local scheduler (a distributed client has its own dashboard)."""
-    values = options.compute(*lazy.values(), description=description)
+    with dask.config.set(scheduler="synchronous") if synchronous else contextlib.nullcontext():
+        values = options.compute(*lazy.values(), description=description)
     return dict(zip(lazy, values, strict=True))
 
 

@@ -430,9 +430,18 @@ def test_layer_groups_give_the_results_of_one_computation(store, tmp_path, monke
     monkeypatch.setattr(report, "GROUP_MATRIX_BYTES", per_layer + 1)
     assert len(report.layer_groups(da)) == da.sizes["layer"] > 2
     grouped = report.compute_results(da, views, n_clusters=3, path=tmp_path / "grouped.zarr")
+    # and as at thousands of personas: one task at a time, UMAP in this process
+    monkeypatch.setattr(report, "LEAN_LAYER_BYTES", 0)
+    messages = []
+    lean = report.compute_results(
+        da, views, n_clusters=3, path=tmp_path / "lean.zarr", progress=messages.append
+    )
+    assert any("one task at a time" in m for m in messages)
+    assert not any("UMAP runs in" in m for m in messages)
     assert set(grouped.children) == set(whole.children) >= {"pca", "kmeans", "pairs", "cosine"}
     for name in whole.children:
         xr.testing.assert_identical(grouped[name].to_dataset(), whole[name].to_dataset())
+        xr.testing.assert_identical(lean[name].to_dataset(), whole[name].to_dataset())
 
 
 def test_a_projection_without_its_colour_attribute_is_drawn_plain(store, tmp_path):
