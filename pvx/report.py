@@ -282,7 +282,7 @@ def compute_results(
     client = _distributed_client()
     lean = client is None and _layer_matrix_bytes(da) > LEAN_LAYER_BYTES
     if lean:
-        say("thousands of personas: one task at a time, to hold memory to one layer's")
+        say("thousands of personas: one task at a time, so memory holds about one layer")
     if "umap" in names and client is None and not lean:
         # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
         # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
