@@ -450,7 +450,7 @@ def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | N
     kept: list[int] = []
     for per_variant in change:
         upper = per_variant[first, second]
-        order = np.argsort(-upper, kind="stable")[:PAIRS_KEPT]
+        order = _largest(upper, PAIRS_KEPT)
         kept += [int(i) for i in order if int(i) not in kept]
     ids = summary["id"].values
     pairs = [(str(ids[first[i]]), str(ids[second[i]])) for i in kept]
@@ -467,6 +467,21 @@ def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | N
         change=xr.DataArray(change[:, first[kept], second[kept]], dims=("variant", "pair")),
     )
     return ds
+
+
+def _largest(values: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-values, kind="stable")[:k]`` without sorting every value (12.5 M pairs
+    at 5,000 personas: 2 s): the positions of the ``k`` largest, ties in position order,
+    NaNs last."""
+    k = min(k, len(values))
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
+    negated = -values
+    kth = np.partition(negated, k - 1)[k - 1]  # NaNs partition last
+    if np.isnan(kth):  # fewer than k numbers
+        return np.argsort(negated, kind="stable")[:k]
+    candidates = np.flatnonzero(negated <= kth)  # the k largest and every tie of the k-th
+    return candidates[np.argsort(negated[candidates], kind="stable")][:k]
 
 
 def render(

@@ -511,3 +511,19 @@ def test_attributes_page_needs_attributes(tmp_path, capsys):
         report.analyze(
             path, views=["attributes"], attributes=["age"], out=tmp_path / "x", progress=None
         )
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 25, 400])
+def test_largest_equals_a_stable_sort(k):
+    """The pairs kept are the most-changing ones in the order a full stable sort gives,
+    ties (by position) and NaNs (last) included."""
+    rng = np.random.default_rng(k)
+    for values in (
+        rng.normal(size=300),
+        rng.integers(0, 4, size=300).astype(float),  # many ties, at the k-th too
+        np.where(rng.random(300) < 0.5, np.nan, rng.integers(0, 3, size=300)),
+        np.full(300, np.nan),
+        np.array([]),
+    ):
+        expected = np.argsort(-values, kind="stable")[:k]
+        np.testing.assert_array_equal(report._largest(values, k), expected)
