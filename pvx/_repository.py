@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -265,6 +266,23 @@ _OPENED: dict[tuple[int, str, int, int], icechunk.Repository] = {}
 _OPENED_LIMIT = 16
 
 
+# The process whose Icechunk runtime has started. The runtime does not survive a fork: a
+# child forked after that hangs on its first repository call, so pvx refuses instead.
+_RUNTIME_PID: int | None = None
+
+
+def _start_runtime() -> None:
+    global _RUNTIME_PID
+    if _RUNTIME_PID is not None and _RUNTIME_PID != os.getpid():
+        raise StoreError(
+            "this process was forked from one that had already opened a pvx store, and "
+            "Icechunk (the store's engine) cannot run after a fork: any store access here "
+            "would hang. Start workers with multiprocessing's 'spawn' or 'forkserver' "
+            "method (multiprocessing.get_context('spawn')), or fork before opening stores"
+        )
+    _RUNTIME_PID = os.getpid()
+
+
 def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repository | None:
     """The Icechunk repository at ``location``, or None if there is none; with ``reuse``,
     the one this process opened before (writers)."""
@@ -273,6 +291,8 @@ def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repo
         try:
             refs = (location.path / "refs").stat()
         except OSError:
+            refs = None
+        if refs is None or not stat.S_ISDIR(refs.st_mode):
             return None  # spares a round of Icechunk look-ups on plain directories
         if reuse:
             key = (os.getpid(), str(location.path.absolute()), refs.st_ino, refs.st_ctime_ns)
@@ -281,6 +301,7 @@ def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repo
     storage = location.icechunk_storage()
     if storage is None:
         return None
+    _start_runtime()
     try:
         if not icechunk.Repository.exists(storage):
             return None
@@ -459,6 +480,7 @@ def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:
     A local one is built beside its path and renamed into place, so a store either does not
     exist or is a valid one, even if two writers create it at once.
     """
+    _start_runtime()
     if location.path is None:
         repo = icechunk.Repository.create(location.icechunk_storage())
         session = repo.writable_session(BRANCH)

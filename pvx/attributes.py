@@ -557,23 +557,32 @@ def _ridge(
     """Dual ridge with an intercept, for several target rows ``y`` ``(r, n_train)`` at once:
     the predictions ``(r, n_test)`` of ``Ridge(alpha, fit_intercept=True)``, from Grams of
     features centred by their training mean (:func:`_prepared_blocks`). With ``factor``
-    (``Z``, ``Z Zᵀ = kt``; ``ks`` then the test rows) the solve is Woodbury's, in the
+    (``Z``, ``Z Zᵀ = kt``; ``ks`` then the test rows) the weights are solved for in the
     factor's rank."""
-    import scipy.linalg
-
     means = y.mean(axis=1, keepdims=True)
     centred = (y - means).T
     if factor is None:
         assert kt is not None
-        system = scipy.linalg.cho_factor(kt + alpha * np.eye(len(kt)), check_finite=False)
-        dual = scipy.linalg.cho_solve(system, centred, check_finite=False)
-    else:  # (Z Zᵀ + αI)⁻¹ = (I - Z (αI + ZᵀZ)⁻¹ Zᵀ) / α
-        small = factor.T @ factor
-        small[np.diag_indices_from(small)] += alpha
-        system = scipy.linalg.cho_factor(small, check_finite=False)
-        inner = scipy.linalg.cho_solve(system, factor.T @ centred, check_finite=False)
-        dual = (centred - factor @ inner) / alpha
-    return _test_products(ks, dual, factor).T + means
+        dual = _positive_solve(kt + alpha * np.eye(len(kt)), centred)
+        return (ks @ dual).T + means
+    # the weights themselves, (ZᵀZ + αI)⁻¹ Zᵀ y: Woodbury's dual (I - Z(...)⁻¹Zᵀ) y / α
+    # is the same but cancels catastrophically when ZᵀZ dwarfs α
+    small = factor.T @ factor
+    small[np.diag_indices_from(small)] += alpha
+    weights = _positive_solve(small, factor.T @ centred)
+    return (ks @ weights).T + means
+
+
+def _positive_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a⁻¹ b`` for a symmetric positive definite ``a``; by least squares where rounding
+    left it numerically indefinite (huge unnormalised vectors), as scikit-learn does."""
+    import scipy.linalg
+
+    try:
+        system = scipy.linalg.cho_factor(a, check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.lstsq(a, b, check_finite=False)[0]
+    return scipy.linalg.cho_solve(system, b, check_finite=False)
 
 
 def _test_products(ks: np.ndarray, dual: np.ndarray, factor: np.ndarray | None) -> np.ndarray:

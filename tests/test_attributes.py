@@ -62,6 +62,29 @@ def _sklearn_scores(x, y, model, folds, metric):
     return np.mean(scores), np.std(scores), np.mean(maes)
 
 
+@pytest.mark.parametrize("hidden", [5, 100])  # 5: the vectors path; 100: the Gram path
+def test_ridge_holds_at_huge_unnormalised_scales(hidden):
+    """Vectors of magnitude 1e8 without normalising: the Gram path's Cholesky meets a
+    numerically indefinite matrix (it falls back to least squares, as scikit-learn does)
+    and the vectors path solves for the weights (Woodbury's form cancelled to R² -9800)."""
+    rng = np.random.default_rng(0)
+    n = 60
+    x = rng.normal(size=(n, 1, hidden))
+    age = 45 + 10 * x[:, 0, 0] + rng.normal(0, 3, n)
+    ids = [f"p{i:02d}" for i in range(n)]
+    da = xr.DataArray(x * 1e8, dims=("persona", "layer", "hidden"))
+    da = da.assign_coords(id=("persona", ids), layer=[0], age=("persona", age, {"kind": "numeric"}))
+    got = attributes.probe(da, "age", folds=FOLDS, permutations=0, normalize=False)
+    scores = []
+    for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(x):
+        model = make_pipeline(StandardScaler(with_std=False), Ridge(alpha=1.0))
+        model.fit(x[train, 0] * 1e8, age[train])
+        scores.append(r2_score(age[test], model.predict(x[test, 0] * 1e8)))
+    # at 1e8 the Gram's entries are 1e16 times alpha: its solve keeps ~3 digits
+    tolerance = 1e-6 if hidden == 5 else 1e-2
+    np.testing.assert_allclose(float(got["score"].item()), np.mean(scores), atol=tolerance)
+
+
 @pytest.mark.parametrize("shape", ["narrow", "wide"])
 @pytest.mark.parametrize("backend", ["numpy", "dask"])
 def test_scores_equal_scikit_learn_on_the_same_folds(request, backend, shape, monkeypatch):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import os
 import shutil
+import signal
 import warnings
 
 import dask.array
@@ -200,6 +202,10 @@ def test_not_a_pvx_store(tmp_path):
         pvx.open_store(tmp_path / "plain.zarr")
     with pytest.raises(pvx.StoreError, match="not a pvx store"):
         pvx.write_variant(tmp_path / "plain.zarr", vectors_for(["a"]))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "refs").write_text("a user's file, not a repository's folder")
+    with pytest.raises(pvx.StoreError, match="not a pvx store"):
+        pvx.write_variant(tmp_path / "folder", vectors_for(["a"]))
 
 
 def test_variants_join_on_ids_and_layers(store):
@@ -292,6 +298,30 @@ def test_a_store_deleted_and_made_again_is_written_afresh(store):
     xr.testing.assert_identical(pvx.load(store, "biography").compute(), second)
     messages = pvx.store.history(store)["message"].tolist()
     assert sum(m.startswith("append_personas") for m in messages) == 1, messages
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_refused_not_left_hanging(store):
+    """Icechunk's runtime does not survive a fork: a child forked after its parent opened a
+    store would hang on its first store call. It gets an error naming the fix instead."""
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what a read does, then exit at once
+        try:
+            signal.alarm(20)  # a hang ends the child, and the test fails below
+            pvx.load(store, "biography")
+            message = b"read"
+        except pvx.StoreError as err:
+            message = str(err).encode()
+        os.write(write, message)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "forked" in message and "'spawn'" in message, message
+    assert pvx.load(store, "biography").sizes["persona"] == 2  # the parent carries on
 
 
 @pytest.mark.parametrize("vector_tail_bytes", [0, _store_write.VECTOR_TAIL_BYTES])
