@@ -258,11 +258,11 @@ class ReadView:
     where: str
 
 
-# Local repositories opened for writing in this process, by (pid, path, the refs folder's
-# inode and change time: a repository deleted and made again is opened anew). Opening one
-# costs ~0.4 ms, and its caches of (immutable) snapshots and manifests save ~1 ms per
-# commit. Readers open afresh, so damage on disk is seen at once.
-_OPENED: dict[tuple[int, str, int, int], icechunk.Repository] = {}
+# Local repositories opened for writing in this process, by (path, the refs folder's inode
+# and change time: a repository deleted and made again is opened anew). Opening one costs
+# ~0.4 ms, and its caches of (immutable) snapshots and manifests save ~1 ms per commit.
+# Readers open afresh, so damage on disk is seen at once. A forked child never gets here.
+_OPENED: dict[tuple[str, int, int], icechunk.Repository] = {}
 _OPENED_LIMIT = 16
 
 
@@ -286,22 +286,21 @@ def _start_runtime() -> None:
 def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repository | None:
     """The Icechunk repository at ``location``, or None if there is none; with ``reuse``,
     the one this process opened before (writers)."""
-    key = None
+    refs = None
     if location.path is not None:
-        try:
+        with contextlib.suppress(OSError):
             refs = (location.path / "refs").stat()
-        except OSError:
-            refs = None
         if refs is None or not stat.S_ISDIR(refs.st_mode):
             return None  # spares a round of Icechunk look-ups on plain directories
-        if reuse:
-            key = (os.getpid(), str(location.path.absolute()), refs.st_ino, refs.st_ctime_ns)
-            if key in _OPENED:
-                return _OPENED[key]
     storage = location.icechunk_storage()
     if storage is None:
         return None
     _start_runtime()
+    key = None
+    if reuse and refs is not None:
+        key = (str(location.path.absolute()), refs.st_ino, refs.st_ctime_ns)
+        if key in _OPENED:
+            return _OPENED[key]
     try:
         if not icechunk.Repository.exists(storage):
             return None

@@ -585,12 +585,6 @@ def _positive_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return scipy.linalg.cho_solve(system, b, check_finite=False)
 
 
-def _test_products(ks: np.ndarray, dual: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
-    """``ks @ dual``, the test-by-training Gram block times dual coefficients; with the
-    training rows ``factor``, ``ks`` holds the test rows and the block is never made."""
-    return ks @ dual if factor is None else ks @ (factor.T @ dual)
-
-
 def _nearest_mean(
     kt: np.ndarray | None, ks: np.ndarray, y_train: np.ndarray, factor: np.ndarray | None = None
 ) -> np.ndarray:
@@ -601,10 +595,14 @@ def _nearest_mean(
     counts = members.sum(axis=2, keepdims=True)
     weights = np.divide(members, counts, out=np.zeros_like(members), where=counts > 0)
     weights = weights.reshape(-1, y_train.shape[1]).T  # n_train, r * 2: the class means
-    gram_weights = kt @ weights if factor is None else factor @ (factor.T @ weights)
+    if factor is None:
+        gram_weights, test_products = kt @ weights, ks @ weights
+    else:  # the class means themselves, hidden x (r * 2); ks holds the test rows
+        means = factor.T @ weights
+        gram_weights, test_products = factor @ means, ks @ means
     squared_mean = np.einsum("ij,ij->j", weights, gram_weights)
     # squared distance to each class mean, less the test vector's own squared norm
-    distance = (squared_mean - 2 * _test_products(ks, weights, factor)).reshape(len(ks), -1, 2)
+    distance = (squared_mean - 2 * test_products).reshape(len(ks), -1, 2)
     distance[..., counts.reshape(-1, 2) == 0] = np.inf
     return np.argmin(distance, axis=2).T
 
@@ -686,8 +684,8 @@ def _logistic(
 
         def loss(point: np.ndarray, image: np.ndarray, which: Any = slice(None)) -> np.ndarray:
             # the loss of the fits ``which`` (rows of point and image)
-            weights = _inner(point[:, :size], image[:, :size])
-            return data_loss(image, which) + 0.5 * penalty[which] * weights
+            norms = _inner(point[:, :size], image[:, :size])  # |W|², W = X_trainᵀ B
+            return data_loss(image, which) + 0.5 * penalty[which] * norms
 
         def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             change = pointwise(image)
@@ -720,8 +718,8 @@ def _logistic(
             return image
 
         def loss(point: np.ndarray, image: np.ndarray, which: Any = slice(None)) -> np.ndarray:
-            weights = _inner(point[:, :width], point[:, :width])
-            return data_loss(image, which) + 0.5 * penalty[which] * weights
+            norms = _inner(point[:, :width], point[:, :width])  # |W|²
+            return data_loss(image, which) + 0.5 * penalty[which] * norms
 
         def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, None]:
             change = pointwise(image)

@@ -283,15 +283,15 @@ def compute_results(
     lean = client is None and _layer_matrix_bytes(da) > LEAN_LAYER_BYTES
     if lean:
         say("thousands of personas: one task at a time, so memory holds about one layer")
-    if "umap" in names and client is None and not lean:
+    if "umap" in names and client is not None:
+        _prepare_umap(say)
+    elif "umap" in names and not lean:
         # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
         # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
         # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
         count = max(1, (os.cpu_count() or 1) // 2)
         umap_workers = manifold.umap_processes(count)
         say(f"UMAP runs in {count} worker process{'es' if count > 1 else ''}")
-    elif "umap" in names and client is not None:
-        _prepare_umap(say)
     layers = da.sizes["layer"]
     grouping = f" in {len(groups)} groups of layers" if len(groups) > 1 else ""
     say(f"computing {', '.join(names)} over {layers} layers{grouping}")

@@ -11,6 +11,7 @@ import signal
 import warnings
 
 import dask.array
+import icechunk
 import numpy as np
 import pytest
 import xarray as xr
@@ -286,15 +287,23 @@ def test_appends_keep_whole_blocks_and_every_earlier_version(store):
         xr.testing.assert_identical(version.compute(), full.isel(persona=slice(0, n)))
 
 
-def test_a_store_deleted_and_made_again_is_written_afresh(store):
+def test_a_store_deleted_and_made_again_is_written_afresh(store, monkeypatch):
     """Writers reuse the repository this process opened: one deleted and made again at the
-    same path must read as the new one."""
+    same path is opened anew and reads as the new one."""
+    opened = []
+    open_repository = icechunk.Repository.open
+    monkeypatch.setattr(
+        icechunk.Repository, "open", lambda *a, **kw: opened.append(1) or open_repository(*a, **kw)
+    )
     first, second = vectors_for(ids_of(3)), vectors_for(ids_of(3, "q"), seed=1)
     pvx.write_variant(store, first.isel(persona=[0]), persona_block=2)
-    pvx.append_personas(store, first.isel(persona=[1, 2]))
+    pvx.append_personas(store, first.isel(persona=[1]))
+    pvx.append_personas(store, first.isel(persona=[2]))
+    assert len(opened) == 1  # by the first write, once made; the appends reuse it
     shutil.rmtree(store)
     pvx.write_variant(store, second.isel(persona=[0]), persona_block=2)
     pvx.append_personas(store, second.isel(persona=[1, 2]))
+    assert len(opened) == 2  # the new repository, not the deleted one's object
     xr.testing.assert_identical(pvx.load(store, "biography").compute(), second)
     messages = pvx.store.history(store)["message"].tolist()
     assert sum(m.startswith("append_personas") for m in messages) == 1, messages
