@@ -9,7 +9,8 @@
    loaded before the appends must still read its own version afterwards.
 2. With ``--m-store``: ``pvx.load(store, variant).compute()`` of the first variant against a
    raw Zarr read (``array[:]``) of the same chunks through the same Icechunk snapshot,
-   alternating after one unmeasured round, best of 5 each; and the dask partition count against stored blocks x layers.
+   alternating after one unmeasured round, best of 5 each; and the dask partition count
+   against stored blocks x layers.
 3. With ``--l-store``: opening the store and aligning its two variants (``pvx.load`` of both,
    which reads only metadata and per-persona coordinates), best of 3.
 
