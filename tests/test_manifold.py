@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -13,6 +14,8 @@ from sklearn.manifold import TSNE, Isomap, trustworthiness
 
 import pvx.synthetic
 from pvx import _engine, _spectra, manifold
+
+DEMO = Path(__file__).resolve().parents[1] / "stores" / "demo.zarr"
 
 
 def test_isomap_equals_scikit_learn_up_to_sign(acts3):
@@ -74,20 +77,28 @@ def test_umap_preserves_neighbourhoods(backend):
     assert manifold.umap(da.isel(persona=[0, 10, 20]), layer=0).shape == (3, 2)
 
 
-def test_umap_default_epochs_keep_umaps_own_trustworthiness():
-    """pvx runs 30 epochs from a PCA start where umap-learn runs 500 from a spectral one: it
-    must keep >= 0.98 of the quality."""
-    da = pvx.synthetic.planted_personas(
-        n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
-    )
+def _keeps_umaps_own_trustworthiness(da: xr.DataArray, share: float) -> None:
     ours = manifold.umap(da, seed=1)
     full = manifold.umap(da, seed=1, n_epochs=None, init="spectral")
-    assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS and "n_epochs" not in full.attrs
+    assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS
+    assert "n_epochs" not in full.attrs
     for i, x in enumerate(layer_slices(da)):
         u = prepared(x)
         fast = trustworthiness(u, ours.isel(layer=i).values, n_neighbors=15)
         default = trustworthiness(u, full.isel(layer=i).values, n_neighbors=15)
-        assert fast >= 0.98 * default, (fast, default)
+        assert fast >= share * default, (i, fast, default)
+
+
+def test_umap_default_epochs_keep_umaps_own_trustworthiness():
+    """pvx runs fewer epochs from a PCA start where umap-learn runs 500 from a spectral one:
+    it must keep >= 0.98 of the quality, on planted data and on the demo store's real
+    embeddings (where 30 epochs, enough for planted clusters, kept only 0.91-0.95)."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
+    )
+    _keeps_umaps_own_trustworthiness(da, 0.98)
+    demo = pvx.load(DEMO, "biography", mask_strategy="token_mean").isel(layer=[3, 6])
+    _keeps_umaps_own_trustworthiness(demo.compute(), 0.98)
     with pytest.raises(ValueError, match="n_epochs=0"):
         manifold.umap(da, n_epochs=0)
     with pytest.raises(ValueError, match=r"init='tsne'; choose one of \['pca'"):
