@@ -128,6 +128,9 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         self._where = where
         self._checksums = checksums
         self._metadata_sums = metadata_sums  # sha256 of each metadata file (published)
+        # Icechunk's runtime does not survive a fork: reads check the process (see
+        # _start_runtime) instead of hanging in a forked child holding a lazy array
+        self._engine = isinstance(store, icechunk.IcechunkStore)
 
     def _with_store(self, store: zarr.abc.store.Store) -> CheckedStore:
         return type(self)(
@@ -141,8 +144,21 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._checksums = state["_checksums"]
         self._metadata_sums = state["_metadata_sums"]
+        self._engine = isinstance(self._store, icechunk.IcechunkStore)
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
+        if self._engine:
+            _start_runtime()
+        return await super().get_partial_values(prototype, key_ranges)
+
+    async def exists(self, key: str) -> bool:
+        if self._engine:
+            _start_runtime()
+        return await super().exists(key)
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        if self._engine:
+            _start_runtime()
         metadata = key.rsplit("/", 1)[-1] in METADATA_KEYS
         try:
             value = await self._store.get(key, prototype, byte_range)
