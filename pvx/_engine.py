@@ -20,8 +20,9 @@ once. Eigensolvers, embeddings and spectra of these matrices are in :mod:`pvx._s
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -183,8 +184,26 @@ class _OneBlasThread:
         return self._blas
 
     def __enter__(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            return
+        if threading.current_thread() is not threading.main_thread():
+            self._acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            self._release()
+
+    @contextlib.contextmanager
+    def everywhere(self) -> Iterator[None]:
+        """The limit in the main thread too, for float32 products: OpenBLAS's float32
+        results change with its thread count (by ~1e-7), which UMAP's neighbours and layout
+        turn into different pictures; one thread everywhere gives every scheduler (and
+        NumPy input) the same Gram."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self) -> None:
         with self._lock:
             if self._users == 0:
                 libraries = self._libraries()
@@ -192,9 +211,7 @@ class _OneBlasThread:
                 _set_blas_threads(libraries, [1] * len(libraries))
             self._users += 1
 
-    def __exit__(self, *exc: object) -> None:
-        if threading.current_thread() is threading.main_thread():
-            return
+    def _release(self) -> None:
         with self._lock:
             self._users -= 1
             if self._users == 0:
@@ -235,7 +252,7 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             # decided per layer, so results do not depend on how layers are chunked
             if _sixteen_bit(a[index]) and (same or _sixteen_bit(b[index])):
                 # non-finite rows make NaNs here; prepared_gram's check names them afterwards
-                with np.errstate(invalid="ignore", over="ignore"):
+                with np.errstate(invalid="ignore", over="ignore"), one_blas_thread.everywhere():
                     _gram_from_reference(a[index], None if same else b[index], out=out[index])
             else:
                 left = a[index].astype(np.float64)

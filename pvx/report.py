@@ -349,8 +349,9 @@ GROUP_MATRIX_BYTES = 700 << 20
 # runs one task at a time and UMAP in this process. Two threads ran two layer kernels'
 # personas² buffers at once and left freed memory in two malloc arenas, and a UMAP worker
 # process holds ~0.37 GB of libraries: at 5,000 personas × 4 layers, 1.57 GiB in all in
-# 63.5 s against 1.83 GiB plus the worker's in 44.3 s. BLAS then uses every core, so sums
-# may round differently (1e-14 relative) than on one thread per task.
+# 63.5 s against 1.83 GiB plus the worker's in 44.3 s. BLAS then uses every core, so
+# float64 sums may round differently (1e-14 relative) than on one thread per task; the
+# float32 products of 16-bit input run on one thread everywhere (see _engine._gram_kernel).
 LEAN_LAYER_BYTES = 256 << 20
 # the all-pairs band drawn on the pairs page
 PAIR_QUANTILES = (0.05, 0.95)

@@ -444,6 +444,27 @@ def test_layer_groups_give_the_results_of_one_computation(store, tmp_path, monke
         xr.testing.assert_identical(lean[name].to_dataset(), whole[name].to_dataset())
 
 
+def test_lean_mode_gives_the_same_layouts_on_16_bit_stores(tmp_path, monkeypatch):
+    """16-bit vectors' Grams are float32 products, whose rounding OpenBLAS changes with its
+    thread count (two in lean mode's main thread, one per dask thread otherwise), and UMAP
+    turned that 1e-7 into other layouts: the products now run on one thread everywhere."""
+    from pvx.synthetic_store import write_synthetic_store
+
+    path = tmp_path / "f16.zarr"
+    write_synthetic_store(path, n_persona=150, n_layer=2, n_hidden=64, n_clusters=4, noise=3.0)
+    da = pvx.load(path, ["templated", "biography"])
+    assert da.dtype == np.float16
+    views = ["pca", "umap", "similarity"]
+    normal = report.compute_results(da, views, n_clusters=3)
+    monkeypatch.setattr(report, "LEAN_LAYER_BYTES", 0)
+    lean = report.compute_results(da, views, n_clusters=3)
+    for name in normal.children:
+        xr.testing.assert_identical(lean[name].to_dataset(), normal[name].to_dataset())
+    # NumPy input (the main thread, every BLAS thread) too
+    in_memory = report.compute_results(da.compute(), views, n_clusters=3)
+    xr.testing.assert_identical(in_memory["umap"].to_dataset(), normal["umap"].to_dataset())
+
+
 def test_a_projection_without_its_colour_attribute_is_drawn_plain(store, tmp_path):
     """No empty page: results whose projection lacks the colour asked for (and no k-means
     to fall back on) still draw one figure per variant, uncoloured."""
