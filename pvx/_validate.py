@@ -136,14 +136,28 @@ def check_n_components(
     return int(n_components)
 
 
-def check_positive_int(value: int, name: str, *, func: str, maximum: int, why: str) -> int:
-    """Check ``1 <= value <= maximum`` for integer options such as ``k`` or ``n_clusters``."""
+def check_positive_int(
+    value: int,
+    name: str,
+    *,
+    func: str,
+    maximum: int,
+    why: str,
+    minimum: int = 1,
+    too_large: str | None = None,
+) -> int:
+    """Check ``minimum <= value <= maximum`` for integer options such as ``k`` or
+    ``n_clusters``; ``too_large`` is the advice when above (default: fewer, or add personas)."""
     if not isinstance(value, int | np.integer) or isinstance(value, bool):
         raise TypeError(f"{func}() needs an integer {name}, got {value!r}")
-    if not 1 <= value <= maximum:
+    if not minimum <= value <= maximum:
+        if value < minimum:
+            advice = f"pass {minimum} or more"
+        else:
+            advice = too_large or f"pass a smaller {name} or add personas"
         raise ValueError(
-            f"{func}() got {name}={value!r}, but it must be between 1 and {maximum} ({why}); "
-            f"pass a smaller {name} or add personas"
+            f"{func}() got {name}={value!r}, but it must be between {minimum} and {maximum} "
+            f"({why}); {advice}"
         )
     return int(value)
 

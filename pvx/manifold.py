@@ -337,14 +337,22 @@ def umap(
     if n_neighbors is None:
         n_neighbors = min(15, n - 1)
     n_neighbors = check_positive_int(
-        n_neighbors, "n_neighbors", func=func, maximum=n - 1, why="neighbours exclude self"
+        n_neighbors,
+        "n_neighbors",
+        func=func,
+        maximum=n - 1,
+        minimum=2,
+        why="neighbours exclude self, and UMAP needs two",
     )
-    if n_neighbors < 2:
-        raise ValueError(f"{func}() needs n_neighbors >= 2, got {n_neighbors}; pass 2 or more")
     prepared = _engine.prepared(da, center=True, normalize=normalize)
     if n_epochs is not None:
         n_epochs = check_positive_int(
-            n_epochs, "n_epochs", func=func, maximum=100_000, why="epochs of optimisation"
+            n_epochs,
+            "n_epochs",
+            func=func,
+            maximum=100_000,
+            why="epochs of optimisation",
+            too_large="pass fewer",
         )
     if init not in UMAP_INITS:
         raise ValueError(f"{func}() got init={init!r}; choose one of {list(UMAP_INITS)}")
@@ -389,7 +397,8 @@ def umap(
         output_dtypes=[np.float64],
     ).assign_coords(component=np.arange(1, k + 1))
     coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
-    coords.attrs["init"] = init
+    # too few points for the PCA or spectral start: umap-learn starts at random (_umap_fit)
+    coords.attrs["init"] = init if n > k + 1 else "random"
     if n_epochs is not None:
         coords.attrs["n_epochs"] = n_epochs
     return coords.rename("umap")

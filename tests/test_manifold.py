@@ -74,7 +74,8 @@ def test_umap_preserves_neighbourhoods(backend):
     cluster = da["planted_cluster"].values
     assert (cluster[dist.argmin(axis=1)] == cluster).all()
     # three personas are the minimum: spectral initialisation falls back to random
-    assert manifold.umap(da.isel(persona=[0, 10, 20]), layer=0).shape == (3, 2)
+    three = manifold.umap(da.isel(persona=[0, 10, 20]), layer=0)
+    assert three.shape == (3, 2) and three.attrs["init"] == "random"  # as it says
 
 
 def _keeps_umaps_own_trustworthiness(da: xr.DataArray, share: float) -> None:
@@ -148,10 +149,14 @@ def test_embedding_errors(method):
 
 def test_umap_neighbour_errors():
     da = pvx.synthetic.planted_personas(n_persona=6, seed=0)
-    with pytest.raises(ValueError, match=r"n_neighbors=6, but it must be between 1 and 5"):
+    with pytest.raises(ValueError, match=r"n_neighbors=6, but it must be between 2 and 5"):
         manifold.umap(da, n_neighbors=6)
-    with pytest.raises(ValueError, match=r"n_neighbors >= 2"):
+    with pytest.raises(ValueError, match=r"n_neighbors=1, but it must be between 2 .*pass 2 or"):
         manifold.umap(da, n_neighbors=1)
+    with pytest.raises(ValueError, match=r"n_epochs=0, .* between 1 and 100000 .*; pass 1 or"):
+        manifold.umap(da, n_epochs=0)
+    with pytest.raises(ValueError, match=r"n_epochs=100001, .*; pass fewer$"):
+        manifold.umap(da, n_epochs=100_001)
 
 
 def test_twonn_recovers_the_dimension_of_spheres(backend):
