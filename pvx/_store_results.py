@@ -49,6 +49,10 @@ def cosine_node(cos: xr.DataArray, path: str | os.PathLike) -> zarr.Array:
     ds["cosine_upper"].encoding = _triangle_encoding()
     for name in ("variant", "layer"):
         ds = ds.assign_coords({name: cos[name].values})
+    # coordinates in memory (an input chunked with .chunk() has lazy ones): a lazy one would
+    # be written by the returned write, which is never run
+    lazy = [name for name, coord in ds.coords.items() if coord.chunks is not None]
+    ds = ds.assign_coords({name: ds[name].variable.compute() for name in lazy})
     # the returned write of the data is left unused: cosine_writes does it
     ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
     return zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")

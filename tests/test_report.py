@@ -444,6 +444,19 @@ def test_layer_groups_give_the_results_of_one_computation(store, tmp_path, monke
         xr.testing.assert_identical(lean[name].to_dataset(), whole[name].to_dataset())
 
 
+def test_an_input_chunked_by_the_user_saves_its_persona_coordinates(store, tmp_path):
+    """``.chunk()`` makes every coordinate lazy too, in uneven chunks once the baseline is
+    dropped: the streamed cosines' coordinates are written from memory, not left to a
+    write that never runs (they read back as fill values)."""
+    da = pvx.load(store, ["templated", "biography"])
+    chunked = da.chunk({"persona": 5})
+    assert chunked["name"].chunks is not None
+    plain = report.compute_results(da, ["similarity"], path=tmp_path / "a.zarr")
+    got = report.compute_results(chunked, ["similarity"], path=tmp_path / "b.zarr")
+    xr.testing.assert_identical(got["cosine"].to_dataset(), plain["cosine"].to_dataset())
+    assert list(got["cosine"]["name"].values) == list(da["name"].values)
+
+
 def test_lean_mode_gives_the_same_layouts_on_16_bit_stores(tmp_path, monkeypatch):
     """16-bit vectors' Grams are float32 products, whose rounding OpenBLAS changes with its
     thread count (two in lean mode's main thread, one per dask thread otherwise), and UMAP
