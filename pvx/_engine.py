@@ -21,6 +21,7 @@ once. Eigensolvers, embeddings and spectra of these matrices are in :mod:`pvx._s
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
@@ -203,22 +204,33 @@ class _OneBlasThread:
         finally:
             self._release()
 
+    # The count changes before the limit is set and after it is lifted: an interrupt
+    # (Ctrl-C) between the two then leaves the limit off, never stuck on with no user.
     def _acquire(self) -> None:
         with self._lock:
-            if self._users == 0:
+            self._users += 1
+            if self._users == 1:
                 libraries = self._libraries()
                 self._saved = [library.num_threads for library in libraries]
                 _set_blas_threads(libraries, [1] * len(libraries))
-            self._users += 1
 
     def _release(self) -> None:
         with self._lock:
-            self._users -= 1
-            if self._users == 0:
+            if self._users == 1:
                 _set_blas_threads(self._libraries(), self._saved)
+            self._users -= 1
+
+    def _after_fork(self) -> None:
+        # a child forked while a kernel held the limit (or the lock) starts without either
+        self._lock = threading.Lock()
+        if self._users:
+            self._users = 0
+            _set_blas_threads(self._libraries(), self._saved)
 
 
 one_blas_thread = _OneBlasThread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=one_blas_thread._after_fork)
 
 # Kernels import heavy libraries (scikit-learn, umap) when a task first needs them. Two dask
 # threads importing the same package at once can see it half-initialised ("cannot import

@@ -156,6 +156,21 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
             _start_runtime()
         return await super().exists(key)
 
+    def list(self) -> Any:
+        if self._engine:
+            _start_runtime()
+        return super().list()
+
+    def list_prefix(self, prefix: str) -> Any:
+        if self._engine:
+            _start_runtime()
+        return super().list_prefix(prefix)
+
+    def list_dir(self, prefix: str) -> Any:
+        if self._engine:
+            _start_runtime()
+        return super().list_dir(prefix)
+
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         if self._engine:
             _start_runtime()
