@@ -140,6 +140,7 @@ def _umap_one(
     indices: np.ndarray,
     dists: np.ndarray,
     start: np.ndarray,
+    variance: np.ndarray,
     *,
     n_neighbors: int,
     n_components: int,
@@ -147,6 +148,10 @@ def _umap_one(
     n_epochs: int | None = None,
     init: str = "pca",
 ) -> Any:
+    if not variance > 0:
+        # every persona at one point (e.g. a first-token layer): one point, as in PCA and
+        # Isomap, not a layout drawn from arbitrary ties among equal distances
+        return np.zeros((len(indices), n_components))
     kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed, "init": init}
     if _umap_pool is not None:
         future = _umap_pool.submit(_umap_fit, indices, dists, start, n_epochs=n_epochs, **kwargs)
@@ -385,14 +390,17 @@ def umap(
     else:
         start = xr.full_like(indices.isel(neighbor=0, drop=True), np.nan, dtype=np.float64)
         start = start.expand_dims(component=k, axis=-1)
+    # the prepared rows' total variance (shared with the scree's): zero when they coincide
+    variance = _spectra.trace(prepared, center=normalize)
     coords = xr.apply_ufunc(
         _engine.batched_arrays,
         indices,
         _engine.bare(dists),
         _engine.bare(start),
-        input_core_dims=[[P, "neighbor"], [P, "neighbor"], [P, "component"]],
+        _engine.bare(variance),
+        input_core_dims=[[P, "neighbor"], [P, "neighbor"], [P, "component"], []],
         output_core_dims=[[P, "component"]],
-        kwargs={"kernel": _umap_one, "n_core": (2, 2, 2), "n_epochs": n_epochs, **options},
+        kwargs={"kernel": _umap_one, "n_core": (2, 2, 2, 0), "n_epochs": n_epochs, **options},
         dask="parallelized",
         output_dtypes=[np.float64],
     ).assign_coords(component=np.arange(1, k + 1))

@@ -147,6 +147,18 @@ def test_embedding_errors(method):
         method(da, layer=3)
 
 
+def test_umap_of_personas_at_one_point_is_one_point(backend):
+    """A layer where every persona is the same vector (as at a first-token layer) has no
+    layout: zeros, as PCA and Isomap give, not a spread drawn from arbitrary ties; the other
+    layers are unchanged."""
+    da = pvx.synthetic.planted_personas(n_persona=30, n_layer=2, seed=0)
+    da.values[:, 0] = da.values[0, 0]
+    emb = manifold.umap(to_backend(da, backend)).compute()
+    assert (emb.isel(layer=0) == 0).all()
+    assert float(abs(emb.isel(layer=1)).max()) > 0
+    xr.testing.assert_identical(emb.isel(layer=[1]), manifold.umap(da.isel(layer=[1])))
+
+
 def test_umap_neighbour_errors():
     da = pvx.synthetic.planted_personas(n_persona=6, seed=0)
     with pytest.raises(ValueError, match=r"n_neighbors=6, but it must be between 2 and 5"):
