@@ -128,9 +128,6 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         self._where = where
         self._checksums = checksums
         self._metadata_sums = metadata_sums  # sha256 of each metadata file (published)
-        # Icechunk's runtime does not survive a fork: reads check the process (see
-        # _start_runtime) instead of hanging in a forked child holding a lazy array
-        self._engine = isinstance(store, icechunk.IcechunkStore)
 
     def _with_store(self, store: zarr.abc.store.Store) -> CheckedStore:
         return type(self)(
@@ -144,36 +141,35 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._checksums = state["_checksums"]
         self._metadata_sums = state["_metadata_sums"]
-        self._engine = isinstance(self._store, icechunk.IcechunkStore)
+
+    def _check_process(self) -> None:
+        # Icechunk's runtime does not survive a fork: every access checks the process (see
+        # _start_runtime) instead of hanging in a forked child holding a lazy array
+        if isinstance(self._store, icechunk.IcechunkStore):
+            _start_runtime()
 
     async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         return await super().get_partial_values(prototype, key_ranges)
 
     async def exists(self, key: str) -> bool:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         return await super().exists(key)
 
     def list(self) -> Any:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         return super().list()
 
     def list_prefix(self, prefix: str) -> Any:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         return super().list_prefix(prefix)
 
     def list_dir(self, prefix: str) -> Any:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         return super().list_dir(prefix)
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        if self._engine:
-            _start_runtime()
+        self._check_process()
         metadata = key.rsplit("/", 1)[-1] in METADATA_KEYS
         try:
             value = await self._store.get(key, prototype, byte_range)

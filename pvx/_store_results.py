@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 import zarr
@@ -51,8 +52,8 @@ def cosine_node(cos: xr.DataArray, path: str | os.PathLike) -> zarr.Array:
         ds = ds.assign_coords({name: cos[name].values})
     # coordinates in memory (an input chunked with .chunk() has lazy ones): a lazy one would
     # be written by the returned write, which is never run
-    lazy = [name for name, coord in ds.coords.items() if coord.chunks is not None]
-    ds = ds.assign_coords({name: ds[name].variable.compute() for name in lazy})
+    lazy = {name: coord.variable for name, coord in ds.coords.items() if coord.chunks is not None}
+    ds = ds.assign_coords(dict(zip(lazy, dask.compute(*lazy.values()), strict=True)))
     # the returned write of the data is left unused: cosine_writes does it
     ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
     return zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
