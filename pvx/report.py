@@ -290,7 +290,13 @@ def compute_results(
         # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
         # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
         count = max(1, (os.cpu_count() or 1) // 2)
-        umap_workers = manifold.umap_processes(count)
+        umap_workers = contextlib.ExitStack()
+        umap_workers.enter_context(manifold.umap_processes(count))
+        if dask.config.get("num_workers", None) is None and dask.config.get("pool", None) is None:
+            # a thread whose UMAP task waits for a worker process computes nothing: one more
+            # thread per worker keeps the cores busy (L: 184 s against 196 s, CPU 97% vs 92%)
+            cores = os.cpu_count() or 1
+            umap_workers.enter_context(dask.config.set(num_workers=cores + count))
         say(f"UMAP runs in {count} worker process{'es' if count > 1 else ''}")
     layers = da.sizes["layer"]
     grouping = f" in {len(groups)} groups of layers" if len(groups) > 1 else ""

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -270,6 +271,27 @@ def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, mon
     saved = report.open_results(index.parent / "results.zarr")["umap"]["umap"]
     expected = report.manifold.umap(pvx.load(store, "biography")).compute()
     np.testing.assert_allclose(saved.sel(variant="biography").values, expected.values, rtol=1e-6)
+
+
+@pytest.mark.parametrize("user_threads", [None, 1])
+def test_a_thread_per_umap_worker_is_added_unless_the_user_chose(
+    store, tmp_path, monkeypatch, user_threads
+):
+    """A dask thread whose UMAP task waits for a worker process computes nothing: pvx adds
+    one thread per worker for the computation, but keeps a thread count the user set."""
+    seen: list[object] = []
+    compute = report._compute
+
+    def recorded(*args, **kwargs):
+        seen.append(dask.config.get("num_workers", None))
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(report, "_compute", recorded)
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
+    with dask.config.set(num_workers=user_threads):
+        report.analyze(store, views=["umap"], out=tmp_path / "u", progress=None)
+        assert dask.config.get("num_workers", None) == user_threads  # restored afterwards
+    assert seen == [3 if user_threads is None else user_threads]
 
 
 def test_umap_preparation_with_a_cluster_that_has_no_workers_yet():

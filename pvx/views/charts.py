@@ -8,6 +8,7 @@ their renderer needs it), so both back ends show the same data.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,7 +280,9 @@ def matrix(
         z = np.asarray(stacked.isel(layer=i).values)[np.ix_(order_, order_)]
         return _block_means(z, blocks) if len(blocks) < len(ids) else z
 
-    z = np.stack([drawn(i) for i in range(stacked.sizes["layer"])])
+    # layers in two threads: reading, reordering and averaging a layer release the GIL
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        z = np.stack(list(pool.map(drawn, range(stacked.sizes["layer"]))))
     ticks = [shown[b[0]] if len(b) == 1 else f"{shown[b[0]]} … {shown[b[-1]]}" for b in blocks]
     heading = title if title is not None else str(sim.attrs.get("long_name", "cosine"))
     return Matrix(z=z, ticks=ticks, layers=_layer_labels(sim), title=heading + variant_suffix(sim))
