@@ -223,6 +223,14 @@ def _as_strings(values: Sequence[Any], what: str) -> np.ndarray:
     array = np.asarray(values, dtype=object).ravel()
     if not all(isinstance(v, str) for v in array):
         raise TypeError(f"{what} must be strings, got {array[:5].tolist()!r}")
+    for value in array:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, e.g. from JSON's "\ud800"
+            raise ValueError(
+                f"{what} holds {value!r}, which is not valid Unicode text (a lone surrogate); "
+                "fix the text where it came from"
+            ) from None
     return array
 
 

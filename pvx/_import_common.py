@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 import xarray as xr
 
-from pvx._store_format import _SAFE_NAME
-from pvx.store import StoreError, open_store, write_variant
+from pvx._store_format import _identity
+from pvx.store import StoreError, _write_variants, open_store
 
 
 class ImportedVariant(NamedTuple):
@@ -83,12 +83,12 @@ def _write_plans(
     """Check all plans (names, clashes, then contents), then write one variant at a time."""
     seen: dict[tuple[str, str, str], str] = {}
     for plan in plans:
-        for what, value in (("mask strategy", plan.mask_strategy), ("variant", plan.variant)):
-            if not _SAFE_NAME.fullmatch(value):
-                raise ValueError(
-                    f"{func}(): {what} {value!r} (from {plan.source!r}) is not a valid store "
-                    "name (letters, digits, '._+=-', not starting with punctuation); rename it"
-                )
+        try:  # the store's own name checks, before anything is written
+            _identity(xr.DataArray(0), plan.model, plan.mask_strategy, plan.variant)
+        except ValueError as err:
+            if str(err).startswith(f"{func}()"):  # names its file already
+                raise
+            raise ValueError(f"{func}(): {err} (from {plan.source!r})") from None
         key = (plan.model, plan.mask_strategy, plan.variant)
         if key in seen:
             raise ValueError(f"{func}(): {plan.source!r} and {seen[key]!r} both import {key}")
@@ -104,13 +104,28 @@ def _write_plans(
     todo = [p for p in plans if p not in clashes]
     for plan in todo:
         plan.check()
-    done = []
-    for plan in todo:
-        da = plan.read()
-        write_variant(store, da, **storage_options)
-        done.append(
-            ImportedVariant(
-                plan.model, plan.mask_strategy, plan.variant, da.sizes["persona"], plan.source
-            )
-        )
-    return done
+    if not todo:
+        return []
+    # one commit: a failure while writing (or a kill) leaves the store as it was
+    counts = _write_variants(
+        store,
+        [_named_reader(plan, func) for plan in todo],
+        message=f"{func} of {len(todo)} variant(s) from {todo[0].source}",
+        **storage_options,
+    )
+    return [
+        ImportedVariant(plan.model, plan.mask_strategy, plan.variant, n, plan.source)
+        for plan, n in zip(todo, counts, strict=True)
+    ]
+
+
+def _named_reader(plan: _Plan, func: str) -> Callable[[], xr.DataArray]:
+    def read() -> xr.DataArray:
+        try:
+            return plan.read()
+        except ValueError as err:
+            if str(err).startswith(f"{func}()"):  # names its file already
+                raise
+            raise ValueError(f"{func}(): {err} (from {plan.source!r})") from None
+
+    return read

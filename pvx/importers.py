@@ -119,14 +119,9 @@ def import_directory(
     names = _model_names(model, model_dirs, func="import_directory")
     plans: list[_Plan] = []
     manifest_models: dict[str, tuple[str, Path]] = {}
-    for manifest_path in manifests:
-        variant_dir = manifest_path.parent
-        model_dir, mask, variant = (
-            variant_dir.parent.parent.name,
-            variant_dir.parent.name,
-            variant_dir.name,
-        )
-        manifest = _read_manifest(manifest_path)
+    read = [(path, _read_manifest(path)) for path in manifests]
+    for manifest_path, manifest in read:
+        model_dir = manifest_path.parent.parent.parent.name
         stated = manifest.get("model")
         if stated is not None and model_dir not in names:
             seen = manifest_models.setdefault(model_dir, (stated, manifest_path))
@@ -136,6 +131,15 @@ def import_directory(
                     f"{str(seen[1])!r} names {seen[0]!r} for the same directory {model_dir!r}; "
                     "pass model= to choose"
                 )
+    for manifest_path, manifest in read:
+        variant_dir = manifest_path.parent
+        model_dir, mask, variant = (
+            variant_dir.parent.parent.name,
+            variant_dir.parent.name,
+            variant_dir.name,
+        )
+        # one name per model directory: a manifest that states none takes its siblings'
+        stated = manifest_models.get(model_dir, (None,))[0]
         plans.append(
             _plan_directory_variant(
                 manifest_path,
@@ -260,13 +264,20 @@ def _check_tensors(
     for pid in personas:
         path = variant_dir / f"{pid}.safetensors"
         # Ids are data, but here they are also file names: "../x" or "a/b" would name a
-        # file outside the variant directory.
-        if Path(os.path.normpath(path)).parent != Path(os.path.normpath(variant_dir)):
+        # file outside the variant directory, "./x" the file of persona "x".
+        if "/" in pid or "\\" in pid or path.parent != variant_dir:
             raise ValueError(
                 f"import_directory(): persona id {pid!r} in {str(manifest_path)!r} cannot be "
-                f"a file name in {str(variant_dir)!r}"
+                f"a file name in {str(variant_dir)!r} (ids hold no '/' or '\\')"
             )
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as err:  # e.g. longer than the file system allows
+            raise ValueError(
+                f"import_directory(): persona id {pid!r} in {str(manifest_path)!r} cannot be "
+                f"a file name: {err.strerror}"
+            ) from None
+        if not found:
             raise FileNotFoundError(
                 f"import_directory(): {str(manifest_path)!r} lists persona {pid!r} but "
                 f"{str(path)!r} does not exist"
@@ -294,7 +305,8 @@ def _tensor_info(path: Path) -> dict[str, Any]:
     ``{name: {dtype, shape, data_offsets: [begin, end]}}``, then the data buffer.
     """
     where = f"import_directory(): {str(path)!r}"
-    size = path.stat().st_size
+    stat = path.stat()
+    size = stat.st_size
     with path.open("rb") as f:
         prefix = f.read(8)
         n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
@@ -332,16 +344,33 @@ def _tensor_info(path: Path) -> dict[str, Any]:
             pass
     except SafetensorError as err:
         raise ValueError(f"{where} is not a valid safetensors file: {err}") from None
-    return {"dtype": dtype, "shape": shape, "offset": 8 + n + begin}
+    # the file as checked: a file rewritten before it is read again is refused
+    stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return {"dtype": dtype, "shape": shape, "offset": 8 + n + begin, "stamp": stamp}
 
 
 def _read_tensor(path: Path, info: dict[str, Any]) -> np.ndarray:
-    """Read ``activations`` as float16/float32; bfloat16 is widened to float32 exactly."""
+    """Read ``activations`` as float16/float32; bfloat16 is widened to float32 exactly.
+    The file must be as :func:`_tensor_info` checked it, before and after the read."""
+    _check_unchanged(path, info)
     if info["dtype"] != "BF16":
         with safe_open(path, framework="numpy") as f:
-            return f.get_tensor(TENSOR)
-    bits = np.fromfile(
-        path, dtype=_ST_DTYPES["BF16"], count=math.prod(info["shape"]), offset=info["offset"]
-    )
-    # bfloat16 is the high half of a float32: shift the bits up, reinterpret.
-    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+            values = f.get_tensor(TENSOR)
+    else:
+        bits = np.fromfile(
+            path, dtype=_ST_DTYPES["BF16"], count=math.prod(info["shape"]), offset=info["offset"]
+        )
+        # bfloat16 is the high half of a float32: shift the bits up, reinterpret.
+        values = (bits.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+    _check_unchanged(path, info)
+    return values
+
+
+def _check_unchanged(path: Path, info: dict[str, Any]) -> None:
+    stat = path.stat()
+    if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != info["stamp"]:
+        raise ValueError(
+            f"import_directory(): {str(path)!r} changed while it was being imported (it was "
+            "rewritten after its header was checked); rerun the import once the source files "
+            "stop changing"
+        )

@@ -23,7 +23,7 @@ by :func:`migrate`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -332,68 +332,121 @@ def write_variant(
     ValueError, TypeError
         For invalid vectors (dims, dtype, ids, layers, attributes, names, non-finite values).
     """
-    da = validate_vectors(da, func="write_variant")
-    _require_personas(da, func="write_variant")
-    model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
-    _check_attribute_names(attribute_names(da), func="write_variant")
-    if not isinstance(persona_block, int) or persona_block < 1:
-        raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
-    columns = _columns(da)
+    da, identity = _valid_variant(da, model, mask_strategy, variant, persona_block)
     location = _writable(store, storage_options)
 
     def change(session_store: zarr.abc.store.Store) -> str:
-        root = zarr.open_group(session_store, mode="r+")
-        model_dir = _model_dir(root, model)
-        path = f"{model_dir}/{mask_strategy}/{variant}"
-        if path in root.attrs["pvx"]["variants"]:
-            raise StoreError(
-                f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
-                "add personas with pvx.append_personas(...)"
-            )
-        for name, attrs in (
-            (model_dir, {"model": model}),
-            (f"{model_dir}/{mask_strategy}", {"mask_strategy": mask_strategy}),
-        ):
-            if name not in root:
-                root.create_group(name, attributes=attrs)
-        group = root.create_group(
-            path,
-            attributes={
-                "model": model,
-                "mask_strategy": mask_strategy,
-                "variant": variant,
-                "pvx": {"persona_block": persona_block, "columns": list(columns)},
-            },
-        )
-        group.create_array(
-            "layer",
-            data=da["layer"].values.astype(np.int64),
-            dimension_names=["layer"],
-            compressors=_compressors(),
-            config=_EVERY_CHUNK,
-        )
-        group.create_array(
-            "vectors",
-            shape=(0, da.sizes["layer"], da.sizes["hidden"]),
-            chunks=(persona_block, 1, da.sizes["hidden"]),
-            dtype=da.dtype,
-            fill_value=0,
-            dimension_names=list(da.dims),
-            compressors=_compressors(vectors=True),
-            attributes={"coordinates": _coordinates_attr(columns)},
-        )
-        for name, var in columns.items():
-            _create_column(group, name, var)
-        run(_append_rows(session_store, path, 0, _encode_rows(da, columns)))
-        catalog = root.attrs["pvx"]
-        root.attrs["pvx"] = {
-            **catalog,
-            "variants": [*catalog["variants"], path],
-            "models": {**catalog["models"], model_dir: model},
-        }
+        path = _new_variant(session_store, da, *identity, persona_block, store=store)
         return f"write_variant {path} ({da.sizes['persona']} personas)"
 
     return transact(location, change, create=_init_root)
+
+
+def _write_variants(
+    store: str | os.PathLike,
+    sources: Sequence[Callable[[], xr.DataArray]],
+    *,
+    message: str,
+    persona_block: int = DEFAULT_PERSONA_BLOCK,
+    **storage_options: Any,
+) -> list[int]:
+    """Create several variants in one commit (all or none): each source is read, validated
+    and written in turn, so memory holds one variant at a time. Returns their persona
+    counts."""
+    location = _writable(store, storage_options)
+    written: list[int] = []
+
+    def change(session_store: zarr.abc.store.Store) -> str:
+        written.clear()  # a retried commit (another writer came first) starts again
+        for source in sources:
+            da, identity = _valid_variant(source(), None, None, None, persona_block)
+            _new_variant(session_store, da, *identity, persona_block, store=store)
+            written.append(da.sizes["persona"])
+        return message
+
+    transact(location, change, create=_init_root)
+    return written
+
+
+def _valid_variant(
+    da: xr.DataArray,
+    model: str | None,
+    mask_strategy: str | None,
+    variant: str | None,
+    persona_block: int,
+) -> tuple[xr.DataArray, tuple[str, str, str]]:
+    """The vectors and (model, mask strategy, variant) of a new variant, all checked."""
+    da = validate_vectors(da, func="write_variant")
+    _require_personas(da, func="write_variant")
+    identity = _identity(da, model, mask_strategy, variant)
+    _check_attribute_names(attribute_names(da), func="write_variant")
+    if not isinstance(persona_block, int) or persona_block < 1:
+        raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
+    return da, identity
+
+
+def _new_variant(
+    session_store: zarr.abc.store.Store,
+    da: xr.DataArray,
+    model: str,
+    mask_strategy: str,
+    variant: str,
+    persona_block: int,
+    *,
+    store: Any,
+) -> str:
+    """Write a checked new variant into an open transaction; return its path."""
+    columns = _columns(da)
+    root = zarr.open_group(session_store, mode="r+")
+    model_dir = _model_dir(root, model)
+    path = f"{model_dir}/{mask_strategy}/{variant}"
+    if path in root.attrs["pvx"]["variants"]:
+        raise StoreError(
+            f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
+            "add personas with pvx.append_personas(...)"
+        )
+    for name, attrs in (
+        (model_dir, {"model": model}),
+        (f"{model_dir}/{mask_strategy}", {"mask_strategy": mask_strategy}),
+    ):
+        if name not in root:
+            root.create_group(name, attributes=attrs)
+    group = root.create_group(
+        path,
+        attributes={
+            "model": model,
+            "mask_strategy": mask_strategy,
+            "variant": variant,
+            "pvx": {"persona_block": persona_block, "columns": list(columns)},
+        },
+    )
+    group.create_array(
+        "layer",
+        data=da["layer"].values.astype(np.int64),
+        dimension_names=["layer"],
+        compressors=_compressors(),
+        config=_EVERY_CHUNK,
+    )
+    group.create_array(
+        "vectors",
+        shape=(0, da.sizes["layer"], da.sizes["hidden"]),
+        chunks=(persona_block, 1, da.sizes["hidden"]),
+        dtype=da.dtype,
+        fill_value=0,
+        dimension_names=list(da.dims),
+        compressors=_compressors(vectors=True),
+        attributes={"coordinates": _coordinates_attr(columns)},
+    )
+    for name, var in columns.items():
+        _create_column(group, name, var)
+    run(_append_rows(session_store, path, 0, _encode_rows(da, columns)))
+    catalog = root.attrs["pvx"]
+    root.attrs["pvx"] = {
+        **catalog,
+        "variants": [*catalog["variants"], path],
+        "models": {**catalog["models"], model_dir: model},
+    }
+    return path
 
 
 def append_personas(

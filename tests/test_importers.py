@@ -375,7 +375,7 @@ def test_directory_bad_store_names(tmp_path):
     root = tmp_path / "tree"
     make_variant(root, "a-good")
     make_variant(root, "_hidden variant")
-    with pytest.raises(ValueError, match=r"variant '_hidden variant'.* not a valid store name"):
+    with pytest.raises(ValueError, match=r"variant '_hidden variant' must be a plain name.*from '"):
         import_directory(root, tmp_path / "s.zarr")
     assert not (tmp_path / "s.zarr").exists()
 
@@ -678,7 +678,7 @@ def test_parquet_source_errors(tmp_path):
         import_parquet({"v": good}, store, config="nomask")
     with pytest.raises(FileNotFoundError, match=r"no file .*missing\.parquet"):
         import_parquet({"v": tmp_path / "missing.parquet"}, store, config="m__mean")
-    with pytest.raises(ValueError, match=r"variant 'bad name!' .* not a valid store name"):
+    with pytest.raises(ValueError, match=r"variant 'bad name!' must be a plain name"):
         import_parquet({"bad name!": good}, store, config="m__mean")
     with pytest.raises(ValueError, match=r"num_layers must be a positive integer"):
         import_parquet({"v": good}, store, config="m__mean", num_layers=0)
@@ -723,3 +723,73 @@ def test_both_importers_agree(tmp_path):
     )
     a, b = load(tmp_path / "d.zarr", "v"), load(tmp_path / "p.zarr", "v")
     assert a.identical(b)
+
+
+def test_directory_file_rewritten_during_the_import_is_refused(tmp_path, monkeypatch):
+    """A tensor file rewritten after its header was checked (e.g. a longer header moves the
+    data) is an error, never its header bytes read as vectors; nothing is imported."""
+    root, store = tmp_path / "tree", tmp_path / "s.zarr"
+    make_variant(root, "a", dtype="bfloat16")
+    make_variant(root, "b", dtype="bfloat16", seed=1)
+    path = variant_dir(root, "b") / "p1.safetensors"
+    checked = pvx.importers._check_tensors
+
+    def check_then_rewrite(manifest_path, personas, shape):
+        files = checked(manifest_path, personas, shape)
+        if manifest_path.parent.name == "b":
+            bits = np.frombuffer(path.read_bytes()[-L * H * 2 :], "<u2").reshape(L, H)
+            header = json.dumps(
+                {
+                    "__metadata__": {"note": "x" * 40},
+                    "activations": {
+                        "dtype": "BF16",
+                        "shape": [L, H],
+                        "data_offsets": [0, bits.nbytes],
+                    },
+                }
+            ).encode()
+            header += b" " * (-len(header) % 8)
+            path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
+        return files
+
+    monkeypatch.setattr(pvx.importers, "_check_tensors", check_then_rewrite)
+    with pytest.raises(ValueError, match=r"p1\.safetensors' changed while it was being imported"):
+        import_directory(root, store)
+    assert stored_variants(store) == []  # "a" was not committed alone
+
+
+def test_directory_variants_commit_together(tmp_path):
+    """A variant refused while writing (its names fail the store's checks only once built)
+    leaves none of the others behind."""
+    root, store = tmp_path / "tree", tmp_path / "s.zarr"
+    make_variant(root, "a")
+    make_variant(root, "b", seed=1)
+    manifest = variant_dir(root, "b") / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["personas"]["p1"]["name"] = "\ud800"  # valid JSON, not valid text
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"not valid Unicode text.*from '.*b'"):
+        import_directory(root, store)
+    assert stored_variants(store) == []
+
+
+@pytest.mark.parametrize("pid", ["./p0", "sub/../p0", "a\\b", "y" * 300])
+def test_directory_ids_that_are_not_plain_file_names(tmp_path, pid):
+    root, store = tmp_path / "tree", tmp_path / "s.zarr"
+    make_variant(root, "a", ids=("p0",))
+    manifest = variant_dir(root, "a") / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["personas"][pid] = {"name": "alias"}
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"persona id .* cannot be a file name"):
+        import_directory(root, store)
+    assert not store.exists()
+
+
+def test_directory_one_model_name_per_directory(tmp_path):
+    """A manifest that states no model takes the one its siblings state."""
+    root, store = tmp_path / "tree", tmp_path / "s.zarr"
+    make_variant(root, "a", model=MODEL)
+    make_variant(root, "b", model=None, seed=1)
+    import_directory(root, store)
+    assert stored_variants(store) == [(MODEL, "mean", "a"), (MODEL, "mean", "b")]
