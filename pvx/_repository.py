@@ -46,6 +46,7 @@ T = TypeVar("T")
 BRANCH = "main"
 LOCK_FILE = ".pvx-writer.lock"
 CHECKSUM_FILE = "pvx-checksums.json"  # sha256 of every metadata file of a published store
+CHUNK_SUM = "crc32c:"  # ... and, so prefixed, the CRC32C each of its chunks ends with
 METADATA_KEYS = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
 COMMIT_ATTEMPTS = 20
 
@@ -128,6 +129,7 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         self._where = where
         self._checksums = checksums
         self._metadata_sums = metadata_sums  # sha256 of each metadata file (published)
+        self._chunk_sums = _chunk_sums(metadata_sums)
 
     def _with_store(self, store: zarr.abc.store.Store) -> CheckedStore:
         return type(self)(
@@ -141,6 +143,7 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._checksums = state["_checksums"]
         self._metadata_sums = state["_metadata_sums"]
+        self._chunk_sums = _chunk_sums(self._metadata_sums)
 
     def _check_process(self) -> None:
         # Icechunk's runtime does not survive a fork: every access checks the process (see
@@ -210,7 +213,23 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
                     f"{self._where!r}: {_describe(key)} fails its checksum (truncated or "
                     "corrupted); the store is damaged: restore the store from a copy"
                 )
+            if self._chunk_sums and self._chunk_sums.get(key) != stored:
+                raise StoreError(
+                    f"{self._where!r}: {_describe(key)} is not the one this store was "
+                    f"published with (not in {CHECKSUM_FILE}: a copy mixing two publishes?); "
+                    "the store is damaged: copy or publish it again"
+                )
         return value
+
+
+def _chunk_sums(sums: Mapping[str, str] | None) -> dict[str, int]:
+    """The CRC32C each chunk of a published store ends with, by key (none: not published,
+    or published before pvx recorded them)."""
+    return {
+        key: int(value[len(CHUNK_SUM) :], 16)
+        for key, value in (sums or {}).items()
+        if isinstance(value, str) and value.startswith(CHUNK_SUM)
+    }
 
 
 def _describe(key: str) -> str:
@@ -414,23 +433,39 @@ def _read_checksums(location: Location) -> dict[str, str] | None:
 
 def write_checksums(location: Location, root: Path | None = None) -> None:
     """Record the sha256 of every metadata file of a finished published store (at ``root``
-    when it is still being written elsewhere)."""
+    when it is still being written elsewhere), and the CRC32C that ends each chunk: a chunk
+    from another publish (a copy that mixes two) is intact on its own but not listed."""
     if location.path is not None or root is not None:
         base = root if root is not None else location.path
         assert base is not None
-        files = {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("zarr.json")}
+        paths = [p for p in base.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE]
+        files = {p.relative_to(base).as_posix(): p for p in paths}
+        metadata = {k: p.read_bytes() for k, p in files.items() if k.endswith("zarr.json")}
+        tails = {k: _last_bytes(p) for k, p in files.items() if k not in metadata}
         write = (base / CHECKSUM_FILE).write_bytes
     else:
         fs, base_text = fsspec.core.url_to_fs(location.text, **location.storage_options)
         base_text = base_text.rstrip("/")
-        found = [p for p in fs.find(base_text) if p.rsplit("/", 1)[-1] == "zarr.json"]
-        files = {p[len(base_text) + 1 :]: fs.cat_file(p) for p in found}
+        found = {p[len(base_text) + 1 :]: p for p in fs.find(base_text)}
+        found.pop(CHECKSUM_FILE, None)
+        metadata = {k: fs.cat_file(p) for k, p in found.items() if k.endswith("zarr.json")}
+        chunks = [k for k in found if k not in metadata]
+        ends = fs.cat_ranges([found[k] for k in chunks], [-4] * len(chunks), [None] * len(chunks))
+        tails = dict(zip(chunks, ends, strict=True))
 
         def write(data: bytes) -> None:
             fs.pipe_file(f"{base_text}/{CHECKSUM_FILE}", data)
 
-    sums = {key: hashlib.sha256(raw).hexdigest() for key, raw in sorted(files.items())}
+    sums = {key: hashlib.sha256(raw).hexdigest() for key, raw in metadata.items()}
+    for key, tail in tails.items():
+        sums[key] = f"{CHUNK_SUM}{int.from_bytes(tail[-4:], 'little'):08x}"
     write(json.dumps(sums, indent=1, sort_keys=True).encode())
+
+
+def _last_bytes(path: Path, n: int = 4) -> bytes:
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - n))
+        return f.read()
 
 
 def _open_group(store: CheckedStore, location: Location, *, consolidated: bool | None) -> Any:

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import zarr
 import zarr.storage
 
+from pvx._report_folder import process_alive
 from pvx._repository import Location, StoreError, open_read, write_checksums
 from pvx._store_read import _catalog, _exists
 
@@ -39,13 +42,21 @@ def publish(
     str
         The snapshot id published.
     """
+    target = Location.parse(out, out_options or {})
+    if target.path is None and target.text.split("://", 1)[0] in ("http", "https"):
+        raise StoreError(
+            f"cannot publish to {target.text!r}: HTTP servers are read-only here; publish to a "
+            "local folder or to object storage (s3://, gs://) and serve that"
+        )
     view = open_read(Location.parse(store, storage_options or {}), version)
     catalog = _catalog(view)
-    target = Location.parse(out, out_options or {})
     if target.path is not None:
         if target.path.exists():
             raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
-        staging = target.path.with_name(f".{target.path.name}.publishing-{uuid.uuid4().hex[:8]}")
+        _remove_abandoned_staging(target.path)
+        staging = target.path.with_name(
+            f".{target.path.name}.publishing-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         dest: zarr.abc.store.Store = zarr.storage.LocalStore(staging)
     else:
         dest = zarr.storage.FsspecStore.from_url(
@@ -78,6 +89,14 @@ def publish(
         if target.path is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return str(view.snapshot)
+
+
+def _remove_abandoned_staging(path: Path) -> None:
+    """Delete the half-written copies of publishes to ``path`` whose process died."""
+    for staging in path.parent.glob(f".{glob.escape(path.name)}.publishing-*"):
+        pid = staging.name.rsplit(".publishing-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _all_groups(root: zarr.Group) -> list[str]:

@@ -4,6 +4,7 @@ plain xarray reads both forms, publishing and migrating keep every value."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -397,3 +398,38 @@ def test_empty_writes_are_refused(store):
     with pytest.raises(ValueError, match="got no personas"):
         pvx.write_variant(store, vectors([9], variant="z").isel(persona=slice(0, 0)))
     assert digest(store) == before
+
+
+def test_a_published_copy_mixing_two_publishes_is_refused(store, tmp_path):
+    """Each chunk is intact on its own; the checksums file lists the CRC32C of the chunks
+    published together, so one from another publish (an interrupted sync) is refused."""
+    first = tmp_path / "first.zarr"
+    pvx.store.publish(store, first)
+    pvx.append_personas(store, vectors([3]))  # rewrites v's first persona block
+    second = tmp_path / "second.zarr"
+    pvx.store.publish(store, second)
+    key = "org--m/mean/v/vectors/c/0/1/0"
+    assert (first / key).read_bytes() != (second / key).read_bytes()
+    (first / key).write_bytes((second / key).read_bytes())
+    with pytest.raises(pvx.StoreError, match=r"chunk 0\.1\.0 of array .*vectors.* not the one"):
+        pvx.load(first, "v").compute()
+
+
+def test_publish_refuses_http_and_clears_abandoned_copies(store, tmp_path):
+    import subprocess
+    import sys
+
+    with pytest.raises(pvx.StoreError, match="HTTP servers are read-only"):
+        pvx.store.publish(store, "http://127.0.0.1:9/out.zarr")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    abandoned = tmp_path / f".out.zarr.publishing-{dead}-0123abcd"
+    (abandoned / "org--m").mkdir(parents=True)
+    alive = tmp_path / f".out.zarr.publishing-{os.getpid()}-0123abcd"  # this process: kept
+    alive.mkdir()
+    pvx.store.publish(store, tmp_path / "out.zarr")
+    assert not abandoned.exists() and alive.exists()
