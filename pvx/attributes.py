@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 import zlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -221,8 +221,14 @@ def _targets(
     named: a named attribute that cannot be probed raises)."""
     if not isinstance(folds, int | np.integer) or isinstance(folds, bool) or folds < 2:
         raise ValueError(f"probe() needs an integer folds >= 2, got {folds!r}")
-    if not isinstance(permutations, int | np.integer) or permutations < 0:
+    if (
+        not isinstance(permutations, int | np.integer)
+        or isinstance(permutations, bool)
+        or permutations < 0
+    ):
         raise ValueError(f"probe() needs an integer permutations >= 0, got {permutations!r}")
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ValueError(f"probe() needs an integer seed from 0 to 2**32 - 1, got {seed!r}")
     names, explicit = _attribute_names(da, attributes)
     targets, skipped = [], {}
     for name in names:
@@ -251,6 +257,9 @@ def _attribute_names(
         raise KeyError(
             f"probe() got unknown attribute(s) {unknown!r}; the personas have {available!r}"
         )
+    repeated = sorted({str(a) for a in wanted if [str(w) for w in wanted].count(str(a)) > 1})
+    if repeated:
+        raise ValueError(f"probe() got attribute(s) {repeated!r} more than once")
     return [str(a) for a in wanted], True
 
 
@@ -270,13 +279,24 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
     dropped: tuple[str, ...] = ()
     if kind in ("numeric", "ordinal"):
         if kind == "ordinal":
-            order = list(coord.attrs.get("order") or sorted({str(v) for v in values[present]}))
+            order = [str(label) for label in np.atleast_1d(coord.attrs.get("order", []))]
+            if not order:
+                raise ValueError(
+                    f"ordinal attribute {name!r} has no attrs['order'] (its levels, lowest "
+                    f"first); set da[{name!r}].attrs['order'] = [...], or make it categorical"
+                )
+            unknown = sorted({str(v) for v in values[present]} - set(order))
+            if unknown:
+                raise ValueError(
+                    f"ordinal attribute {name!r} has values {unknown[:5]!r} that are not in "
+                    f"its order {order[:10]!r}; add them to attrs['order'] or mark them missing"
+                )
             rank = {label: float(i) for i, label in enumerate(order)}
             y = np.array([rank.get(str(v), np.nan) for v in values])
-            present &= np.isfinite(y)
         else:
-            y = np.array([np.nan if _missing(v) else float(v) for v in values])
-            present &= np.isfinite(y)
+            y = np.array([np.nan if _missing(v) else _number(v, name) for v in values])
+            present &= np.isfinite(y)  # inf counts as missing
+            n_missing = int((~present).sum())
         rows = np.flatnonzero(present)
         y = y[rows].astype(np.float64)
         if len(rows) < folds:
@@ -326,6 +346,16 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
         n_missing=n_missing,
         dropped_classes=dropped,
     )
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"numeric attribute {name!r} holds {value!r}, which is not a number; mark missing "
+            "values as None or NaN, or make the attribute categorical"
+        ) from None
 
 
 def _id_order(da: xr.DataArray, rows: np.ndarray) -> np.ndarray:
@@ -627,7 +657,8 @@ def _logistic(
     in one loop (blocks padded to one size with weightless rows), so an iteration costs one
     batched product with the Grams and the line search none. A fit stops when its
     gradient's norm is below :data:`LOGISTIC_TOL`, a stricter test than scikit-learn's (the
-    largest gradient entry below ``tol``).
+    largest gradient entry below ``tol``); divided by ``C`` when ``C > 1``: a weak penalty
+    leaves the minimum flat, and the same gradient far from it.
 
     With ``factors`` (the prepared training rows ``Z`` per block, ``Z Zᵀ = kt``, narrower
     than they are long) and test rows in place of ``ks``, the same iterates are computed on
@@ -658,6 +689,7 @@ def _logistic(
     weighted_onehot = onehot.reshape(rows, k, n) * sample_weight
     penalty = (1.0 / (C * weight_sum)).reshape(rows)
     size = k * n  # the logits' part of an image; the intercepts follow
+    tol = LOGISTIC_TOL * min(1.0, 1.0 / C)
 
     def log_softmax(image: np.ndarray) -> np.ndarray:
         logits = image[:, :size].reshape(-1, k, n) + image[:, size:, None]
@@ -696,7 +728,7 @@ def _logistic(
             grad[:, size:] = grad_image[:, size:] = change.sum(axis=2)
             return grad, grad_image
 
-        point = _lbfgs(np.zeros((rows, size + k)), loss, gradient, penalty, size, None)
+        point = _lbfgs(np.zeros((rows, size + k)), loss, gradient, penalty, size, None, tol)
         coefficients = point[:, :size].reshape(count, r * k, n)
         logits = coefficients @ ks.transpose(0, 2, 1)
     else:
@@ -729,7 +761,7 @@ def _logistic(
             grad[:, width:] = change.sum(axis=2)
             return grad, None
 
-        point = _lbfgs(np.zeros((rows, width + k)), loss, gradient, penalty, width, image_of)
+        point = _lbfgs(np.zeros((rows, width + k)), loss, gradient, penalty, width, image_of, tol)
         logits = point[:, :width].reshape(count, r * k, rank) @ test_rows.transpose(0, 2, 1)
     logits = logits.reshape(count, r, k, m) + point[:, -k:].reshape(count, r, k, 1)
     logits[np.broadcast_to(~present[..., None], logits.shape)] = -np.inf  # absent from a fold
@@ -748,6 +780,7 @@ def _lbfgs(
     penalty: np.ndarray,
     size: int,
     image_of: Callable[[np.ndarray], np.ndarray] | None,
+    tol: float = LOGISTIC_TOL,
 ) -> np.ndarray:
     """L-BFGS with backtracking (Armijo) for each row of ``point`` at once (the fits of
     :func:`_logistic`); returns the minimisers. The loss and gradient take a point and its
@@ -770,7 +803,7 @@ def _lbfgs(
     grad, grad_image = gradient(point, image)
     history: list[tuple[Any, ...]] = []  # (s, its image, y, its image, 1 / s.y)
     for _ in range(5000):
-        active = inner(grad, grad, grad_image) > LOGISTIC_TOL**2
+        active = inner(grad, grad, grad_image) > tol**2
         if not active.any():
             break
         # two-loop recursion: the quasi-Newton direction, per fit
@@ -842,10 +875,12 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """R² of each row ``(r, n)`` (NaN where the truth is constant)."""
+    """R² of each row ``(r, n)``; where the truth is constant (a test fold of a rare
+    number), 1 for exact predictions and 0 otherwise, as scikit-learn's ``r2_score``."""
     total = np.sum((y_true - y_true.mean(axis=1, keepdims=True)) ** 2, axis=1)
     residual = np.sum((y_true - y_pred) ** 2, axis=1)
-    return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
+    constant = np.where(residual == 0, 1.0, 0.0)
+    return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), constant)
 
 
 # --------------------------------------------------------------------------- association
@@ -992,9 +1027,12 @@ def _attribute_table(
         values = values.where(~values.map(_missing), np.nan)
         if coord.attrs["kind"] == "numeric":
             numbers = pd.to_numeric(values, errors="coerce")
-            columns[name] = (
-                pd.qcut(numbers, bins, duplicates="drop").astype(str).where(numbers.notna(), np.nan)
-            )
+            numbers = numbers.where(np.isfinite(numbers), np.nan)
+            if numbers.nunique() <= bins:  # few values (counts, flags): one class each
+                labels = numbers.map(lambda v: f"{v:g}")
+            else:  # quantile edges that coincide merge (0/1/2 in 5 bins would make one)
+                labels = pd.qcut(numbers, bins, duplicates="drop").astype(str)
+            columns[name] = labels.where(numbers.notna(), np.nan)
         else:
             columns[name] = values.astype(object)
     return pd.DataFrame(columns)
@@ -1082,7 +1120,23 @@ def name_clusters(
         codes = np.array([position.get(i, -1) for i in ids.tolist()])
     if len(codes) != len(table):
         raise ValueError(f"labels has {len(codes)} personas, the attributes {len(table)}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        try:
+            codes = codes.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "name_clusters() needs integer cluster labels (negative: no cluster), got "
+                f"{codes[:5].tolist()!r}"
+            ) from None
+        if not np.all(np.isnan(codes) | (codes == np.round(codes))):
+            raise ValueError("name_clusters() needs integer cluster labels")
+        codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
     clusters = sorted(int(c) for c in set(codes.tolist()) if c >= 0)
+    if not clusters:
+        raise ValueError(
+            "name_clusters(): no persona has a cluster label (are the labels' ids those of "
+            "the personas?)"
+        )
     candidates = {c: _distinctive_values(table, codes == c, min_z) for c in clusters}
     chosen = {c: [] for c in clusters}  # (attribute, value, evidence) per cluster
 
@@ -1207,7 +1261,11 @@ def direction(
     mean_b = x.isel({P: np.flatnonzero(in_b)}).mean(P)
     d = (mean_a - mean_b).reset_coords(drop=True)
     norm = np.sqrt((d**2).sum("hidden"))
-    unit = d / norm.where(norm > 0)
+    # not d / norm.where(norm > 0): with norm in the same Dataset, dask.compute of the result
+    # fails (a graph-optimisation bug in dask 2026.8: "Missing dependency ('sqrt-...')")
+    unit = xr.apply_ufunc(
+        _divide_or_nan, d, norm, dask="parallelized", output_dtypes=[np.float64]
+    )
     midpoint = ((mean_a + mean_b) / 2).reset_coords(drop=True)
     projection = ((x - midpoint) * unit).sum("hidden")
     layer_cosine = xr.dot(unit, unit.rename(layer="layer_other"), dim="hidden")
@@ -1230,6 +1288,46 @@ def direction(
     return result
 
 
+def _divide_or_nan(d: Any, norm: Any) -> Any:  # broadcast by apply_ufunc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(norm > 0, d / norm, np.nan)
+
+
+def _two_id_lists(groups: Any) -> bool:
+    return (
+        isinstance(groups, (tuple, list))
+        and len(groups) == 2
+        and all(isinstance(g, Iterable) and not isinstance(g, (str, bytes)) for g in groups)
+        and not any(isinstance(v, (bool, np.bool_)) for g in groups for v in g)
+    )
+
+
+def _labelled_mask(groups: Any, ids: np.ndarray | None) -> bool:
+    return (
+        isinstance(groups, xr.DataArray)
+        and groups.dims == (P,)
+        and "id" in groups.coords
+        and ids is not None
+    )
+
+
+def _mask_by_id(groups: xr.DataArray, ids: np.ndarray) -> np.ndarray:
+    """A boolean mask over persona matched to ``ids`` by its own ``id`` coordinate (it may
+    come from another order or hold more personas, e.g. the baseline)."""
+    mask_ids = np.asarray(groups["id"].values, dtype=object).astype(str)
+    if len(set(mask_ids.tolist())) != len(mask_ids):
+        raise ValueError("direction(groups=mask): the mask's 'id' coordinate repeats ids")
+    by_id = dict(zip(mask_ids.tolist(), np.asarray(groups.values).tolist(), strict=True))
+    missing = [i for i in ids.astype(str).tolist() if i not in by_id]
+    if missing:
+        raise ValueError(
+            f"direction(groups=mask): the mask has no value for persona(s) {missing[:5]!r}; "
+            "build it from the same personas"
+        )
+    values = np.asarray([by_id[i] for i in ids.astype(str).tolist()])
+    return values if values.dtype == bool else values.astype(object)
+
+
 def _two_groups(
     da: xr.DataArray, groups: Any, attribute: Hashable | None, value: Any, other: Any
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
@@ -1247,7 +1345,7 @@ def _two_groups(
             f"{attribute} = {value}",
             f"{attribute} = {other}" if other is not None else f"{attribute} != {value}",
         )
-    elif isinstance(groups, tuple) and len(groups) == 2:
+    elif _two_id_lists(groups):
         if ids is None:
             raise ValueError("direction(groups=(ids, ids)) needs an 'id' coordinate")
         wanted = [set(map(str, g)) for g in groups]
@@ -1258,10 +1356,12 @@ def _two_groups(
         in_b = np.isin(ids.astype(str), list(wanted[1]))
         names = (f"{len(wanted[0])} chosen personas", f"{len(wanted[1])} chosen personas")
     else:
-        mask = np.asarray(groups.values if isinstance(groups, xr.DataArray) else groups)
+        mask = _mask_by_id(groups, ids) if _labelled_mask(groups, ids) else np.asarray(groups)
         if mask.dtype != bool or mask.shape != (da.sizes[P],):
             raise ValueError(
-                "direction(groups=...) needs two lists of ids or a boolean mask over persona"
+                "direction(groups=...) needs two lists of ids or a boolean mask over persona "
+                f"(a DataArray with an 'id' coordinate, or {da.sizes[P]} booleans in the "
+                f"array's persona order), got {type(groups).__name__} of shape {mask.shape}"
             )
         in_a, in_b, names = mask, ~mask, ("mask True", "mask False")
     if (in_a & in_b).any():

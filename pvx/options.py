@@ -80,7 +80,14 @@ def _progress_bar(description: str) -> Iterator[None]:
     from tqdm.auto import tqdm
     from tqdm.dask import TqdmCallback
 
-    with TqdmCallback(tqdm_class=tqdm, desc=description, delay=1.0, unit="task", leave=False):
+    class Progress(TqdmCallback):  # type: ignore[misc]
+        def _finish(self, *args: Any, **kwargs: Any) -> None:
+            # a computation that fails before its first task has no bar: tqdm's own _finish
+            # would raise AttributeError and hide the computation's error
+            if hasattr(self, "pbar"):
+                super()._finish(*args, **kwargs)
+
+    with Progress(tqdm_class=tqdm, desc=description, delay=1.0, unit="task", leave=False):
         yield
 
 

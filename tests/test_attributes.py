@@ -463,3 +463,111 @@ def test_a_probed_persona_that_is_not_finite_is_named(request, shape, backend):
 def test_penalties_must_be_positive(da, options):
     with pytest.raises(ValueError, match="needs a penalty"):
         attributes.probe(da, "age", **options)
+
+
+def _same_folds(da, y, splitter):
+    order = np.argsort(da["id"].values.astype(str), kind="stable")
+    return [
+        (np.sort(order[train]), np.sort(order[test]))
+        for train, test in splitter.split(np.zeros(len(y)), y[order])
+    ]
+
+
+def test_a_rare_number_scores_as_scikit_learn_where_a_test_fold_is_constant(da):
+    """Test folds whose truth is constant score as r2_score does (0, or 1 if exact), not
+    NaN in every layer."""
+    kids = np.zeros(da.sizes["persona"])
+    kids[[3, 11, 20]] = [1.0, 2.0, 1.0]
+    rare = da.assign_coords(kids=("persona", kids, {"kind": "numeric"}))
+    got = attributes.probe(rare, "kids", folds=FOLDS, permutations=0, seed=3)
+    folds = _same_folds(da, kids, KFold(FOLDS, shuffle=True, random_state=3))
+    assert any(np.ptp(kids[test]) == 0 for _, test in folds)  # the case under test
+    for layer in da["layer"].values:
+        x = da.sel(layer=layer).values.astype(np.float64)
+        score, _, _ = _sklearn_scores(x, kids, Ridge(alpha=1.0), folds, r2_score)
+        np.testing.assert_allclose(float(got["score"].sel(layer=layer)), score, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", ["narrow", "wide"])
+def test_a_weak_penalty_converges_as_scikit_learn_does(request, shape):
+    """With C large the minimum is flat: the gradient tolerance shrinks with 1/C."""
+    da = request.getfixturevalue("da" if shape == "narrow" else "wide")
+    values = da["tier"].values
+    classes = sorted(set(values))
+    y = np.array([classes.index(v) for v in values])
+    folds = _same_folds(da, y, StratifiedKFold(FOLDS, shuffle=True, random_state=3))
+    got = attributes.probe(da, "tier", folds=FOLDS, permutations=0, seed=3, C=1e6)
+    model = LogisticRegression(C=1e6, class_weight="balanced", max_iter=100000, tol=1e-12)
+    for layer in da["layer"].values:
+        x = da.sel(layer=layer).values.astype(np.float64)
+        score, _, _ = _sklearn_scores(x, y, model, folds, balanced_accuracy_score)
+        np.testing.assert_allclose(float(got["score"].sel(layer=layer)), score, atol=1e-9)
+
+
+def test_ordinal_and_numeric_values_that_cannot_be_ranked_are_named(da):
+    n = da.sizes["persona"]
+    levels = np.array([str(1 + i % 12) for i in range(n)], dtype=object)
+    unordered = da.assign_coords(level=("persona", levels, {"kind": "ordinal"}))
+    with pytest.raises(ValueError, match=r"ordinal attribute 'level' has no attrs\['order'\]"):
+        attributes.probe(unordered, "level", folds=FOLDS)
+    order = [str(i) for i in range(1, 11)]  # 11 and 12 missing from the order
+    partial = da.assign_coords(level=("persona", levels, {"kind": "ordinal", "order": order}))
+    with pytest.raises(ValueError, match=r"values \['11', '12'\] that are not in its order"):
+        attributes.probe(partial, "level", folds=FOLDS)
+    ages = da["age"].values.copy()
+    ages[:3] = np.inf
+    infinite = da.assign_coords(age=("persona", ages, {"kind": "numeric"}))
+    result = attributes.probe(infinite, "age", folds=FOLDS, permutations=0)
+    assert int(result["n_missing"]) == 3 and int(result["n_used"]) == n - 3
+    words = da.assign_coords(age=("persona", ["n/a", *ages[1:].tolist()], {"kind": "numeric"}))
+    with pytest.raises(ValueError, match=r"numeric attribute 'age' holds 'n/a'"):
+        attributes.probe(words, "age", folds=FOLDS)
+    with pytest.raises(ValueError, match="more than once"):
+        attributes.probe(da, ["age", "age"], folds=FOLDS)
+    for seed in (None, -1, 2**40):
+        with pytest.raises(ValueError, match="integer seed"):
+            attributes.probe(da, "age", folds=FOLDS, seed=seed)
+    with pytest.raises(ValueError, match="permutations"):
+        attributes.probe(da, "age", folds=FOLDS, permutations=True)
+
+
+def test_a_number_with_few_values_is_one_class_per_value():
+    flags = [0.0] * 8 + [1.0] * 2
+    people = _people(flag=(flags, "numeric"), label=(list("aaaaaabbab"), "categorical"))
+    as_classes = _people(
+        flag=([f"{v:g}" for v in flags], "categorical"), label=(list("aaaaaabbab"), "categorical")
+    )
+    v = attributes.association(people).sel(attribute="flag", attribute_other="label")
+    expected = attributes.association(as_classes).sel(attribute="flag", attribute_other="label")
+    assert np.isfinite(float(v))
+    np.testing.assert_allclose(float(v), float(expected))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_a_direction_mask_is_matched_by_id_and_computes_with_others(da, backend):
+    import dask
+
+    arr = da.chunk({"layer": 1}) if backend == "dask" else da
+    cluster = da["planted_cluster"].values[0]
+    expected = attributes.direction(arr, attribute="planted_cluster", value=cluster)
+    reordered = da.isel(persona=np.random.default_rng(0).permutation(da.sizes["persona"]))
+    mask = reordered["planted_cluster"] == cluster  # same personas, another order
+    got = attributes.direction(arr, groups=mask)
+    np.testing.assert_allclose(got["direction"], expected["direction"])
+    np.testing.assert_allclose(got["norm"], expected["norm"])
+    # computed together with another lazy result (a dask graph bug broke this once)
+    probe = attributes.probe(arr, "age", folds=FOLDS, permutations=0)
+    direction, _ = dask.compute(got, probe)
+    np.testing.assert_allclose(direction["layer_cosine"], expected["layer_cosine"].values)
+
+
+def test_cluster_labels_must_be_integers_that_match_personas():
+    people = _people(label=(list("aabbaabbab"), "categorical"))
+    words = xr.DataArray(list("xxyyxxyyxy"), dims="persona")
+    with pytest.raises(ValueError, match="integer cluster labels"):
+        attributes.name_clusters(words, people)
+    strangers = xr.DataArray(
+        np.zeros(10, int), dims="persona", coords={"id": ("persona", [f"q{i}" for i in range(10)])}
+    )
+    with pytest.raises(ValueError, match="no persona has a cluster label"):
+        attributes.name_clusters(strangers, people)
