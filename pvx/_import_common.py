@@ -99,7 +99,8 @@ def _write_plans(
         raise StoreError(
             f"{func}(): {os.fspath(store)!r} already holds "
             f"{[(p.model, p.mask_strategy, p.variant) for p in clashes]}; nothing was imported. "
-            "Pass skip_existing=True to import only the others"
+            "Pass skip_existing=True (--skip-existing on the command line) to import only the "
+            "others"
         )
     todo = [p for p in plans if p not in clashes]
     for plan in todo:

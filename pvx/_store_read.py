@@ -16,7 +16,7 @@ import zarr
 from dask.base import tokenize
 
 from pvx._repository import ReadView, StoreError
-from pvx._store_format import FORMAT_VERSION, PARTITION_BYTES, _decode
+from pvx._store_format import FORMAT_VERSION, PARTITION_BYTES, _decode, _is_missing
 from pvx._validate import keep_rows, select_layers
 
 
@@ -209,6 +209,12 @@ def _take(da: xr.DataArray, positions: np.ndarray) -> xr.DataArray:
 
 
 def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray:
+    sizes = {name: a.sizes["hidden"] for name, a in zip(names, arrays, strict=True)}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"variants of different hidden sizes cannot be loaded together: {sizes}; load "
+            "them one at a time"
+        )
     aligned = xr.align(*arrays, join="inner")
     kept_ids = set(aligned[0]["id"].values.tolist())
     kept_layers = set(aligned[0]["layer"].values.tolist())
@@ -228,8 +234,10 @@ def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray
         warnings.warn(
             f"aligning variants {names} dropped " + "; ".join(parts), UserWarning, stacklevel=3
         )
-    # Persona attributes describe the persona, not the rendering: take the first variant's.
-    # Provenance is per rendering: keep each variant's sample ids.
+    # Persona attributes describe the persona, not the rendering: take the first variant's,
+    # and say so where another variant disagrees. Provenance is per rendering: keep each
+    # variant's sample ids.
+    _warn_disagreeing_personas(aligned, names)
     provenance = [a["sample_ids"].values for a in aligned if "sample_ids" in a.coords]
     joined = xr.concat(
         [a.drop_vars(["variant", "sample_ids"], errors="ignore") for a in aligned],
@@ -244,3 +252,29 @@ def _join_variants(arrays: list[xr.DataArray], names: list[str]) -> xr.DataArray
             stacked[i, :] = values
         joined = joined.assign_coords(sample_ids=(("variant", "persona"), stacked))
     return joined
+
+
+def _warn_disagreeing_personas(aligned: Sequence[xr.DataArray], names: list[str]) -> None:
+    first = aligned[0]
+    for coord, values in first.coords.items():
+        if values.dims != ("persona",) or coord in ("id", "sample_ids"):
+            continue
+        for name, other in zip(names[1:], aligned[1:], strict=True):
+            if coord not in other.coords:
+                continue
+            theirs = other[coord].values
+            differ = [
+                i
+                for i, (a, b) in enumerate(zip(values.values, theirs, strict=True))
+                if not (a == b or (_is_missing(a) and _is_missing(b)))
+            ]
+            if differ:
+                i = differ[0]
+                warnings.warn(
+                    f"variants {names[0]!r} and {name!r} disagree on {coord!r} for "
+                    f"{len(differ)} persona(s) (e.g. {first['id'].values[i]!r}: "
+                    f"{values.values[i]!r} vs {theirs[i]!r}); the values of {names[0]!r} are "
+                    "kept",
+                    UserWarning,
+                    stacklevel=4,
+                )

@@ -363,7 +363,14 @@ def _id_order(da: xr.DataArray, rows: np.ndarray) -> np.ndarray:
     if "id" not in da.coords:
         return np.arange(len(rows))
     ids = np.asarray(da["id"].values).astype(str)[rows]
-    return np.argsort(ids, kind="stable")
+    order = np.argsort(ids, kind="stable")
+    repeated = ids[order][1:][ids[order][1:] == ids[order][:-1]]
+    if len(repeated):  # the folds would depend on the personas' order
+        raise ValueError(
+            f"probe() got persona id(s) {sorted(set(repeated.tolist()))[:5]!r} more than once; "
+            "ids must be unique"
+        )
+    return order
 
 
 def _missing(value: Any) -> bool:
@@ -1263,9 +1270,7 @@ def direction(
     norm = np.sqrt((d**2).sum("hidden"))
     # not d / norm.where(norm > 0): with norm in the same Dataset, dask.compute of the result
     # fails (a graph-optimisation bug in dask 2026.8: "Missing dependency ('sqrt-...')")
-    unit = xr.apply_ufunc(
-        _divide_or_nan, d, norm, dask="parallelized", output_dtypes=[np.float64]
-    )
+    unit = xr.apply_ufunc(_divide_or_nan, d, norm, dask="parallelized", output_dtypes=[np.float64])
     midpoint = ((mean_a + mean_b) / 2).reset_coords(drop=True)
     projection = ((x - midpoint) * unit).sum("hidden")
     layer_cosine = xr.dot(unit, unit.rename(layer="layer_other"), dim="hidden")

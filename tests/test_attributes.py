@@ -524,6 +524,9 @@ def test_ordinal_and_numeric_values_that_cannot_be_ranked_are_named(da):
         attributes.probe(words, "age", folds=FOLDS)
     with pytest.raises(ValueError, match="more than once"):
         attributes.probe(da, ["age", "age"], folds=FOLDS)
+    twice = da.assign_coords(id=("persona", ["p0", *da["id"].values[1:-1].tolist(), "p0"]))
+    with pytest.raises(ValueError, match=r"persona id\(s\) \['p0'\] more than once"):
+        attributes.probe(twice, "age", folds=FOLDS)
     for seed in (None, -1, 2**40):
         with pytest.raises(ValueError, match="integer seed"):
             attributes.probe(da, "age", folds=FOLDS, seed=seed)
