@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 import zlib
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -1158,12 +1158,18 @@ def name_clusters(
     for c in clusters:
         for _ in range(top):
             extend(c)
-    names = {c: _cluster_name(c, chosen[c]) for c in clusters}
+    owners: dict[str, set[str]] = {}  # the attributes each value belongs to
+    for attribute in table:
+        for value in table[attribute].dropna().unique():
+            owners.setdefault(str(value), set()).add(str(attribute))
+    names = {c: _cluster_name(c, chosen[c], owners) for c in clusters}
     while len(set(names.values())) < len(names):
         for name in {n for n in names.values() if list(names.values()).count(n) > 1}:
             tied = [c for c in clusters if names[c] == name]
             for c in tied:
-                names[c] = _cluster_name(c, chosen[c]) if extend(c) else f"{name} (cluster {c})"
+                names[c] = (
+                    _cluster_name(c, chosen[c], owners) if extend(c) else f"{name} (cluster {c})"
+                )
     return xr.Dataset(
         {
             "name": ("cluster", [names[c] for c in clusters]),
@@ -1202,10 +1208,21 @@ def _distinctive_values(table: pd.DataFrame, member: np.ndarray, min_z: float) -
     return [(a, v, e) for _, a, v, e in found]
 
 
-def _cluster_name(c: int, chosen: list[tuple]) -> str:
+def _cluster_name(c: int, chosen: list[tuple], owners: Mapping[str, set[str]]) -> str:
     if not chosen:
         return f"cluster {c} (no distinctive attribute)"
-    return " · ".join(value for _, value, _ in chosen)
+    return " · ".join(_shown_value(a, v, owners) for a, v, _ in chosen)
+
+
+def _shown_value(attribute: str, value: str, owners: Mapping[str, set[str]]) -> str:
+    """A value alone where it names its attribute ("female"); with the attribute where
+    another attribute has the same value ("yes"), or it is a number or a bin of numbers."""
+    try:
+        float(value)
+        numeric = True
+    except ValueError:
+        numeric = value.startswith(("(", "["))
+    return f"{attribute}: {value}" if numeric or len(owners.get(value, ())) > 1 else value
 
 
 # --------------------------------------------------------------------------- directions

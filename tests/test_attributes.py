@@ -574,3 +574,19 @@ def test_cluster_labels_must_be_integers_that_match_personas():
     )
     with pytest.raises(ValueError, match="no persona has a cluster label"):
         attributes.name_clusters(strangers, people)
+
+
+def test_cluster_names_say_which_attribute_a_shared_value_belongs_to():
+    smoker = ["yes"] * 4 + ["no"] * 8
+    married = ["no"] * 4 + ["yes"] * 4 + ["no"] * 4
+    region = ["north"] * 4 + ["south"] * 4 + ["east"] * 4
+    people = _people(
+        smoker=(smoker, "categorical"),
+        married=(married, "categorical"),
+        region=(region, "categorical"),
+    )
+    labels = xr.DataArray(np.repeat([0, 1, 2], 4), dims="persona", coords={"id": people["id"]})
+    names = attributes.name_clusters(labels, people, top=2)["name"].values.tolist()
+    assert len(set(names)) == 3
+    assert "smoker: yes" in names[0] and "married: yes" in names[1]  # "yes" alone is ambiguous
+    assert "north" in names[0] and "region" not in names[0]  # a value that names itself
