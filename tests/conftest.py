@@ -133,3 +133,16 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(pvx._repository.CheckedStore, "get", counting_get)
     return requested
+
+
+def same_personas(da: xr.DataArray, first: xr.DataArray) -> xr.DataArray:
+    """``da`` with the persona coordinates (names, attributes) of ``first``: another
+    rendering of the same personas, as a store holds them (loading variants that disagree
+    on a persona warns)."""
+    names = [
+        name
+        for name, coord in first.coords.items()
+        if coord.dims == ("persona",) and name not in ("id", "sample_ids")
+    ]
+    assert (da["id"].values == first["id"].values).all()
+    return da.assign_coords({name: first[name] for name in names})

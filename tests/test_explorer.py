@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import same_personas
 from scipy.cluster.hierarchy import fcluster
 
 import pvx
@@ -32,10 +33,13 @@ def report_dir(tmp_path_factory) -> Path:
     with markup."""
     tmp = tmp_path_factory.mktemp("explore")
     store = tmp / "s.zarr"
+    first = None
     for i, variant in enumerate(("templated", "biography")):
         da = pvx.synthetic.planted_personas(
             n_persona=30, n_clusters=3, n_layer=4, n_hidden=24, seed=i, baseline=True
         )
+        first = da if first is None else first
+        da = same_personas(da, first)
         names = da["name"].values.astype(object)
         names[1] = MARKUP
         da = da.assign_coords(variant=variant, name=("persona", names))

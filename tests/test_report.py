@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from conftest import same_personas
 
 import pvx
 import pvx.synthetic
@@ -24,11 +25,13 @@ FAST_VIEWS = ["pca", "similarity", "pairs", "scree", "dendrogram", "variants", "
 def store(tmp_path_factory):
     """Two variants of 12 planted personas (3 clusters) over 4 layers, plus a baseline."""
     path = tmp_path_factory.mktemp("store") / "s.zarr"
+    first = None
     for i, variant in enumerate(("templated", "biography")):
         da = pvx.synthetic.planted_personas(
             n_persona=12, n_clusters=3, n_layer=4, n_hidden=24, seed=i, baseline=True
         )
-        da = da.assign_coords(variant=variant)
+        first = da if first is None else first
+        da = same_personas(da, first).assign_coords(variant=variant)
         da.attrs.update(model="org/planted", mask_strategy="mean")
         pvx.write_variant(path, da)
     return path

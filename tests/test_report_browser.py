@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import same_personas
 
 import pvx
 import pvx.synthetic
@@ -22,10 +23,13 @@ def report_dir(tmp_path_factory, request) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     store = tmp / "s.zarr"
     bare = request.param == "no attributes"
+    first = None
     for i, variant in enumerate(("templated", "biography")):
         da = pvx.synthetic.planted_personas(
             n_persona=12, n_clusters=3, n_layer=3, n_hidden=24, seed=i, baseline=True
         )
+        first = da if first is None else first
+        da = same_personas(da, first)
         if bare:
             da = da.drop_vars([str(k) for k in pvx.store.attribute_names(da)])
         da = da.assign_coords(variant=variant)
