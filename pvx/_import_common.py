@@ -4,6 +4,7 @@ names, clashes with the store and the writing pass (see :mod:`pvx.importers`).""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -101,6 +102,13 @@ def _write_plans(
             f"{[(p.model, p.mask_strategy, p.variant) for p in clashes]}; nothing was imported. "
             "Pass skip_existing=True (--skip-existing on the command line) to import only the "
             "others"
+        )
+    if clashes:
+        warnings.warn(
+            f"{func}(): skipped {len(clashes)} variant(s) already in the store, whatever their "
+            f"sources hold now: {[(p.model, p.mask_strategy, p.variant) for p in clashes]}",
+            UserWarning,
+            stacklevel=3,
         )
     todo = [p for p in plans if p not in clashes]
     for plan in todo:

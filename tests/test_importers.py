@@ -398,7 +398,8 @@ def test_directory_clash_with_store_and_skip_existing(tmp_path):
     with pytest.raises(pvx.StoreError, match=r"already holds.*'a'\)\]; nothing was imported"):
         import_directory(root, store)
     assert stored_variants(store) == [(MODEL, "mean", "a")]
-    done = import_directory(root, store, skip_existing=True)
+    with pytest.warns(UserWarning, match=r"skipped 1 variant\(s\) already in the store"):
+        done = import_directory(root, store, skip_existing=True)
     assert [d.variant for d in done] == ["b"]
     assert stored_variants(store) == [(MODEL, "mean", "a"), (MODEL, "mean", "b")]
 
@@ -703,7 +704,8 @@ def test_parquet_clash_with_store_and_skip_existing(tmp_path):
     with pytest.raises(pvx.StoreError, match=r"already holds .*'templated'\)\]"):
         import_parquet(root, store)
     assert stored_variants(store) == [(MODEL_DIR, "mean", "templated")]
-    done = import_parquet(root, store, skip_existing=True)
+    with pytest.warns(UserWarning, match="already in the store"):
+        done = import_parquet(root, store, skip_existing=True)
     assert [d.variant for d in done] == ["biography"]
     assert pvx.persona_ids(store, "templated") == ["a", "b"]  # untouched
 
