@@ -118,13 +118,16 @@ def _write_plans(
     # one commit: a failure while writing (or a kill) leaves the store as it was
     counts = _write_variants(
         store,
-        [_named_reader(plan, func) for plan in todo],
+        [((p.model, p.mask_strategy, p.variant), _named_reader(p, func)) for p in todo],
         message=f"{func} of {len(todo)} variant(s) from {todo[0].source}",
+        skip_existing=skip_existing,
+        func=func,
         **storage_options,
     )
     return [
         ImportedVariant(plan.model, plan.mask_strategy, plan.variant, n, plan.source)
         for plan, n in zip(todo, counts, strict=True)
+        if n is not None
     ]
 
 

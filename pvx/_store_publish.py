@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -43,7 +44,7 @@ def publish(
         The snapshot id published.
     """
     target = Location.parse(out, out_options or {})
-    if target.path is None and target.text.split("://", 1)[0] in ("http", "https"):
+    if target.path is None and target.text.split("://", 1)[0].lower() in ("http", "https"):
         raise StoreError(
             f"cannot publish to {target.text!r}: HTTP servers are read-only here; publish to a "
             "local folder or to object storage (s3://, gs://) and serve that"
@@ -55,7 +56,8 @@ def publish(
             raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
         _remove_abandoned_staging(target.path)
         staging = target.path.with_name(
-            f".{target.path.name}.publishing-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            f".{target.path.name}.publishing-{socket.gethostname()}-{os.getpid()}-"
+            f"{uuid.uuid4().hex[:8]}"
         )
         dest: zarr.abc.store.Store = zarr.storage.LocalStore(staging)
     else:
@@ -93,9 +95,10 @@ def publish(
 
 def _remove_abandoned_staging(path: Path) -> None:
     """Delete the half-written copies of publishes to ``path`` whose process died."""
-    for staging in path.parent.glob(f".{glob.escape(path.name)}.publishing-*"):
-        pid = staging.name.rsplit(".publishing-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
+    for staging in path.parent.glob(f".{glob.escape(path.name)}.publishing-*-*-*"):
+        # only this machine's processes can be checked (a shared disk serves others too)
+        host, pid, _ = staging.name.split(".publishing-", 1)[1].rsplit("-", 2)
+        if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
 
 

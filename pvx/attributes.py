@@ -1036,7 +1036,9 @@ def _attribute_table(
             numbers = pd.to_numeric(values, errors="coerce")
             numbers = numbers.where(np.isfinite(numbers), np.nan)
             if numbers.nunique() <= bins:  # few values (counts, flags): one class each
-                labels = numbers.map(lambda v: f"{v:g}")
+                labels = numbers.map(lambda v: f"{v:.15g}")
+                if labels.nunique() < numbers.nunique():  # 16-17 digits apart
+                    labels = numbers.map(repr)
             else:  # quantile edges that coincide merge (0/1/2 in 5 bins would make one)
                 labels = pd.qcut(numbers, bins, duplicates="drop").astype(str)
             columns[name] = labels.where(numbers.notna(), np.nan)
@@ -1383,7 +1385,8 @@ def _two_groups(
             raise ValueError(
                 "direction(groups=...) needs two lists of ids or a boolean mask over persona "
                 f"(a DataArray with an 'id' coordinate, or {da.sizes[P]} booleans in the "
-                f"array's persona order), got {type(groups).__name__} of shape {mask.shape}"
+                f"array's persona order), got {type(groups).__name__} of {mask.dtype} and "
+                f"shape {mask.shape}"
             )
         in_a, in_b, names = mask, ~mask, ("mask True", "mask False")
     if (in_a & in_b).any():

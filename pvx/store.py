@@ -344,22 +344,36 @@ def write_variant(
 
 def _write_variants(
     store: str | os.PathLike,
-    sources: Sequence[Callable[[], xr.DataArray]],
+    sources: Sequence[tuple[tuple[str, str, str], Callable[[], xr.DataArray]]],
     *,
     message: str,
+    skip_existing: bool = False,
+    func: str = "write_variant",
     persona_block: int = DEFAULT_PERSONA_BLOCK,
     **storage_options: Any,
-) -> list[int]:
-    """Create several variants in one commit (all or none): each source is read, validated
-    and written in turn, so memory holds one variant at a time. Returns their persona
-    counts."""
+) -> list[int | None]:
+    """Create several variants in one commit (all or none): each source ((model, mask
+    strategy, variant), reader) is read, validated and written in turn, so memory holds one
+    variant at a time. Returns their persona counts (None: skipped, already stored)."""
     location = _writable(store, storage_options)
-    written: list[int] = []
+    written: list[int | None] = []
 
     def change(session_store: zarr.abc.store.Store) -> str:
         written.clear()  # a retried commit (another writer came first) starts again
-        for source in sources:
-            da, identity = _valid_variant(source(), None, None, None, persona_block)
+        for (model, mask_strategy, variant), read in sources:
+            # checked again under the lock: another writer may have created it since
+            root = zarr.open_group(session_store, mode="r")
+            path = f"{_model_dir(root, model)}/{mask_strategy}/{variant}"
+            if path in root.attrs["pvx"]["variants"]:
+                if skip_existing:
+                    written.append(None)
+                    continue
+                raise StoreError(
+                    f"{func}(): another writer created {(model, mask_strategy, variant)} in "
+                    f"{os.fspath(store)!r} during this import; nothing was imported. Rerun "
+                    "with skip_existing=True (--skip-existing) to import the others"
+                )
+            da, identity = _valid_variant(read(), model, mask_strategy, variant, persona_block)
             _new_variant(session_store, da, *identity, persona_block, store=store)
             written.append(da.sizes["persona"])
         return message

@@ -590,3 +590,11 @@ def test_cluster_names_say_which_attribute_a_shared_value_belongs_to():
     assert len(set(names)) == 3
     assert "smoker: yes" in names[0] and "married: yes" in names[1]  # "yes" alone is ambiguous
     assert "north" in names[0] and "region" not in names[0]  # a value that names itself
+
+
+def test_few_valued_numbers_keep_every_digit_as_classes():
+    stamps = [1_700_000_000.0] * 10 + [1_700_000_300.0] * 10  # equal to 6 significant digits
+    batch = ["early"] * 10 + ["late"] * 10
+    people = _people(ts=(stamps, "numeric"), batch=(batch, "categorical"))
+    v = attributes.association(people).sel(attribute="ts", attribute_other="batch")
+    np.testing.assert_allclose(float(v), 1.0)

@@ -795,3 +795,21 @@ def test_directory_one_model_name_per_directory(tmp_path):
     make_variant(root, "b", model=None, seed=1)
     import_directory(root, store)
     assert stored_variants(store) == [(MODEL, "mean", "a"), (MODEL, "mean", "b")]
+
+
+def test_directory_variant_created_by_another_writer_during_the_import(tmp_path, monkeypatch):
+    """The clash check runs again under the writer lock: a variant another writer created
+    since is refused (nothing imported), or skipped with skip_existing."""
+    root, store = tmp_path / "tree", tmp_path / "s.zarr"
+    make_variant(root, "a")
+    make_variant(root, "b", seed=1)
+    other = tmp_path / "other"
+    make_variant(other, "b", seed=2)
+    import_directory(other, store)  # "b" exists, but the first check will not see it
+    monkeypatch.setattr(pvx._import_common, "_existing", lambda *a: set())
+    with pytest.raises(pvx.StoreError, match=r"another writer created .*'b'.*nothing was imported"):
+        import_directory(root, store)
+    assert stored_variants(store) == [(MODEL, "mean", "b")]
+    done = import_directory(root, store, skip_existing=True)
+    assert [d.variant for d in done] == ["a"]
+    assert stored_variants(store) == [(MODEL, "mean", "a"), (MODEL, "mean", "b")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -427,9 +428,17 @@ def test_publish_refuses_http_and_clears_abandoned_copies(store, tmp_path):
         capture_output=True,
         check=True,
     ).stdout.strip()
-    abandoned = tmp_path / f".out.zarr.publishing-{dead}-0123abcd"
+    host = socket.gethostname()
+    abandoned = tmp_path / f".out.zarr.publishing-{host}-{dead}-0123abcd"
     (abandoned / "org--m").mkdir(parents=True)
-    alive = tmp_path / f".out.zarr.publishing-{os.getpid()}-0123abcd"  # this process: kept
-    alive.mkdir()
+    kept = [
+        tmp_path / f".out.zarr.publishing-{host}-{os.getpid()}-0123abcd",  # alive
+        tmp_path / f".out.zarr.publishing-other-host-{dead}-0123abcd",  # cannot be checked
+        tmp_path / ".out.zarr.publishing-01234567",  # an older pvx's: no pid
+    ]
+    for path in kept:
+        path.mkdir()
     pvx.store.publish(store, tmp_path / "out.zarr")
-    assert not abandoned.exists() and alive.exists()
+    assert not abandoned.exists() and all(path.exists() for path in kept)
+    with pytest.raises(pvx.StoreError, match="HTTP servers are read-only"):
+        pvx.store.publish(store, "HTTP://127.0.0.1:9/out.zarr")
