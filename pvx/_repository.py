@@ -391,7 +391,15 @@ def open_read(location: Location, version: str | None = None) -> ReadView:
     plain = location.zarr_store()
     sums = _read_checksums(location)
     store = CheckedStore(plain, location.text, checksums=True, metadata_sums=sums)
-    root = _open_group(store, location, consolidated=None)
+    try:
+        root = _open_group(store, location, consolidated=None)
+    except StoreError as err:
+        if sums is not None and "zarr.json" in sums and "no Zarr group" in str(err):
+            raise StoreError(  # a published store that lost its root
+                f"{location.text!r}: its root zarr.json is missing, though {CHECKSUM_FILE} "
+                "lists it; the store is damaged: publish it again"
+            ) from None
+        raise
     info = root.attrs.get("pvx", {})
     if sums is None and isinstance(info, dict) and "published" in info:
         raise StoreError(

@@ -442,3 +442,11 @@ def test_publish_refuses_http_and_clears_abandoned_copies(store, tmp_path):
     assert not abandoned.exists() and all(path.exists() for path in kept)
     with pytest.raises(pvx.StoreError, match="HTTP servers are read-only"):
         pvx.store.publish(store, "HTTP://127.0.0.1:9/out.zarr")
+
+
+def test_a_published_store_without_its_root_metadata_is_damaged(store, tmp_path):
+    out = tmp_path / "pub.zarr"
+    pvx.store.publish(store, out)
+    (out / "zarr.json").unlink()
+    with pytest.raises(pvx.StoreError, match=r"root zarr\.json is missing.*damaged"):
+        pvx.open_store(out)
