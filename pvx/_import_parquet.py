@@ -335,7 +335,17 @@ def _vectors(
     if values.null_count:
         raise ValueError(f"{where}: vector holds {values.null_count} null value(s)")
     dtype = np.float16 if pa.types.is_float16(values.type) else np.float32
-    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(shape)
+    raw = values.to_numpy(zero_copy_only=False)
+    with np.errstate(over="ignore"):
+        converted = raw.astype(dtype, copy=False)
+    overflow = np.isfinite(raw) & ~np.isfinite(converted)
+    if overflow.any():
+        first = float(raw[np.flatnonzero(overflow)[0]])
+        raise ValueError(
+            f"{where}: vector value {first!r} is too large for {np.dtype(dtype).name}, which "
+            "pvx stores; rescale the vectors"
+        )
+    return converted.reshape(shape)
 
 
 def _is_list(t: pa.DataType) -> bool:

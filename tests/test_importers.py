@@ -813,3 +813,13 @@ def test_directory_variant_created_by_another_writer_during_the_import(tmp_path,
     done = import_directory(root, store, skip_existing=True)
     assert [d.variant for d in done] == ["a"]
     assert stored_variants(store) == [(MODEL, "mean", "a"), (MODEL, "mean", "b")]
+
+
+def test_parquet_values_too_large_for_float32_are_named(tmp_path):
+    x = vectors(3).astype(np.float64)
+    x[1, 0, 0] = 1e39  # finite in float64, inf in float32
+    path = tmp_path / "big.parquet"
+    pq.write_table(table(["a", "b", "c"], x, value_type=pa.float64()), path)
+    with pytest.raises(ValueError, match=r"vector value 1e\+39 is too large for float32"):
+        import_parquet({"v": path}, tmp_path / "s.zarr", config="m__mean")
+    assert not (tmp_path / "s.zarr").exists()
