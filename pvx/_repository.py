@@ -391,15 +391,9 @@ def open_read(location: Location, version: str | None = None) -> ReadView:
     plain = location.zarr_store()
     sums = _read_checksums(location)
     store = CheckedStore(plain, location.text, checksums=True, metadata_sums=sums)
-    try:
-        root = _open_group(store, location, consolidated=None)
-    except StoreError as err:
-        if sums is not None and "zarr.json" in sums and "no Zarr group" in str(err):
-            raise StoreError(  # a published store that lost its root
-                f"{location.text!r}: its root zarr.json is missing, though {CHECKSUM_FILE} "
-                "lists it; the store is damaged: publish it again"
-            ) from None
-        raise
+    root = _open_group(
+        store, location, consolidated=None, listed=sums is not None and "zarr.json" in sums
+    )
     info = root.attrs.get("pvx", {})
     if sums is None and isinstance(info, dict) and "published" in info:
         raise StoreError(
@@ -472,16 +466,25 @@ def write_checksums(location: Location, root: Path | None = None) -> None:
 
 def _last_bytes(path: Path, n: int = 4) -> bytes:
     with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - n))
+        f.seek(max(0, f.seek(0, os.SEEK_END) - n))
         return f.read()
 
 
-def _open_group(store: CheckedStore, location: Location, *, consolidated: bool | None) -> Any:
+def _open_group(
+    store: CheckedStore, location: Location, *, consolidated: bool | None, listed: bool = False
+) -> Any:
+    """The root group; ``listed``: the published checksums list its zarr.json, so its
+    absence is damage, not a missing store."""
     try:
         return zarr.open_group(store, mode="r", use_consolidated=consolidated)
     except StoreError:
         raise
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        if listed:
+            raise StoreError(
+                f"{location.text!r}: its root zarr.json is missing, though {CHECKSUM_FILE} "
+                "lists it; the store is damaged: publish it again"
+            ) from None
         raise StoreError(f"no pvx store at {location.text!r} (no Zarr group found)") from None
     except (OSError, ValueError) as err:
         raise StoreError(f"cannot read store {location.text!r}: {_first_line(err)}") from None

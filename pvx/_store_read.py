@@ -16,7 +16,7 @@ import zarr
 from dask.base import tokenize
 
 from pvx._repository import ReadView, StoreError
-from pvx._store_format import FORMAT_VERSION, PARTITION_BYTES, _decode, _is_missing
+from pvx._store_format import FORMAT_VERSION, PARTITION_BYTES, _decode
 from pvx._validate import keep_rows, select_layers
 
 
@@ -262,18 +262,15 @@ def _warn_disagreeing_personas(aligned: Sequence[xr.DataArray], names: list[str]
         for name, other in zip(names[1:], aligned[1:], strict=True):
             if coord not in other.coords:
                 continue
-            theirs = other[coord].values
-            differ = [
-                i
-                for i, (a, b) in enumerate(zip(values.values, theirs, strict=True))
-                if not (a == b or (_is_missing(a) and _is_missing(b)))
-            ]
-            if differ:
+            ours, theirs = (np.asarray(v, dtype=object) for v in (values.values, other[coord]))
+            same = (ours == theirs) | (pd.isna(ours) & pd.isna(theirs))
+            differ = np.flatnonzero(~same)
+            if len(differ):
                 i = differ[0]
                 warnings.warn(
                     f"variants {names[0]!r} and {name!r} disagree on {coord!r} for "
                     f"{len(differ)} persona(s) (e.g. {first['id'].values[i]!r}: "
-                    f"{values.values[i]!r} vs {theirs[i]!r}); the values of {names[0]!r} are "
+                    f"{ours[i]!r} vs {theirs[i]!r}); the values of {names[0]!r} are "
                     "kept",
                     UserWarning,
                     stacklevel=4,

@@ -1348,8 +1348,7 @@ def _mask_by_id(groups: xr.DataArray, ids: np.ndarray) -> np.ndarray:
             f"direction(groups=mask): the mask has no value for persona(s) {missing[:5]!r}; "
             "build it from the same personas"
         )
-    values = np.asarray([by_id[i] for i in ids.astype(str).tolist()])
-    return values if values.dtype == bool else values.astype(object)
+    return np.asarray([by_id[i] for i in ids.astype(str).tolist()])
 
 
 def _two_groups(
