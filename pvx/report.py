@@ -223,6 +223,7 @@ def analyze(
                 views,
                 n_clusters=n_clusters,
                 probe={"attributes": probed, "folds": folds, "permutations": permutations},
+                include_baseline=include_baseline,
                 progress=say,
                 path=staging / RESULTS,
                 attrs={"settings": json.dumps(settings)},
@@ -245,6 +246,7 @@ def compute_results(
     *,
     n_clusters: int | None = None,
     probe: dict[str, Any] | None = None,
+    include_baseline: bool = False,
     progress: Progress | None = None,
     path: str | os.PathLike | None = None,
     attrs: dict[str, Any] | None = None,
@@ -256,7 +258,8 @@ def compute_results(
     analysis (``pca``, ``scree``, ``umap``, ``isomap``, ``cosine``, ``linkage``, ``pairs``,
     ``kmeans``, ``variants``, ``probe``, ``association``), each vectorised over ``variant``
     and ``layer``, with ``attrs``. ``probe`` holds the keywords of
-    :func:`pvx.attributes.probe` for the ``attributes`` view.
+    :func:`pvx.attributes.probe` for the ``attributes`` view. ``include_baseline`` keeps the
+    ``baseline_assistant`` persona in every analysis (as in each of them).
 
     With ``path`` (a new ``results.zarr``), the results are written there as they are
     computed and the tree returned reads its cosines from there lazily: memory holds a few
@@ -274,9 +277,10 @@ def compute_results(
     groups = layer_groups(da)
     target = None
     if "similarity" in views and path is not None:
-        target = cosine_node(similarity.cosine(da), path)
+        target = cosine_node(similarity.cosine(da, include_baseline=include_baseline), path)
     probe = probe or {}
-    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, probe, target, 0)
+    keep = {"include_baseline": include_baseline}
+    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, probe, target, 0, keep)
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     client = _distributed_client()
@@ -311,7 +315,7 @@ def compute_results(
                 first
                 if group is groups[0]
                 else _lazy_results(
-                    da.isel(layer=group), views, n_clusters, probe, target, group.start
+                    da.isel(layer=group), views, n_clusters, probe, target, group.start, keep
                 )
             )
             part = _compute(lazy, where, synchronous=lean)
@@ -332,11 +336,13 @@ def compute_results(
     elif "cosine" in computed:
         computed["cosine"] = as_saved(computed["cosine"])
     if "pairs_change" in computed:
-        computed["pairs"] = _pairs_shown(da, computed.pop("pairs_change"), computed.get("cosine"))
+        computed["pairs"] = _pairs_shown(
+            da, computed.pop("pairs_change"), computed.get("cosine"), keep
+        )
     if "probe" in computed and computed["probe"].sizes["attribute"] >= 2:
         # from the attributes alone: no vectors read
         computed["association"] = attribute_analyses.association(
-            da, list(computed["probe"]["attribute"].values)
+            da, list(computed["probe"]["attribute"].values), **keep
         )
     tree = xr.DataTree.from_dict(
         {f"/{name}": _as_dataset(name, value) for name, value in computed.items()}
@@ -381,41 +387,44 @@ def _lazy_results(
     probe: dict[str, Any],
     cosine_target: zarr.Array | None,
     layer_start: int,
+    keep: dict[str, bool],
 ) -> dict[str, Any]:
     """The lazy analyses of some layers that the views need (``layer_start``: where the
-    first of them is in the saved cosines)."""
+    first of them is in the saved cosines; ``keep``: each analysis' ``include_baseline``)."""
     lazy: dict[str, Any] = {}
     if "attributes" in views:
         # every attribute, even one, keeps the attribute dim; folds and shuffles per name
         lazy["probe"] = attribute_analyses.probe(
-            da, list(probe.get("attributes") or []) or None, **_probe_options(probe)
+            da, list(probe.get("attributes") or []) or None, **_probe_options(probe), **keep
         )
     if views & {"pca", "kmeans"}:
         n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
-        lazy["pca"] = decomposition.pca(da, n_components=n_components)
+        lazy["pca"] = decomposition.pca(da, n_components=n_components, **keep)
     if "scree" in views:
-        lazy["scree"] = decomposition.explained_variance(da)
+        lazy["scree"] = decomposition.explained_variance(da, **keep)
     if "umap" in views:
-        lazy["umap"] = manifold.umap(da)
+        lazy["umap"] = manifold.umap(da, **keep)
     if "isomap" in views:
-        lazy["isomap"] = manifold.isomap(da)
+        lazy["isomap"] = manifold.isomap(da, **keep)
     if "similarity" in views and cosine_target is not None:
-        lazy["cosine"] = cosine_writes(similarity.cosine(da), cosine_target, layer_start)
+        lazy["cosine"] = cosine_writes(similarity.cosine(da, **keep), cosine_target, layer_start)
     elif "similarity" in views:
         # float32 as saved: the largest result (personas^2 x layers) at half the memory
-        lazy["cosine"] = similarity.cosine(da).astype(np.float32)
+        lazy["cosine"] = similarity.cosine(da, **keep).astype(np.float32)
     if views & {"similarity", "dendrogram"}:
-        lazy["linkage"] = cluster.linkage(da)
+        lazy["linkage"] = cluster.linkage(da, **keep)
     if "pairs" in views:
         # Every pair's range across layers and the all-pairs band (sharing the cosine's
         # Gram); only the most-changing pairs' trajectories are kept (see _pairs_shown).
-        lazy["pairs_change"] = similarity.pair_change_parts(similarity.cosine(da), PAIR_QUANTILES)
+        lazy["pairs_change"] = similarity.pair_change_parts(
+            similarity.cosine(da, **keep), PAIR_QUANTILES
+        )
     if n_clusters:
         # three k-means++ starts per layer (not ten): labels colour a figure
-        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer", n_init=3)
+        lazy["kmeans"] = cluster.kmeans(da, n_clusters, mode="per_layer", n_init=3, **keep)
     if "variants" in views and da.sizes["variant"] >= 2:
         a, b = (str(v) for v in da["variant"].values[:2])
-        lazy["variants"] = similarity.variant_similarity(da, a, b)
+        lazy["variants"] = similarity.variant_similarity(da, a, b, **keep)
     return lazy
 
 
@@ -449,7 +458,9 @@ PAIRS_KEPT = 25
 SIMILARITY_ROWS = 250
 
 
-def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | None) -> xr.Dataset:
+def _pairs_shown(
+    da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | None, keep: dict[str, bool]
+) -> xr.Dataset:
     """The all-pairs band plus the trajectories of each variant's PAIRS_KEPT most-changing
     pairs (not every pair x layer: 500,000 pairs at 1,000 personas)."""
     change = summary["change"].transpose("variant", "persona", "persona_other").values
@@ -469,7 +480,7 @@ def _pairs_shown(da: xr.DataArray, summary: xr.Dataset, cosine: xr.DataArray | N
         chosen = cosine.isel(persona=a, persona_other=b)
         chosen = chosen.drop_indexes([c for c in chosen.xindexes if c != "layer"])
     else:
-        chosen = similarity.pair_similarity(da, pairs)["cosine"].compute()
+        chosen = similarity.pair_similarity(da, pairs, **keep)["cosine"].compute()
     ds = summary[["median", "low", "high"]].assign(
         cosine=chosen.transpose("variant", "layer", "pair").astype(np.float64),
         change=xr.DataArray(change[:, first[kept], second[kept]], dims=("variant", "pair")),

@@ -238,6 +238,29 @@ def test_workers_give_the_same_numbers(store, tmp_path, capsys):
             xr.testing.assert_allclose(node.to_dataset(), b[node.path].to_dataset())
 
 
+def test_include_baseline_keeps_it_in_every_analysis(store, tmp_path):
+    index = report.analyze(
+        store,
+        views=["pca", "similarity", "pairs", "variants", "dendrogram"],
+        include_baseline=True,
+        out=tmp_path / "o",
+        progress=None,
+    )
+    results = report.open_results(index.parent / "results.zarr")
+    for name, key in [("pca", "id"), ("cosine", "id"), ("variants", "id"), ("linkage", "leaf_id")]:
+        ids = np.ravel(results[name].to_dataset()[key].values).tolist()
+        assert pvx.BASELINE_ID in ids and len(set(ids)) == 13, name
+    expected = pvx.load(store, "templated", include_baseline=True).pv.pca(
+        n_components=3, include_baseline=True
+    )
+    np.testing.assert_allclose(
+        results["pca"]["explained_variance_ratio"].sel(variant="templated").values,
+        expected["explained_variance_ratio"].values,
+        rtol=1e-6,
+    )
+    assert "13 (baseline included)" in index.read_text()
+
+
 def test_layers_and_ids_are_selected(store, tmp_path):
     index = report.analyze(
         store,
