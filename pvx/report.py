@@ -193,6 +193,7 @@ def analyze(
         "mask_strategy": da.attrs.get("mask_strategy"),
         "variants": [str(v) for v in da["variant"].values],
         "layers": [int(v) for v in da["layer"].values],
+        "personas": int(da.sizes["persona"]),
         "ids": list(ids) if ids is not None else None,
         "include_baseline": include_baseline,
         "views": list(views),

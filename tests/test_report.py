@@ -576,6 +576,9 @@ def test_attributes_page_probes_saves_and_redraws(store, tmp_path):
     again = report.render(results, tmp_path / "again").parent
     text = (again / "attributes.html").read_text()
     assert "Probe score by layer" in text and "Cram" in text
+    # the index counts the personas though the only result (probe) has no persona dim
+    for folder in (out, again):
+        assert "<th>personas</th><td>12</td>" in (folder / "index.html").read_text()
 
 
 def test_attributes_page_needs_attributes(tmp_path, capsys):

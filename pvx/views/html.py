@@ -158,8 +158,9 @@ def write_index(
     results_name: str,
 ) -> None:
     """The report's ``index.html``: the run's settings and a link to each page."""
-    first = next(iter(results.children.values())).to_dataset()
-    n_persona = first.sizes.get("persona", 0)
+    # recorded by the run; results of older runs: the first with a persona dim (not probe's)
+    sizes = (node.to_dataset().sizes.get("persona") for node in results.children.values())
+    n_persona = settings.get("personas") or next((n for n in sizes if n), "?")
     rows = [
         ("store", settings["store"]),
         ("model", settings["model"]),
