@@ -90,6 +90,17 @@ def other_side(da: xr.DataArray, dim: Hashable = P) -> xr.DataArray:
     """Rename ``dim`` and every coordinate along it to ``<name>_other`` (the second axis)."""
     names = {name: f"{name}_other" for name, coord in da.coords.items() if coord.dims == (dim,)}
     names[dim] = f"{dim}_other"
+    # a coordinate already called e.g. "race_other" would be merged with (and replaced by)
+    # the second axis' "race" in a persona x persona result: refused, not silently lost
+    clashes = sorted(str(name) for name in names if name in names.values())
+    if clashes:
+        first = clashes[0]
+        raise ValueError(
+            f"the {dim} coordinate(s) {clashes} end in '_other', which pvx uses for the second "
+            f"{dim} axis of pairwise results (where {first[: -len('_other')]!r} becomes "
+            f"{first!r}); rename them first, e.g. da.rename({{{first!r}: "
+            f"{first[: -len('_other')] + '_alt'!r}}})"
+        )
     return da.rename(names)
 
 

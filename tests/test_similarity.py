@@ -361,3 +361,18 @@ def test_pair_range_skips_missing_values():
         parts = [similarity.pair_change_parts(g, quantiles).compute() for g in groups]
         combined = similarity.combine_pair_change_parts(parts)
         xr.testing.assert_allclose(change(combined), expected)
+
+
+def test_an_attribute_ending_in_other_is_refused_not_replaced():
+    rng = np.random.default_rng(0)
+    da = pvx.persona_vectors(
+        rng.normal(size=(4, 1, 8)).astype("f4"),
+        ids=list("abcd"),
+        attributes={"race": ["x", "y", "x", "y"], "race_other": ["Tamil", "", "Hmong", ""]},
+    )
+    with pytest.raises(ValueError, match=r"\['race_other'\].*rename them first"):
+        similarity.cosine(da)
+    # alone (no "race" to clash with) it is kept on both axes
+    cos = similarity.cosine(da.drop_vars("race")).compute()
+    assert cos["race_other"].dims == ("persona",)
+    assert cos["race_other_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
