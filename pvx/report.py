@@ -203,7 +203,9 @@ def analyze(
         "folds": folds,
         "permutations": permutations,
     }
-    out = Path(out)
+    # the real folder: the staging folder beside it is then on its filesystem (the report is
+    # moved in, which fails across filesystems), and "." has a name to derive staging's from
+    out = Path(out).resolve()
     check_out(out, settings, overwrite=overwrite, store=source)
     say(
         f"pvx analyze: {settings['model']} / {settings['mask_strategy']}, variants "

@@ -121,6 +121,22 @@ def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
     assert (clash / "index.html").read_text() == "the user's own index"
 
 
+def test_out_may_be_a_symlink_or_the_current_folder(store, tmp_path, monkeypatch):
+    real = tmp_path / "elsewhere" / "report"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    for _ in range(2):  # the rerun replaces its own files through the link
+        report.analyze(store, views=["scree"], out=tmp_path / "link", progress=None)
+    assert (tmp_path / "link").is_symlink() and (real / "scree.html").exists()
+    # staged beside the real folder (a move across filesystems would fail), and cleaned up
+    assert sorted(p.name for p in real.parent.iterdir()) == ["report"]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["analyze", str(store), "--views", "scree", "--out", "."]) == 0
+    assert (here / "scree.html").exists()
+
+
 def test_out_inside_or_around_the_store_is_refused(store, tmp_path):
     before = sorted(p.name for p in store.rglob("*"))
     for out in (store, store / "report", store.parent):
