@@ -17,7 +17,7 @@ from dask.base import tokenize
 
 from pvx._repository import ReadView, StoreError
 from pvx._store_format import FORMAT_VERSION, PARTITION_BYTES, _decode
-from pvx._validate import keep_rows, select_layers
+from pvx._validate import BASELINE_ID, keep_rows, select_layers
 
 
 def _catalog(view: ReadView) -> dict[str, Any]:
@@ -179,6 +179,7 @@ def _select(
     ids: Sequence[str] | None,
     layers: Sequence[int] | int | None,
     variant: str,
+    baseline_dropped: bool = False,
 ) -> xr.DataArray:
     if ids is not None:
         ids = [ids] if isinstance(ids, str) else list(ids)
@@ -189,7 +190,13 @@ def _select(
             raise StoreError(f"ids {repeated[:10]!r} are repeated in ids=; list each id once")
         missing = sorted(set(ids) - set(da["id"].values.tolist()))
         if missing:
-            raise StoreError(f"ids {missing[:10]!r} are not in variant {variant!r}")
+            hint = (
+                f"; {BASELINE_ID} is left out unless asked for (include_baseline=True, "
+                "--include-baseline)"
+                if baseline_dropped and BASELINE_ID in missing
+                else ""
+            )
+            raise StoreError(f"ids {missing[:10]!r} are not in variant {variant!r}{hint}")
         da = _take(da, pd.Index(da["id"].values).get_indexer(ids))
     if layers is not None:
         # the rule of every analysis's layer= (same errors); the dim is kept until the

@@ -137,6 +137,10 @@ def analyze(
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
+    if n_clusters is not None and n_clusters < 1:
+        raise ValueError(f"--clusters needs at least 1 cluster, got {n_clusters}")
+    if variants and len(set(variants)) != len(list(variants)):
+        raise ValueError(f"variants {list(variants)} name a variant more than once")
     tree = store if isinstance(store, xr.DataTree) else open_store(store)
     source = tree.attrs.get("source", str(store))
     # The main job picks the first model / mask strategy when there are several, and says so.
@@ -167,7 +171,7 @@ def analyze(
     # "cluster" colours by k-means unless the personas have an attribute of that name, which
     # wins (as in pvx.plot.projection)
     kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
-    if ("kmeans" in views or kmeans_colour) and not n_clusters:
+    if ("kmeans" in views or kmeans_colour) and n_clusters is None:
         n_clusters = min(5, da.sizes["persona"])
     persona_coords = [name for name, c in da.coords.items() if c.dims == ("persona",)]
     missing = [
@@ -182,9 +186,22 @@ def analyze(
         probed = _probed_attributes(da, attributes, folds, permutations)
         if not probed:
             views.remove("attributes")
-            say("no attributes page: the personas have no attributes to probe")
+            why = (
+                f"no attribute has classes large enough for {folds} folds; lower --folds"
+                if attribute_names(da)
+                else "the personas have no attributes to probe"
+            )
+            say(f"no attributes page: {why}")
     else:
         probed = []
+    if "variants" in views and da.sizes["variant"] < 2:
+        views.remove("variants")
+        say("no variants page: it compares two variants and there is one")
+    if not views:
+        raise ValueError(
+            "nothing to draw: no view can be made of this selection (see above); "
+            "choose others with --views"
+        )
     settings = {
         "store": source,
         "store_version": tree.attrs.get("snapshot"),
@@ -583,7 +600,11 @@ def render(
             if len(figures) == drawn:  # nothing to colour by: drawn plain
                 figures.append(plot.projection(scores, title=f"{label} of {variant}"))
         page(method, label, f"{label} of the personas per layer (slider).", figures)
-    if clusters is not None and "kmeans" in settings["views"] and node("pca") is not None:
+    kmeans_page = clusters is not None and "kmeans" in settings["views"]
+    kmeans_page = kmeans_page and node("pca") is not None
+    if kmeans_page and node("pca").sizes["component"] < 2:
+        say("  kmeans: no page: it is drawn on PCA, which needs a hidden size of 2 or more")
+    elif kmeans_page:
         figures = [
             plot.projection(
                 node("pca")["scores"].sel(variant=v),

@@ -236,7 +236,10 @@ def load(
             )
         da = mask_node[name].to_dataset()["vectors"]
         da = drop_baseline(da, include_baseline=include_baseline)
-        arrays.append(_select(da, ids=ids, layers=layers, variant=name))
+        selected = _select(
+            da, ids=ids, layers=layers, variant=name, baseline_dropped=not include_baseline
+        )
+        arrays.append(selected)
     joined = arrays[0] if len(arrays) == 1 else _join_variants(arrays, names)
     # one label drops the dim, a list keeps it: as da.sel(layer=...) and layer= everywhere
     return joined.squeeze("layer") if layers is not None and np.ndim(layers) == 0 else joined

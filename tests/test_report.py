@@ -215,6 +215,11 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--workers", "0"], "at least 1 worker"),
         (["--folds", "1"], "folds >= 2"),
         (["--attributes", "shoe_size"], "unknown attribute(s) ['shoe_size']"),
+        (["--clusters", "0"], "at least 1 cluster"),
+        (["--variant", "templated", "--variant", "templated"], "more than once"),
+        (["--variant", "templated", "--views", "variants"], "nothing to draw"),
+        (["--folds", "50", "--views", "attributes"], "nothing to draw"),
+        (["--ids", "baseline_assistant,p1"], "left out unless asked for"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
@@ -373,10 +378,12 @@ def test_a_store_without_attributes_gets_kmeans_coloured_projections(tmp_path, c
 @pytest.mark.parametrize("n_hidden", [1, 2])
 def test_tiny_hidden_sizes_give_fewer_components(tmp_path, n_hidden):
     store = bare_store(tmp_path / "tiny.zarr", n_hidden=n_hidden)
-    index = report.analyze(store, views=["pca", "scree"], out=tmp_path / "o", progress=None)
+    views = ["pca", "scree", "kmeans"]
+    index = report.analyze(store, views=views, out=tmp_path / "o", progress=None)
     results = report.open_results(index.parent / "results.zarr")
     assert results["pca"].sizes["component"] == n_hidden
-    assert (index.parent / "pca.html").exists() == (n_hidden == 2)  # no empty page
+    for page in ("pca", "kmeans"):  # both drawn on PCA: no empty page
+        assert (index.parent / f"{page}.html").exists() == (n_hidden == 2)
 
 
 def test_odd_attribute_names_redraw_as_first_drawn(tmp_path):
