@@ -45,6 +45,9 @@ __all__ = ["associated_values", "association", "direction", "name_clusters", "pr
 METHODS = ("diff_means", "logistic", "ridge")
 # Stopping tolerance of the logistic regression (L-BFGS); scikit-learn's default is 1e-4.
 LOGISTIC_TOL = 1e-4
+# ... and its bound on the objective's relative excess over its minimum: the absolute gradient
+# test alone stops far from the minimum when large unnormalised vectors make the loss small
+LOGISTIC_RTOL = 1e-6
 # Prepared Grams held at once while probing (the fits of a batch run together).
 BATCH_BYTES = 128 << 20
 # L-BFGS memory (correction pairs kept) of the logistic regression.
@@ -809,8 +812,18 @@ def _lbfgs(
     value = loss(point, image)
     grad, grad_image = gradient(point, image)
     history: list[tuple[Any, ...]] = []  # (s, its image, y, its image, 1 / s.y)
+    stalled = np.zeros(len(point), dtype=bool)
     for _ in range(5000):
-        active = inner(grad, grad, grad_image) > tol**2
+        # the objective is `penalty`-strongly convex in the weights: value - minimum is about
+        # |weights' gradient|² / (2 penalty) at most; both tests must pass to stop
+        weight_norm = inner(
+            grad[:, :size], grad[:, :size], None if grad_image is None else grad_image[:, :size]
+        )
+        intercept_norm = _inner(grad[:, size:], grad[:, size:])
+        active = (weight_norm + intercept_norm > tol**2) | (
+            weight_norm > 2 * penalty * LOGISTIC_RTOL * np.abs(value)
+        )
+        active &= ~stalled
         if not active.any():
             break
         # two-loop recursion: the quasi-Newton direction, per fit
@@ -848,7 +861,8 @@ def _lbfgs(
         step = active.astype(np.float64)
         trial, trial_image = point + step[:, None] * move, image + step[:, None] * move_image
         trial_value = loss(trial, trial_image)
-        failed = np.flatnonzero(trial_value > value + 1e-4 * step * slope)
+        # a NaN or inf trial loss (overflow far from the minimum) fails the test too
+        failed = np.flatnonzero(~(trial_value <= value + 1e-4 * step * slope))
         for _ in range(60):
             if not len(failed):
                 break
@@ -856,8 +870,12 @@ def _lbfgs(
             trial[failed] = point[failed] + step[failed, None] * move[failed]
             trial_image[failed] = image[failed] + step[failed, None] * move_image[failed]
             trial_value[failed] = loss(trial[failed], trial_image[failed], failed)
-            worse = trial_value[failed] > value[failed] + 1e-4 * step[failed] * slope[failed]
+            worse = ~(trial_value[failed] <= value[failed] + 1e-4 * step[failed] * slope[failed])
             failed = failed[worse]
+        if len(failed):  # no decrease along the direction (rounding): the fit stays and ends
+            trial[failed], trial_image[failed] = point[failed], image[failed]
+            trial_value[failed] = value[failed]
+            stalled[failed] = True
         new_grad, new_grad_image = gradient(trial, trial_image)
         s, y = trial - point, new_grad - grad
         s_image = trial_image - image if carried else None
