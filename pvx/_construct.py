@@ -240,7 +240,16 @@ def _check_length(what: str, values: Any, n: int) -> None:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    """None, NaN and pandas' and NumPy's other markers of a missing value (``pd.NA`` of
+    nullable columns, ``NaT``): a value that is not there, never a class of its own."""
+    if value is None:
+        return True
+    if isinstance(value, str) or np.ndim(value) != 0:
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _infer_kind(array: np.ndarray) -> str:

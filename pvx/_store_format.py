@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from pvx._construct import _missing as _construct_missing
 from pvx._construct import decode_sample_ids, encode_sample_ids
 from pvx._repository import METADATA_KEYS, StoreError
 
@@ -89,7 +90,7 @@ def _encode(values: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    return _construct_missing(value)
 
 
 def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:

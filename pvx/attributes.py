@@ -1236,13 +1236,14 @@ def _cluster_name(c: int, chosen: list[tuple], owners: Mapping[str, set[str]]) -
 
 def _shown_value(attribute: str, value: str, owners: Mapping[str, set[str]]) -> str:
     """A value alone where it names its attribute ("female"); with the attribute where
-    another attribute has the same value ("yes"), or it is a number or a bin of numbers."""
+    another attribute has the same value ("yes"), or it is a number, a bin of numbers or a
+    truth value ("smoker: True")."""
     try:
         float(value)
-        numeric = True
+        bare = True
     except ValueError:
-        numeric = value.startswith(("(", "["))
-    return f"{attribute}: {value}" if numeric or len(owners.get(value, ())) > 1 else value
+        bare = value.startswith(("(", "[")) or value in ("True", "False")
+    return f"{attribute}: {value}" if bare or len(owners.get(value, ())) > 1 else value
 
 
 # --------------------------------------------------------------------------- directions

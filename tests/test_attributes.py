@@ -324,6 +324,35 @@ def test_cluster_names_come_from_over_represented_values_with_evidence():
     assert evidence.startswith("gender = female: 100% vs 40% overall (z = ")
 
 
+def test_a_truth_value_names_its_attribute():
+    smoker = [True] * 20 + [False] * 20
+    people = _people(smoker=(smoker, "categorical"))
+    labels = xr.DataArray([0] * 20 + [1] * 20, dims="persona")
+    named = attributes.name_clusters(labels, people, top=1)
+    assert named["name"].values.tolist() == ["smoker: True", "smoker: False"]
+
+
+def test_pandas_and_numpy_missing_markers_are_missing_values():
+    """pd.NA (nullable columns) and NaT are missing, not a class "<NA>" or "NaT"."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 40
+    age = pd.array(rng.integers(20, 70, n), dtype="Int64")
+    region = pd.array(rng.choice(["n", "s"], n), dtype="string")
+    age[:4], region[:4] = pd.NA, pd.NA
+    when = np.array([np.datetime64("NaT")] * 3 + ["x"] * (n - 3), dtype=object)
+    da = pvx.persona_vectors(
+        rng.normal(size=(n, 1, 4)),
+        ids=[f"p{i}" for i in range(n)],
+        attributes={"age": pd.Series(age), "region": pd.Series(region), "when": when.tolist()},
+    )
+    assert da["age"].attrs["kind"] == "numeric" and np.isnan(da["age"].values[:4]).all()
+    got = attributes.probe(da, ["age", "region"], folds=3, permutations=0)
+    assert got["n_missing"].values.tolist() == [4, 4]
+    assert [str(v) for v in da["when"].values[:3]] == ["nan"] * 3
+
+
 def test_cluster_names_are_always_unique():
     # clusters 0 and 1 are both all "female" (the reference would name both "female" and
     # merge them); cluster 2 has nothing distinctive
