@@ -87,21 +87,25 @@ def prepare_input(
 
 
 def other_side(da: xr.DataArray, dim: Hashable = P) -> xr.DataArray:
-    """Rename ``dim`` and every coordinate along it to ``<name>_other`` (the second axis)."""
-    names = {name: f"{name}_other" for name, coord in da.coords.items() if coord.dims == (dim,)}
-    names[dim] = f"{dim}_other"
-    # a coordinate already called e.g. "race_other" would be merged with (and replaced by)
-    # the second axis' "race" in a persona x persona result: refused, not silently lost
-    clashes = sorted(str(name) for name in names if name in names.values())
-    if clashes:
-        first = clashes[0]
+    """Rename ``dim`` and every coordinate along it to ``<name>_other`` (the second axis).
+
+    A coordinate whose new name the personas already use (an attribute ``race_other``
+    beside ``race``) is left off the second axis, so the user's own ``race_other`` is never
+    replaced by the other persona's ``race``; the labels pvx needs there (``id``, ``name``)
+    cannot be left off, so such a clash with them is an error."""
+    along = [name for name, coord in da.coords.items() if coord.dims == (dim,)]
+    clashing = [name for name in along if f"{name}_other" in da.coords]
+    needed = [name for name in clashing if name in ("id", "name")]
+    if needed:
+        theirs = [f"{name}_other" for name in needed]
         raise ValueError(
-            f"the {dim} coordinate(s) {clashes} end in '_other', which pvx uses for the second "
-            f"{dim} axis of pairwise results (where {first[: -len('_other')]!r} becomes "
-            f"{first!r}); rename them first, e.g. da.rename({{{first!r}: "
-            f"{first[: -len('_other')] + '_alt'!r}}})"
+            f"the {dim} coordinate(s) {theirs} clash with the labels pvx gives the second "
+            f"{dim} axis of pairwise results; rename them first, e.g. "
+            f"da.rename({{{theirs[0]!r}: {theirs[0] + '_alt'!r}}})"
         )
-    return da.rename(names)
+    names = {name: f"{name}_other" for name in along if name not in clashing}
+    names[dim] = f"{dim}_other"
+    return da.drop_vars(clashing).rename(names)
 
 
 def is_dask(da: xr.DataArray) -> bool:

@@ -363,16 +363,21 @@ def test_pair_range_skips_missing_values():
         xr.testing.assert_allclose(change(combined), expected)
 
 
-def test_an_attribute_ending_in_other_is_refused_not_replaced():
+def test_an_attribute_ending_in_other_is_kept_not_replaced():
+    """race and race_other: the second axis' copy of race would be called race_other too,
+    and once replaced the user's own values; it is left off that axis instead."""
     rng = np.random.default_rng(0)
     da = pvx.persona_vectors(
         rng.normal(size=(4, 1, 8)).astype("f4"),
         ids=list("abcd"),
         attributes={"race": ["x", "y", "x", "y"], "race_other": ["Tamil", "", "Hmong", ""]},
     )
-    with pytest.raises(ValueError, match=r"\['race_other'\].*rename them first"):
-        similarity.cosine(da)
-    # alone (no "race" to clash with) it is kept on both axes
-    cos = similarity.cosine(da.drop_vars("race")).compute()
+    cos = similarity.cosine(da).compute()
     assert cos["race_other"].dims == ("persona",)
-    assert cos["race_other_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
+    assert cos["race_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
+    assert cos["race_other_other"].dims == ("persona_other",)
+    assert cos["id_other"].values.tolist() == list("abcd")
+    scores = da.pv.pca(n_components=2).compute()  # the Gram's second side too
+    assert scores["race_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
+    with pytest.raises(ValueError, match=r"\['id_other'\] clash"):
+        similarity.cosine(da.assign_coords(id_other=("persona", list("wxyz"))))
