@@ -22,6 +22,10 @@ __all__ = ["RUN_FILE", "check_out", "remove_abandoned_staging", "replace_report"
 RUN_FILE = "run.json"
 
 
+# run.json entries that describe the data read, not the settings compared between runs
+FOUND_KEYS = ("personas",)
+
+
 def check_out(
     out: Path, settings: dict[str, Any], *, overwrite: bool, store: str | None = None
 ) -> None:
@@ -42,7 +46,10 @@ def check_out(
     if previous is None:
         return  # a folder pvx never wrote to: new files go beside the user's
     previous.pop("files", None)
-    if not overwrite and previous != settings:
+    # what the run found rather than was asked (absent from earlier runs' manifests)
+    asked = {key: value for key, value in settings.items() if key not in FOUND_KEYS}
+    previous = {key: value for key, value in previous.items() if key not in FOUND_KEYS}
+    if not overwrite and previous != asked:
         raise StoreError(
             f"{out} holds the results of a different run; pass another --out or --overwrite"
         )

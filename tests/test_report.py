@@ -121,6 +121,18 @@ def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
     assert (clash / "index.html").read_text() == "the user's own index"
 
 
+def test_a_report_of_an_earlier_pvx_is_rerun_in_place(store, tmp_path):
+    """run.json gained "personas" (what the run read, not a setting): a folder written
+    before it is still this run's own."""
+    out = tmp_path / "o"
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["personas"]
+    (out / "run.json").write_text(json.dumps(manifest))
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    assert json.loads((out / "run.json").read_text())["personas"] == 12
+
+
 def test_out_may_be_a_symlink_or_the_current_folder(store, tmp_path, monkeypatch):
     real = tmp_path / "elsewhere" / "report"
     real.mkdir(parents=True)
