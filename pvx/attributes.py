@@ -24,6 +24,7 @@ all shuffles of an attribute at once.
 from __future__ import annotations
 
 import numbers
+import warnings
 import zlib
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ LOGISTIC_TOL = 1e-4
 LOGISTIC_RTOL = 1e-6
 # Prepared Grams held at once while probing (the fits of a batch run together).
 BATCH_BYTES = 128 << 20
+# Iterations a logistic fit may take (scikit-learn's default is 100; pvx's fits stop on a
+# stricter test).
+LOGISTIC_MAX_ITER = 5000
 # L-BFGS memory (correction pairs kept) of the logistic regression.
 HISTORY = 10
 # Per attribute and layer: score, its spread over folds, the shuffled-label baseline and its
@@ -813,17 +817,21 @@ def _lbfgs(
     grad, grad_image = gradient(point, image)
     history: list[tuple[Any, ...]] = []  # (s, its image, y, its image, 1 / s.y)
     stalled = np.zeros(len(point), dtype=bool)
-    for _ in range(5000):
+    fresh = np.ones(len(point), dtype=bool)  # no curvature pair yet (or since a restart)
+
+    def unconverged() -> np.ndarray:
         # the objective is `penalty`-strongly convex in the weights: value - minimum is about
         # |weights' gradient|² / (2 penalty) at most; both tests must pass to stop
         weight_norm = inner(
             grad[:, :size], grad[:, :size], None if grad_image is None else grad_image[:, :size]
         )
         intercept_norm = _inner(grad[:, size:], grad[:, size:])
-        active = (weight_norm + intercept_norm > tol**2) | (
+        return (weight_norm + intercept_norm > tol**2) | (
             weight_norm > 2 * penalty * LOGISTIC_RTOL * np.abs(value)
         )
-        active &= ~stalled
+
+    for _ in range(LOGISTIC_MAX_ITER):
+        active = unconverged() & ~stalled
         if not active.any():
             break
         # two-loop recursion: the quasi-Newton direction, per fit
@@ -839,14 +847,15 @@ def _lbfgs(
         if history:
             s, _, y, y_image, _ = history[-1]
             scale = (inner(s, y, y_image) / np.maximum(inner(y, y, y_image), 1e-300))[:, None]
+            scale[fresh] = 1.0
             q *= scale
             if carried:
                 q_image *= scale
-        else:  # first step: the weights' curvature is about the penalty's, the intercepts'
-            # about the loss's (at most 1/2): each scaled by its own
-            for v in (q, q_image) if carried else (q,):
-                v[:, :size] /= penalty[:, None]
-                v[:, size:] *= 2.0
+        # first step (and after a restart): the weights' curvature is about the penalty's,
+        # the intercepts' about the loss's (at most 1/2): each scaled by its own
+        for v in (q, q_image) if carried else (q,):
+            v[fresh, :size] /= penalty[fresh, None]
+            v[fresh, size:] *= 2.0
         for (s, s_image, y, _, rho), a in zip(history, reversed(alphas), strict=True):
             b = (rho * inner(y, q, q_image))[:, None]
             q += (a - b) * s
@@ -872,10 +881,16 @@ def _lbfgs(
             trial_value[failed] = loss(trial[failed], trial_image[failed], failed)
             worse = ~(trial_value[failed] <= value[failed] + 1e-4 * step[failed] * slope[failed])
             failed = failed[worse]
-        if len(failed):  # no decrease along the direction (rounding): the fit stays and ends
+        if len(failed):  # no decrease along the direction: the fit stays where it is, and
             trial[failed], trial_image[failed] = point[failed], image[failed]
             trial_value[failed] = value[failed]
-            stalled[failed] = True
+            # restarts from the gradient without its curvature pairs (a quasi-Newton
+            # direction can point uphill); only a failed gradient step ends it (rounding)
+            stalled[failed[fresh[failed]]] = True
+            restart = failed[~fresh[failed]]
+            for *_, old_rho in history:
+                old_rho[restart] = 0.0
+            fresh[restart] = True
         new_grad, new_grad_image = gradient(trial, trial_image)
         s, y = trial - point, new_grad - grad
         s_image = trial_image - image if carried else None
@@ -883,8 +898,18 @@ def _lbfgs(
         curvature = inner(s, y, y_image)
         rho = np.divide(1.0, curvature, out=np.zeros_like(curvature), where=curvature > 1e-300)
         history = [*history, (s, s_image, y, y_image, rho)][-HISTORY:]
+        fresh &= ~(rho > 0)
         point, image, value = trial, trial_image, trial_value
         grad, grad_image = new_grad, new_grad_image
+    short = int(unconverged().sum())
+    if short:  # as scikit-learn's ConvergenceWarning: the scores may be off
+        warnings.warn(
+            f"{short} of {len(point)} logistic probe fits stopped before converging "
+            "(rounding limits them: very large unnormalised vectors?); normalize=True "
+            "(the default) avoids it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return point
 
 
