@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from pvx._construct import _missing as _construct_missing
+from pvx._construct import _missing as _is_missing
 from pvx._construct import decode_sample_ids, encode_sample_ids
 from pvx._repository import METADATA_KEYS, StoreError
 
@@ -87,10 +87,6 @@ def _encode(values: np.ndarray, kind: str) -> np.ndarray:
         return encode_sample_ids(values)
     # Labels are strings; missing ones are stored as "" (the string type has no NaN).
     return np.array(["" if _is_missing(v) else str(v) for v in values], dtype=object)
-
-
-def _is_missing(value: Any) -> bool:
-    return _construct_missing(value)
 
 
 def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:

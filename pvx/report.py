@@ -600,14 +600,14 @@ def render(
             if len(figures) == drawn:  # nothing to colour by: drawn plain
                 figures.append(plot.projection(scores, title=f"{label} of {variant}"))
         page(method, label, f"{label} of the personas per layer (slider).", figures)
-    kmeans_page = clusters is not None and "kmeans" in settings["views"]
-    kmeans_page = kmeans_page and node("pca") is not None
-    if kmeans_page and node("pca").sizes["component"] < 2:
+    pca = node("pca")
+    kmeans_page = clusters is not None and "kmeans" in settings["views"] and pca is not None
+    if kmeans_page and pca.sizes["component"] < 2:
         say("  kmeans: no page: it is drawn on PCA, which needs a hidden size of 2 or more")
     elif kmeans_page:
         figures = [
             plot.projection(
-                node("pca")["scores"].sel(variant=v),
+                pca["scores"].sel(variant=v),
                 groups=clusters["cluster"].sel(variant=v),
                 title=f"k-means ({settings['n_clusters']} clusters) of {v} on PCA",
             )

@@ -564,6 +564,13 @@ def test_large_unnormalised_vectors_converge_as_scikit_learn_does(tol, monkeypat
     np.testing.assert_allclose(float(got["score"].item()), np.mean(scores))
 
 
+def test_fits_cut_short_warn(da, monkeypatch):
+    """As scikit-learn's ConvergenceWarning: a fit out of iterations says so."""
+    monkeypatch.setattr(attributes, "LOGISTIC_MAX_ITER", 2)
+    with pytest.warns(RuntimeWarning, match="logistic probe fits stopped before converging"):
+        attributes.probe(da, "tier", folds=FOLDS, permutations=0)
+
+
 def test_ordinal_and_numeric_values_that_cannot_be_ranked_are_named(da):
     n = da.sizes["persona"]
     levels = np.array([str(1 + i % 12) for i in range(n)], dtype=object)
