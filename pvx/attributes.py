@@ -49,10 +49,16 @@ LOGISTIC_TOL = 1e-4
 # ... and its bound on the objective's relative excess over its minimum: the absolute gradient
 # test alone stops far from the minimum when large unnormalised vectors make the loss small
 LOGISTIC_RTOL = 1e-6
+# The first run's gradient tolerance and iterations (float32 products): a stricter tolerance
+# is the second run's, and a first run that cannot meet its own is cut short (the rounding of
+# float32 products grows the coefficients along the Grams' null space, which a long run
+# makes large enough to spoil the second)
+FAST_TOL = 1e-4
+FAST_MAX_ITER = 300
 # Prepared Grams held at once while probing (the fits of a batch run together).
 BATCH_BYTES = 128 << 20
-# Iterations a logistic fit may take (scikit-learn's default is 100; pvx's fits stop on a
-# stricter test).
+# Iterations a logistic fit may take in each run (scikit-learn's default is 100; pvx's fits
+# stop on a stricter test).
 LOGISTIC_MAX_ITER = 5000
 # L-BFGS memory (correction pairs kept) of the logistic regression.
 HISTORY = 10
@@ -678,6 +684,11 @@ def _logistic(
     than they are long) and test rows in place of ``ks``, the same iterates are computed on
     ``W`` itself (``hidden`` wide, not ``n``): the two-loop recursion then works on vectors
     a few times smaller, and a direction's logits cost one product with ``Z``.
+
+    The fits run twice: first with float32 products (half the cost of the float64 ones,
+    which are most of it), then on from where they stopped with float64 products, fresh
+    curvature pairs and images made anew, so the tests that stop them are measured
+    exactly; that second run takes a few iterations.
     """
     count, r, k = len(blocks), len(y_train[0]), n_classes
     n = max(len(y[0]) for y in y_train)  # training personas
@@ -704,6 +715,8 @@ def _logistic(
     penalty = (1.0 / (C * weight_sum)).reshape(rows)
     size = k * n  # the logits' part of an image; the intercepts follow
     tol = LOGISTIC_TOL * min(1.0, 1.0 / C)
+    fast = True  # products in float32 (the first run), then float64
+    fast_tol = max(tol, FAST_TOL * min(1.0, 1.0 / C))  # float32 products reach no closer
 
     def log_softmax(image: np.ndarray) -> np.ndarray:
         logits = image[:, :size].reshape(-1, k, n) + image[:, size:, None]
@@ -727,6 +740,13 @@ def _logistic(
             assert kt_b is not None
             grams[b, : len(kt_b), : len(kt_b)] = kt_b
             ks[b, : len(ks_b), : ks_b.shape[1]] = ks_b
+        grams32 = grams.astype(np.float32)
+
+        def times_grams(coefficients: np.ndarray) -> np.ndarray:  # rows, size
+            by_block = coefficients.reshape(count, r * k, n)
+            if fast:
+                return (by_block.astype(np.float32) @ grams32).reshape(rows, size)
+            return (by_block @ grams).reshape(rows, size)  # Grams symmetric
 
         def loss(point: np.ndarray, image: np.ndarray, which: Any = slice(None)) -> np.ndarray:
             # the loss of the fits ``which`` (rows of point and image)
@@ -737,12 +757,26 @@ def _logistic(
             change = pointwise(image)
             grad, grad_image = np.empty_like(point), np.empty_like(point)
             grad[:, :size] = change.reshape(rows, size) + penalty[:, None] * point[:, :size]
-            product = change.reshape(count, r * k, n) @ grams  # Grams symmetric
-            grad_image[:, :size] = product.reshape(rows, size) + penalty[:, None] * image[:, :size]
+            product = times_grams(change.reshape(rows, size))
+            grad_image[:, :size] = product + penalty[:, None] * image[:, :size]
             grad[:, size:] = grad_image[:, size:] = change.sum(axis=2)
             return grad, grad_image
 
-        point = _lbfgs(np.zeros((rows, size + k)), loss, gradient, penalty, size, None, tol)
+        point = _lbfgs(
+            np.zeros((rows, size + k)),
+            loss,
+            gradient,
+            penalty,
+            size,
+            None,
+            fast_tol,
+            max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
+            final=False,
+        )
+        fast = False
+        image = point.copy()  # the intercepts; the logits made anew in float64
+        image[:, :size] = times_grams(point[:, :size])
+        point = _lbfgs(point, loss, gradient, penalty, size, None, tol, start_image=image)
         coefficients = point[:, :size].reshape(count, r * k, n)
         logits = coefficients @ ks.transpose(0, 2, 1)
     else:
@@ -755,11 +789,16 @@ def _logistic(
             train_rows[b, : len(z), : z.shape[1]] = z
             test_rows[b, : len(z_test), : z_test.shape[1]] = z_test
         width = k * rank
+        train_rows32 = train_rows.astype(np.float32)
 
         def image_of(point: np.ndarray) -> np.ndarray:
             image = np.empty((rows, size + k))
             weights = point[:, :width].reshape(count, r * k, rank)
-            image[:, :size] = (weights @ train_rows.transpose(0, 2, 1)).reshape(rows, size)
+            if fast:
+                logits = weights.astype(np.float32) @ train_rows32.transpose(0, 2, 1)
+            else:
+                logits = weights @ train_rows.transpose(0, 2, 1)
+            image[:, :size] = logits.reshape(rows, size)
             image[:, size:] = point[:, width:]
             return image
 
@@ -770,12 +809,29 @@ def _logistic(
         def gradient(point: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, None]:
             change = pointwise(image)
             grad = np.empty_like(point)
-            product = change.reshape(count, r * k, n) @ train_rows
+            by_block = change.reshape(count, r * k, n)
+            if fast:
+                product = by_block.astype(np.float32) @ train_rows32
+            else:
+                product = by_block @ train_rows
             grad[:, :width] = product.reshape(rows, width) + penalty[:, None] * point[:, :width]
             grad[:, width:] = change.sum(axis=2)
             return grad, None
 
-        point = _lbfgs(np.zeros((rows, width + k)), loss, gradient, penalty, width, image_of, tol)
+        start = np.zeros((rows, width + k))
+        point = _lbfgs(
+            start,
+            loss,
+            gradient,
+            penalty,
+            width,
+            image_of,
+            fast_tol,
+            max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
+            final=False,
+        )
+        fast = False
+        point = _lbfgs(point, loss, gradient, penalty, width, image_of, tol)
         logits = point[:, :width].reshape(count, r * k, rank) @ test_rows.transpose(0, 2, 1)
     logits = logits.reshape(count, r, k, m) + point[:, -k:].reshape(count, r, k, 1)
     logits[np.broadcast_to(~present[..., None], logits.shape)] = -np.inf  # absent from a fold
@@ -795,6 +851,10 @@ def _lbfgs(
     size: int,
     image_of: Callable[[np.ndarray], np.ndarray] | None,
     tol: float = LOGISTIC_TOL,
+    *,
+    start_image: np.ndarray | None = None,
+    max_iter: int | None = None,
+    final: bool = True,
 ) -> np.ndarray:
     """L-BFGS with backtracking (Armijo) for each row of ``point`` at once (the fits of
     :func:`_logistic`); returns the minimisers. The loss and gradient take a point and its
@@ -806,13 +866,20 @@ def _lbfgs(
     update, and the weights' inner product is a coefficient row with an image row (the
     gradient returns both the gradient and its image). With it, the point is the weights
     themselves: plain dot products, and one ``image_of`` per iteration for the direction.
+    ``start_image`` is the starting point's image when it is not zero (carried images);
+    ``max_iter`` defaults to :data:`LOGISTIC_MAX_ITER`. Fits still short of the stopping
+    tests at the end warn unless ``final`` is False (a first run with inexact products,
+    which a second run continues).
     """
     carried = image_of is None
 
     def inner(u: np.ndarray, v: np.ndarray, v_image: np.ndarray | None) -> np.ndarray:
         return _inner(u, v_image if carried else v)
 
-    image = np.zeros_like(point) if carried else image_of(point)
+    if carried:
+        image = np.zeros_like(point) if start_image is None else start_image
+    else:
+        image = image_of(point)
     value = loss(point, image)
     grad, grad_image = gradient(point, image)
     history: list[tuple[Any, ...]] = []  # (s, its image, y, its image, 1 / s.y)
@@ -830,7 +897,7 @@ def _lbfgs(
             weight_norm > 2 * penalty * LOGISTIC_RTOL * np.abs(value)
         )
 
-    for _ in range(LOGISTIC_MAX_ITER):
+    for _ in range(LOGISTIC_MAX_ITER if max_iter is None else max_iter):
         active = unconverged() & ~stalled
         if not active.any():
             break
@@ -901,7 +968,7 @@ def _lbfgs(
         fresh &= ~(rho > 0)
         point, image, value = trial, trial_image, trial_value
         grad, grad_image = new_grad, new_grad_image
-    short = int(unconverged().sum())
+    short = int(unconverged().sum()) if final else 0
     if short:  # as scikit-learn's ConvergenceWarning: the scores may be off
         warnings.warn(
             f"{short} of {len(point)} logistic probe fits stopped before converging "

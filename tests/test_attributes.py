@@ -86,11 +86,13 @@ def test_ridge_holds_at_huge_unnormalised_scales(hidden):
 
 
 @pytest.mark.parametrize("shape", ["narrow", "wide"])
-@pytest.mark.parametrize("backend", ["numpy", "dask"])
+@pytest.mark.parametrize("backend", ["numpy", "dask", "numpy, float32 run cut short"])
 def test_scores_equal_scikit_learn_on_the_same_folds(request, backend, shape, monkeypatch):
     # narrow: hidden (12) at most half the training personas, so the probes work on the
     # vectors (a factor of each fold's Gram); wide: on the Gram itself
     da = request.getfixturevalue("da" if shape == "narrow" else "wide")
+    if "cut short" in backend:  # the float64 run takes over after 3 float32 iterations
+        monkeypatch.setattr(attributes, "FAST_MAX_ITER", 3)
     kernel = attributes._probe_kernel
     paths = []
     monkeypatch.setattr(
