@@ -207,6 +207,11 @@ def umap_processes(workers: int | None = None) -> Iterator[None]:
         _umap_pool = None
 
 
+def worker_pool() -> Executor | None:
+    """The worker processes of the :func:`umap_processes` block running now, if any."""
+    return _umap_pool
+
+
 def _umap_fit(
     indices: np.ndarray,
     dists: np.ndarray,

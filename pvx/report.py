@@ -19,7 +19,8 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from pvx._store_results import (
     save_results,
 )
 from pvx.store import load, mask_strategies, models, open_store
-from pvx.views.html import write_index, write_page
+from pvx.views.html import write_index, write_page, write_plotly_bundle
 
 VIEWS = (
     "attributes",
@@ -236,20 +237,30 @@ def analyze(
     owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     # no progress messages, no progress bars
     quiet = options.set_options(progress=False) if progress is None else contextlib.nullcontext()
+    # the UMAP worker processes, started here, then draw a page while this one draws others
+    count = _umap_worker_count(da, views, _distributed_client())
+    workers = manifold.umap_processes(count) if count else contextlib.nullcontext()
     try:
-        with quiet:
-            results = compute_results(
-                da,
-                views,
-                n_clusters=n_clusters,
-                probe={"attributes": probed, "folds": folds, "permutations": permutations},
-                include_baseline=include_baseline,
+        with workers:
+            with quiet:
+                results = compute_results(
+                    da,
+                    views,
+                    n_clusters=n_clusters,
+                    probe={"attributes": probed, "folds": folds, "permutations": permutations},
+                    include_baseline=include_baseline,
+                    progress=say,
+                    path=staging / RESULTS,
+                    attrs={"settings": json.dumps(settings)},
+                )
+            say("drawing views")
+            render(
+                results,
+                staging,
                 progress=say,
-                path=staging / RESULTS,
-                attrs={"settings": json.dumps(settings)},
+                pool=manifold.worker_pool(),
+                results_path=staging / RESULTS,
             )
-        say("drawing views")
-        render(results, staging, progress=say)
         written = sorted(p.name for p in staging.iterdir())
         (staging / RUN_FILE).write_text(json.dumps({**settings, "files": written}, indent=2))
         replace_report(staging, out)
@@ -304,16 +315,13 @@ def compute_results(
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     client = _distributed_client()
-    lean = client is None and _layer_matrix_bytes(da) > LEAN_LAYER_BYTES
+    lean = _lean(da, client)
     if lean:
         say("thousands of personas: one task at a time, so memory holds about one layer")
+    count = _umap_worker_count(da, views, client)
     if "umap" in names and client is not None:
         _prepare_umap(say)
-    elif "umap" in names and not lean:
-        # UMAP's fits hold the GIL: in processes they leave the threads to the other work.
-        # Half the cores: UMAP is about a third of the job's CPU, and each worker holds its
-        # own ~0.37 GB of libraries (one worker was as fast as two on 2 cores).
-        count = max(1, (os.cpu_count() or 1) // 2)
+    elif "umap" in names and count:
         umap_workers = contextlib.ExitStack()
         umap_workers.enter_context(manifold.umap_processes(count))
         if dask.config.get("num_workers", None) is None and dask.config.get("pool", None) is None:
@@ -523,13 +531,70 @@ def _largest(values: np.ndarray, k: int) -> np.ndarray:
     return candidates[np.argsort(negated[candidates], kind="stable")][:k]
 
 
+# The report's pages, in the index's order
+PAGES = (
+    "attributes",
+    "pca",
+    "umap",
+    "isomap",
+    "kmeans",
+    "similarity",
+    "pairs",
+    "scree",
+    "dendrogram",
+    "variants",
+)
+# Pages drawn in a worker process, when one is up, while this one draws the others: the
+# similarity page reads every cosine back (3.7 of L's 7.6 s of drawing)
+PAGES_APART = ("similarity",)
+
+
 def render(
-    results: xr.DataTree, out: str | os.PathLike, *, progress: Progress | None = None
+    results: xr.DataTree,
+    out: str | os.PathLike,
+    *,
+    progress: Progress | None = None,
+    pool: Executor | None = None,
+    results_path: str | os.PathLike | None = None,
 ) -> Path:
-    """Draw one page per view and ``index.html`` from a results tree; nothing is recomputed."""
+    """Draw one page per view and ``index.html`` from a results tree; nothing is recomputed.
+
+    With a process ``pool`` and the ``results_path`` the tree was opened from, the pages of
+    :data:`PAGES_APART` are drawn in a worker process meanwhile."""
     say = progress or (lambda message: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_plotly_bundle(out)  # before any page: two processes must not both write it
+    apart = set(PAGES_APART) if pool is not None and results_path is not None else set()
+    elsewhere = (
+        pool.submit(_draw_pages_of, str(results_path), str(out), sorted(apart))
+        if pool is not None and apart
+        else None
+    )
+    pages = _draw_pages(results, out, lambda view: view not in apart, say)
+    if elsewhere is not None:
+        drawn, messages = elsewhere.result()
+        for message in messages:
+            say(message)
+        pages = sorted([*pages, *drawn], key=lambda p: PAGES.index(Path(p[0]).stem))
+    write_index(out, json.loads(results.attrs["settings"]), results, pages, results_name=RESULTS)
+    return out / "index.html"
+
+
+def _draw_pages_of(
+    results_path: str, out: str, views: list[str]
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """In a worker process: the pages ``views`` of the saved results, and their messages."""
+    messages: list[str] = []
+    results = open_results(results_path)
+    return _draw_pages(results, Path(out), lambda view: view in views, messages.append), messages
+
+
+def _draw_pages(
+    results: xr.DataTree, out: Path, wanted: Callable[[str], bool], say: Progress
+) -> list[tuple[str, str, str]]:
+    """Draw the pages ``wanted`` of a results tree; returns (file, title, description) of
+    each, in :data:`PAGES` order."""
     settings = json.loads(results.attrs["settings"])
     variants = settings["variants"]
     pages: list[tuple[str, str, str]] = []
@@ -543,7 +608,7 @@ def render(
         return results[name].to_dataset() if name in results.children else None
 
     probes = node("probe")
-    if probes is not None:
+    if probes is not None and wanted("attributes"):
         figures = []
         for v in variants:
             result = probes.sel(variant=v) if "variant" in probes.dims else probes
@@ -571,7 +636,7 @@ def render(
     clusters = node("kmeans")
     for method, label in (("pca", "PCA"), ("umap", "UMAP"), ("isomap", "Isomap")):
         result = node(method)
-        if result is None or method not in settings["views"]:
+        if result is None or method not in settings["views"] or not wanted(method):
             continue
         if method == "pca" and result.sizes["component"] < 2:
             say("  pca: no page: a projection needs 2 components and the hidden size is 1")
@@ -601,7 +666,9 @@ def render(
                 figures.append(plot.projection(scores, title=f"{label} of {variant}"))
         page(method, label, f"{label} of the personas per layer (slider).", figures)
     pca = node("pca")
-    kmeans_page = clusters is not None and "kmeans" in settings["views"] and pca is not None
+    kmeans_page = (
+        clusters is not None and "kmeans" in settings["views"] and pca is not None
+    ) and wanted("kmeans")
     if kmeans_page and pca.sizes["component"] < 2:
         say("  kmeans: no page: it is drawn on PCA, which needs a hidden size of 2 or more")
     elif kmeans_page:
@@ -615,7 +682,7 @@ def render(
         ]
         page("kmeans", "k-means", "Clusters matched across layers, drawn on PCA.", figures)
     cos, tree = node("cosine"), node("linkage")
-    if cos is not None:
+    if cos is not None and wanted("similarity"):
         figures = []
         for v in variants:
             order = tree.sel(variant=v) if tree is not None else None
@@ -641,14 +708,14 @@ def render(
             figures,
         )
     pairs = node("pairs")
-    if pairs is not None:
+    if pairs is not None and wanted("pairs"):
         figures = [
             plot.pair_trajectories(pairs.sel(variant=v), top=8, title="Most-changing pairs")
             for v in variants
         ]
         page("pairs", "Pairs", "Pairs whose similarity changes most across layers.", figures)
     scree = node("scree")
-    if scree is not None:
+    if scree is not None and wanted("scree"):
         figures = []
         for v in variants:
             evr = scree["explained_variance_ratio"].sel(variant=v)
@@ -657,22 +724,37 @@ def render(
                 plot.variance_heatmap(evr, cumulative=True, title="Cumulative variance"),
             ]
         page("scree", "Scree", "Explained variance per component and layer.", figures)
-    if tree is not None and "dendrogram" in settings["views"]:
+    if tree is not None and "dendrogram" in settings["views"] and wanted("dendrogram"):
         figures = [plot.dendrogram(tree.sel(variant=v), title="Ward dendrogram") for v in variants]
         page("dendrogram", "Dendrogram", "Hierarchical clustering per layer.", figures)
     moved = node("variants")
-    if moved is not None:
+    if moved is not None and wanted("variants"):
         page(
             "variants",
             "Variants",
             f"How the prompt variant moves each persona ({variants[0]} vs {variants[1]}).",
             [plot.variant_lines(moved, title=f"{variants[0]} vs {variants[1]}")],
         )
-    write_index(out, settings, results, pages, results_name=RESULTS)
-    return out / "index.html"
+    return pages
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _lean(da: xr.DataArray, client: Any) -> bool:
+    return client is None and _layer_matrix_bytes(da) > LEAN_LAYER_BYTES
+
+
+def _umap_worker_count(da: xr.DataArray, views: Collection[str], client: Any) -> int:
+    """UMAP worker processes for a computation of ``views``: half the cores on the local
+    scheduler, none in lean mode or on a distributed cluster (its workers are processes).
+
+    UMAP's fits hold the GIL: in processes they leave the threads to the other work. Half
+    the cores: UMAP is about a third of the job's CPU, and each worker holds its own
+    ~0.37 GB of libraries (one worker was as fast as two on 2 cores)."""
+    if "umap" not in views or client is not None or _lean(da, client):
+        return 0
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _distributed_client() -> Any:

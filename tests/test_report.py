@@ -88,6 +88,21 @@ def test_pages_redrawn_from_saved_results_are_identical(store, tmp_path):
             assert (tmp_path / "b" / page.name).read_text() == page.read_text(), page.name
 
 
+def test_a_page_drawn_in_the_umap_worker_equals_one_drawn_here(store, tmp_path):
+    """With UMAP's worker process up, the similarity page is drawn there meanwhile: the
+    same page, and the index keeps the pages' order."""
+    said: list[str] = []
+    views = ["umap", "similarity", "scree"]
+    index = report.analyze(store, views=views, out=tmp_path / "a", progress=said.append)
+    drawn = [m.split(":")[0].strip() for m in said if m.endswith("figure(s)")]
+    assert drawn == ["umap", "scree", "similarity"]  # the worker's page last
+    report.render(report.open_results(index.parent / "results.zarr"), tmp_path / "b")
+    for page in ("similarity.html", "umap.html", "scree.html"):
+        assert (tmp_path / "b" / page).read_text() == (index.parent / page).read_text()
+    links = index.read_text()
+    assert links.index("umap.html") < links.index("similarity.html") < links.index("scree.html")
+
+
 def test_another_runs_output_is_never_replaced(store, tmp_path):
     out = tmp_path / "out"
     report.analyze(store, views=["scree"], out=out, progress=None)

@@ -142,7 +142,12 @@ def write_page(path: Path, title: str, description: str, figures: list[Any]) -> 
 </body></html>
 """
     path.write_text(text, encoding="utf-8")
-    bundle = path.parent / "plotly.min.js"
+    write_plotly_bundle(path.parent)
+
+
+def write_plotly_bundle(folder: Path) -> None:
+    """``plotly.min.js`` in ``folder``, for the pages beside it (written once)."""
+    bundle = folder / "plotly.min.js"
     if not bundle.exists():
         import plotly.offline
 
