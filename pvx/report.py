@@ -12,6 +12,7 @@ Three steps, each usable on its own:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -254,6 +255,7 @@ def analyze(
                     attrs={"settings": json.dumps(settings)},
                 )
             say("drawing views")
+            _return_freed_memory()
             render(
                 results,
                 staging,
@@ -739,6 +741,18 @@ def _draw_pages(
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _return_freed_memory() -> None:
+    """Give the heap pages the computation freed back to the system. glibc keeps them in
+    its arenas, so this process would draw the pages at its computing peak while a worker
+    draws too (L: 1.25 GiB held here; ``malloc_trim`` took 9 ms at M, 0.59 -> 0.39 GiB)."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's C library: glibc only
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _lean(da: xr.DataArray, client: Any) -> bool:
