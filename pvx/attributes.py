@@ -54,7 +54,7 @@ LOGISTIC_RTOL = 1e-6
 # float32 products grows the coefficients along the Grams' null space, which a long run
 # makes large enough to spoil the second)
 FAST_TOL = 1e-4
-FAST_MAX_ITER = 300
+FAST_MAX_ITER = 100
 # Prepared Grams held at once while probing (the fits of a batch run together).
 BATCH_BYTES = 128 << 20
 # Iterations a logistic fit may take in each run (scikit-learn's default is 100; pvx's fits
@@ -716,7 +716,8 @@ def _logistic(
     size = k * n  # the logits' part of an image; the intercepts follow
     tol = LOGISTIC_TOL * min(1.0, 1.0 / C)
     fast = True  # products in float32 (the first run), then float64
-    fast_tol = max(tol, FAST_TOL * min(1.0, 1.0 / C))  # float32 products reach no closer
+    fast_tol = max(tol, FAST_TOL * min(1.0, 1.0 / C))  # a stricter tol is float64's alone
+    quiet_overflow = np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
     def log_softmax(image: np.ndarray) -> np.ndarray:
         logits = image[:, :size].reshape(-1, k, n) + image[:, size:, None]
@@ -762,21 +763,34 @@ def _logistic(
             grad[:, size:] = grad_image[:, size:] = change.sum(axis=2)
             return grad, grad_image
 
-        point = _lbfgs(
-            np.zeros((rows, size + k)),
-            loss,
-            gradient,
-            penalty,
-            size,
-            None,
-            fast_tol,
-            max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
-            final=False,
-        )
+        def exact_image(point: np.ndarray) -> np.ndarray:
+            image = point.copy()  # the intercepts; the logits made anew in float64
+            image[:, :size] = times_grams(point[:, :size])
+            return image
+
+        with quiet_overflow:  # far points of the float32 run overflow; the next run decides
+            point = _lbfgs(
+                np.zeros((rows, size + k)),
+                loss,
+                gradient,
+                penalty,
+                size,
+                None,
+                fast_tol,
+                max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
+                final=False,
+            )
         fast = False
-        image = point.copy()  # the intercepts; the logits made anew in float64
-        image[:, :size] = times_grams(point[:, :size])
+        point, image = _trusted(point, exact_image(point), loss)
         point = _lbfgs(point, loss, gradient, penalty, size, None, tol, start_image=image)
+        # The images were carried through every update: where the exact ones show a
+        # negative |W|² or a loss above the start's, rounding misled the run (a far start
+        # from the float32 run): those fits run again from zero, as they did before it
+        image = exact_image(point)
+        lost = _untrusted(point, image, loss, size)
+        if lost.any():
+            point[lost], image[lost] = 0.0, 0.0
+            point = _lbfgs(point, loss, gradient, penalty, size, None, tol, start_image=image)
         coefficients = point[:, :size].reshape(count, r * k, n)
         logits = coefficients @ ks.transpose(0, 2, 1)
     else:
@@ -819,24 +833,48 @@ def _logistic(
             return grad, None
 
         start = np.zeros((rows, width + k))
-        point = _lbfgs(
-            start,
-            loss,
-            gradient,
-            penalty,
-            width,
-            image_of,
-            fast_tol,
-            max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
-            final=False,
-        )
+        with quiet_overflow:
+            point = _lbfgs(
+                start,
+                loss,
+                gradient,
+                penalty,
+                width,
+                image_of,
+                fast_tol,
+                max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
+                final=False,
+            )
         fast = False
+        point, _ = _trusted(point, image_of(point), loss)
         point = _lbfgs(point, loss, gradient, penalty, width, image_of, tol)
         logits = point[:, :width].reshape(count, r * k, rank) @ test_rows.transpose(0, 2, 1)
     logits = logits.reshape(count, r, k, m) + point[:, -k:].reshape(count, r, k, 1)
     logits[np.broadcast_to(~present[..., None], logits.shape)] = -np.inf  # absent from a fold
     predicted = np.argmax(logits, axis=2)  # count, r, m
     return [predicted[b, :, : len(test)] for b, (_, test) in enumerate(blocks)]
+
+
+def _trusted(
+    point: np.ndarray, image: np.ndarray, loss: Callable[..., np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 run's points and their exact images, with the fits whose exact loss is
+    not below the start's (zero) put back at zero: float32 rounding of the carried images
+    can lead a run of ill-conditioned vectors far off while its own loss falls."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        lost = ~(loss(point, image) <= loss(np.zeros_like(point), np.zeros_like(image)))
+    point[lost], image[lost] = 0.0, 0.0
+    return point, image
+
+
+def _untrusted(
+    point: np.ndarray, image: np.ndarray, loss: Callable[..., np.ndarray], size: int
+) -> np.ndarray:
+    """Fits whose exact image shows a negative weight norm or a loss above the start's."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = _inner(point[:, :size], image[:, :size])
+        start = loss(np.zeros_like(point), np.zeros_like(image))
+        return ~(norms >= 0) | ~(loss(point, image) <= start)
 
 
 def _inner(u: np.ndarray, v: np.ndarray) -> np.ndarray:

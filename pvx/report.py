@@ -18,10 +18,11 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from pathlib import Path
 from typing import Any
 
@@ -575,7 +576,11 @@ def render(
     )
     pages = _draw_pages(results, out, lambda view: view not in apart, say)
     if elsewhere is not None:
-        drawn, messages = elsewhere.result()
+        try:
+            drawn, messages = elsewhere.result()
+        except BrokenExecutor:  # the worker died (killed, out of memory): drawn here instead
+            messages = ["  the worker process drawing pages stopped: drawing them here"]
+            drawn = _draw_pages(results, out, lambda view: view in apart, messages.append)
         for message in messages:
             say(message)
         pages = sorted([*pages, *drawn], key=lambda p: PAGES.index(Path(p[0]).stem))
@@ -748,9 +753,11 @@ def _return_freed_memory() -> None:
     its arenas, so this process would draw the pages at its computing peak while a worker
     draws too (L: 1.25 GiB held here; ``malloc_trim`` took 9 ms at M, 0.59 -> 0.39 GiB)."""
     gc.collect()
+    if not sys.platform.startswith("linux"):
+        return
     try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's C library: glibc only
-    except (OSError, AttributeError):
+        trim = ctypes.CDLL(None).malloc_trim  # the process's C library: glibc only (not musl)
+    except (OSError, AttributeError, TypeError):
         return
     trim(0)
 

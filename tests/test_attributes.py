@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -564,6 +566,36 @@ def test_large_unnormalised_vectors_converge_as_scikit_learn_does(tol, monkeypat
         pipe = make_pipeline(StandardScaler(with_std=False), model).fit(x[train, 0], y[train])
         scores.append(balanced_accuracy_score(y[test], pipe.predict(x[test, 0])))
     np.testing.assert_allclose(float(got["score"].item()), np.mean(scores))
+
+
+def test_ill_conditioned_vectors_and_a_weak_penalty_score_as_scikit_learn_does():
+    """A few hidden units 100x the rest (as LLMs' massive activations), C=100, the Gram
+    path: the float32 first run's carried images drifted until its points were far off
+    while its own loss fell, and the float64 run from there ended at 0.63 (scikit-learn
+    0.72) without a warning. Such fits now start the float64 run from zero."""
+    rng = np.random.default_rng(1)
+    n, hidden, k, C = 60, 80, 3, 100.0
+    y = rng.integers(0, k, n)
+    y[:k] = np.arange(k)
+    x = rng.normal(size=(n, 2, hidden)) + 0.5 * rng.normal(size=(k, hidden))[y][:, None, :]
+    x[..., rng.choice(hidden, 3, replace=False)] *= 100.0
+    da = xr.DataArray(x, dims=("persona", "layer", "hidden"), coords={"layer": [0, 1]})
+    da = da.assign_coords(
+        id=("persona", [f"p{i:03d}" for i in rng.permutation(n)]),
+        cls=("persona", np.array([f"c{v}" for v in y], dtype=object), {"kind": "categorical"}),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow noise from the float32 run either
+        got = attributes.probe(da, "cls", folds=4, permutations=0, seed=3, C=C)
+    folds = _same_folds(da, y, StratifiedKFold(4, shuffle=True, random_state=3))
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=100000, tol=1e-12)
+    for layer in range(2):
+        scores = []
+        for train, test in folds:
+            pipe = make_pipeline(StandardScaler(with_std=False), Normalizer(), model)
+            pipe.fit(x[train, layer], y[train])
+            scores.append(balanced_accuracy_score(y[test], pipe.predict(x[test, layer])))
+        np.testing.assert_allclose(float(got["score"][layer]), np.mean(scores))
 
 
 def test_fits_cut_short_warn(da, monkeypatch):

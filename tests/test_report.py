@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
 import json
 import subprocess
 import sys
@@ -101,6 +103,25 @@ def test_a_page_drawn_in_the_umap_worker_equals_one_drawn_here(store, tmp_path):
         assert (tmp_path / "b" / page).read_text() == (index.parent / page).read_text()
     links = index.read_text()
     assert links.index("umap.html") < links.index("similarity.html") < links.index("scree.html")
+
+
+def test_pages_of_a_worker_that_died_are_drawn_here(store, tmp_path):
+    """A worker killed while drawing (out of memory, say) costs time, not the report."""
+
+    class DeadPool(concurrent.futures.Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            future = concurrent.futures.Future()
+            future.set_exception(concurrent.futures.process.BrokenProcessPool("killed"))
+            return future
+
+    index = report.analyze(store, views=["similarity", "scree"], out=tmp_path / "a", progress=None)
+    said: list[str] = []
+    results = report.open_results(index.parent / "results.zarr")
+    path = index.parent / "results.zarr"
+    report.render(results, tmp_path / "b", progress=said.append, pool=DeadPool(), results_path=path)
+    assert any("stopped: drawing them here" in m for m in said)
+    for page in ("similarity.html", "scree.html"):
+        assert (tmp_path / "b" / page).read_text() == (index.parent / page).read_text()
 
 
 def test_another_runs_output_is_never_replaced(store, tmp_path):
