@@ -768,31 +768,10 @@ def _logistic(
             image[:, :size] = times_grams(point[:, :size])
             return image
 
-        with quiet_overflow:  # far points of the float32 run overflow; the next run decides
-            point = _lbfgs(
-                np.zeros((rows, size + k)),
-                loss,
-                gradient,
-                penalty,
-                size,
-                None,
-                fast_tol,
-                max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
-                final=False,
-            )
-        fast = False
-        point, image = _trusted(point, exact_image(point), loss)
-        point = _lbfgs(point, loss, gradient, penalty, size, None, tol, start_image=image)
-        # The images were carried through every update: where the exact ones show a
-        # negative |W|² or a loss above the start's, rounding misled the run (a far start
-        # from the float32 run): those fits run again from zero, as they did before it
-        image = exact_image(point)
-        lost = _untrusted(point, image, loss, size)
-        if lost.any():
-            point[lost], image[lost] = 0.0, 0.0
-            point = _lbfgs(point, loss, gradient, penalty, size, None, tol, start_image=image)
-        coefficients = point[:, :size].reshape(count, r * k, n)
-        logits = coefficients @ ks.transpose(0, 2, 1)
+        def test_logits(point: np.ndarray) -> np.ndarray:
+            return point[:, :size].reshape(count, r * k, n) @ ks.transpose(0, 2, 1)
+
+        weights, image_of = size, None
     else:
         # A point is (W, intercepts) as (rows, k * hidden + k); its image is its logits on
         # the training rows, then the intercepts, as above
@@ -832,23 +811,35 @@ def _logistic(
             grad[:, width:] = change.sum(axis=2)
             return grad, None
 
-        start = np.zeros((rows, width + k))
-        with quiet_overflow:
-            point = _lbfgs(
-                start,
-                loss,
-                gradient,
-                penalty,
-                width,
-                image_of,
-                fast_tol,
-                max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
-                final=False,
-            )
-        fast = False
-        point, _ = _trusted(point, image_of(point), loss)
-        point = _lbfgs(point, loss, gradient, penalty, width, image_of, tol)
-        logits = point[:, :width].reshape(count, r * k, rank) @ test_rows.transpose(0, 2, 1)
+        def test_logits(point: np.ndarray) -> np.ndarray:
+            return point[:, :width].reshape(count, r * k, rank) @ test_rows.transpose(0, 2, 1)
+
+        weights, exact_image = width, image_of
+    # The float32 run, then the float64 run from where it stopped (with its exact images)
+    with quiet_overflow:  # far points of the float32 run overflow; the next run decides
+        point = _lbfgs(
+            np.zeros((rows, weights + k)),
+            loss,
+            gradient,
+            penalty,
+            weights,
+            image_of,
+            fast_tol,
+            max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
+            final=False,
+        )
+    fast = False
+    point, image = _trusted(point, exact_image(point), loss)
+    point = _lbfgs(point, loss, gradient, penalty, weights, image_of, tol, start_image=image)
+    # Images were carried through every update: where the exact ones show a negative |W|²
+    # or a loss above the start's, rounding misled the run (a far start from the float32
+    # run): those fits run again from zero, as they did before it
+    image = exact_image(point)
+    lost = _untrusted(point, image if image_of is None else point, image, loss, weights)
+    if lost.any():
+        point[lost], image[lost] = 0.0, 0.0
+        point = _lbfgs(point, loss, gradient, penalty, weights, image_of, tol, start_image=image)
+    logits = test_logits(point)
     logits = logits.reshape(count, r, k, m) + point[:, -k:].reshape(count, r, k, 1)
     logits[np.broadcast_to(~present[..., None], logits.shape)] = -np.inf  # absent from a fold
     predicted = np.argmax(logits, axis=2)  # count, r, m
@@ -868,11 +859,16 @@ def _trusted(
 
 
 def _untrusted(
-    point: np.ndarray, image: np.ndarray, loss: Callable[..., np.ndarray], size: int
+    point: np.ndarray,
+    metric: np.ndarray,
+    image: np.ndarray,
+    loss: Callable[..., np.ndarray],
+    weights: int,
 ) -> np.ndarray:
-    """Fits whose exact image shows a negative weight norm or a loss above the start's."""
+    """Fits whose weight norm ``point · metric`` (``metric``: the image on the dual path,
+    the point itself on the weights') is negative or whose loss is above the start's."""
     with np.errstate(over="ignore", invalid="ignore"):
-        norms = _inner(point[:, :size], image[:, :size])
+        norms = _inner(point[:, :weights], metric[:, :weights])
         start = loss(np.zeros_like(point), np.zeros_like(image))
         return ~(norms >= 0) | ~(loss(point, image) <= start)
 

@@ -751,7 +751,8 @@ def _draw_pages(
 def _return_freed_memory() -> None:
     """Give the heap pages the computation freed back to the system. glibc keeps them in
     its arenas, so this process would draw the pages at its computing peak while a worker
-    draws too (L: 1.25 GiB held here; ``malloc_trim`` took 9 ms at M, 0.59 -> 0.39 GiB)."""
+    draws too (L's process tree: 1.99 GiB without it, 1.59 GiB with it; at M it took 9 ms
+    and brought this process from 0.59 to 0.39 GiB)."""
     gc.collect()
     if not sys.platform.startswith("linux"):
         return
