@@ -567,13 +567,13 @@ def _prepared_blocks(
     an intercept or compares distances) and that keeps their intercepts apart from their
     weights."""
     train, test = rows[train], rows[test]
-    # each vector's product with the training mean (k is symmetric: training rows only, so a
-    # persona outside the probe, e.g. with a missing value, never enters)
-    mean_products = k[train].mean(axis=0)
-    mp_train, mp_test = mean_products[train], mean_products[test]
-    total = mp_train.mean()
     kt = k[np.ix_(train, train)]
     ks = k[np.ix_(test, train)]
+    # each vector's product with the training mean, from training rows only (k symmetric), so
+    # a persona outside the probe (e.g. with a missing value) never enters; the sums run as
+    # over k[train] but gather no rows beyond the blocks
+    mp_train, mp_test = kt.mean(axis=0), k[np.ix_(train, test)].mean(axis=0)
+    total = mp_train.mean()
     kt -= mp_train[:, None]
     kt -= mp_train[None, :] - total
     ks -= mp_test[:, None]
