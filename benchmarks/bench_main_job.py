@@ -12,6 +12,9 @@
    folder size, figures per page.
 4. The floor, in this process: NumPy's ``X @ X.T`` per layer (float32, in memory) over both
    variants.
+5. The UMAP page's fits alone, in this process: one umap-learn fit as the report runs it,
+   timed on a few layers, times every layer of every variant, spread over every core: the
+   least the default report's UMAP page can cost on this machine.
 
 Defaults are Gemma-2-9B's shape (1000 x 42 x 3584).
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -103,6 +107,41 @@ def floor_seconds(store: Path) -> float:
     return total
 
 
+def umap_seconds(store: Path, sample: int = 3) -> tuple[float, int]:
+    """Seconds of one UMAP fit as the default report runs it (umap-learn from pvx's exact
+    neighbours and PCA start, ``DEFAULT_UMAP_EPOCHS``; neither timed, as the report shares
+    its Gram), the median over ``sample`` layers of the first variant after a warm-up; and
+    how many fits the default report makes (every layer of every variant)."""
+    import pvx.manifold as manifold
+
+    tree = pvx.open_store(store)
+    variants = pvx.variants(tree)
+    da = pvx.load(tree, variants[0])
+    n_layer = da.sizes["layer"]
+    manifold.prepare_umap()  # umap-learn's compiled code, loaded once per process
+    times = []
+    for j in np.linspace(0, n_layer - 1, sample).round().astype(int):
+        x = da.isel(layer=j).values.astype(np.float64)
+        x -= x.mean(axis=0)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        gram = x @ x.T
+        indices, dists = manifold._neighbors_from_gram(gram, min(15, len(x) - 1))
+        values, vectors = np.linalg.eigh(gram)
+        start = manifold._umap_start(vectors[:, ::-1][:, :2] * np.sqrt(values[::-1][:2]))
+        began = time.perf_counter()
+        manifold._umap_fit(
+            indices,
+            dists,
+            start,
+            n_neighbors=min(15, len(x) - 1),
+            n_components=2,
+            seed=42,
+            n_epochs=manifold.DEFAULT_UMAP_EPOCHS,
+        )
+        times.append(time.perf_counter() - began)
+    return float(np.median(times)), n_layer * len(variants)
+
+
 def run_measured(command: list[str]) -> tuple[float, float, float, str]:
     """Run ``command``; return its wall time (s), the peak RSS of its main process and the
     peak of the summed RSS of its whole process tree (GiB, sampled every 0.1 s), and its
@@ -159,6 +198,8 @@ def main() -> None:
     )
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     floor = floor_seconds(store)
+    one_fit, fits = umap_seconds(store)
+    cores = os.cpu_count() or 1
     shape = dict(pvx.load(store, pvx.variants(store)[0]).sizes)
     print(f"store {store}: {shape}" + ("" if args.store else ", bf16 source"))
     print(
@@ -167,6 +208,11 @@ def main() -> None:
     )
     print(f"floor, NumPy X @ X.T per layer of every variant: {floor:.2f} s")
     print(f"ratio: {analyze / floor:.1f}x the floor")
+    least = one_fit * fits / cores
+    print(
+        f"UMAP page's fits alone: {fits} x {one_fit:.2f} s over {cores} cores = {least:.1f} s "
+        f"at the least ({least / floor:.1f}x the floor)"
+    )
     print(f"report folder: {size:.0f} MiB")
     for name in sorted(p.name for p in out.iterdir()):
         path = out / name
