@@ -428,6 +428,32 @@ def test_heatmap_escapes_labels(acts):
     assert "<img" not in fig.to_json()
 
 
+
+def test_labels_shortened_alike_stay_apart(da):
+    # Plotly merges equal categories: labels cut to the same text must not draw as one row
+    prefix = "organisation-member-persona-record-number-"  # longer than the label limit
+    ids = [prefix + f"{i:03d}" for i in range(da.sizes["persona"])]
+    long_ids = da.assign_coords(id=("persona", ids)).set_xindex("id")
+    fig = pvx.plot.heatmap(similarity.cosine(long_ids, layer=10))
+    x, axis = list(fig.data[0].x), fig.layout.xaxis
+    assert len(set(x)) == len(x) == da.sizes["persona"] and x == list(fig.data[0].y)
+    assert prefix + "003" in x  # whole on hover
+    assert list(axis.tickvals) == x and list(fig.layout.yaxis.tickvals) == x
+    assert all(len(t) <= pvx.plot.LABEL_LIMIT for t in axis.ticktext)
+
+    attributes = {a: prefix + a for a in ("age", "education", "region")}
+    renamed = da.rename(attributes)
+    v = renamed.pv.association()
+    fig = pvx.plot.association_heatmap(v)
+    drawn = list(fig.data[0].x)
+    assert set(attributes.values()) <= set(drawn) and len(set(drawn)) == len(drawn)
+    assert all(len(t) <= pvx.plot.LABEL_LIMIT for t in fig.layout.yaxis.ticktext)
+    result = renamed.pv.probe(list(attributes.values()), folds=2, permutations=1).compute()
+    fig = pvx.plot.probe_heatmap(result)
+    assert sorted(fig.data[0].y) == sorted(attributes.values())
+    assert all(len(t) <= pvx.plot.LABEL_LIMIT for t in fig.layout.yaxis.ticktext)
+
+
 # --------------------------------------------------------------------------- lines
 
 

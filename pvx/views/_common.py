@@ -44,6 +44,14 @@ def _label(value: Any, limit: int = LABEL_LIMIT) -> str:
     return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+def _category_axis(values: Sequence[Any]) -> tuple[list[str], dict[str, Any]]:
+    """A Plotly category axis of ``values``: the categories (each label whole and escaped:
+    Plotly merges equal categories, so labels shortened alike would draw as one row, and
+    hover shows the category) and the axis settings that show them shortened."""
+    whole = [_esc(v) for v in values]
+    return whole, {"type": "category", "tickvals": whole, "ticktext": [_label(v) for v in values]}
+
+
 def _computed(obj: Any) -> Any:
     """``obj`` with dask data computed (numpy-backed objects pass through)."""
     return obj.compute() if hasattr(obj, "compute") else obj

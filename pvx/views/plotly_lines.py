@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from pvx import _colors
-from pvx.views._common import _esc, _label, _variant_note
+from pvx.views._common import _category_axis, _esc, _label, _variant_note
 from pvx.views.charts import (
     LineChart,
     _layer_axis,
@@ -301,10 +301,11 @@ def probe_heatmap(
     import plotly.graph_objects as go
 
     gain = gain_grid(result)
+    attributes, attribute_axis = _category_axis(gain["attribute"].values)
     trace = go.Heatmap(
         z=gain.values.astype(np.float32),
         x=[str(v) for v in gain["layer"].values],
-        y=[_label(a) for a in gain["attribute"].values],
+        y=attributes,
         colorscale=_colors.NUMERIC_SCALE,
         colorbar={"title": {"text": "gain"}},
         hovertemplate="%{y}<br>layer %{x}<br>gain over shuffled %{z:.3f}<extra></extra>",
@@ -314,7 +315,7 @@ def probe_heatmap(
         "title": {"text": _esc(heading) + _variant_note(gain)},
         "template": "plotly_white",
         "xaxis": {"title": {"text": "layer"}, "type": "category"},
-        "yaxis": {"title": {"text": "attribute"}, "autorange": "reversed"},
+        "yaxis": {"title": {"text": "attribute"}, "autorange": "reversed", **attribute_axis},
         "width": width,
         "height": height,
     }
@@ -347,7 +348,7 @@ def association_heatmap(
     import plotly.graph_objects as go
 
     grid = association_grid(v)
-    ticks = [_label(a) for a in grid["attribute"].values]
+    ticks, tick_axis = _category_axis(grid["attribute"].values)
     trace = go.Heatmap(
         z=grid.values.astype(np.float32),
         x=ticks,
@@ -363,8 +364,8 @@ def association_heatmap(
     layout = {
         "title": {"text": _esc(heading)},
         "template": "plotly_white",
-        "xaxis": {"type": "category", "tickangle": -45},
-        "yaxis": {"type": "category", "autorange": "reversed", "scaleanchor": "x"},
+        "xaxis": {**tick_axis, "tickangle": -45},
+        "yaxis": {**tick_axis, "autorange": "reversed", "scaleanchor": "x"},
         "width": width,
         "height": height,
     }

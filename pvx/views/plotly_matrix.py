@@ -12,6 +12,7 @@ from pvx.views import charts
 from pvx.views._common import (
     _INK,
     _animation,
+    _category_axis,
     _esc,
     _label,
     _layer_title,
@@ -89,7 +90,7 @@ def heatmap(
         sim, order=order, order_layer=order_layer, labels=labels, max_rows=max_rows, title=title
     )
     z, layers = prepared.z, prepared.layers
-    ticks = [_label(t) for t in prepared.ticks]
+    ticks, tick_axis = _category_axis(prepared.ticks)
     rows = len(ticks)
     cells = rows * rows * len(layers)
     small = precision == "float32" or (precision == "auto" and cells <= 2_500_000)
@@ -125,18 +126,20 @@ def heatmap(
         trace["textfont"] = {"size": 10}
     heading = _esc(prepared.title)
     show_ticks = rows <= 60
+    if not show_ticks:  # no tick labels drawn: none written
+        tick_axis = {"type": "category"}
     layout: dict[str, Any] = {
         "title": {"text": heading},
         "template": "plotly_white",
         "xaxis": {
+            **tick_axis,
             "showticklabels": show_ticks,
-            "type": "category",
             "tickangle": -45,
             "showgrid": False,
         },
         "yaxis": {
+            **tick_axis,
             "showticklabels": show_ticks,
-            "type": "category",
             "autorange": "reversed",
             "scaleanchor": "x",
             "showgrid": False,
