@@ -18,7 +18,7 @@ import zarr
 
 from pvx._construct import _missing as _is_missing
 from pvx._construct import decode_sample_ids, encode_sample_ids
-from pvx._repository import METADATA_KEYS, StoreError
+from pvx._repository import CHECKSUM_FILE, METADATA_KEYS, StoreError
 
 FORMAT_VERSION = 2
 DEFAULT_PERSONA_BLOCK = 64
@@ -38,12 +38,15 @@ _EVERY_CHUNK = {"write_empty_chunks": True}
 
 
 NAME_LIMIT = 128  # characters: names become file names, which most systems cap at 255 bytes
+NAME_BYTES = 255  # ... in UTF-8, which 128 characters outside ASCII can exceed
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
 
 PVX_ARRAYS = ("vectors", "layer", "hidden", "persona", "variant", "id", "name", "sample_ids")
+# dimensions pvx's results put beside ``persona``: an attribute so named would be dropped
+RESULT_DIMS = ("component", "persona_other")
 
 
 RESERVED_PREFIXES = ("_", ".")
@@ -110,10 +113,14 @@ def _name_problem(name: Hashable) -> str | None:
         return f"starts with {name[0]!r}, which pvx and Zarr reserve"
     if name in PVX_ARRAYS:
         return "is reserved: pvx stores its own data under that name"
+    if name in RESULT_DIMS:
+        return "is reserved: pvx's results (PCA, UMAP, pairwise) use it as a dimension"
     if name in METADATA_KEYS:
         return "is the name of Zarr's metadata files"
     if len(name) > NAME_LIMIT:
         return f"is longer than {NAME_LIMIT} characters"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_BYTES:
+        return f"takes more than {NAME_BYTES} bytes in UTF-8 (a file name's limit)"
     return None
 
 
@@ -121,8 +128,12 @@ def _suggest(name: Hashable) -> str:
     text = "".join(
         "_" if c == "/" or unicodedata.category(c) in ("Cc", "Cf") else c for c in str(name)
     )
-    text = text.lstrip("_.").strip()[:NAME_LIMIT] or "attribute"
-    return f"{text}_attr" if text in PVX_ARRAYS or text in METADATA_KEYS else text
+    text = text.lstrip("_.").strip()[:NAME_LIMIT]
+    while len(text.encode("utf-8", "surrogatepass")) > NAME_BYTES:
+        text = text[:-1]
+    text = text or "attribute"
+    reserved = (*PVX_ARRAYS, *RESULT_DIMS, *METADATA_KEYS)
+    return f"{text}_attr" if text in reserved else text
 
 
 def _identity(
@@ -166,7 +177,7 @@ def _model_dir(root: zarr.Group, model: str) -> str:
         if name == model:
             return str(model_dir)
     base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip("._+=-")[:NAME_LIMIT] or "model"
-    if base in METADATA_KEYS:
+    if base in METADATA_KEYS or base == CHECKSUM_FILE:  # a published copy's own files
         base = "model"
     candidate, k = base, 1
     while candidate in models or candidate in root:

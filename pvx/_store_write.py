@@ -256,6 +256,12 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
     if extra:
         da = da.assign_coords(extra)
     if "sample_ids" in da.coords and "sample_ids" not in column_attrs:
+        if any(len(ids) for ids in da["sample_ids"].values):
+            raise ValueError(
+                f"{func}(): the variant was written without sample_ids, so these personas' "
+                "would be lost; drop them (da.drop_vars('sample_ids')) or write the variant "
+                "anew with sample_ids for every persona"
+            )
         da = da.drop_vars("sample_ids")
     if da.dtype != stored_dtype:
         with np.errstate(over="ignore"):  # overflow is reported below, with the fix

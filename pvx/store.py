@@ -567,7 +567,16 @@ def set_attribute(
         The snapshot id of the new version.
     """
     _check_attribute_names([name], func="set_attribute")
-    values = dict(pd.Series(values).items()) if isinstance(values, pd.Series) else dict(values)
+    if isinstance(values, pd.Series):
+        repeated = values.index[values.index.duplicated()].unique().tolist()
+        if repeated:  # a dict would keep the last silently
+            raise ValueError(
+                f"set_attribute(): persona ids {repeated[:5]} appear more than once in the "
+                "values; give one value per id (e.g. values[~values.index.duplicated()])"
+            )
+        values = dict(values.items())
+    else:
+        values = dict(values)
     # One kind for every variant, from all the values (errors before anything is written)
     kind = attribute_variable(list(values.values()), kind=kind, order=order).attrs["kind"]
     location = _writable(store, storage_options)

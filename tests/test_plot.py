@@ -428,7 +428,6 @@ def test_heatmap_escapes_labels(acts):
     assert "<img" not in fig.to_json()
 
 
-
 def test_labels_shortened_alike_stay_apart(da):
     # Plotly merges equal categories: labels cut to the same text must not draw as one row
     prefix = "organisation-member-persona-record-number-"  # longer than the label limit

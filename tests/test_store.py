@@ -15,6 +15,7 @@ from collections.abc import Callable
 import dask.array
 import icechunk
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import zarr.storage
@@ -640,3 +641,38 @@ def test_several_variants_keep_each_ones_provenance(store, tmp_path):
         got.drop_vars("sample_ids").mean("hidden").to_dataset().to_zarr(
             tmp_path / "r.zarr", consolidated=False
         )
+
+
+def test_a_model_is_found_by_its_own_name_before_another_models_folder(store):
+    # "x/y" is kept in folder "x--y"; a model named "x--y" then gets another folder
+    pvx.write_variant(store, vectors_for(["a"]), model="x/y")
+    pvx.write_variant(store, vectors_for(["a"], seed=1), model="x--y")
+    assert pvx.models(store) == ["x/y", "x--y"]
+    got = pvx.load(store, "biography", model="x--y")
+    assert got.attrs["model"] == "x--y"
+    np.testing.assert_array_equal(got.values[0], _persona_data("a", len(LAYERS), 1).astype("f4"))
+    pvx.set_attribute(store, "mood", {"a": "calm"}, model="x--y")
+    assert "mood" in pvx.load(store, "biography", model="x--y").coords
+    assert "mood" not in pvx.load(store, "biography", model="x/y").coords
+    # the folder name still finds a model that no other model's name claims
+    assert pvx.load(store, "biography", model="x--y-2").attrs["model"] == "x--y"
+
+
+def test_names_that_would_break_a_published_copy_are_refused_or_kept_apart(store, tmp_path):
+    pvx.write_variant(store, vectors_for(["a"]), model="pvx-checksums.json")
+    pvx.store.publish(store, tmp_path / "pub.zarr")
+    assert pvx.load(tmp_path / "pub.zarr", "biography").attrs["model"] == "pvx-checksums.json"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="more than 255 bytes in UTF-8"):
+        pvx.set_attribute(store, "😀" * 100, {"a": "x"})
+    with pytest.raises(ValueError, match="'component' is reserved: pvx's results"):
+        pvx.set_attribute(store, "component", {"a": "x"})
+    with pytest.raises(ValueError, match=r"persona ids \['a'\] appear more than once"):
+        pvx.set_attribute(store, "mood", pd.Series(["calm", "angry"], index=["a", "a"]))
+    with pytest.raises(ValueError, match="written without sample_ids, so these personas'"):
+        pvx.append_personas(
+            store, vectors_for(["b"], sample_ids=[["b-1"]]), model="pvx-checksums.json"
+        )
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    # no sample ids given: none lost
+    pvx.append_personas(store, vectors_for(["b"], sample_ids=[[]]), model="pvx-checksums.json")
