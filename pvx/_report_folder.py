@@ -23,7 +23,9 @@ RUN_FILE = "run.json"
 
 
 # run.json entries that describe the data read, not the settings compared between runs
-FOUND_KEYS = ("personas",)
+# what a run found rather than was asked: a rerun of the same settings after the store or
+# pvx changed replaces its own report
+FOUND_KEYS = ("personas", "store_version", "pvx_version", "attributes_skipped")
 
 
 def check_out(
@@ -46,13 +48,35 @@ def check_out(
     if previous is None:
         return  # a folder pvx never wrote to: new files go beside the user's
     previous.pop("files", None)
-    # what the run found rather than was asked (absent from earlier runs' manifests)
-    asked = {key: value for key, value in settings.items() if key not in FOUND_KEYS}
-    previous = {key: value for key, value in previous.items() if key not in FOUND_KEYS}
+    asked = _asked(settings)
+    previous = _asked(previous)
     if not overwrite and previous != asked:
-        raise StoreError(
-            f"{out} holds the results of a different run; pass another --out or --overwrite"
+        differ = sorted(
+            key for key in asked.keys() | previous.keys() if asked.get(key) != previous.get(key)
         )
+        shown = "; ".join(
+            f"{key} {_short(previous.get(key))} there, {_short(asked.get(key))} now"
+            for key in differ[:3]
+        )
+        raise StoreError(
+            f"{out} holds the results of a different run ({shown}); pass another --out or "
+            "--overwrite"
+        )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _asked(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as asked: what it found left out, a local store by its full path
+    (``s.zarr`` and ``./s.zarr`` are one store)."""
+    asked = {key: value for key, value in settings.items() if key not in FOUND_KEYS}
+    store = asked.get("store")
+    if isinstance(store, str) and "://" not in store:
+        asked["store"] = str(Path(store).resolve())
+    return asked
 
 
 def remove_abandoned_staging(out: Path) -> None:

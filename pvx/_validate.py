@@ -70,6 +70,11 @@ def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.D
             f"{func}() selects layers by label, but the 'layer' dimension has no coordinate; "
             "add one with da.assign_coords(layer=...)"
         )
+    repeated = sorted({w for w in wanted if wanted.count(w) > 1}, key=wanted.index)
+    if repeated:  # a layer twice would be analysed, and drawn, twice
+        raise ValueError(
+            f"{func}() got layer label(s) {repeated!r} more than once; list each layer once"
+        )
     unknown = [w for w in wanted if w not in available]
     if unknown:
         raise KeyError(

@@ -259,6 +259,9 @@ def _int_list(text: str | None) -> list[int] | None:
             raise ValueError(
                 f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"
             ) from None
+    repeated = sorted({layer for layer in out if out.count(layer) > 1})
+    if repeated:
+        raise ValueError(f"--layers {text!r} lists layer(s) {repeated} more than once")
     return out
 
 

@@ -6,7 +6,7 @@ Three steps, each usable on its own:
   (one read of the vectors) and returns them as an ``xr.DataTree``;
 - :func:`save_results` writes that tree to ``results.zarr``;
 - :func:`render` draws the HTML pages and ``index.html`` from a results tree, whether just
-  computed or reopened with ``xr.open_datatree(path, engine="zarr")``: no recomputation.
+  computed or reopened with :func:`open_results`: no recomputation.
 """
 
 from __future__ import annotations
@@ -166,6 +166,10 @@ def analyze(
         layers=layers,
         include_baseline=include_baseline,
     )
+    if da.sizes["persona"] == 0:  # variants join on persona ids
+        raise ValueError(
+            f"the variants {names} share no persona id; analyse them one at a time (--variant NAME)"
+        )
     if "variant" not in da.dims:
         da = da.expand_dims("variant")
     # A store without attributes (as imported from the reference layout) is coloured by
@@ -185,18 +189,19 @@ def analyze(
             f"unknown colour attribute(s) {missing}; the personas have {attribute_names(da)}"
         )
     views = list(views)
+    probed, skipped = [], {}
     if "attributes" in views:
-        probed = _probed_attributes(da, attributes, folds, permutations)
+        probed, skipped = _probed_attributes(da, attributes, folds, permutations)
         if not probed:
             views.remove("attributes")
             why = (
-                f"no attribute has classes large enough for {folds} folds; lower --folds"
-                if attribute_names(da)
+                "; ".join(skipped.values())
+                if skipped
                 else "the personas have no attributes to probe"
             )
             say(f"no attributes page: {why}")
-    else:
-        probed = []
+        elif skipped:
+            say(f"not probed: {'; '.join(skipped.values())}")
     if "variants" in views and da.sizes["variant"] < 2:
         views.remove("variants")
         say("no variants page: it compares two variants and there is one")
@@ -220,6 +225,7 @@ def analyze(
         "colors": colors,
         "n_clusters": n_clusters,
         "attributes": probed,
+        "attributes_skipped": skipped,
         "folds": folds,
         "permutations": permutations,
     }
@@ -249,7 +255,12 @@ def analyze(
                     da,
                     views,
                     n_clusters=n_clusters,
-                    probe={"attributes": probed, "folds": folds, "permutations": permutations},
+                    probe={
+                        "attributes": probed,
+                        "folds": folds,
+                        "permutations": permutations,
+                        "skipped": skipped,
+                    },
                     include_baseline=include_baseline,
                     progress=say,
                     path=staging / RESULTS,
@@ -428,6 +439,9 @@ def _lazy_results(
         lazy["probe"] = attribute_analyses.probe(
             da, list(probe.get("attributes") or []) or None, **_probe_options(probe), **keep
         )
+        if probe.get("skipped"):  # left out before probe() saw them
+            reasons = "; ".join(f"{k}: {v}" for k, v in probe["skipped"].items())
+            lazy["probe"].attrs["skipped"] = reasons
     if views & {"pca", "kmeans"}:
         n_components = min(3, da.sizes["persona"], da.sizes["hidden"])
         lazy["pca"] = decomposition.pca(da, n_components=n_components, **keep)
@@ -565,6 +579,11 @@ def render(
     With a process ``pool`` and the ``results_path`` the tree was opened from, the pages of
     :data:`PAGES_APART` are drawn in a worker process meanwhile."""
     say = progress or (lambda message: None)
+    if any("cosine_upper" in node.dataset for node in results.subtree):
+        raise ValueError(
+            "render() got results as stored (cosines packed as a triangle); open them with "
+            "pvx.report.open_results(path), which unpacks them"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_plotly_bundle(out)  # before any page: two processes must not both write it
@@ -637,7 +656,8 @@ def _draw_pages(
             f"per attribute and layer ({settings['folds']} folds; difference of means for "
             "two classes, logistic regression for more, ridge for numbers and ranks), its "
             f"score against the same probe on shuffled labels ({settings['permutations']} "
-            "shuffles), and how the attributes go together.",
+            "shuffles), and how the attributes go together."
+            + _not_probed(settings.get("attributes_skipped")),
             figures,
         )
     clusters = node("kmeans")
@@ -826,15 +846,21 @@ def _all_variants(tree: xr.DataTree, model: str | None, mask: str | None) -> lis
 
 def _probed_attributes(
     da: xr.DataArray, attributes: Sequence[str] | None, folds: int, permutations: int
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
     """The attributes the ``attributes`` page probes: those named (each must be probeable,
-    or the error says why), else every one that can be probed (none without attributes)."""
+    or the error says why), else every one that can be probed (none without attributes);
+    and those left out, with why."""
     if attributes is not None and not list(attributes):
         raise ValueError("attributes= names no attribute; pass None to probe every one")
-    targets, _ = attribute_analyses._targets(
+    targets, skipped = attribute_analyses._targets(
         da, list(attributes) if attributes else None, folds, permutations, seed=0
     )
-    return [t.name for t in targets]
+    return [t.name for t in targets], skipped
+
+
+def _not_probed(skipped: dict[str, str] | None) -> str:
+    """The page's note of the attributes left out, with why."""
+    return f" Not probed: {'; '.join(skipped.values())}." if skipped else ""
 
 
 def _probe_options(probe: dict[str, Any]) -> dict[str, Any]:

@@ -129,7 +129,16 @@ def test_another_runs_output_is_never_replaced(store, tmp_path):
     report.analyze(store, views=["scree"], out=out, progress=None)
     before = (out / "scree.html").read_text()
     report.analyze(store, views=["scree"], out=out, progress=None)  # same run: fine
-    with pytest.raises(pvx.StoreError, match="holds the results of a different run"):
+    # the same store spelled otherwise, and a store that changed since, are the same run
+    respelled = store.parent / ".." / store.parent.name / store.name
+    report.analyze(respelled, views=["scree"], out=out, progress=None)
+    changed = tmp_path / "changed.zarr"
+    pvx.write_variant(changed, pvx.load(store, "templated").isel(persona=slice(0, 6)))
+    report.analyze(changed, views=["scree"], out=tmp_path / "c", progress=None)
+    rest = pvx.load(store, "templated").isel(persona=slice(6, None))
+    pvx.append_personas(changed, rest)
+    report.analyze(changed, views=["scree"], out=tmp_path / "c", progress=None)
+    with pytest.raises(pvx.StoreError, match=r"different run \(views \['scree'\] there, \['pca'\]"):
         report.analyze(store, views=["pca"], out=out, progress=None)
     assert (out / "scree.html").read_text() == before
     report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
@@ -268,6 +277,7 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--variant", "templated", "--views", "variants"], "nothing to draw"),
         (["--folds", "50", "--views", "attributes"], "nothing to draw"),
         (["--ids", "baseline_assistant,p1"], "left out unless asked for"),
+        (["--layers", "0-2,1-2"], "lists layer(s) [1, 2] more than once"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
@@ -667,6 +677,47 @@ def test_attributes_page_needs_attributes(tmp_path, capsys):
         report.analyze(
             path, views=["attributes"], attributes=["age"], out=tmp_path / "x", progress=None
         )
+
+
+def test_attributes_left_out_are_named_on_the_page_and_in_the_results(tmp_path, capsys):
+    path = tmp_path / "odd.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=20, n_clusters=2, n_layer=2, n_hidden=6)
+    n = da.sizes["persona"]
+    da = da.assign_coords(
+        unknown=("persona", [None] * n, {"kind": "categorical"}),
+        same=("persona", ["x"] * n, {"kind": "categorical"}),
+    )
+    pvx.write_variant(path, da.assign_coords(variant="v"))
+    messages: list[str] = []
+    index = report.analyze(path, views=["attributes"], out=tmp_path / "o", progress=messages.append)
+    note = next(m for m in messages if m.startswith("not probed:"))
+    assert "'unknown' has no values to probe" in note and "'same' cannot be probed" in note
+    page = (index.parent / "attributes.html").read_text()
+    assert "Not probed: attribute &#x27;unknown&#x27; has no values to probe" in page
+    skipped = report.open_results(index.parent / "results.zarr")["probe"].attrs["skipped"]
+    assert skipped.startswith("unknown: attribute 'unknown' has no values")
+    run = json.loads((index.parent / "run.json").read_text())
+    assert set(run["attributes_skipped"]) == {"unknown", "same"}
+
+
+def test_variants_without_a_shared_persona_are_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "apart.zarr"
+    for variant, seed in (("a", 0), ("b", 1)):
+        da = pvx.synthetic.planted_personas(n_persona=6, n_layer=2, n_hidden=6, seed=seed)
+        ids = [f"{variant}{i}" for i in range(da.sizes["persona"])]
+        da = da.assign_coords(id=("persona", ids), variant=variant)
+        pvx.write_variant(path, da.set_xindex("id") if "id" not in da.indexes else da)
+    with pytest.warns(UserWarning, match="dropped 12 persona"):
+        assert main(["analyze", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "the variants ['a', 'b'] share no persona id" in err and err.count("\n") == 1
+
+
+def test_results_as_stored_are_refused_by_render_with_the_way_to_open_them(store, tmp_path):
+    index = report.analyze(store, views=["similarity"], out=tmp_path / "a", progress=None)
+    stored = xr.open_datatree(index.parent / "results.zarr", engine="zarr")
+    with pytest.raises(ValueError, match=r"open them with pvx\.report\.open_results"):
+        report.render(stored, tmp_path / "b")
 
 
 @pytest.mark.parametrize("k", [0, 1, 5, 25, 400])

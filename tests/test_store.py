@@ -676,3 +676,9 @@ def test_names_that_would_break_a_published_copy_are_refused_or_kept_apart(store
     assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
     # no sample ids given: none lost
     pvx.append_personas(store, vectors_for(["b"], sample_ids=[[]]), model="pvx-checksums.json")
+
+
+def test_a_layer_asked_twice_is_an_error(store):
+    pvx.write_variant(store, vectors_for(ids_of(2)))
+    with pytest.raises(ValueError, match=r"layer label\(s\) \[3\] more than once"):
+        pvx.load(store, "biography", layers=[3, 5, 3])
