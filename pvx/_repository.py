@@ -40,6 +40,7 @@ import fsspec.core
 import google_crc32c
 import icechunk
 import zarr
+import zarr.buffer
 import zarr.storage
 
 T = TypeVar("T")
@@ -222,6 +223,148 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         return value
 
 
+# Icechunk's snapshot files carry no checksum of their own: a flipped bit there can read as
+# other metadata (a variant's shape, an attribute's kind) with no error. Each commit records
+# the sha256 of every node's metadata, noted as zarr writes it (no reads: appends stay
+# fast), and a reader checks the version it opens against them.
+METADATA_SUMS = "pvx_metadata_sha256"
+
+
+def _metadata_sum(raw: bytes) -> str:
+    """The sha256 of a ``zarr.json`` as parsed JSON, keys sorted: the same document gives
+    the same sum however it is serialised."""
+    text = json.dumps(json.loads(raw), sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _NotingStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
+    """A writable session's store that notes the metadata documents zarr writes or
+    deletes; anything else (e.g. ``.session``) is the session store's."""
+
+    def __init__(self, store: zarr.abc.store.Store) -> None:
+        super().__init__(store)
+        self.written: dict[str, str] = {}
+        self.deleted: list[str] = []  # keys and prefixes, in order
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _with_store(self, store: zarr.abc.store.Store) -> _NotingStore:
+        copy = type(self)(store)  # e.g. zarr's read-only view: notes go to the same record
+        copy.written, copy.deleted = self.written, self.deleted
+        return copy
+
+    def _note(self, key: str, value: Any) -> None:
+        if key.rsplit("/", 1)[-1] == "zarr.json":
+            self.written[key] = _metadata_sum(value.to_bytes())
+
+    async def set(self, key: str, value: Any) -> None:
+        await self._store.set(key, value)
+        self._note(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Any) -> None:
+        if not await self._store.exists(key):
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._store.delete(key)
+        self.deleted.append(key)
+        self.written.pop(key, None)
+
+    async def delete_dir(self, prefix: str) -> None:
+        await self._store.delete_dir(prefix)
+        base = prefix.rstrip("/") + "/" if prefix else ""
+        self.deleted.append(base)
+        self.written = {k: v for k, v in self.written.items() if not k.startswith(base)}
+
+    def sums(self, before: Mapping[str, str]) -> dict[str, str]:
+        """The metadata sums after these writes, from those ``before`` them."""
+        after = dict(before)
+        for gone in self.deleted:
+            after = {k: v for k, v in after.items() if not (k == gone or k.startswith(gone))}
+        after.update(self.written)
+        return after
+
+
+async def _metadata_documents(store: zarr.abc.store.Store) -> dict[str, bytes]:
+    """Every node's ``zarr.json``, by key: groups are walked a level at a time, arrays'
+    chunks never listed."""
+    documents, level = {}, [""]
+    prototype = zarr.buffer.default_buffer_prototype()
+
+    async def children(prefix: str) -> list[str]:
+        return [f"{prefix}{c}/" async for c in store.list_dir(prefix) if c not in METADATA_KEYS]
+
+    while level:
+        keys = [f"{prefix}zarr.json" for prefix in level]
+        values = await asyncio.gather(*(store.get(key, prototype) for key in keys))
+        groups = []
+        for prefix, key, value in zip(level, keys, values, strict=True):
+            if value is None:
+                continue
+            documents[key] = raw = value.to_bytes()
+            if json.loads(raw).get("node_type") == "group":
+                groups.append(prefix)
+        level = [c for found in await asyncio.gather(*map(children, groups)) for c in found]
+    return documents
+
+
+def metadata_sums(store: zarr.abc.store.Store) -> dict[str, str]:
+    """The sha256 of every node's metadata in ``store``, as :class:`_NotingStore` notes
+    them."""
+    return {key: _metadata_sum(raw) for key, raw in run(_metadata_documents(store)).items()}
+
+
+def _recorded_sums(repo: icechunk.Repository, snapshot: str) -> dict[str, str] | None:
+    sums = repo.lookup_snapshot(snapshot).metadata.get(METADATA_SUMS)
+    return dict(sums) if isinstance(sums, dict) else None
+
+
+def _commit(
+    repo: icechunk.Repository | None, session: icechunk.Session, noting: _NotingStore, message: str
+) -> str:
+    """Commit with the metadata sums: the parent version's (made once for a version written
+    before pvx recorded them) updated by what this session wrote."""
+    before = {} if repo is None else _recorded_sums(repo, session.snapshot_id)
+    if before is None:
+        before = metadata_sums(repo.readonly_session(snapshot_id=session.snapshot_id).store)
+    return str(session.commit(message, metadata={METADATA_SUMS: noting.sums(before)}))
+
+
+def _check_metadata(repo: icechunk.Repository, session: icechunk.Session, where: str) -> None:
+    """Check a version's metadata against the sums its commit recorded (a version written
+    before pvx recorded them is not checked)."""
+    try:
+        recorded = _recorded_sums(repo, session.snapshot_id)
+    except icechunk.IcechunkError as err:
+        raise StoreError(
+            f"{where!r}: cannot read version {session.snapshot_id} ({_first_line(err)}); the "
+            "store is damaged: restore it from a copy, or read an earlier version "
+            "(pvx.store.history)"
+        ) from None
+    if recorded is None:
+        return
+    try:
+        found = metadata_sums(CheckedStore(session.store, where, checksums=True))
+    except StoreError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # Icechunk's errors, and its panics (not Exceptions)
+        raise StoreError(
+            f"{where!r}: cannot read the metadata of version {session.snapshot_id} "
+            f"({_first_line(err)}); the store is damaged: restore it from a copy, or read an "
+            "earlier version (pvx.store.history)"
+        ) from None
+    if found != recorded:
+        wrong = sorted(k for k in found.keys() | recorded.keys() if found.get(k) != recorded.get(k))
+        raise StoreError(
+            f"{where!r}: the metadata of version {session.snapshot_id} fails its checksum "
+            f"({', '.join(map(repr, wrong[:3]))}: a damaged snapshot file); the store is "
+            "damaged: restore it from a copy, or read an earlier version (pvx.store.history)"
+        )
+
+
 def _chunk_sums(sums: Mapping[str, str] | None) -> dict[str, int]:
     """The CRC32C each chunk of a published store ends with, by key (none: not published,
     or published before pvx recorded them)."""
@@ -379,6 +522,7 @@ def open_read(location: Location, version: str | None = None) -> ReadView:
                 f"cannot read {what} of {location.text!r} ({_first_line(err)}); list versions "
                 "with pvx.store.history(...)"
             ) from None
+        _check_metadata(repo, session, location.text)
         store = CheckedStore(session.store, location.text, checksums=True)
         root = _open_group(store, location, consolidated=False)
         return ReadView(root, "repository", session.snapshot_id, location.text)
@@ -523,9 +667,10 @@ def transact(
         assert repo is not None
         for attempt in range(COMMIT_ATTEMPTS):
             session = repo.writable_session(BRANCH)
-            message = change(session.store)
+            noting = _NotingStore(session.store)
+            message = change(noting)
             try:
-                return str(session.commit(message))
+                return _commit(repo, session, noting, message)
             except icechunk.ConflictError:
                 time.sleep(min(0.01 * 2**attempt, 1.0))
     raise StoreError(
@@ -556,8 +701,9 @@ def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:
     if location.path is None:
         repo = icechunk.Repository.create(location.icechunk_storage())
         session = repo.writable_session(BRANCH)
-        create(zarr.open_group(session.store, mode="w", zarr_format=3))
-        session.commit("create pvx store")
+        noting = _NotingStore(session.store)
+        create(zarr.open_group(noting, mode="w", zarr_format=3))
+        _commit(None, session, noting, "create pvx store")
         return
     target = location.path.absolute()
     if (target / "refs").is_dir():
@@ -568,8 +714,9 @@ def _create(location: Location, create: Callable[[zarr.Group], None]) -> None:
     try:
         repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(staging)))
         session = repo.writable_session(BRANCH)
-        create(zarr.open_group(session.store, mode="w", zarr_format=3))
-        session.commit("create pvx store")
+        noting = _NotingStore(session.store)
+        create(zarr.open_group(noting, mode="w", zarr_format=3))
+        _commit(None, session, noting, "create pvx store")
         (staging / LOCK_FILE).touch()
         with contextlib.suppress(FileNotFoundError):
             target.rmdir()  # an empty directory the user made for it

@@ -16,7 +16,7 @@ import zarr.api.asynchronous
 import zarr.storage
 
 from pvx._construct import attribute_names, attribute_variable, decode_sample_ids
-from pvx._repository import Location, StoreError, open_read
+from pvx._repository import CheckedStore, Location, StoreError, open_read
 from pvx._store_format import (
     _EVERY_CHUNK,
     COLUMN_CHUNK,
@@ -69,9 +69,9 @@ APPEND_STATES: dict[tuple[str, str, str, str], _AppendState] = {}
 
 
 async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]) -> _AppendState:
-    root = await zarr.api.asynchronous.open_group(
-        store=session_store, mode="r+", use_consolidated=False
-    )
+    # read through the checks readers get: a damaged tail is an error that names it
+    checked = CheckedStore(session_store, str(store), checksums=True)
+    root = await zarr.api.asynchronous.open_group(store=checked, mode="r", use_consolidated=False)
     path = _variant_path(root.attrs["pvx"], store, *key[1:])
     group = await root.getitem(path)
     names = ["vectors", "layer", *group.attrs["pvx"]["columns"]]

@@ -450,3 +450,39 @@ def test_a_published_store_without_its_root_metadata_is_damaged(store, tmp_path)
     (out / "zarr.json").unlink()
     with pytest.raises(pvx.StoreError, match=r"root zarr\.json is missing.*damaged"):
         pvx.open_store(out)
+
+
+def test_metadata_that_differs_from_its_commits_sums_is_damage(store):
+    # Icechunk's snapshot files have no checksum: a flipped bit there could read as other
+    # metadata. Commit, outside pvx, a version whose metadata differs from the sums its
+    # commit records (as a damaged snapshot would read), then read it.
+    pvx.set_attribute(store, "mood", {"p1": "calm"})
+    before = pvx.load(store, "v").compute()
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    recorded = repo.lookup_snapshot(repo.lookup_branch("main")).metadata
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, path="org--m/mean/v")["mood"].attrs["kind"] = "numeric"
+    session.commit("damage", metadata=recorded)
+    with pytest.raises(pvx.StoreError, match=r"'org--m/mean/v/mood/zarr.json': a damaged"):
+        pvx.load(store, "v")
+    # the version before still reads, and is what it was
+    earlier = pvx.store.history(store)["snapshot"].iloc[1]
+    xr.testing.assert_identical(pvx.load(store, "v", version=earlier).compute(), before)
+
+
+@pytest.mark.parametrize("damage", ["delete", "flip"])
+def test_an_append_onto_a_damaged_tail_is_a_named_error(tmp_path, damage):
+    store = tmp_path / "s.zarr"
+    pvx.write_variant(store, vectors(range(3), hidden=512), persona_block=4)  # chunks in files
+    for chunk in (store / "chunks").iterdir():
+        if damage == "delete":
+            chunk.unlink()
+        else:
+            raw = bytearray(chunk.read_bytes())
+            raw[len(raw) // 2] ^= 0x10
+            chunk.write_bytes(bytes(raw))
+    before = digest(store)
+    named = r"chunk [\d.]+ of array 'org--m/mean/v/vectors'.*damaged"
+    with pytest.raises(pvx.StoreError, match=named):
+        pvx.append_personas(store, vectors([7], hidden=512))
+    assert digest(store) == before
