@@ -255,7 +255,7 @@ def _targets(
 
 
 def _attribute_names(
-    da: xr.DataArray, attributes: Hashable | Sequence[Hashable] | None
+    da: xr.DataArray, attributes: Hashable | Sequence[Hashable] | None, *, func: str = "probe"
 ) -> tuple[list[str], bool]:
     available = [
         str(name)
@@ -265,14 +265,16 @@ def _attribute_names(
     if attributes is None:
         return available, False
     wanted = [attributes] if isinstance(attributes, (str, int)) else list(attributes)
+    if not wanted:
+        raise ValueError(f"{func}() got an empty list of attributes; pass None for every one")
     unknown = [str(a) for a in wanted if str(a) not in available]
     if unknown:
         raise KeyError(
-            f"probe() got unknown attribute(s) {unknown!r}; the personas have {available!r}"
+            f"{func}() got unknown attribute(s) {unknown!r}; the personas have {available!r}"
         )
     repeated = sorted({str(a) for a in wanted if [str(w) for w in wanted].count(str(a)) > 1})
     if repeated:
-        raise ValueError(f"probe() got attribute(s) {repeated!r} more than once")
+        raise ValueError(f"{func}() got attribute(s) {repeated!r} more than once")
     return [str(a) for a in wanted], True
 
 
@@ -1168,7 +1170,7 @@ def _attribute_table(
 
     if P in da.dims:
         da = drop_baseline(da, include_baseline=include_baseline)
-    names, _ = _attribute_names(da, attributes)
+    names, _ = _attribute_names(da, attributes, func=func)
     if len(names) < minimum:
         raise ValueError(f"{func}() needs {minimum} attribute(s) or more, got {names!r}")
     columns = {}

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -400,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pvx`` command; errors are one line and exit status 1."""
     args = build_parser().parse_args(argv)
+    formatwarning = warnings.formatwarning
+    # warnings as one line each, like errors (not Python's file:line and source line)
+    warnings.formatwarning = lambda message, *_, **__: (
+        f"pvx {args.command}: warning: {printable(message)}\n"
+    )
     try:
         args.func(args)
     except (ValueError, TypeError, KeyError, OSError) as err:  # StoreError is a ValueError
@@ -407,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"pvx {args.command}: error: {printable(message)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # writes commit whole or not at all: no traceback to read
+        print(f"pvx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = formatwarning
     return 0
 
 

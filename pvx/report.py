@@ -638,10 +638,9 @@ def _draw_pages(
         figures = []
         for v in variants:
             result = probes.sel(variant=v) if "variant" in probes.dims else probes
-            figures += [
-                plot.probe_lines(result, title="Probe score by layer"),
-                plot.probe_heatmap(result, title="Gain over shuffled labels"),
-            ]
+            figures.append(plot.probe_lines(result, title="Probe score by layer"))
+            if settings["permutations"]:  # no shuffles, no gain to draw
+                figures.append(plot.probe_heatmap(result, title="Gain over shuffled labels"))
         if "association" in results.children:
             figures.append(
                 plot.association_heatmap(
@@ -655,8 +654,13 @@ def _draw_pages(
             "Which layers encode which persona attributes: a cross-validated linear probe "
             f"per attribute and layer ({settings['folds']} folds; difference of means for "
             "two classes, logistic regression for more, ridge for numbers and ranks), its "
-            f"score against the same probe on shuffled labels ({settings['permutations']} "
-            "shuffles), and how the attributes go together."
+            + (
+                f"score against the same probe on shuffled labels ({settings['permutations']} "
+                "shuffles), "
+                if settings["permutations"]
+                else "score (no shuffled-label baseline: --permutations 0), "
+            )
+            + "and how the attributes go together."
             + _not_probed(settings.get("attributes_skipped")),
             figures,
         )

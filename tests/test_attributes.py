@@ -209,6 +209,10 @@ def test_small_classes_are_reported_not_crashed_on(da):
 def test_bad_input_is_named(da):
     with pytest.raises(KeyError, match="shoe_size"):
         attributes.probe(da, "shoe_size")
+    with pytest.raises(ValueError, match=r"probe\(\) got an empty list of attributes"):
+        attributes.probe(da, [])
+    with pytest.raises(KeyError, match=r"association\(\) got unknown attribute\(s\) \['nope'\]"):
+        attributes.association(da, ["age", "nope"])
     empty = da.assign_coords(
         mood=("persona", [None] * da.sizes["persona"], {"kind": "categorical"})
     )

@@ -755,3 +755,45 @@ def test_small_results_are_saved_in_a_few_chunks_and_cosines_per_layer(tmp_path,
     saved = report.open_results(tmp_path / "r.zarr")
     np.testing.assert_array_equal(saved["scores"]["x"].values, small.values)
     np.testing.assert_array_equal(saved["lazy"]["y"].values, small.values)
+
+
+def test_cli_warnings_are_one_line_and_ctrl_c_ends_without_a_traceback(tmp_path, monkeypatch):
+    path = tmp_path / "partly.zarr"
+    for variant, first in (("a", 0), ("b", 2)):
+        da = pvx.synthetic.planted_personas(n_persona=8, n_layer=2, n_hidden=6, seed=first)
+        ids = [f"p{first + i}" for i in range(da.sizes["persona"])]
+        pvx.write_variant(path, da.assign_coords(id=("persona", ids), variant=variant))
+    run = subprocess.run(
+        [sys.executable, "-m", "pvx.cli", "analyze", str(path), "--views", "scree"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert warned and all(line.startswith("pvx analyze: warning: ") for line in warned)
+    assert "UserWarning" not in run.stderr and "aligning variants" in warned[0]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "analyze", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", str(path)]) == 130
+
+
+def test_no_shuffles_draw_scores_without_an_empty_gain_map(store, tmp_path):
+    messages: list[str] = []
+    index = report.analyze(
+        store,
+        views=["attributes"],
+        attributes=["age"],
+        folds=3,
+        permutations=0,
+        out=tmp_path / "o",
+        progress=messages.append,
+    )
+    # one score figure per variant, no all-NaN gain heatmaps (one attribute: no association)
+    assert "  attributes: 2 figure(s)" in messages
+    assert "no shuffled-label baseline" in (index.parent / "attributes.html").read_text()
