@@ -715,7 +715,7 @@ def test_variants_without_a_shared_persona_are_one_clear_error(tmp_path, capsys)
 
 def test_results_as_stored_are_refused_by_render_with_the_way_to_open_them(store, tmp_path):
     index = report.analyze(store, views=["similarity"], out=tmp_path / "a", progress=None)
-    stored = xr.open_datatree(index.parent / "results.zarr", engine="zarr")
+    stored = xr.open_datatree(index.parent / "results.zarr", engine="zarr", consolidated=False)
     with pytest.raises(ValueError, match=r"open them with pvx\.report\.open_results"):
         report.render(stored, tmp_path / "b")
 
