@@ -48,8 +48,12 @@ def check_out(
     if previous is None:
         return  # a folder pvx never wrote to: new files go beside the user's
     previous.pop("files", None)
-    asked = _asked(settings)
-    previous = _asked(previous)
+    # a run.json from before pvx recorded the store's full path: its relative path cannot
+    # tell two stores apart, so their versions still must match
+    kept = previous.get("store")
+    legacy = isinstance(kept, str) and "://" not in kept and not Path(kept).is_absolute()
+    asked = _asked(settings, keep_version=legacy)
+    previous = _asked(previous, keep_version=legacy)
     if not overwrite and previous != asked:
         differ = sorted(
             key for key in asked.keys() | previous.keys() if asked.get(key) != previous.get(key)
@@ -64,15 +68,18 @@ def check_out(
         )
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, its middle cut out when long (paths differ at their ends)."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    half = (limit - 1) // 2
+    return text if len(text) <= limit else f"{text[:half]}…{text[-half:]}"
 
 
-def _asked(settings: dict[str, Any]) -> dict[str, Any]:
+def _asked(settings: dict[str, Any], *, keep_version: bool = False) -> dict[str, Any]:
     """A run's settings as asked: what it found left out, a local store by its full path
     (``s.zarr`` and ``./s.zarr`` are one store)."""
-    asked = {key: value for key, value in settings.items() if key not in FOUND_KEYS}
+    found = [key for key in FOUND_KEYS if not (keep_version and key == "store_version")]
+    asked = {key: value for key, value in settings.items() if key not in found}
     store = asked.get("store")
     if isinstance(store, str) and "://" not in store:
         asked["store"] = str(Path(store).resolve())

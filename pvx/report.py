@@ -211,7 +211,7 @@ def analyze(
             "choose others with --views"
         )
     settings = {
-        "store": source,
+        "store": source if "://" in source else str(Path(source).resolve()),
         "store_version": tree.attrs.get("snapshot"),
         "pvx_version": _pvx_version(),
         "model": da.attrs.get("model"),

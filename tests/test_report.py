@@ -797,3 +797,16 @@ def test_no_shuffles_draw_scores_without_an_empty_gain_map(store, tmp_path):
     # one score figure per variant, no all-NaN gain heatmaps (one attribute: no association)
     assert "  attributes: 2 figure(s)" in messages
     assert "no shuffled-label baseline" in (index.parent / "attributes.html").read_text()
+
+
+def test_a_store_spelled_alike_elsewhere_is_another_run(store, tmp_path, monkeypatch):
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        pvx.write_variant(tmp_path / where / "s.zarr", pvx.load(store, "templated"))
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path / "a")
+    report.analyze("s.zarr", views=["scree"], out=out, progress=None)
+    assert json.loads((out / "run.json").read_text())["store"] == str(tmp_path / "a" / "s.zarr")
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(pvx.StoreError, match=r"different run \(store '.*a/s\.zarr' there"):
+        report.analyze("s.zarr", views=["scree"], out=out, progress=None)
