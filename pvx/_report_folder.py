@@ -26,6 +26,8 @@ RUN_FILE = "run.json"
 # what a run found rather than was asked: a rerun of the same settings after the store or
 # pvx changed replaces its own report
 FOUND_KEYS = ("personas", "store_version", "pvx_version", "attributes_skipped")
+# found from the data when not given: compared as the run's "asked" record says they were
+FOUND_UNLESS_ASKED = ("variants", "layers", "colors", "n_clusters", "attributes")
 
 
 def check_out(
@@ -54,6 +56,10 @@ def check_out(
     legacy = isinstance(kept, str) and "://" not in kept and not Path(kept).is_absolute()
     asked = _asked(settings, keep_version=legacy)
     previous = _asked(previous, keep_version=legacy)
+    if "asked" in asked and "asked" in previous:  # the settings found from the data aside
+        for key in FOUND_UNLESS_ASKED:
+            asked.pop(key, None)
+            previous.pop(key, None)
     if not overwrite and previous != asked:
         differ = sorted(
             key for key in asked.keys() | previous.keys() if asked.get(key) != previous.get(key)

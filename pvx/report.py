@@ -137,6 +137,15 @@ def analyze(
         The report's ``index.html``.
     """
     say = progress or (lambda message: None)
+    # what was asked, apart from what the run finds (the defaults follow the store's data):
+    # a rerun of the same command after the store changed replaces its own report
+    asked = {
+        "variants": list(variants) if variants else None,
+        "layers": list(layers) if layers is not None else None,
+        "colors": list(colors),
+        "n_clusters": n_clusters,
+        "attributes": list(attributes) if attributes is not None else None,
+    }
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
@@ -228,6 +237,7 @@ def analyze(
         "attributes_skipped": skipped,
         "folds": folds,
         "permutations": permutations,
+        "asked": asked,
     }
     # the real folder: the staging folder beside it is then on its filesystem (the report is
     # moved in, which fails across filesystems), and "." has a name to derive staging's from

@@ -810,3 +810,24 @@ def test_a_store_spelled_alike_elsewhere_is_another_run(store, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path / "b")
     with pytest.raises(pvx.StoreError, match=r"different run \(store '.*a/s\.zarr' there"):
         report.analyze("s.zarr", views=["scree"], out=out, progress=None)
+
+
+def test_the_same_command_after_appends_replaces_what_the_data_decided(tmp_path):
+    path = tmp_path / "grows.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=12, n_clusters=2, n_layer=2, n_hidden=6)
+    rare = ["a"] * 9 + ["b"] * 3  # too few "b" for 5 folds
+    pvx.write_variant(
+        path, da.assign_coords(g=("persona", rare, {"kind": "categorical"}), variant="v")
+    )
+    out = tmp_path / "o"
+    report.analyze(path, views=["attributes"], permutations=1, out=out, progress=None)
+    assert "g" not in json.loads((out / "run.json").read_text())["attributes"]
+    more = pvx.synthetic.planted_personas(n_persona=2, n_clusters=1, n_layer=2, n_hidden=6, seed=9)
+    more = more.assign_coords(
+        id=("persona", ["q1", "q2"]), g=("persona", ["b", "b"], {"kind": "categorical"})
+    )
+    pvx.append_personas(path, more.assign_coords(variant="v"))
+    report.analyze(path, views=["attributes"], permutations=1, out=out, progress=None)
+    assert "g" in json.loads((out / "run.json").read_text())["attributes"]
+    with pytest.raises(pvx.StoreError, match="different run"):  # asked otherwise: refused
+        report.analyze(path, views=["attributes"], colors=["g"], permutations=1, out=out)
