@@ -12,9 +12,9 @@
    folder size, figures per page.
 4. The floor, in this process: NumPy's ``X @ X.T`` per layer (float32, in memory) over both
    variants.
-5. The UMAP page's fits alone, in this process: one umap-learn fit as the report runs it,
-   timed on a few layers, times every layer of every variant, spread over every core: the
-   least the default report's UMAP page can cost on this machine.
+5. The UMAP page's fits alone, in this process: umap-learn's fits inside
+   ``pvx.manifold.umap`` on a few layers, times every layer of every variant, spread over
+   every core: the least the default report's UMAP page can cost on this machine.
 
 Defaults are Gemma-2-9B's shape (1000 x 42 x 3584).
 """
@@ -108,37 +108,36 @@ def floor_seconds(store: Path) -> float:
 
 
 def umap_seconds(store: Path, sample: int = 3) -> tuple[float, int]:
-    """Seconds of one UMAP fit as the default report runs it (umap-learn from pvx's exact
-    neighbours and PCA start, ``DEFAULT_UMAP_EPOCHS``; neither timed, as the report shares
-    its Gram), the median over ``sample`` layers of the first variant after a warm-up; and
-    how many fits the default report makes (every layer of every variant)."""
+    """Seconds of one UMAP fit as the default report runs it: ``pvx.manifold.umap`` with its
+    defaults on ``sample`` layers of the first variant (after loading umap-learn's code),
+    timing only umap-learn's fits (the neighbours and PCA start come from the Gram the
+    report shares); the median, and how many fits the default report makes (every layer of
+    every variant)."""
+    import dask
+
     import pvx.manifold as manifold
 
     tree = pvx.open_store(store)
     variants = pvx.variants(tree)
     da = pvx.load(tree, variants[0])
     n_layer = da.sizes["layer"]
-    manifold.prepare_umap()  # umap-learn's compiled code, loaded once per process
-    times = []
-    for j in np.linspace(0, n_layer - 1, sample).round().astype(int):
-        x = da.isel(layer=j).values.astype(np.float64)
-        x -= x.mean(axis=0)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
-        gram = x @ x.T
-        indices, dists = manifold._neighbors_from_gram(gram, min(15, len(x) - 1))
-        values, vectors = np.linalg.eigh(gram)
-        start = manifold._umap_start(vectors[:, ::-1][:, :2] * np.sqrt(values[::-1][:2]))
+    manifold.prepare_umap()
+    times: list[float] = []
+    fit = manifold._umap_fit
+
+    def timed(*args: object, **kwargs: object) -> object:
         began = time.perf_counter()
-        manifold._umap_fit(
-            indices,
-            dists,
-            start,
-            n_neighbors=min(15, len(x) - 1),
-            n_components=2,
-            seed=42,
-            n_epochs=manifold.DEFAULT_UMAP_EPOCHS,
-        )
+        out = fit(*args, **kwargs)
         times.append(time.perf_counter() - began)
+        return out
+
+    picks = np.linspace(0, n_layer - 1, sample).round().astype(int).tolist()
+    manifold._umap_fit = timed
+    try:
+        with dask.config.set(scheduler="synchronous"):
+            manifold.umap(da.isel(layer=picks)).compute()
+    finally:
+        manifold._umap_fit = fit
     return float(np.median(times)), n_layer * len(variants)
 
 

@@ -54,12 +54,10 @@ def check_out(
     # tell two stores apart, so their versions still must match
     kept = previous.get("store")
     legacy = isinstance(kept, str) and "://" not in kept and not Path(kept).is_absolute()
-    asked = _asked(settings, keep_version=legacy)
-    previous = _asked(previous, keep_version=legacy)
-    if "asked" in asked and "asked" in previous:  # the settings found from the data aside
-        for key in FOUND_UNLESS_ASKED:
-            asked.pop(key, None)
-            previous.pop(key, None)
+    # a run.json from before pvx recorded what was asked: compared by what its run found
+    recorded_asked = "asked" in previous
+    asked = _asked(settings, keep_version=legacy, by_asked=recorded_asked)
+    previous = _asked(previous, keep_version=legacy, by_asked=recorded_asked)
     if not overwrite and previous != asked:
         differ = sorted(
             key for key in asked.keys() | previous.keys() if asked.get(key) != previous.get(key)
@@ -81,10 +79,12 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:half]}…{text[-half:]}"
 
 
-def _asked(settings: dict[str, Any], *, keep_version: bool = False) -> dict[str, Any]:
-    """A run's settings as asked: what it found left out, a local store by its full path
+def _asked(settings: dict[str, Any], *, keep_version: bool, by_asked: bool) -> dict[str, Any]:
+    """A run's settings as asked: what it found left out (``by_asked``: the settings its
+    ``asked`` record covers too, else that record), a local store by its full path
     (``s.zarr`` and ``./s.zarr`` are one store)."""
     found = [key for key in FOUND_KEYS if not (keep_version and key == "store_version")]
+    found += FOUND_UNLESS_ASKED if by_asked else ["asked"]
     asked = {key: value for key, value in settings.items() if key not in found}
     store = asked.get("store")
     if isinstance(store, str) and "://" not in store:

@@ -336,27 +336,17 @@ def _check_metadata(repo: icechunk.Repository, session: icechunk.Session, where:
     before pvx recorded them is not checked)."""
     try:
         recorded = _recorded_sums(repo, session.snapshot_id)
-    except icechunk.IcechunkError as err:
+        found = None if recorded is None else metadata_sums(CheckedStore(session.store, where))
+    except (StoreError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # Icechunk's errors, and its panics (not Exceptions)
         raise StoreError(
             f"{where!r}: cannot read version {session.snapshot_id} ({_first_line(err)}); the "
             "store is damaged: restore it from a copy, or read an earlier version "
             "(pvx.store.history)"
         ) from None
-    if recorded is None:
-        return
-    try:
-        found = metadata_sums(CheckedStore(session.store, where, checksums=True))
-    except StoreError:
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as err:  # Icechunk's errors, and its panics (not Exceptions)
-        raise StoreError(
-            f"{where!r}: cannot read the metadata of version {session.snapshot_id} "
-            f"({_first_line(err)}); the store is damaged: restore it from a copy, or read an "
-            "earlier version (pvx.store.history)"
-        ) from None
     if found != recorded:
+        assert found is not None and recorded is not None
         wrong = sorted(k for k in found.keys() | recorded.keys() if found.get(k) != recorded.get(k))
         raise StoreError(
             f"{where!r}: the metadata of version {session.snapshot_id} fails its checksum "

@@ -141,9 +141,11 @@ def _model_node(tree: xr.DataTree, model: str | None) -> xr.DataTree:
         return next(iter(nodes.values()))
     # a model's own name first: one model's folder can be named as another model is
     # ("x/y" is kept in "x--y", beside a model named "x--y" in "x--y-2")
-    named = [node for node in nodes.values() if node.attrs["model"] == model]
-    if named or model in nodes:
-        return named[0] if named else nodes[model]
+    for node in nodes.values():
+        if node.attrs["model"] == model:
+            return node
+    if model in nodes:
+        return nodes[model]
     raise StoreError(
         f"model {model!r} not in the store; available: {[n.attrs['model'] for n in nodes.values()]}"
     )

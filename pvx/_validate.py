@@ -6,6 +6,7 @@ so it never computes a lazy array. Messages say what was expected, what was foun
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, TypeAlias
 
@@ -70,7 +71,7 @@ def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.D
             f"{func}() selects layers by label, but the 'layer' dimension has no coordinate; "
             "add one with da.assign_coords(layer=...)"
         )
-    repeated = sorted({w for w in wanted if wanted.count(w) > 1}, key=wanted.index)
+    repeated = [w for w, n in collections.Counter(wanted).items() if n > 1]
     if repeated:  # a layer twice would be analysed, and drawn, twice
         raise ValueError(
             f"{func}() got layer label(s) {repeated!r} more than once; list each layer once"

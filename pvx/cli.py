@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -260,7 +261,7 @@ def _int_list(text: str | None) -> list[int] | None:
             raise ValueError(
                 f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"
             ) from None
-    repeated = sorted({layer for layer in out if out.count(layer) > 1})
+    repeated = sorted(layer for layer, n in collections.Counter(out).items() if n > 1)
     if repeated:
         raise ValueError(f"--layers {text!r} lists layer(s) {repeated} more than once")
     return out

@@ -831,3 +831,14 @@ def test_the_same_command_after_appends_replaces_what_the_data_decided(tmp_path)
     assert "g" in json.loads((out / "run.json").read_text())["attributes"]
     with pytest.raises(pvx.StoreError, match="different run"):  # asked otherwise: refused
         report.analyze(path, views=["attributes"], colors=["g"], permutations=1, out=out)
+
+
+def test_a_report_from_before_the_asked_record_takes_the_same_rerun(store, tmp_path):
+    out = tmp_path / "o"
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    run = json.loads((out / "run.json").read_text())
+    del run["asked"]  # as pvx wrote run.json before recording what was asked
+    (out / "run.json").write_text(json.dumps(run))
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    with pytest.raises(pvx.StoreError, match="different run"):
+        report.analyze(store, views=["scree"], colors=["age"], out=out, progress=None)
