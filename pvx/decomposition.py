@@ -44,8 +44,9 @@ def _loading_weights(
         zero = sq <= _engine.ZERO_TOL * scale
         inv = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, sq)))
         weights = weights * inv[..., :, None]
-        weights = weights - weights.mean(axis=-2, keepdims=True)
-    return weights
+    # centered again in both cases: scores from a float64-centered Gram keep a trace of the
+    # all-ones direction (eps · offset² / spread²), which Aᵀ X multiplies by the offset
+    return weights - weights.mean(axis=-2, keepdims=True)
 
 
 def _weighted_sum(weights: Any, x: Any) -> Any:
@@ -141,8 +142,8 @@ def pca(
         # row norms from the vectors (a pass over them, which the loadings need anyway),
         # not a second Gram beside the prepared one
         x = da.astype(np.float64)
-        centered_sq = ((x - x.mean(P)) ** 2).sum(H)
-        raw_sq = (x**2).sum(H)
+        centered_sq = ((x - x.mean(P, skipna=False)) ** 2).sum(H, skipna=False)
+        raw_sq = (x**2).sum(H, skipna=False)
         weights = xr.apply_ufunc(
             _loading_weights,
             _engine.bare(scores),

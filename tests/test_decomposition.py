@@ -138,13 +138,22 @@ def test_explained_variance_is_the_full_scree(acts3):
     xr.testing.assert_allclose(head.compute(), scree.isel(component=slice(0, 5)))
 
 
-def test_pca_stays_accurate_under_a_large_offset(backend):
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pca_stays_accurate_under_a_large_offset(backend, normalize):
     da = pvx.synthetic.planted_personas(n_persona=10, n_hidden=64, offset=1e4, seed=11)
-    res = decomposition.pca(to_backend(da, backend), n_components=3).compute()
+    res = decomposition.pca(
+        to_backend(da, backend), n_components=3, normalize=normalize, loadings=True
+    ).compute()
     for i, x in enumerate(layer_slices(da)):
-        sk = PCA(n_components=3).fit(prepared(x))
+        sk = PCA(n_components=3).fit(prepared(x, normalize=normalize))
         np.testing.assert_allclose(
             res["explained_variance_ratio"].isel(layer=i), sk.explained_variance_ratio_, atol=1e-6
+        )
+        # unnormalised loadings were off by 0.19 here (1e-5 normalised, from float32 input)
+        # before their weights were centered again
+        loadings = res["loadings"].isel(layer=i).values.T
+        np.testing.assert_allclose(
+            match_signs(loadings, sk.components_.T), sk.components_.T, atol=5e-5
         )
 
 
