@@ -187,7 +187,10 @@ def variant_similarity(
     rows = da if _engine.is_dask(da) else da.sel(variant=[a, b])
     cosines = _engine.prepared(rows, center=True, normalize=True)
     cos_a, cos_b = (cosines.sel(variant=v).drop_vars("variant") for v in (a, b))
-    mean_a, mean_b = x_a.mean(P, dtype=np.float64), x_b.mean(P, dtype=np.float64)
+    # skipna=False: the cosines' check already refuses non-finite rows, and NaN-skipping means
+    # copy and mask every layer (a third of this function's reading time at L)
+    mean_a = x_a.mean(P, dtype=np.float64, skipna=False)
+    mean_b = x_b.mean(P, dtype=np.float64, skipna=False)
     # Row products block by block in float64 inside one task each: float64 copies of whole
     # layers, held until every product of them ran, made memory grow with the layer count.
     products = xr.apply_ufunc(
