@@ -1509,6 +1509,9 @@ def _two_groups(
             raise KeyError(f"direction() got unknown attribute {attribute!r}")
         values = np.asarray(da[attribute].values, dtype=object)
         known = np.array([not _missing(v) for v in values])
+        if da[attribute].attrs.get("kind") in ("categorical", "ordinal"):
+            # stored as the text of each value (True as "True"): compare the same way
+            value, other = (None if v is None else str(v) for v in (value, other))
         in_a = known & (values == value)
         in_b = known & ~in_a if other is None else known & (values == other)
         names = (

@@ -435,6 +435,26 @@ def test_direction_groups_by_ids_or_mask_and_across_variants(da):
         attributes.direction(da, (["nobody"], ids[:3]))
 
 
+def test_direction_finds_stored_truth_values_by_their_python_value(da, tmp_path):
+    """Categorical attributes are stored as text ("True"): value=True finds them, as the
+    value the user wrote to the store."""
+    import pvx.store
+
+    path = tmp_path / "s.zarr"
+    bare = da.drop_vars(["parity", "tier", "age", "planted_cluster"], errors="ignore")
+    pvx.store.write_variant(path, bare, variant="v")
+    flags = {pid: i % 3 == 0 for i, pid in enumerate(da["id"].values.tolist())}
+    pvx.store.set_attribute(path, "flag", flags)
+    loaded = pvx.store.load(path, "v")
+    assert set(loaded["flag"].values.tolist()) == {"True", "False"}
+    by_truth = attributes.direction(loaded, attribute="flag", value=True)
+    by_text = attributes.direction(loaded, attribute="flag", value="True")
+    xr.testing.assert_identical(by_truth["direction"], by_text["direction"])
+    assert (by_truth.attrs["n_a"], by_truth.attrs["n_b"]) == (12, 24)
+    other = attributes.direction(loaded, attribute="flag", value=True, other=False)
+    np.testing.assert_allclose(other["direction"], by_truth["direction"])
+
+
 def test_a_direction_saves_with_the_results(da, tmp_path):
     import pvx.store
 
