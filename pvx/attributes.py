@@ -1509,11 +1509,15 @@ def _two_groups(
             raise KeyError(f"direction() got unknown attribute {attribute!r}")
         values = np.asarray(da[attribute].values, dtype=object)
         known = np.array([not _missing(v) for v in values])
-        if da[attribute].attrs.get("kind") in ("categorical", "ordinal"):
-            # stored as the text of each value (True as "True"): compare the same way
-            value, other = (None if v is None else str(v) for v in (value, other))
-        in_a = known & (values == value)
-        in_b = known & ~in_a if other is None else known & (values == other)
+        text = da[attribute].attrs.get("kind") in ("categorical", "ordinal")
+
+        def equal(v: Any) -> np.ndarray:
+            # a store keeps categories as text (True as "True"): either form finds them
+            hit = values == v
+            return hit | (values == str(v)) if text and not isinstance(v, str) else hit
+
+        in_a = known & equal(value)
+        in_b = known & ~in_a if other is None else known & equal(other)
         names = (
             f"{attribute} = {value}",
             f"{attribute} = {other}" if other is not None else f"{attribute} != {value}",
