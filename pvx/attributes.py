@@ -829,6 +829,7 @@ def _logistic(
             fast_tol,
             max_iter=min(FAST_MAX_ITER, LOGISTIC_MAX_ITER),
             final=False,
+            direction=np.float32,
         )
     fast = False
     point, image = _trusted(point, exact_image(point), loss)
@@ -891,6 +892,7 @@ def _lbfgs(
     start_image: np.ndarray | None = None,
     max_iter: int | None = None,
     final: bool = True,
+    direction: type = np.float64,
 ) -> np.ndarray:
     """L-BFGS with backtracking (Armijo) for each row of ``point`` at once (the fits of
     :func:`_logistic`); returns the minimisers. The loss and gradient take a point and its
@@ -905,7 +907,10 @@ def _lbfgs(
     ``start_image`` is the starting point's image when it is not zero (carried images);
     ``max_iter`` defaults to :data:`LOGISTIC_MAX_ITER`. Fits still short of the stopping
     tests at the end warn unless ``final`` is False (a first run with inexact products,
-    which a second run continues).
+    which a second run continues). ``direction`` is the precision of the curvature pairs and
+    of the quasi-Newton direction made from them (float32 halves the memory traffic of the
+    two-loop recursion, most of an iteration's own work; points, images, losses and the
+    stopping tests stay float64).
     """
     carried = image_of is None
 
@@ -938,18 +943,20 @@ def _lbfgs(
         if not active.any():
             break
         # two-loop recursion: the quasi-Newton direction, per fit
-        q = grad.copy()
-        q_image = grad_image.copy() if carried else None
+        q = grad.astype(direction)  # a copy
+        q_image = grad_image.astype(direction) if carried else None
         alphas = []
         for s, _, y, y_image, rho in reversed(history):
-            a = (rho * inner(s, q, q_image))[:, None]
+            a = (rho * inner(s, q, q_image)).astype(direction)[:, None]
             q -= a * y
             if carried:
                 q_image -= a * y_image
             alphas.append(a)
         if history:
             s, _, y, y_image, _ = history[-1]
-            scale = (inner(s, y, y_image) / np.maximum(inner(y, y, y_image), 1e-300))[:, None]
+            scale = inner(s, y, y_image).astype(np.float64)
+            scale /= np.maximum(inner(y, y, y_image), 1e-300)
+            scale = scale.astype(direction)[:, None]
             scale[fresh] = 1.0
             q *= scale
             if carried:
@@ -960,7 +967,7 @@ def _lbfgs(
             v[fresh, :size] /= penalty[fresh, None]
             v[fresh, size:] *= 2.0
         for (s, s_image, y, _, rho), a in zip(history, reversed(alphas), strict=True):
-            b = (rho * inner(y, q, q_image))[:, None]
+            b = (rho * inner(y, q, q_image)).astype(direction)[:, None]
             q += (a - b) * s
             if carried:
                 q_image += (a - b) * s_image
@@ -1000,7 +1007,9 @@ def _lbfgs(
         y_image = new_grad_image - grad_image if carried else None
         curvature = inner(s, y, y_image)
         rho = np.divide(1.0, curvature, out=np.zeros_like(curvature), where=curvature > 1e-300)
-        history = [*history, (s, s_image, y, y_image, rho)][-HISTORY:]
+        pair = (s, s_image, y, y_image)
+        pair = tuple(None if v is None else v.astype(direction, copy=False) for v in pair)
+        history = [*history, (*pair, rho)][-HISTORY:]
         fresh &= ~(rho > 0)
         point, image, value = trial, trial_image, trial_value
         grad, grad_image = new_grad, new_grad_image
