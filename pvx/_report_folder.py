@@ -7,17 +7,20 @@ the user's in the folder.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pvx._repository import StoreError
 
-__all__ = ["RUN_FILE", "check_out", "remove_abandoned_staging", "replace_report"]
+__all__ = ["RUN_FILE", "check_out", "out_lock", "remove_abandoned_staging", "replace_report"]
 
 RUN_FILE = "run.json"
 
@@ -28,6 +31,41 @@ RUN_FILE = "run.json"
 FOUND_KEYS = ("personas", "store_version", "pvx_version", "attributes_skipped")
 # found from the data when not given: compared as the run's "asked" record says they were
 FOUND_UNLESS_ASKED = ("variants", "layers", "colors", "n_clusters", "attributes")
+
+
+@contextlib.contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one run: a second run into the same folder is refused while this one
+    is checking, computing or replacing the report (each would otherwise replace the
+    other's). The lock file beside ``out`` goes when the run ends; the kernel releases its
+    lock if the run is killed."""
+    path = out.with_name(f".{out.name}.pvx-lock")
+    while True:
+        handle = open(path, "a+")  # held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(
+                f"{out} is being written by another pvx analyze ({holder}); wait for it to "
+                "finish or pick another --out"
+            ) from None
+        try:  # the file locked is still the one at the path (not one a run just removed)
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held: a waiting run then retries
+        handle.close()
 
 
 def check_out(

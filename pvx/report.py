@@ -35,7 +35,13 @@ import zarr
 from pvx import _spectra, cluster, decomposition, manifold, options, plot, similarity
 from pvx import attributes as attribute_analyses
 from pvx._construct import attribute_names
-from pvx._report_folder import RUN_FILE, check_out, remove_abandoned_staging, replace_report
+from pvx._report_folder import (
+    RUN_FILE,
+    check_out,
+    out_lock,
+    remove_abandoned_staging,
+    replace_report,
+)
 from pvx._store_results import (
     as_saved,
     cosine_node,
@@ -249,49 +255,54 @@ def analyze(
     )
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(out)
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
-    owner = staging.with_name(staging.name + ".owner")
-    owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    # no progress messages, no progress bars
-    quiet = options.set_options(progress=False) if progress is None else contextlib.nullcontext()
-    # the UMAP worker processes, started here, then draw a page while this one draws others
-    count = _umap_worker_count(da, views, _distributed_client())
-    workers = manifold.umap_processes(count) if count else contextlib.nullcontext()
-    try:
-        with workers:
-            with quiet:
-                results = compute_results(
-                    da,
-                    views,
-                    n_clusters=n_clusters,
-                    probe={
-                        "attributes": probed,
-                        "folds": folds,
-                        "permutations": permutations,
-                        "skipped": skipped,
-                    },
-                    include_baseline=include_baseline,
+    with out_lock(out):
+        # again, held: a run that just finished into the same folder counts
+        check_out(out, settings, overwrite=overwrite, store=source)
+        remove_abandoned_staging(out)
+        staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+        owner = staging.with_name(staging.name + ".owner")
+        owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        # no progress messages, no progress bars
+        quiet = (
+            options.set_options(progress=False) if progress is None else contextlib.nullcontext()
+        )
+        # the UMAP worker processes, started here, then draw a page while this one draws others
+        count = _umap_worker_count(da, views, _distributed_client())
+        workers = manifold.umap_processes(count) if count else contextlib.nullcontext()
+        try:
+            with workers:
+                with quiet:
+                    results = compute_results(
+                        da,
+                        views,
+                        n_clusters=n_clusters,
+                        probe={
+                            "attributes": probed,
+                            "folds": folds,
+                            "permutations": permutations,
+                            "skipped": skipped,
+                        },
+                        include_baseline=include_baseline,
+                        progress=say,
+                        path=staging / RESULTS,
+                        attrs={"settings": json.dumps(settings)},
+                    )
+                say("drawing views")
+                _return_freed_memory()
+                render(
+                    results,
+                    staging,
                     progress=say,
-                    path=staging / RESULTS,
-                    attrs={"settings": json.dumps(settings)},
+                    pool=manifold.worker_pool(),
+                    results_path=staging / RESULTS,
                 )
-            say("drawing views")
-            _return_freed_memory()
-            render(
-                results,
-                staging,
-                progress=say,
-                pool=manifold.worker_pool(),
-                results_path=staging / RESULTS,
-            )
-        written = sorted(p.name for p in staging.iterdir())
-        (staging / RUN_FILE).write_text(json.dumps({**settings, "files": written}, indent=2))
-        replace_report(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        owner.unlink(missing_ok=True)
-    say(f"done in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
+            written = sorted(p.name for p in staging.iterdir())
+            (staging / RUN_FILE).write_text(json.dumps({**settings, "files": written}, indent=2))
+            replace_report(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            owner.unlink(missing_ok=True)
+        say(f"done in {time.perf_counter() - start:.1f} s: open {out / 'index.html'}")
     return out / "index.html"
 
 

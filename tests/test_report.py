@@ -178,6 +178,41 @@ def test_a_report_of_an_earlier_pvx_is_rerun_in_place(store, tmp_path):
     assert json.loads((out / "run.json").read_text())["personas"] == 12
 
 
+def test_a_second_run_into_a_folder_being_written_is_refused(store, tmp_path, monkeypatch):
+    """Two runs into one --out at once both succeeded, the last replacing the other's
+    report (review): the second is refused while the first computes, and the folder is
+    free again once it is done (no lock file left)."""
+    import threading
+
+    out = tmp_path / "o"
+    computing, finish = threading.Event(), threading.Event()
+    compute = report.compute_results
+
+    def slow_compute(*args, **kwargs):
+        computing.set()
+        finish.wait(60)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(report, "compute_results", slow_compute)
+    first = threading.Thread(
+        target=report.analyze, args=(store,), kwargs={"views": ["scree"], "out": out}
+    )
+    first.start()
+    try:
+        assert computing.wait(60)
+        for overwrite in (False, True):
+            with pytest.raises(pvx.StoreError, match="being written by another pvx analyze"):
+                report.analyze(store, views=["pca"], out=out, overwrite=overwrite, progress=None)
+    finally:
+        finish.set()
+        first.join(60)
+    assert json.loads((out / "run.json").read_text())["views"] == ["scree"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != store.name) == ["o"]
+    monkeypatch.setattr(report, "compute_results", compute)
+    report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
+    assert json.loads((out / "run.json").read_text())["views"] == ["pca"]
+
+
 def test_out_may_be_a_symlink_or_the_current_folder(store, tmp_path, monkeypatch):
     real = tmp_path / "elsewhere" / "report"
     real.mkdir(parents=True)
