@@ -97,6 +97,7 @@ def check_out(
     asked = _asked(settings, keep_version=legacy, by_asked=recorded_asked)
     previous = _asked(previous, keep_version=legacy, by_asked=recorded_asked)
     if not overwrite and previous != asked:
+        asked, previous = _flat(asked), _flat(previous)  # name the setting, not the record
         differ = sorted(
             key for key in asked.keys() | previous.keys() if asked.get(key) != previous.get(key)
         )
@@ -108,6 +109,14 @@ def check_out(
             f"{out} holds the results of a different run ({shown}); pass another --out or "
             "--overwrite"
         )
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with the ``asked`` record's entries in place of the record."""
+    flat = {key: value for key, value in settings.items() if key != "asked"}
+    if isinstance(settings.get("asked"), dict):
+        flat.update(settings["asked"])
+    return flat
 
 
 def _short(value: Any, limit: int = 80) -> str:

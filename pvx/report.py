@@ -157,6 +157,16 @@ def analyze(
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"--clusters needs at least 1 cluster, got {n_clusters}")
+    if "attributes" in views and (
+        isinstance(folds, bool) or not isinstance(folds, int) or folds < 2
+    ):
+        raise ValueError(f"--folds needs 2 or more cross-validation folds, got {folds!r}")
+    if "attributes" in views and (
+        isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0
+    ):
+        raise ValueError(
+            f"--permutations needs 0 or more label shuffles (0: no baseline), got {permutations!r}"
+        )
     if variants and len(set(variants)) != len(list(variants)):
         raise ValueError(f"variants {list(variants)} name a variant more than once")
     tree = store if isinstance(store, xr.DataTree) else open_store(store)

@@ -143,6 +143,9 @@ def test_another_runs_output_is_never_replaced(store, tmp_path):
     assert (out / "scree.html").read_text() == before
     report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
     assert (out / "pca.html").exists() and not (out / "scree.html").exists()
+    # a setting of the "asked" record is named as itself, not as the whole record
+    with pytest.raises(pvx.StoreError, match=r"different run \(n_clusters None there, 4 now\)"):
+        report.analyze(store, views=["pca"], n_clusters=4, out=out, progress=None)
 
 
 def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
@@ -305,7 +308,8 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--layers", "0,99"], "unknown layer label(s) [99]; the array has layers [0, 1, 2, 3]"),
         (["--layers", "1-0"], "range '1-0' is empty"),
         (["--workers", "0"], "at least 1 worker"),
-        (["--folds", "1"], "folds >= 2"),
+        (["--folds", "1"], "--folds needs 2 or more cross-validation folds, got 1"),
+        (["--permutations", "-1"], "--permutations needs 0 or more label shuffles"),
         (["--attributes", "shoe_size"], "unknown attribute(s) ['shoe_size']"),
         (["--clusters", "0"], "at least 1 cluster"),
         (["--variant", "templated", "--variant", "templated"], "more than once"),
