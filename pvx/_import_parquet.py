@@ -22,7 +22,7 @@ PARQUET_COLUMNS = ("persona_id", "name", "sample_ids", "vector")
 
 
 # Hugging Face shard names: "<split>-00000-of-00003.parquet" (optionally "-<hash>").
-_SHARD = re.compile(r"^(?P<split>.+?)-\d+-of-\d+(?:-[0-9a-fA-F]+)?$")
+_SHARD = re.compile(r"^(?P<split>.+?)-(?P<index>\d+)-of-(?P<of>\d+)(?:-[0-9a-fA-F]+)?$")
 
 
 _PathArg = str | os.PathLike
@@ -180,11 +180,29 @@ def _parquet_configs(
 
 
 def _split_files(config_dir: Path) -> dict[str, list[Path]]:
-    """Split name -> shard files: ``<split>[-i-of-n].parquet`` or ``<split>/*.parquet``."""
+    """Split name -> shard files: ``<split>[-i-of-n].parquet`` or ``<split>/*.parquet``.
+    A split whose shard names count ``n`` shards must have all ``n`` (a download cut short
+    would otherwise import a part of the split without a word)."""
     splits: dict[str, list[Path]] = {}
+    shards: dict[str, list[tuple[int, int]]] = {}
     for path in sorted(config_dir.glob("*.parquet")):
         match = _SHARD.match(path.stem)
         splits.setdefault(match["split"] if match else path.stem, []).append(path)
+        if match:
+            shards.setdefault(match["split"], []).append((int(match["index"]), int(match["of"])))
+    for split, found in shards.items():
+        counts = {of for _, of in found}
+        missing = sorted(set(range(max(counts))) - {index for index, _ in found})
+        if len(counts) > 1 or missing:
+            raise ValueError(
+                f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete: "
+                + (
+                    f"its file names count {sorted(counts)} shards"
+                    if len(counts) > 1
+                    else f"shard(s) {missing[:10]} of {max(counts)} are missing"
+                )
+                + "; fetch the missing files (an interrupted download?) or remove the split"
+            )
     for sub in sorted(p for p in config_dir.iterdir() if p.is_dir()):
         files = sorted(sub.glob("*.parquet"))
         if files:
@@ -263,20 +281,32 @@ def _read_parquet_file(
         )
     table = pq.read_table(path, columns=list(PARQUET_COLUMNS))
     ids_col = table.column("persona_id")
-    if not pa.types.is_string(ids_col.type) and not pa.types.is_large_string(ids_col.type):
-        raise ValueError(f"{where}: persona_id must be strings, got {ids_col.type}")
     if ids_col.null_count:
         raise ValueError(f"{where}: {ids_col.null_count} row(s) have a null persona_id")
-    ids = ids_col.to_pylist()
+    ids = _texts(ids_col, "persona_id", where)
     names = [
         n if n is not None else i
-        for n, i in zip(table.column("name").to_pylist(), ids, strict=True)
+        for n, i in zip(_texts(table.column("name"), "name", where), ids, strict=True)
     ]
     sample_ids = [s or [] for s in table.column("sample_ids").to_pylist()]
     if not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in sample_ids):
         raise ValueError(f"{where}: sample_ids must be lists of strings")
     vectors = _vectors(table.column("vector"), ids, num_layers, where)
-    return vectors, ids, [str(n) for n in names], sample_ids
+    return vectors, ids, names, sample_ids
+
+
+def _texts(column: pa.ChunkedArray, what: str, where: str) -> list[str | None]:
+    """A column of text as Python strings: string, binary holding UTF-8 (some writers leave
+    text unannotated) or dictionary-encoded (pandas categoricals); anything else is refused,
+    never turned into its repr."""
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary)
+    if not any(is_kind(kind) for is_kind in (*text, pa.types.is_large_binary, pa.types.is_null)):
+        raise ValueError(f"{where}: {what} must be strings, got {column.type}")
+    try:
+        return column.cast(pa.large_string()).to_pylist()
+    except pa.ArrowInvalid:
+        raise ValueError(f"{where}: {what} holds bytes that are not UTF-8 text") from None
 
 
 def _vectors(

@@ -555,6 +555,41 @@ def test_parquet_null_name_and_sample_ids(tmp_path):
     assert da["sample_ids"].values.tolist() == [(), ("s",)]
 
 
+def test_parquet_text_columns_unannotated_or_categorical(tmp_path):
+    """Names some writers store as binary came back as "b'Zo\\xc3\\xab'" (review), and
+    dictionary-encoded ids (pandas categoricals) were refused: both are text."""
+    t = table(["a", "b"], vectors(2))
+    t = t.set_column(0, "persona_id", pa.array(["a", "b"]).dictionary_encode())
+    t = t.set_column(1, "name", pa.array(["Zoë".encode(), b"Bob"], pa.binary()))
+    pq.write_table(t, tmp_path / "v.parquet")
+    import_parquet({"v": tmp_path / "v.parquet"}, tmp_path / "s.zarr", config="m__mean")
+    da = load(tmp_path / "s.zarr", "v")
+    assert da["id"].values.tolist() == ["a", "b"]
+    assert da["name"].values.tolist() == ["Zoë", "Bob"]
+    for bad, match in (
+        (pa.array([b"\xff", b"ok"], pa.binary()), "name holds bytes that are not UTF-8"),
+        (pa.array([1.5, 2.0]), "name must be strings, got double"),
+    ):
+        pq.write_table(t.set_column(1, "name", bad), tmp_path / "w.parquet")
+        with pytest.raises(ValueError, match=match):
+            import_parquet({"w": tmp_path / "w.parquet"}, tmp_path / "t.zarr", config="m__mean")
+        assert not (tmp_path / "t.zarr").exists()
+
+
+def test_parquet_split_with_a_missing_shard_is_refused(tmp_path):
+    """Shard 1 of 3 absent (a download cut short) imported the rest without a word."""
+    config = tmp_path / "ds" / "m__mean"
+    config.mkdir(parents=True)
+    for i in (0, 2):
+        pq.write_table(table([f"p{i}"], vectors(1)), config / f"bio-0000{i}-of-00003.parquet")
+    with pytest.raises(ValueError, match=r"split 'bio' .* shard\(s\) \[1\] of 3 are missing"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    pq.write_table(table(["p1"], vectors(1)), config / "bio-00001-of-00004.parquet")
+    with pytest.raises(ValueError, match=r"split 'bio' .* count \[3, 4\] shards"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def _write_good(tmp_path: Path) -> Path:
     pq.write_table(table(["a", "b"], vectors(2)), tmp_path / "a-good.parquet")
     return tmp_path / "a-good.parquet"
