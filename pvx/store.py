@@ -23,6 +23,7 @@ by :func:`migrate`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -395,11 +396,34 @@ def _valid_variant(
     """The vectors and (model, mask strategy, variant) of a new variant, all checked."""
     da = validate_vectors(da, func="write_variant")
     _require_personas(da, func="write_variant")
+    _warn_unstored(da, func="write_variant")
     identity = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="write_variant")
     if not isinstance(persona_block, int) or persona_block < 1:
         raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
     return da, identity
+
+
+def _warn_unstored(da: xr.DataArray, *, func: str) -> None:
+    """Say which coordinates and attrs of ``da`` a store does not keep (a per-persona
+    coordinate without ``attrs['kind']`` is the easy one to miss)."""
+    kept = {"id", "name", "sample_ids", "layer", "variant", *map(str, attribute_names(da))}
+    coords = sorted(str(name) for name in da.coords if str(name) not in kept)
+    attrs = sorted(
+        str(name) for name in da.attrs if name not in ("model", "mask_strategy", "variant")
+    )
+    if not coords and not attrs:
+        return
+    unkinded = [c for c in coords if da[c].dims == ("persona",)]
+    parts = [f"coordinate(s) {coords}"] if coords else []
+    parts += [f"attrs {attrs}"] if attrs else []
+    hint = (
+        f"; {unkinded} would be stored as attributes with attrs['kind'] ('numeric', 'ordinal' "
+        "or 'categorical'), or add them with pvx.set_attribute"
+        if unkinded
+        else ""
+    )
+    warnings.warn(f"{func}() does not store {' or '.join(parts)}{hint}", UserWarning, stacklevel=3)
 
 
 def _new_variant(
@@ -483,6 +507,7 @@ def append_personas(
     versions keep seeing them unchanged.
     """
     da = validate_vectors(da, func="append_personas")
+    _warn_unstored(da, func="append_personas")
     _require_personas(da, func="append_personas")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="append_personas")

@@ -551,8 +551,9 @@ def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next_run(store, tm
     killed = subprocess.run([sys.executable, "-c", script, str(store), str(out)])
     assert killed.returncode == -signal.SIGKILL
     abandoned = sorted(p.name for p in tmp_path.iterdir())
-    assert len(abandoned) == 2 and abandoned[0].endswith(".partial"), abandoned
-    assert abandoned[1] == abandoned[0] + ".owner"
+    # and its lock file, whose lock the kernel released: the next run takes and removes it
+    assert len(abandoned) == 3 and abandoned[0].endswith(".partial"), abandoned
+    assert abandoned[1:] == [abandoned[0] + ".owner", ".rep.pvx-lock"]
     # a run that is still going (this process) keeps its staging folder
     running = tmp_path / ".rep.0badcafe.partial"
     running.mkdir()

@@ -271,6 +271,26 @@ def test_open_load_write_emit_no_warnings(store):
         pvx.load(store, "biography").compute()
 
 
+def test_what_a_store_does_not_keep_is_named_when_written(tmp_path):
+    """A per-persona coordinate without attrs['kind'], per-layer labels and attrs were
+    dropped without a word (review); they are named, with how to keep an attribute."""
+    da = with_attributes(ids_of(4)).assign_coords(
+        home=("persona", ["n", "s", "n", "s"]), layer_name=("layer", ["a", "b", "c"])
+    )
+    da.attrs["source"] = "run-42"
+    with pytest.warns(UserWarning) as caught:
+        pvx.write_variant(tmp_path / "s.zarr", da)
+    (message,) = [str(w.message) for w in caught]
+    assert "coordinate(s) ['home', 'layer_name'] or attrs ['source']" in message
+    assert "['home'] would be stored as attributes with attrs['kind']" in message
+    more = with_attributes(["new"]).assign_coords(layer_name=("layer", ["a", "b", "c"]))
+    with pytest.warns(
+        UserWarning, match=r"append_personas\(\) does not store coordinate\(s\) \['layer_name'\]$"
+    ):
+        pvx.append_personas(tmp_path / "s.zarr", more)
+    assert "home" not in pvx.load(tmp_path / "s.zarr", "biography").coords
+
+
 # ----------------------------------------------------------------------------- writing
 
 
