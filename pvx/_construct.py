@@ -155,6 +155,12 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
         )
     if da.dims != DIMS:
         da = da.transpose(*DIMS)
+    empty = [dim for dim in ("layer", "hidden") if da.sizes[dim] == 0]
+    if empty:
+        raise ValueError(
+            f"{func}(): the vectors have no {' and no '.join(empty)} values (shape "
+            f"{dict(da.sizes)}); every persona needs at least one layer of at least one value"
+        )
     if da.dtype not in WRITABLE_DTYPES:
         raise TypeError(
             f"{func}() stores float16 or float32, got {da.dtype}; convert with da.astype('float32')"

@@ -110,6 +110,8 @@ def keep_rows(da: xr.DataArray, keep: np.ndarray) -> xr.DataArray:
     stored blocks it touches (a fancy index would read, and re-chunk, every block)."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
     runs = [da.isel(persona=slice(a, b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if not runs:
+        return da.isel(persona=slice(0, 0))
     if len(runs) == 1:
         return runs[0]
     return xr.concat(runs, "persona", coords="minimal", compat="override", join="override")

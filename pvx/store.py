@@ -87,7 +87,7 @@ from pvx._store_write import (
     _Stored,
     _writable,
 )
-from pvx._validate import drop_baseline
+from pvx._validate import BASELINE_ID, drop_baseline
 
 __all__ = [
     "StoreError",
@@ -227,6 +227,9 @@ def load(
     names = [variants] if isinstance(variants, str) else list(variants)
     if not names:
         raise StoreError("load() needs at least one variant name")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise StoreError(f"load() got variant(s) {repeated} more than once; name each once")
     mask_node = _mask_node(tree, model, mask_strategy)
     arrays = []
     for name in names:
@@ -235,8 +238,13 @@ def load(
                 f"variant {name!r} not found for model {mask_node.parent.attrs['model']!r}, "
                 f"mask strategy {mask_node.name!r}; available: {sorted(mask_node.children)}"
             )
-        da = mask_node[name].to_dataset()["vectors"]
-        da = drop_baseline(da, include_baseline=include_baseline)
+        stored = mask_node[name].to_dataset()["vectors"]
+        da = drop_baseline(stored, include_baseline=include_baseline)
+        if da.sizes["persona"] == 0 < stored.sizes["persona"]:
+            raise StoreError(
+                f"variant {name!r} holds only the baseline persona {BASELINE_ID!r}, which "
+                "load() leaves out unless asked: pass include_baseline=True"
+            )
         selected = _select(
             da, ids=ids, layers=layers, variant=name, baseline_dropped=not include_baseline
         )

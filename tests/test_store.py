@@ -190,6 +190,23 @@ def test_unknown_names_are_clear_errors(store):
     assert pvx.load(store, ["biography"], layers=[5]).sizes["layer"] == 1
     with pytest.raises(pvx.StoreError, match="no store at"):
         pvx.load(store.parent / "missing.zarr", "biography")
+    with pytest.raises(pvx.StoreError, match=r"\['biography'\] more than once"):
+        pvx.load(store, ["biography", "biography"])  # gave two variants of one label
+
+
+def test_a_variant_of_the_baseline_alone_and_vectors_of_no_width(store):
+    """Review: the first gave xarray's "must supply at least one object to concatenate",
+    the second a multi-line Icechunk error and an empty store left behind."""
+    pvx.write_variant(store, vectors_for([pvx.BASELINE_ID], variant="base"))
+    with pytest.raises(pvx.StoreError, match=r"'base' holds only the baseline .* include_baseline"):
+        pvx.load(store, "base")
+    assert pvx.load(store, "base", include_baseline=True)["id"].values.tolist() == [pvx.BASELINE_ID]
+    empty = store.parent / "empty.zarr"
+    for shape, missing in (((2, 3, 0), "hidden"), ((2, 0, 4), "layer")):
+        da = pvx.persona_vectors(np.zeros(shape, "float32"), ids=["a", "b"], model="m")
+        with pytest.raises(ValueError, match=f"the vectors have no {missing} values"):
+            pvx.write_variant(empty, da, mask_strategy="mean", variant="v")
+        assert not empty.exists()
 
 
 def test_model_must_be_named_when_several(store):
