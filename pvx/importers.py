@@ -326,6 +326,13 @@ def _tensor_info(path: Path) -> dict[str, Any]:
         dtype, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{where}: malformed header entry for {TENSOR!r}: {info!r}") from None
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    # JSON of the wrong types (shape ["3", "8"], dtype ["BF16"]) must not reach arithmetic
+    if not isinstance(dtype, str) or not all(map(whole, [*shape, begin, end])):
+        raise ValueError(f"{where}: malformed header entry for {TENSOR!r}: {info!r}")
     if dtype not in _ST_DTYPES:
         raise ValueError(
             f"{where}: {TENSOR} has dtype {dtype!r}; supported are {sorted(_ST_DTYPES)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,18 @@ def _corrupt_overlap(root: Path) -> None:
     path.write_bytes(len(header).to_bytes(8, "little") + header + data)
 
 
+def _header_of_wrong_types(entry: dict[str, Any]) -> Callable[[Path], None]:
+    """A file whose header entry has JSON of the wrong types (review: raw TypeErrors such
+    as "can't multiply sequence by non-int of type 'str'", without the file's path)."""
+
+    def corrupt(root: Path) -> None:
+        header = json.dumps({"activations": entry}).encode()
+        path = variant_dir(root, "bad") / "p1.safetensors"
+        path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(L * H * 4))
+
+    return corrupt
+
+
 def _corrupt_dtype(root: Path) -> None:
     safetensors.numpy.save_file(
         {"activations": np.zeros((L, H), "f8")}, str(variant_dir(root, "bad") / "p1.safetensors")
@@ -331,6 +344,16 @@ def _corrupt_traversal(root: Path) -> None:
         (_corrupt_sample_ids, ValueError, r"persona 'p0' has sample_ids 's1,s2'"),
         (_corrupt_layers, ValueError, r"layers must list 3 integer layer numbers"),
         (_corrupt_traversal, ValueError, r"persona id '\.\./escape'.*cannot be a file name"),
+        *(
+            (_header_of_wrong_types(entry), ValueError, r"p1\.safetensors.* malformed header")
+            for entry in (
+                {"dtype": "F32", "shape": [str(L), str(H)], "data_offsets": [0, L * H * 4]},
+                {"dtype": ["F32"], "shape": [L, H], "data_offsets": [0, L * H * 4]},
+                {"dtype": "F32", "shape": [L, H], "data_offsets": ["0", str(L * H * 4)]},
+                {"dtype": "F32", "shape": [L, H], "data_offsets": {"a": 0, "b": 1}},
+                {"dtype": "F32", "shape": [L, True], "data_offsets": [0, L * 4]},
+            )
+        ),
     ],
 )
 def test_directory_errors_import_nothing(tmp_path, corrupt, error, match):
