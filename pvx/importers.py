@@ -235,12 +235,21 @@ def _plan_directory_variant(
 
     def check() -> None:
         files[:] = _check_tensors(manifest_path, personas, shape)
+        # the labels' checks (names, sample ids, layers) on a placeholder one value wide: an
+        # error found only by the writing pass would leave a new, empty store behind
+        try:
+            labelled(np.zeros((len(personas), shape[0], 1), dtype=np.float32))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"import_directory(): {str(manifest_path)!r}: {err}") from None
 
     def read() -> xr.DataArray:
         dtype = "float16" if all(info["dtype"] == "F16" for _, info in files) else "float32"
         data = np.empty((len(files), *shape), dtype=dtype)
         for i, (path, info) in enumerate(files):
             data[i] = _read_tensor(path, info)
+        return labelled(data)
+
+    def labelled(data: np.ndarray) -> xr.DataArray:
         return persona_vectors(
             data,
             ids=list(personas),
