@@ -173,6 +173,8 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
     if ids.has_duplicates:
         dup = sorted(set(ids[ids.duplicated()]))
         raise ValueError(f"{func}(): duplicate ids {dup!r}; ids must be unique")
+    if "name" in da.coords:
+        da = _names_or_ids(da, ids, func=func)
     if "layer" not in da.coords or not np.issubdtype(da["layer"].dtype, np.integer):
         raise ValueError(f"{func}() needs integer 'layer' labels (the model's layer numbers)")
     if pd.Index(da["layer"].values).has_duplicates:
@@ -187,6 +189,24 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
             "fix or drop them before writing"
         )
     return da
+
+
+def _names_or_ids(da: xr.DataArray, ids: pd.Index, *, func: str) -> xr.DataArray:
+    """``da`` with a missing name (None, NaN) replaced by the persona's id, as names default
+    to the ids (stored as "" before); other values than text are refused."""
+    names = np.asarray(da["name"].values, dtype=object).ravel()
+    if da["name"].dims != ("persona",):
+        raise ValueError(f"{func}(): 'name' must be a coordinate along 'persona' alone")
+    missing = np.array([_missing(v) for v in names], dtype=bool)
+    other = [
+        v for v, gone in zip(names, missing, strict=True) if not gone and not isinstance(v, str)
+    ]
+    if other:
+        raise TypeError(f"{func}(): names must be strings, got {other[:5]!r}")
+    if not missing.any():
+        return da
+    filled = np.where(missing, np.asarray(ids, dtype=object), names)
+    return da.assign_coords(name=("persona", _as_strings(filled, "names"), da["name"].attrs))
 
 
 def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:

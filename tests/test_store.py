@@ -194,6 +194,17 @@ def test_unknown_names_are_clear_errors(store):
         pvx.load(store, ["biography", "biography"])  # gave two variants of one label
 
 
+def test_a_missing_name_is_the_id_and_other_names_must_be_text(store):
+    """Names given as None or NaN were stored as "" (review): names default to the ids."""
+    da = vectors_for(ids_of(3))
+    da = da.assign_coords(name=("persona", np.array(["Ann", None, np.nan], dtype=object)))
+    pvx.write_variant(store, da)
+    assert pvx.load(store, "biography")["name"].values.tolist() == ["Ann", "p1", "p2"]
+    odd = da.assign_coords(name=("persona", np.array(["Ann", 7, "C"], dtype=object)))
+    with pytest.raises(TypeError, match=r"names must be strings, got \[7\]"):
+        pvx.write_variant(store, odd, variant="other")
+
+
 def test_a_variant_of_the_baseline_alone_and_vectors_of_no_width(store):
     """Review: the first gave xarray's "must supply at least one object to concatenate",
     the second a multi-line Icechunk error and an empty store left behind."""
