@@ -168,6 +168,10 @@ def _import(args: argparse.Namespace) -> None:
     from pvx.store import open_store
 
     if args.format == "dir":
+        parquet_only = [f for f in ("config", "num_layers") if getattr(args, f) is not None]
+        if parquet_only:
+            flags = ", ".join("--" + f.replace("_", "-") for f in parquet_only)
+            raise ValueError(f"{flags}: for 'pvx import parquet' only; a directory has neither")
         done = importers.import_directory(
             args.source, args.store, model=args.model, skip_existing=args.skip_existing
         )

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import pvx
 from pvx.cli import main, summarize
@@ -86,12 +85,17 @@ def test_import_directory_from_the_command_line(tmp_path):
     assert got.sel(id="p1")["sample_ids"].item() == ("s1",)
 
 
-@pytest.mark.parametrize("args", [["import", "dir", "/nonexistent", "x.zarr"]])
-def test_import_errors_are_one_line(tmp_path, args):
-    result = run_pvx(*args, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("pvx import: error:")
-    assert result.stderr.count("\n") == 1
+def test_import_errors_are_one_line(tmp_path, capsys):
+    assert main(["import", "dir", "/nonexistent", str(tmp_path / "x.zarr")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pvx import: error:") and err.count("\n") == 1
+    # parquet's options were ignored for a directory (review)
+    (tmp_path / "src").mkdir()
+    store = str(tmp_path / "y.zarr")
+    assert main(["import", "dir", str(tmp_path / "src"), store, "--num-layers", "3"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pvx import: error: --num-layers: for 'pvx import parquet' only")
+    assert not (tmp_path / "y.zarr").exists()
 
 
 def test_storage_options_are_parsed_and_checked(capsys):
