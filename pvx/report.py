@@ -763,10 +763,16 @@ def _draw_pages(
             if n > SIMILARITY_ROWS
             else ""
         )
+        ordered = (
+            f" Personas are in the dendrogram order of layer {tree['layer'].values[-1]} in "
+            "every frame, so frames compare cell by cell."
+            if tree is not None
+            else ""
+        )
         page(
             "similarity",
             "Similarity",
-            f"Centered cosine between personas per layer.{blocks}",
+            f"Centered cosine between personas per layer.{ordered}{blocks}",
             figures,
         )
     pairs = node("pairs")

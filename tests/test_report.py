@@ -53,6 +53,8 @@ def test_analyze_writes_pages_index_and_results(store, tmp_path):
     assert "org/planted" in text and "templated, biography" in text
     for page in out.glob("*.html"):
         assert "cdn" not in page.read_text().lower()
+    # one row order for every frame, and the page says whose (review)
+    assert "dendrogram order of layer 3 in every frame" in (out / "similarity.html").read_text()
     results = report.open_results(out / "results.zarr")
     settings = json.loads(results.attrs["settings"])
     assert settings["variants"] == ["templated", "biography"]
