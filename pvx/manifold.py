@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -165,8 +167,22 @@ _umap_pool: Executor | None = None
 def _umap_worker_start() -> None:
     from threadpoolctl import threadpool_limits
 
+    _end_with_parent()
     threadpool_limits(1)  # one core per worker: the pool has one worker per core
     prepare_umap()
+
+
+def _end_with_parent() -> None:
+    """On Linux, have the kernel end this worker when the process that started it dies: a
+    killed ``pvx analyze`` left its worker waiting for loky's idle timeout (5 minutes)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call: nothing would signal
+        os._exit(0)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -301,3 +305,32 @@ def test_umap_starts_from_the_pca_it_shares_an_eigensolve_with(n_persona, monkey
 
 def test_umap_starts_spectral_where_points_coincide_along_a_component():
     assert np.isnan(manifold._umap_start(np.zeros((5, 2)))).all()  # umap-learn's instead
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_a_killed_parent_takes_its_umap_worker_with_it(tmp_path):
+    """After SIGKILL of its parent (a killed pvx analyze), a UMAP worker lingered for loky's
+    5-minute idle timeout (review); the kernel now ends it."""
+    script = (
+        "import os, signal, pvx.manifold\n"
+        "with pvx.manifold.umap_processes(1):\n"
+        "    pool = pvx.manifold.worker_pool()\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = tmp_path / "out"
+    with out.open("w") as stdout:  # a file, not a pipe: the worker holds it open too
+        run = subprocess.Popen([sys.executable, "-c", script], stdout=stdout)
+        assert run.wait(120) == -signal.SIGKILL
+    worker = int(out.read_text().split()[0])
+
+    def gone() -> bool:  # exited (a zombie until its new parent, init, reaps it)
+        try:
+            return "zombie" in Path(f"/proc/{worker}/status").read_text()
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 30
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone()
