@@ -118,6 +118,13 @@ def attribute_variable(
                 f"a numeric attribute needs numbers, got {array[:5].tolist()!r}...; "
                 "pass kind='categorical' for labels"
             ) from None
+        # numbers are stored as float64: an integer it cannot hold would come back another
+        inexact = [v for v in array if isinstance(v, int | np.integer) and int(float(v)) != v]
+        if inexact:
+            raise ValueError(
+                f"a numeric attribute holds integers float64 cannot hold exactly "
+                f"({inexact[:3]!r}: above 2**53); pass kind='categorical' to keep them as text"
+            )
         return xr.Variable("persona", data, attrs)
     data = np.array([np.nan if _missing(v) else str(v) for v in array], dtype=object)
     if kind == "ordinal":

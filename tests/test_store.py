@@ -528,6 +528,11 @@ def test_set_attribute_adds_and_replaces(store):
     assert pvx.load(store, "biography")["age"].values.tolist() == [1.0] * 10
     pvx.append_personas(store, vectors_for(["new"]))  # appends still work after replacing
     assert pvx.load(store, "biography")["age"].values[-1] != 1.0
+    # 2**60 + 1 came back as 2**60 (review): numbers float64 cannot hold are refused
+    with pytest.raises(ValueError, match=r"cannot hold exactly \(\[1152921504606846977\]"):
+        pvx.set_attribute(store, "big", {"p0": 2**60 + 1, "p1": 3})
+    pvx.set_attribute(store, "big", {"p0": 2**60 + 1, "p1": 3}, kind="categorical")
+    assert pvx.load(store, "biography")["big"].values[0] == "1152921504606846977"
 
 
 def pd_isna(value):
