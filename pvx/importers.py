@@ -179,6 +179,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise ValueError(f"import_directory(): {str(path)!r} is not valid JSON: {err}") from None
     except ValueError as err:
         raise ValueError(f"import_directory(): {err}") from None
+    except OSError as err:  # e.g. a folder named manifest.json
+        raise ValueError(f"import_directory(): {str(path)!r} cannot be read: {err}") from None
     where = f"import_directory(): {str(path)!r}"
     if not isinstance(manifest, dict):
         raise ValueError(f"{where} must hold a JSON object, got {type(manifest).__name__}")

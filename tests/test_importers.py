@@ -397,6 +397,9 @@ def test_directory_layout_errors(tmp_path):
     _manifest(root, "orphan").unlink()
     with pytest.raises(ValueError, match=r"orphan' holds safetensors files but no manifest"):
         import_directory(root, tmp_path / "s.zarr")
+    _manifest(root, "orphan").mkdir()  # a folder in its place: "[Errno 21]" alone before
+    with pytest.raises(ValueError, match=r"import_directory\(\): .*orphan/manifest\.json' can"):
+        import_directory(root, tmp_path / "s.zarr")
     assert not (tmp_path / "s.zarr").exists()
 
 
