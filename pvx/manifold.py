@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -164,25 +163,26 @@ def _umap_one(
 _umap_pool: Executor | None = None
 
 
-def _umap_worker_start() -> None:
+def _umap_worker_start(parent: int) -> None:
     from threadpoolctl import threadpool_limits
 
-    _end_with_parent()
+    _end_with(parent)
     threadpool_limits(1)  # one core per worker: the pool has one worker per core
     prepare_umap()
 
 
-def _end_with_parent() -> None:
-    """On Linux, have the kernel end this worker when the process that started it dies: a
-    killed ``pvx analyze`` left its worker waiting for loky's idle timeout (5 minutes)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def _end_with(parent: int) -> None:
+    """End this worker once ``parent``, the process that started it, is gone: a killed
+    ``pvx analyze`` left its worker waiting for loky's idle timeout (5 minutes). A thread
+    watches the worker's parent id, which changes when the parent dies (the kernel's
+    parent-death signal would follow the thread that started the worker, not the process)."""
 
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
-    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before the call: nothing would signal
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
         os._exit(0)
+
+    threading.Thread(target=watch, name="pvx-parent-watch", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -214,7 +214,9 @@ def umap_processes(workers: int | None = None) -> Iterator[None]:
     # loky's executor (joblib's) starts clean interpreters without re-running the caller's
     # script, and is reused by later blocks (workers stay warm; idle ones exit after 5 min)
     count = workers or os.cpu_count() or 1
-    _umap_pool = get_reusable_executor(count, timeout=300, initializer=_umap_worker_start)
+    _umap_pool = get_reusable_executor(
+        count, timeout=300, initializer=_umap_worker_start, initargs=(os.getpid(),)
+    )
     for _ in range(count):  # start the workers now: they load umap while other work runs
         _umap_pool.submit(os.getpid)
     try:
