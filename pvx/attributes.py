@@ -915,7 +915,8 @@ def _lbfgs(
     carried = image_of is None
 
     def inner(u: np.ndarray, v: np.ndarray, v_image: np.ndarray | None) -> np.ndarray:
-        return _inner(u, v_image if carried else v)
+        # per-fit scalars in float64 whatever the vectors': a float32 floor like 1e-300 is 0
+        return _inner(u, v_image if carried else v).astype(np.float64, copy=False)
 
     if carried:
         image = np.zeros_like(point) if start_image is None else start_image
@@ -954,8 +955,7 @@ def _lbfgs(
             alphas.append(a)
         if history:
             s, _, y, y_image, _ = history[-1]
-            scale = inner(s, y, y_image).astype(np.float64)
-            scale /= np.maximum(inner(y, y, y_image), 1e-300)
+            scale = inner(s, y, y_image) / np.maximum(inner(y, y, y_image), 1e-300)
             scale = scale.astype(direction)[:, None]
             scale[fresh] = 1.0
             q *= scale

@@ -723,3 +723,28 @@ def test_few_valued_numbers_keep_every_digit_as_classes():
     people = _people(ts=(stamps, "numeric"), batch=(batch, "categorical"))
     v = attributes.association(people).sel(attribute="ts", attribute_other="batch")
     np.testing.assert_allclose(float(v), 1.0)
+
+
+@pytest.mark.parametrize("direction", [np.float32, np.float64])
+def test_lbfgs_leaves_a_converged_fit_alone_in_either_precision(direction):
+    """A fit that has converged makes zero curvature pairs while others go on; with float32
+    pairs their scale was 0 / float32(1e-300) = NaN, so every later iteration backtracked
+    60 times on it (review). Two quadratics: the first isotropic (one step), the second
+    anisotropic (many)."""
+    weights = np.vstack([np.ones(6), np.geomspace(1.0, 100.0, 6)])
+    target = np.array([[0.5, -1.0, 2.0, 0.0, 1.5, -0.5], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    backtracked: list[int] = []
+
+    def loss(point, image, which=slice(None)):
+        if not isinstance(which, slice):
+            backtracked.extend(np.asarray(which).tolist())
+        return 0.5 * (weights[which] * (point - target[which]) ** 2).sum(axis=1)
+
+    def gradient(point, image):
+        return weights * (point - target), None
+
+    found = attributes._lbfgs(
+        np.zeros((2, 6)), loss, gradient, np.ones(2), 6, lambda p: p, 1e-10, direction=direction
+    )
+    np.testing.assert_allclose(found, target, atol=1e-8)
+    assert 0 not in backtracked
