@@ -191,17 +191,23 @@ def _split_files(config_dir: Path) -> dict[str, list[Path]]:
         if match:
             shards.setdefault(match["split"], []).append((int(match["index"]), int(match["of"])))
     for split, found in shards.items():
-        counts = {of for _, of in found}
-        missing = sorted(set(range(max(counts))) - {index for index, _ in found})
-        if len(counts) > 1 or missing:
+        counts = sorted({of for _, of in found})
+        indices = {index for index, _ in found}
+        # numbered 0..n-1 (Hugging Face) or 1..n; a complete set either way
+        first = 1 if min(indices) == 1 and max(indices) == counts[-1] else 0
+        missing = sorted(set(range(first, first + counts[-1])) - indices)
+        extra = sorted(indices - set(range(first, first + counts[-1])))
+        problems = [f"its file names count {counts} shards"] if len(counts) > 1 else []
+        if missing and len(counts) == 1:
+            problems.append(f"shard(s) {missing[:10]} of {counts[0]} are missing")
+        if extra and len(counts) == 1:
+            problems.append(f"shard number(s) {extra[:10]} are beyond its {counts[0]} shards")
+        problem = " and ".join(problems)
+        if problem:
             raise ValueError(
-                f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete: "
-                + (
-                    f"its file names count {sorted(counts)} shards"
-                    if len(counts) > 1
-                    else f"shard(s) {missing[:10]} of {max(counts)} are missing"
-                )
-                + "; fetch the missing files (an interrupted download?) or remove the split"
+                f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete or "
+                f"mixed: {problem}; fetch the missing files (an interrupted download?) or "
+                "remove the stray ones"
             )
     for sub in sorted(p for p in config_dir.iterdir() if p.is_dir()):
         files = sorted(sub.glob("*.parquet"))

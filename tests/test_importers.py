@@ -619,7 +619,18 @@ def test_parquet_split_with_a_missing_shard_is_refused(tmp_path):
     pq.write_table(table(["p1"], vectors(1)), config / "bio-00001-of-00004.parquet")
     with pytest.raises(ValueError, match=r"split 'bio' .* count \[3, 4\] shards"):
         import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    (config / "bio-00001-of-00004.parquet").unlink()
+    pq.write_table(table(["p5"], vectors(1)), config / "bio-00005-of-00003.parquet")
+    with pytest.raises(ValueError, match=r"shard number\(s\) \[5\] are beyond its 3 shards"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
     assert not (tmp_path / "s.zarr").exists()
+    # a complete set numbered from 1 (review: refused as missing shard 0)
+    for path in config.iterdir():
+        path.unlink()
+    for i in (1, 2, 3):
+        pq.write_table(table([f"p{i}"], vectors(1)), config / f"bio-0000{i}-of-00003.parquet")
+    import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    assert load(tmp_path / "s.zarr", "bio")["id"].values.tolist() == ["p1", "p2", "p3"]
 
 
 def _write_good(tmp_path: Path) -> Path:
