@@ -404,7 +404,7 @@ def _valid_variant(
     """The vectors and (model, mask strategy, variant) of a new variant, all checked."""
     da = validate_vectors(da, func="write_variant")
     _require_personas(da, func="write_variant")
-    _warn_unstored(da, func="write_variant")
+    _warn_unstored(da, func="write_variant", stacklevel=4)  # the caller of write_variant
     identity = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="write_variant")
     if not isinstance(persona_block, int) or persona_block < 1:
@@ -412,7 +412,7 @@ def _valid_variant(
     return da, identity
 
 
-def _warn_unstored(da: xr.DataArray, *, func: str) -> None:
+def _warn_unstored(da: xr.DataArray, *, func: str, stacklevel: int) -> None:
     """Say which coordinates and attrs of ``da`` a store does not keep (a per-persona
     coordinate without ``attrs['kind']`` is the easy one to miss)."""
     kept = {"id", "name", "sample_ids", "layer", "variant", *map(str, attribute_names(da))}
@@ -431,7 +431,8 @@ def _warn_unstored(da: xr.DataArray, *, func: str) -> None:
         if unkinded
         else ""
     )
-    warnings.warn(f"{func}() does not store {' or '.join(parts)}{hint}", UserWarning, stacklevel=3)
+    message = f"{func}() does not store {' or '.join(parts)}{hint}"
+    warnings.warn(message, UserWarning, stacklevel=stacklevel)  # at the user's line
 
 
 def _new_variant(
@@ -515,7 +516,7 @@ def append_personas(
     versions keep seeing them unchanged.
     """
     da = validate_vectors(da, func="append_personas")
-    _warn_unstored(da, func="append_personas")
+    _warn_unstored(da, func="append_personas", stacklevel=3)
     _require_personas(da, func="append_personas")
     model, mask_strategy, variant = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="append_personas")

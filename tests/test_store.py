@@ -309,13 +309,15 @@ def test_what_a_store_does_not_keep_is_named_when_written(tmp_path):
     with pytest.warns(UserWarning) as caught:
         pvx.write_variant(tmp_path / "s.zarr", da)
     (message,) = [str(w.message) for w in caught]
+    assert caught[0].filename == __file__  # at the caller's line, not pvx's
     assert "coordinate(s) ['home', 'layer_name'] or attrs ['source']" in message
     assert "['home'] would be stored as attributes with attrs['kind']" in message
     more = with_attributes(["new"]).assign_coords(layer_name=("layer", ["a", "b", "c"]))
     with pytest.warns(
         UserWarning, match=r"append_personas\(\) does not store coordinate\(s\) \['layer_name'\]$"
-    ):
+    ) as caught:
         pvx.append_personas(tmp_path / "s.zarr", more)
+    assert caught[0].filename == __file__
     assert "home" not in pvx.load(tmp_path / "s.zarr", "biography").coords
 
 
