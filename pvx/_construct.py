@@ -40,7 +40,7 @@ def persona_vectors(
     ids
         Persona ids, unique strings; any string is valid.
     names
-        Display names (default: the ids).
+        Display names (default: the ids; a missing one, None or NaN, is its id too).
     layers
         The model's real layer numbers (default ``0..n_layer-1``).
     attributes
@@ -77,8 +77,12 @@ def persona_vectors(
     n_persona, n_layer, _ = shape
     ids = _as_strings(ids, "ids")
     _check_length("ids", ids, n_persona)
+    if names is not None:
+        given = np.asarray(names, dtype=object).ravel()
+        _check_length("names", given, n_persona)
+        # a missing name (None, NaN: a gap in a table's column) is the id, as names=None
+        names = [i if _missing(n) else n for n, i in zip(given, ids, strict=True)]
     names = ids if names is None else _as_strings(names, "names")
-    _check_length("names", names, n_persona)
     layers = np.arange(n_layer) if layers is None else np.asarray(layers)
     _check_length("layers", layers, n_layer)
     coords: dict[Hashable, Any] = {

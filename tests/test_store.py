@@ -203,6 +203,9 @@ def test_a_missing_name_is_the_id_and_other_names_must_be_text(store):
     odd = da.assign_coords(name=("persona", np.array(["Ann", 7, "C"], dtype=object)))
     with pytest.raises(TypeError, match=r"names must be strings, got \[7\]"):
         pvx.write_variant(store, odd, variant="other")
+    # the same rule where the names are given (a table's column with a gap)
+    made = pvx.persona_vectors(da.values, ids=ids_of(3), names=pd.Series(["Ann", None, np.nan]))
+    assert made["name"].values.tolist() == ["Ann", "p1", "p2"]
 
 
 def test_a_variant_of_the_baseline_alone_and_vectors_of_no_width(store):
