@@ -1518,12 +1518,17 @@ def _two_groups(
             raise KeyError(f"direction() got unknown attribute {attribute!r}")
         values = np.asarray(da[attribute].values, dtype=object)
         known = np.array([not _missing(v) for v in values])
-        text = da[attribute].attrs.get("kind") in ("categorical", "ordinal")
+        # a store keeps categories as text (True as "True"), arrays made in memory may not:
+        # a category matches by its text either way
+        as_text = (
+            np.array([str(v) for v in values], dtype=object)
+            if da[attribute].attrs.get("kind") in ("categorical", "ordinal")
+            else None
+        )
 
         def equal(v: Any) -> np.ndarray:
-            # a store keeps categories as text (True as "True"): either form finds them
             hit = values == v
-            return hit | (values == str(v)) if text and not isinstance(v, str) else hit
+            return hit if as_text is None else hit | (as_text == str(v))
 
         in_a = known & equal(value)
         in_b = known & ~in_a if other is None else known & equal(other)

@@ -453,6 +453,10 @@ def test_direction_finds_stored_truth_values_by_their_python_value(da, tmp_path)
     assert (by_truth.attrs["n_a"], by_truth.attrs["n_b"]) == (12, 24)
     other = attributes.direction(loaded, attribute="flag", value=True, other=False)
     np.testing.assert_allclose(other["direction"], by_truth["direction"])
+    # and the other way: text finds categories held in memory as numbers (review)
+    by_number = attributes.direction(da, attribute="planted_cluster", value=1)
+    by_its_text = attributes.direction(da, attribute="planted_cluster", value="1")
+    xr.testing.assert_identical(by_number["direction"], by_its_text["direction"])
 
 
 def test_a_direction_saves_with_the_results(da, tmp_path):
