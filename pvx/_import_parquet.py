@@ -306,8 +306,9 @@ def _texts(column: pa.ChunkedArray, what: str, where: str) -> list[str | None]:
     text unannotated) or dictionary-encoded (pandas categoricals); anything else is refused,
     never turned into its repr."""
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary)
-    if not any(is_kind(kind) for is_kind in (*text, pa.types.is_large_binary, pa.types.is_null)):
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary)
+    kinds += (pa.types.is_large_binary, pa.types.is_null)
+    if not any(is_kind(kind) for is_kind in kinds):
         raise ValueError(f"{where}: {what} must be strings, got {column.type}")
     try:
         return column.cast(pa.large_string()).to_pylist()

@@ -29,11 +29,13 @@ def _loading_weights(
     *,
     normalize: bool,
 ) -> np.ndarray:
-    """Weights ``A`` with ``loadings = Aᵀ X``: ``H D⁻¹ S / λ`` (``S / λ`` unnormalised).
+    """Weights ``A`` with ``loadings = Aᵀ X``: ``H D⁻¹ S / λ`` (``H S / λ`` unnormalised).
 
-    ``S`` (the scores) is centered, so the second centering ``H`` and the mean of ``X`` drop
-    out of ``Uᵀ S``; only the per-persona scaling by the centered norms ``D`` remains (from
-    each row's squared norm, centered and raw, as the prepared Gram's kernel sees them).
+    ``H`` centers over personas, so ``X``'s mean drops out of ``Aᵀ X``. ``S`` (the scores)
+    is centered in exact arithmetic, but not quite in floating point (a trace of the
+    all-ones direction, which ``Aᵀ X`` would multiply by the offset), hence ``H`` in both
+    cases. ``D`` scales by each persona's centered norm (from each row's squared norm,
+    centered and raw, as the prepared Gram's kernel sees them).
     """
     weights = np.divide(
         scores, vals[..., None, :], out=np.zeros_like(scores), where=vals[..., None, :] > 0

@@ -241,8 +241,9 @@ def _plan_directory_variant(
         # error found only by the writing pass would leave a new, empty store behind
         try:
             labelled(np.zeros((len(personas), shape[0], 1), dtype=np.float32))
-        except (ValueError, TypeError) as err:
-            raise type(err)(f"import_directory(): {str(manifest_path)!r}: {err}") from None
+        except (ValueError, TypeError) as err:  # (a subclass may take other arguments)
+            kind = TypeError if isinstance(err, TypeError) else ValueError
+            raise kind(f"import_directory(): {str(manifest_path)!r}: {err}") from None
 
     def read() -> xr.DataArray:
         dtype = "float16" if all(info["dtype"] == "F16" for _, info in files) else "float32"
