@@ -77,12 +77,7 @@ def persona_vectors(
     n_persona, n_layer, _ = shape
     ids = _as_strings(ids, "ids")
     _check_length("ids", ids, n_persona)
-    if names is not None:
-        given = np.asarray(names, dtype=object).ravel()
-        _check_length("names", given, n_persona)
-        # a missing name (None, NaN: a gap in a table's column) is the id, as names=None
-        names = [i if _missing(n) else n for n, i in zip(given, ids, strict=True)]
-    names = ids if names is None else _as_strings(names, "names")
+    names = ids if names is None else _names_or_ids(names, ids)
     layers = np.arange(n_layer) if layers is None else np.asarray(layers)
     _check_length("layers", layers, n_layer)
     coords: dict[Hashable, Any] = {
@@ -185,7 +180,13 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
         dup = sorted(set(ids[ids.duplicated()]))
         raise ValueError(f"{func}(): duplicate ids {dup!r}; ids must be unique")
     if "name" in da.coords:
-        da = _names_or_ids(da, ids, func=func)
+        if da["name"].dims != ("persona",):
+            raise ValueError(f"{func}(): 'name' must be a coordinate along 'persona' alone")
+        try:
+            names = _names_or_ids(da["name"].values, ids.to_numpy())
+        except TypeError as err:
+            raise TypeError(f"{func}(): {err}") from None
+        da = da.assign_coords(name=("persona", names, da["name"].attrs))
     if "layer" not in da.coords or not np.issubdtype(da["layer"].dtype, np.integer):
         raise ValueError(f"{func}() needs integer 'layer' labels (the model's layer numbers)")
     if pd.Index(da["layer"].values).has_duplicates:
@@ -202,22 +203,12 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
     return da
 
 
-def _names_or_ids(da: xr.DataArray, ids: pd.Index, *, func: str) -> xr.DataArray:
-    """``da`` with a missing name (None, NaN) replaced by the persona's id, as names default
-    to the ids (stored as "" before); other values than text are refused."""
-    names = np.asarray(da["name"].values, dtype=object).ravel()
-    if da["name"].dims != ("persona",):
-        raise ValueError(f"{func}(): 'name' must be a coordinate along 'persona' alone")
-    missing = np.array([_missing(v) for v in names], dtype=bool)
-    other = [
-        v for v, gone in zip(names, missing, strict=True) if not gone and not isinstance(v, str)
-    ]
-    if other:
-        raise TypeError(f"{func}(): names must be strings, got {other[:5]!r}")
-    if not missing.any():
-        return da
-    filled = np.where(missing, np.asarray(ids, dtype=object), names)
-    return da.assign_coords(name=("persona", _as_strings(filled, "names"), da["name"].attrs))
+def _names_or_ids(names: Sequence[Any], ids: np.ndarray) -> np.ndarray:
+    """Names as strings, a missing one (None, NaN: a gap in a table's column) replaced by
+    the persona's id, as names default to the ids; other values than text are refused."""
+    given = np.asarray(names, dtype=object).ravel()
+    _check_length("names", given, len(ids))
+    return _as_strings([i if _missing(n) else n for n, i in zip(given, ids, strict=True)], "names")
 
 
 def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
@@ -258,8 +249,9 @@ def _tuples(values: Sequence[Sequence[str]]) -> np.ndarray:
 
 def _as_strings(values: Sequence[Any], what: str) -> np.ndarray:
     array = np.asarray(values, dtype=object).ravel()
-    if not all(isinstance(v, str) for v in array):
-        raise TypeError(f"{what} must be strings, got {array[:5].tolist()!r}")
+    other = [v for v in array if not isinstance(v, str)]
+    if other:
+        raise TypeError(f"{what} must be strings, got {other[:5]!r}")
     for value in array:
         try:
             value.encode("utf-8")

@@ -157,16 +157,13 @@ def analyze(
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"--clusters needs at least 1 cluster, got {n_clusters}")
-    if "attributes" in views and (
-        isinstance(folds, bool) or not isinstance(folds, int) or folds < 2
-    ):
-        raise ValueError(f"--folds needs 2 or more cross-validation folds, got {folds!r}")
-    if "attributes" in views and (
-        isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0
-    ):
-        raise ValueError(
-            f"--permutations needs 0 or more label shuffles (0: no baseline), got {permutations!r}"
-        )
+    probe_counts = (
+        ("--folds", folds, 2, "cross-validation folds"),
+        ("--permutations", permutations, 0, "label shuffles (0: no baseline)"),
+    )
+    for flag, value, least, what in probe_counts if "attributes" in views else ():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{flag} needs {least} or more {what}, got {value!r}")
     if variants and len(set(variants)) != len(list(variants)):
         raise ValueError(f"variants {list(variants)} name a variant more than once")
     tree = store if isinstance(store, xr.DataTree) else open_store(store)
