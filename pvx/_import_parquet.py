@@ -193,17 +193,20 @@ def _split_files(config_dir: Path) -> dict[str, list[Path]]:
     for split, found in shards.items():
         counts = sorted({of for _, of in found})
         indices = {index for index, _ in found}
+        n = counts[-1]
         # numbered 0..n-1 (Hugging Face) or 1..n; a complete set either way
-        first = 1 if min(indices) == 1 and max(indices) == counts[-1] else 0
-        missing = sorted(set(range(first, first + counts[-1])) - indices)
-        extra = sorted(indices - set(range(first, first + counts[-1])))
-        problems = [f"its file names count {counts} shards"] if len(counts) > 1 else []
-        if missing and len(counts) == 1:
-            problems.append(f"shard(s) {missing[:10]} of {counts[0]} are missing")
-        if extra and len(counts) == 1:
-            problems.append(f"shard number(s) {extra[:10]} are beyond its {counts[0]} shards")
-        problem = " and ".join(problems)
-        if problem:
+        expected = set(range(1, n + 1) if min(indices) == 1 and max(indices) == n else range(n))
+        missing, extra = sorted(expected - indices), sorted(indices - expected)
+        problems = (
+            [f"its file names count {counts} shards"]
+            if len(counts) > 1
+            else [
+                *([f"shard(s) {missing[:10]} of {n} are missing"] if missing else []),
+                *([f"shard number(s) {extra[:10]} are beyond its {n} shards"] if extra else []),
+            ]
+        )
+        if problems:
+            problem = " and ".join(problems)
             raise ValueError(
                 f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete or "
                 f"mixed: {problem}; fetch the missing files (an interrupted download?) or "
