@@ -248,7 +248,12 @@ def categorical(
     codes = np.array(
         [-1 if v is None else position.get(v, other) for v in labels.ravel()], dtype=np.int64
     ).reshape(labels.shape)
-    names = tuple(f"{prefix}{v}" for v in kept) + ((OTHER,) if has_other else ())
+    names = tuple(f"{prefix}{v}" for v in kept)
+    if has_other:
+        pooled = OTHER  # a category of that name would share the pooled entry's legend name
+        while pooled in names:
+            pooled += " (rest)"
+        names += (pooled,)
     colors = tuple(QUALITATIVE[i % len(QUALITATIVE)] for i in range(len(kept)))
     if has_other:
         colors += (OTHER_COLOR,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import datetime
 import json
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -93,7 +95,10 @@ def persona_vectors(
     kinds, orders = dict(kinds or {}), dict(orders or {})
     for key, values in (attributes or {}).items():
         _check_length(f"attribute {key!r}", values, n_persona)
-        coords[key] = attribute_variable(values, kind=kinds.get(key), order=orders.get(key))
+        try:
+            coords[key] = attribute_variable(values, kind=kinds.get(key), order=orders.get(key))
+        except ValueError as error:
+            raise ValueError(f"attribute {key!r}: {error}") from None
     attrs = {k: v for k, v in (("model", model), ("mask_strategy", mask_strategy)) if v}
     da = xr.DataArray(data, dims=DIMS, coords=coords, name="vectors", attrs=attrs)
     return da.set_xindex("id")
@@ -125,11 +130,15 @@ def attribute_variable(
                 f"({inexact[:3]!r}: above 2**53); pass kind='categorical' to keep them as text"
             )
         return xr.Variable("persona", data, attrs)
-    data = np.array([np.nan if _missing(v) else str(v) for v in array], dtype=object)
+    data = np.array([np.nan if _missing(v) else _label(v) for v in array], dtype=object)
+    for value in data:
+        if isinstance(value, str):
+            _check_text(value, "an attribute")
     if kind == "ordinal":
         if order is None:
             raise ValueError("an ordinal attribute needs order=[lowest, ..., highest]")
-        attrs["order"] = [str(v) for v in order]
+        attrs["order"] = [_label(v) for v in order]
+        check_order(attrs["order"], what="order")
         unknown = sorted({v for v in data if isinstance(v, str)} - set(attrs["order"]))
         if unknown:
             raise ValueError(
@@ -222,12 +231,26 @@ def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
         order = var.attrs.get("order")
         if not order:
             raise ValueError(f"{func}(): ordinal attribute {key!r} needs attrs['order']")
+        check_order(order, what=f"{func}(): the order of ordinal attribute {key!r}")
         unknown = sorted({v for v in var.values if isinstance(v, str)} - set(order))
         if unknown:
             raise ValueError(
                 f"{func}(): values {unknown!r} of ordinal attribute {key!r} are not in its "
                 f"order {order!r}"
             )
+
+
+def check_order(order: Sequence[str], *, what: str) -> None:
+    """Raise if an ordinal order names a level twice or holds a blank: the ranks would
+    depend on which repeat counts."""
+    repeated = sorted(level for level, count in collections.Counter(order).items() if count > 1)
+    if repeated:
+        raise ValueError(
+            f"{what} {list(order)!r} names {repeated!r} more than once; "
+            "list each level once, lowest first"
+        )
+    if "" in order:
+        raise ValueError(f'{what} {list(order)!r} holds "", which pvx reads as a missing value')
 
 
 def encode_sample_ids(values: Any) -> np.ndarray:
@@ -253,14 +276,20 @@ def _as_strings(values: Sequence[Any], what: str) -> np.ndarray:
     if other:
         raise TypeError(f"{what} must be strings, got {other[:5]!r}")
     for value in array:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate, e.g. from JSON's "\ud800"
-            raise ValueError(
-                f"{what} holds {value!r}, which is not valid Unicode text (a lone surrogate); "
-                "fix the text where it came from"
-            ) from None
+        _check_text(value, what)
     return array
+
+
+def _check_text(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from JSON's "\ud800"
+        raise ValueError(
+            f"{what} holds {value!r}, which is not valid Unicode text (a lone surrogate); "
+            "fix the text where it came from"
+        ) from None
+    if "\x00" in value:  # NumPy's fixed-width text drops trailing NULs: "a\x00" would be "a"
+        raise ValueError(f"{what} holds {value!r}, with a NUL character; remove it")
 
 
 def _check_length(what: str, values: Any, n: int) -> None:
@@ -270,15 +299,27 @@ def _check_length(what: str, values: Any, n: int) -> None:
 
 def _missing(value: Any) -> bool:
     """None, NaN and pandas' and NumPy's other markers of a missing value (``pd.NA`` of
-    nullable columns, ``NaT``): a value that is not there, never a class of its own."""
+    nullable columns, ``NaT``) and ``""`` (a blank cell of a CSV column, and how the store
+    keeps a missing label): a value that is not there, never a class of its own."""
     if value is None:
         return True
-    if isinstance(value, str) or np.ndim(value) != 0:
+    if isinstance(value, str):
+        return value == ""
+    if np.ndim(value) != 0:
         return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def _label(value: Any) -> str:
+    """A categorical value as text; a date or time the same whichever type holds it
+    (``datetime64[D]`` reads "2020-01-01", a Timestamp "2020-01-01 00:00:00")."""
+    if isinstance(value, datetime.date | np.datetime64):
+        stamp = pd.Timestamp(value)
+        return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+    return str(value)
 
 
 def _infer_kind(array: np.ndarray) -> str:

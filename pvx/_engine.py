@@ -76,6 +76,13 @@ def prepare_input(
                 f"{func}() got an array that already has a {reserved!r} dimension "
                 f"({da.dims!r}); pass the persona vectors, not an analysis result"
             )
+    ids = da.indexes.get("id")
+    if ids is not None and not ids.is_unique:  # labels of results would be ambiguous
+        repeated = ids[ids.duplicated()].unique().tolist()
+        raise ValueError(
+            f"{func}() got persona id(s) {repeated[:5]!r} more than once; ids must be unique "
+            "(keep the first of each with da.isel(persona=~da.indexes['id'].duplicated()))"
+        )
     da = select_layers(da, layer, func=func)
     da = drop_baseline(da, include_baseline=include_baseline)
     require_min_personas(da.sizes[P], min_personas, func=func, why=why)

@@ -179,11 +179,26 @@ def _model_dir(root: zarr.Group, model: str) -> str:
     base = re.sub(r"[^A-Za-z0-9._+=-]+", "--", model).strip("._+=-")[:NAME_LIMIT] or "model"
     if base in METADATA_KEYS or base == CHECKSUM_FILE:  # a published copy's own files
         base = "model"
+    # names differing only in case are one folder on case-insensitive file systems and in
+    # a published copy's consolidated metadata
+    taken = {name.casefold() for name in (*models, *root.group_keys(), *root.array_keys())}
     candidate, k = base, 1
-    while candidate in models or candidate in root:
+    while candidate.casefold() in taken:
         k += 1
         candidate = f"{base}-{k}"
     return candidate
+
+
+def case_clash(path: str, paths: Sequence[str]) -> str | None:
+    """A stored path whose folders differ from ``path``'s, at some level, only in case."""
+    parts = path.split("/")
+    for other in paths:
+        theirs = other.split("/")
+        for k in range(1, min(len(parts), len(theirs)) + 1):
+            mine, stored = "/".join(parts[:k]), "/".join(theirs[:k])
+            if mine != stored and mine.casefold() == stored.casefold():
+                return stored
+    return None
 
 
 def _decode(name: str, raw: np.ndarray, attrs: dict[str, Any]) -> xr.Variable:

@@ -51,6 +51,20 @@ def publish(
         )
     view = open_read(Location.parse(store, storage_options or {}), version)
     catalog = _catalog(view)
+    groups = _all_groups(view.root)
+    keys = [
+        *groups,
+        *(f"{path}/{name}" for path in groups for name in view.root[path].array_keys()),
+    ]
+    folded: dict[str, str] = {}
+    for key in keys:
+        clash = folded.setdefault(key.casefold(), key)
+        if clash != key:  # Zarr's consolidated metadata then loses one of them on reading
+            raise StoreError(
+                f"cannot publish {os.fspath(store)!r}: {clash!r} and {key!r} differ only in "
+                "case, which a published copy (and a case-insensitive file system) cannot "
+                "tell apart; write one of them under another name first"
+            )
     if target.path is not None:
         if target.path.exists():
             raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
@@ -68,7 +82,7 @@ def publish(
             raise StoreError(f"{target.text!r} exists; publish to a new path")
     try:
         out_root = zarr.create_group(dest, zarr_format=3)
-        for path in _all_groups(view.root):
+        for path in groups:
             group = view.root[path]
             out_root.create_group(path, attributes=dict(group.attrs))
             for name, array in group.arrays():

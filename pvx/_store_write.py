@@ -15,7 +15,7 @@ import zarr
 import zarr.api.asynchronous
 import zarr.storage
 
-from pvx._construct import attribute_names, attribute_variable, decode_sample_ids
+from pvx._construct import _missing, attribute_names, attribute_variable, decode_sample_ids
 from pvx._repository import CheckedStore, Location, StoreError, open_read
 from pvx._store_format import (
     _EVERY_CHUNK,
@@ -230,7 +230,8 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
     extra: dict[Hashable, Any] = {}
     for key, attrs in stored_attrs.items():
         kind = attrs["kind"]
-        if key in da.coords:
+        # a batch with no value of an attribute infers no kind from it: stored as missing
+        if key in da.coords and not all(_missing(v) for v in da[key].values):
             if da[key].attrs.get("kind") != kind:
                 raise ValueError(
                     f"{func}(): attribute {key!r} is {da[key].attrs.get('kind')!r} here but "

@@ -193,6 +193,10 @@ def variant_similarity(
     mean_b = x_b.mean(P, dtype=np.float64, skipna=False)
     # Row products block by block in float64 inside one task each: float64 copies of whole
     # layers, held until every product of them ran, made memory grow with the layer count.
+    # whole rows per task (a user's .chunk({"hidden": ...}) splits them), as the Grams take them
+    x_a, x_b, mean_a, mean_b = (
+        _engine.single_chunk(v, _engine.H) for v in (x_a, x_b, mean_a, mean_b)
+    )
     products = xr.apply_ufunc(
         _row_products,
         x_a,

@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from pvx import _engine
+from pvx._construct import check_order
 from pvx._engine import P, Q
 from pvx._store_format import _is_missing
 from pvx._validate import LayerSelection
@@ -300,6 +301,7 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
                     f"ordinal attribute {name!r} has no attrs['order'] (its levels, lowest "
                     f"first); set da[{name!r}].attrs['order'] = [...], or make it categorical"
                 )
+            check_order(order, what=f"ordinal attribute {name!r}: its order")
             unknown = sorted({str(v) for v in values[present]} - set(order))
             if unknown:
                 raise ValueError(
@@ -330,7 +332,7 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
         keep = [str(n) for n, c in zip(names, counts, strict=True) if c >= folds]
         if len(keep) < 2:
             reason = (
-                f"classes {list(dropped)} have fewer than folds={folds} members"
+                f"classes {_some(dropped)} have fewer than folds={folds} members"
                 if dropped
                 else "one class only"
             )
@@ -386,6 +388,13 @@ def _id_order(da: xr.DataArray, rows: np.ndarray) -> np.ndarray:
             "ids must be unique"
         )
     return order
+
+
+def _some(labels: Sequence[str], count: int = 5, width: int = 40) -> str:
+    """A few ``labels`` for a message, each shortened: all of them could be megabytes."""
+    shown = [label if len(label) <= width else label[: width - 1] + "…" for label in labels]
+    more = f" and {len(labels) - count} more" if len(labels) > count else ""
+    return f"{shown[:count]!r}{more}"
 
 
 def _missing(value: Any) -> bool:
@@ -1077,8 +1086,9 @@ def association(
     Returns
     -------
     xarray.DataArray
-        ``cramers_v`` ``(attribute, attribute_other)``, symmetric, 1 on the diagonal, NaN
-        where a pair has fewer than two values on either side.
+        ``cramers_v`` ``(attribute, attribute_other)``, symmetric, NaN where a pair has
+        fewer than two values on either side. The diagonal is 1, or NaN for an attribute
+        with a value per persona (the bias correction leaves it no degrees of freedom).
 
     Examples
     --------
@@ -1421,9 +1431,10 @@ def direction(
     xarray.Dataset
         ``direction`` ``(..., layer, hidden)``; ``norm`` ``(..., layer)``; ``projection``
         ``(..., layer, persona)``: each persona's position along the unit direction, 0
-        half-way between the group means; ``layer_cosine`` ``(..., layer, layer_other)``
-        between the directions of two layers; with a ``variant`` dim, ``variant_cosine``
-        ``(layer, variant, variant_other)``. Attributes name the groups and their sizes.
+        half-way between the group means; with a ``layer`` dim, ``layer_cosine``
+        ``(..., layer, layer_other)`` between the directions of two layers; with a
+        ``variant`` dim, ``variant_cosine`` ``(layer, variant, variant_other)``. Attributes
+        name the groups and their sizes.
 
     Examples
     --------
@@ -1439,24 +1450,29 @@ def direction(
     )
     in_a, in_b, described = _two_groups(da, groups, attribute, value, other)
     x = da.astype(np.float64)
-    mean_a = x.isel({P: np.flatnonzero(in_a)}).mean(P)
-    mean_b = x.isel({P: np.flatnonzero(in_b)}).mean(P)
+    # skipna=False: a NaN in a vector must not be left out of a mean (nor count as 0)
+    mean_a = x.isel({P: np.flatnonzero(in_a)}).mean(P, skipna=False)
+    mean_b = x.isel({P: np.flatnonzero(in_b)}).mean(P, skipna=False)
     d = (mean_a - mean_b).reset_coords(drop=True)
-    norm = np.sqrt((d**2).sum("hidden"))
+    norm = np.sqrt((d**2).sum("hidden", skipna=False))
     # not d / norm.where(norm > 0): with norm in the same Dataset, dask.compute of the result
     # fails (a graph-optimisation bug in dask 2026.8: "Missing dependency ('sqrt-...')")
     unit = xr.apply_ufunc(_divide_or_nan, d, norm, dask="parallelized", output_dtypes=[np.float64])
     midpoint = ((mean_a + mean_b) / 2).reset_coords(drop=True)
-    projection = ((x - midpoint) * unit).sum("hidden")
-    layer_cosine = xr.dot(unit, unit.rename(layer="layer_other"), dim="hidden")
-    result = xr.Dataset(
-        {
-            "direction": d,
-            "norm": norm,
-            "projection": projection.transpose(..., P),
-            "layer_cosine": layer_cosine,
-        }
+    projection = xr.apply_ufunc(
+        _finite_or_named,
+        ((x - midpoint) * unit).sum("hidden", skipna=False),
+        (x**2).sum("hidden", skipna=False),
+        input_core_dims=[[P], [P]],
+        output_core_dims=[[P]],
+        kwargs={"ids": tuple(_engine.persona_ids(da).tolist())},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"allow_rechunk": True},  # (..., persona) sums: small
     )
+    result = xr.Dataset({"direction": d, "norm": norm, "projection": projection.transpose(..., P)})
+    if "layer" in d.dims:  # one layer label drops the dim: no pair of layers to compare
+        result["layer_cosine"] = xr.dot(unit, unit.rename(layer="layer_other"), dim="hidden")
     if "variant" in d.dims:
         result["variant_cosine"] = xr.dot(unit, unit.rename(variant="variant_other"), dim="hidden")
     result.attrs = {
@@ -1466,6 +1482,13 @@ def direction(
         "n_b": int(in_b.sum()),
     }
     return result
+
+
+def _finite_or_named(projection: np.ndarray, squares: np.ndarray, *, ids: tuple) -> np.ndarray:
+    """``projection``, once the personas' sums of ``squares`` show no NaN or inf (else the
+    error names the personas)."""
+    _engine.check_finite_rows(squares, ids)
+    return projection
 
 
 def _divide_or_nan(d: Any, norm: Any) -> Any:  # broadcast by apply_ufunc

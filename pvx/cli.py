@@ -64,8 +64,13 @@ def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
         lines.append(f"model {model_node.attrs['model']}")
         for mask_name, mask_node in model_node.children.items():
             lines.append(f"  mask strategy {mask_name}")
+            held: dict[Any, list[str]] = {}  # attribute -> the variants that hold it
+            coords: dict[Any, xr.DataArray] = {}
             for variant_name, node in mask_node.children.items():
                 ds = node.to_dataset()
+                for key in attribute_names(ds):
+                    held.setdefault(key, []).append(str(variant_name))
+                    coords.setdefault(key, ds[key])
                 ids = ds["id"].values.tolist()
                 baseline = " + baseline" if BASELINE_ID in ids else ""
                 n = len(ids) - (1 if baseline else 0)
@@ -74,16 +79,15 @@ def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
                     f"{ds.sizes['layer']} layers {_ranges(ds['layer'].values.tolist())}, "
                     f"hidden {ds.sizes['hidden']}, {ds['vectors'].dtype}"
                 )
-            first = next(iter(mask_node.children.values())).to_dataset()
-            attrs = attribute_names(first)
-            if attrs:
+            if held:
                 lines.append("    attributes:")
-                width = max(len(str(a)) for a in attrs)
-                for key in attrs:
-                    coord = first[key]
-                    detail = coord.attrs["kind"]
+                width = max(len(str(a)) for a in held)
+                for key, holders in held.items():
+                    detail = coords[key].attrs["kind"]
                     if detail == "ordinal":
-                        detail += " (" + " < ".join(coord.attrs["order"]) + ")"
+                        detail += " (" + " < ".join(coords[key].attrs["order"]) + ")"
+                    if len(holders) < len(mask_node.children):
+                        detail += f"  (variants {', '.join(holders)})"
                     lines.append(f"      {key!s:<{width}}  {detail}")
     return lines
 
@@ -211,16 +215,26 @@ def _analyze(args: argparse.Namespace) -> None:
             views=views or report.DEFAULT_VIEWS,
             colors=args.color or (),
             n_clusters=args.clusters,
-            attributes=(
-                [a for item in args.attributes for a in item.split(",") if a]
-                if args.attributes
-                else None
-            ),
+            attributes=_attribute_list(args.attributes, tree),
             folds=args.folds,
             permutations=args.permutations,
             out=args.out,
             overwrite=args.overwrite,
         )
+
+
+def _attribute_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
+    """``--attributes`` values: comma-separated names, but a value that is a whole attribute
+    name of the store (as ``"city, state"``) is that one name."""
+    if not items:
+        return None
+    known = {
+        str(key)
+        for node in tree.subtree
+        if "vectors" in node.data_vars
+        for key in attribute_names(node.to_dataset())
+    }
+    return [a for item in items for a in ([item] if item in known else item.split(",")) if a]
 
 
 def _explore(args: argparse.Namespace) -> None:
@@ -332,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--attributes",
         action="append",
-        help="persona attributes to probe, comma-separated (default: every attribute)",
+        help="persona attributes to probe, comma-separated or repeated (default: every attribute)",
     )
     run.add_argument("--folds", type=int, default=5, help="probe cross-validation folds (5)")
     run.add_argument(

@@ -164,6 +164,11 @@ def analyze(
     for flag, value, least, what in probe_counts if "attributes" in views else ():
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{flag} needs {least} or more {what}, got {value!r}")
+    if attributes is not None and "attributes" not in views:
+        raise ValueError(
+            "--attributes names the attributes to probe on the attributes page, which --views "
+            "leaves out; add 'attributes' to --views or leave --attributes out"
+        )
     if variants and len(set(variants)) != len(list(variants)):
         raise ValueError(f"variants {list(variants)} name a variant more than once")
     tree = store if isinstance(store, xr.DataTree) else open_store(store)

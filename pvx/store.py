@@ -63,6 +63,7 @@ from pvx._store_format import (
     _identity,
     _model_dir,
     _variant_path,
+    case_clash,
 )
 from pvx._store_publish import publish
 from pvx._store_read import (
@@ -455,6 +456,13 @@ def _new_variant(
             f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
             "add personas with pvx.append_personas(...)"
         )
+    clash = case_clash(path, root.attrs["pvx"]["variants"])
+    if clash:
+        raise StoreError(
+            f"{path!r} differs from the stored {clash!r} only in case, which case-insensitive "
+            "file systems and published copies cannot tell apart; use the stored spelling "
+            "or another name"
+        )
     for name, attrs in (
         (model_dir, {"model": model}),
         (f"{model_dir}/{mask_strategy}", {"mask_strategy": mask_strategy}),
@@ -611,8 +619,17 @@ def set_attribute(
         values = dict(values.items())
     else:
         values = dict(values)
+    not_text = [key for key in values if not isinstance(key, str)]
+    if not_text:  # the store's ids are text: 0 never matches "0"
+        raise TypeError(
+            f"set_attribute(): persona ids are text, got {not_text[:5]!r}; give the values "
+            "by id as stored (e.g. values.rename(index=str))"
+        )
     # One kind for every variant, from all the values (errors before anything is written)
-    kind = attribute_variable(list(values.values()), kind=kind, order=order).attrs["kind"]
+    try:
+        kind = attribute_variable(list(values.values()), kind=kind, order=order).attrs["kind"]
+    except ValueError as error:
+        raise ValueError(f"set_attribute(): attribute {name!r}: {error}") from None
     location = _writable(store, storage_options)
     tree = open_store(store, **storage_options)
     mask_node = _mask_node(tree, model, mask_strategy)

@@ -752,3 +752,101 @@ def test_lbfgs_leaves_a_converged_fit_alone_in_either_precision(direction):
     )
     np.testing.assert_allclose(found, target, atol=1e-8)
     assert 0 not in backtracked
+
+
+def test_a_blank_is_a_missing_value_when_attributes_are_made():
+    """A CSV column of ages with blank cells is numeric, its blanks missing (as None),
+    not a categorical attribute with one class per age."""
+    n = 30
+    rng = np.random.default_rng(2)
+    ages = [float(a) for a in rng.integers(20, 70, n)]
+    with_blanks = ["", "", *ages[2:]]
+    da = pvx.persona_vectors(
+        rng.normal(size=(n, 1, 4)), ids=[f"p{i}" for i in range(n)], attributes={"age": with_blanks}
+    )
+    assert da["age"].attrs["kind"] == "numeric"
+    np.testing.assert_array_equal(da["age"].values[2:], ages[2:])
+    assert np.isnan(da["age"].values[:2]).all()
+    assert attributes.probe(da, "age", folds=3, permutations=0)["n_missing"].item() == 2
+
+
+def test_an_order_naming_a_level_twice_is_refused():
+    rng = np.random.default_rng(0)
+    levels = ["lo", "mid", "hi"] * 4
+    ids = [f"p{i}" for i in range(12)]
+    with pytest.raises(ValueError, match=r"attribute 'lvl'.*names \['lo'\] more than once"):
+        pvx.persona_vectors(
+            rng.normal(size=(12, 1, 3)),
+            ids=ids,
+            attributes={"lvl": levels},
+            orders={"lvl": ["lo", "mid", "hi", "lo"]},
+        )
+    da = pvx.persona_vectors(rng.normal(size=(12, 1, 3)), ids=ids, attributes={"lvl": levels})
+    da["lvl"].attrs.update(kind="ordinal", order=["lo", "mid", "hi", "lo"])
+    with pytest.raises(ValueError, match="more than once"):
+        attributes.probe(da, "lvl", folds=2, permutations=0)
+
+
+def test_a_nul_in_a_label_is_refused_not_dropped():
+    """NumPy's fixed-width text drops a trailing NUL: "a\\x00" would become "a" somewhere."""
+    x = np.random.default_rng(0).normal(size=(3, 1, 2))
+    with pytest.raises(ValueError, match=r"attribute 'c'.*NUL"):
+        pvx.persona_vectors(x, ids=["a", "b", "c"], attributes={"c": ["a", "a\x00", "b"]})
+    with pytest.raises(ValueError, match=r"ids holds 'a\\x00'.*NUL"):
+        pvx.persona_vectors(x, ids=["a\x00", "b", "c"])
+
+
+def test_dates_are_the_same_label_whatever_type_holds_them():
+    import datetime
+
+    import pandas as pd
+
+    x = np.random.default_rng(0).normal(size=(4, 1, 2))
+    stamps = pd.to_datetime(
+        ["2020-01-01", "2021-06-01 12:30", None, "2020-01-01"], format="ISO8601"
+    )
+    expected = ["2020-01-01", "2021-06-01 12:30:00", None, "2020-01-01"]
+    for given in (
+        list(stamps),
+        stamps.values,
+        [datetime.date(2020, 1, 1), datetime.datetime(2021, 6, 1, 12, 30), None,
+         np.datetime64("2020-01-01")],
+    ):  # fmt: skip
+        got = pvx.persona_vectors(x, ids=list("abcd"), attributes={"born": given})["born"]
+        assert [v if isinstance(v, str) else None for v in got.values] == expected
+
+
+def test_direction_of_one_layer_label_has_no_layer_dim(da):
+    one = attributes.direction(da, attribute="parity", value="even", layer=1)
+    assert one["direction"].dims == ("hidden",) and "layer_cosine" not in one
+    listed = attributes.direction(da, attribute="parity", value="even", layer=[1])
+    np.testing.assert_array_equal(one["direction"], listed["direction"].isel(layer=0))
+
+
+def test_messages_show_a_few_long_class_names_shortened():
+    n = 40  # one class of 30 personas and ten classes of one, each a 10 kB name
+    classes = ["q"] * 30 + [f"{i:02d}" + "x" * 10_000 for i in range(10)]
+    da = pvx.persona_vectors(
+        np.random.default_rng(0).normal(size=(n, 1, 3)),
+        ids=[f"p{i}" for i in range(n)],
+        attributes={"c": classes},
+    )
+    with pytest.raises(ValueError, match="cannot be probed") as error:
+        attributes.probe(da, "c", folds=3, permutations=0)
+    assert len(str(error.value)) < 500 and "and 5 more" in str(error.value)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+def test_direction_names_a_persona_with_nan_instead_of_skipping_it(da, backend):
+    broken = da.copy(data=da.values.copy())
+    broken[1, 0, 3] = np.nan
+    named = rf"non-finite values .*\[{str(da['id'].values[1])!r}\]"
+    if backend == "numpy":
+        with pytest.raises(ValueError, match=named):
+            attributes.direction(broken, attribute="parity", value="even")
+        return
+    d = attributes.direction(broken.chunk({"persona": 10}), attribute="parity", value="even")
+    with pytest.raises(ValueError, match=named):
+        d["projection"].compute()
+    # the direction itself is NaN where the vector is, not a mean of the other personas
+    assert np.isnan(d["direction"].isel(layer=0).values[3])

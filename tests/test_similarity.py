@@ -184,6 +184,26 @@ def test_input_errors():
         similarity.cosine(similarity.cosine(da).rename(layer="hidden"))
 
 
+def test_repeated_ids_are_refused_by_every_analysis():
+    import pvx.attributes
+
+    da = pvx.synthetic.planted_personas(n_persona=6, variants=["a", "b"], seed=0)
+    twice = xr.concat([da, da.isel(persona=[2, 3])], "persona")
+    analyses = {
+        "cosine": lambda x: similarity.cosine(x),
+        "pair_similarity": lambda x: similarity.pair_similarity(x),
+        "variant_similarity": lambda x: similarity.variant_similarity(x, "a", "b"),
+        "pca": lambda x: pvx.pca(x),
+        "kmeans": lambda x: pvx.kmeans(x, 2),
+        "linkage": lambda x: pvx.linkage(x),
+        "umap": lambda x: pvx.umap(x),
+        "direction": lambda x: pvx.attributes.direction(x, attribute="planted_cluster", value=0),
+    }
+    for name, analysis in analyses.items():
+        with pytest.raises(ValueError, match=rf"{name}\(\) got persona id\(s\) \['p2', 'p3'\]"):
+            analysis(twice)
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_several_results_share_one_read(monkeypatch, streaming):
     # Every input block is produced by a counting task; cosine, PCA and the scree computed
@@ -282,6 +302,14 @@ def test_variant_similarity_equals_numpy(backend):
         iu = np.triu_indices(8, k=1)
         corr = np.corrcoef(_reference_cosine(a)[iu], _reference_cosine(b)[iu])[0, 1]
         np.testing.assert_allclose(vs["matrix_correlation"].isel(layer=i), corr, atol=1e-6)
+
+
+def test_variant_similarity_takes_hidden_in_several_chunks():
+    da = pvx.synthetic.planted_personas(n_persona=8, variants=["biography", "qa"], seed=5)
+    whole = similarity.variant_similarity(da, "biography", "qa")
+    split = similarity.variant_similarity(da.chunk({"hidden": 3}), "biography", "qa").compute()
+    for name in ("raw", "centered", "matrix_correlation"):
+        np.testing.assert_allclose(split[name], whole[name], atol=1e-12)
 
 
 def test_variant_similarity_errors():
