@@ -28,6 +28,11 @@ def read_variants(path: Path) -> Iterator[tuple[str, xr.DataArray]]:
     try:
         root = zarr.open_group(store, mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        if (path / "snapshots").is_dir() and (path / "refs").is_dir():  # Icechunk's layout
+            raise StoreError(
+                f"{str(path)!r} is a current pvx store already (a repository); nothing to "
+                "migrate"
+            ) from None
         raise StoreError(f"no Zarr store at {str(path)!r}") from None
     info = root.attrs.get("pvx", {})
     if info.get("format_version") != 1:

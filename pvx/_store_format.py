@@ -139,8 +139,9 @@ def _suggest(name: Hashable) -> str:
 def _identity(
     da: xr.DataArray, model: str | None, mask: str | None, variant: str | None
 ) -> tuple[str, str, str]:
-    model = model or da.attrs.get("model")
-    mask = mask or da.attrs.get("mask_strategy")
+    # "" given is refused below, not replaced by the array's own names
+    model = da.attrs.get("model") if model is None else model
+    mask = da.attrs.get("mask_strategy") if mask is None else mask
     if variant is None and "variant" in da.coords and da["variant"].ndim == 0:
         variant = str(da["variant"].values)
     missing = [

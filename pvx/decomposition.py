@@ -76,7 +76,9 @@ def pca(
         Persona vectors with dims ``persona`` and ``hidden`` (and e.g. ``layer``, ``variant``).
     layer : label, list of labels or None
         Layers to analyse: one label drops the ``layer`` dim, a list keeps it, ``None`` keeps
-        every layer.
+        every layer. The signs are aligned between consecutive layers, so selecting one
+        layer of the result (``pca(da).sel(layer=20)``) computes every layer; pass
+        ``layer=20`` to compute that one alone.
     n_components : int
         Number of components, at most ``min(personas, hidden)``.
     normalize : bool

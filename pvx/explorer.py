@@ -10,9 +10,11 @@ time it is asked for, then cached. Names and attributes are always shown as text
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -634,7 +636,7 @@ class Explorer:
         self.selected: list[str] = []
         self.download = pn.widgets.FileDownload(
             callback=self._selection_file,
-            filename="selection.txt",
+            filename="selection.csv",
             label="Save the selection's ids",
             disabled=True,
         )
@@ -680,12 +682,14 @@ class Explorer:
             return
         options = self.search.options
         matches = [key for key in options if text.lower() in key.lower()]
-        exact = [key for key in matches if options[key].lower() == text.lower()]
         if not matches:
             self.status.object = _esc(f"no persona's name or id contains {text!r}")
             return
-        chosen = (exact or matches)[0]
-        more = 0 if exact or text in options else len(matches) - 1
+        # the id as typed first: ids "AB" and "ab" are two personas
+        same = [key for key in matches if text in (key, options[key])]
+        alike = [key for key in matches if options[key].lower() == text.lower()]
+        chosen = (same or alike or matches)[0]
+        more = 0 if same else len(matches) - 1
         self.status.object = _esc(f"{more} more match {text!r}; showing {chosen}" if more else "")
         self._choose(options[chosen])
 
@@ -734,14 +738,19 @@ class Explorer:
         self.summary.object = selection_summary(self.data, variant, self.selected)
 
     def _selection_file(self) -> io.StringIO:
-        return io.StringIO("\n".join(self.selected) + "\n")
+        # CSV with every id quoted: one id per line would split an id holding a line break;
+        # pd.read_csv("selection.csv", dtype=str, keep_default_na=False)["id"] reads them back
+        table = pd.DataFrame({"id": self.selected})
+        return io.StringIO(table.to_csv(index=False, quoting=csv.QUOTE_ALL))
 
     # -- layout
     def layout(self) -> Any:
         import panel as pn
 
         controls = pn.Column(
-            pn.pane.Markdown(f"### pvx explore\n{_markdown_text(self.data.source)}"),
+            # HTML with the text escaped: Markdown would turn a model named "![x](http://...)"
+            # into a request to that address
+            pn.pane.HTML(f"<h3>pvx explore</h3><p>{_esc(self.data.source)}</p>"),
             self.variant,
             self.layer,
             self.method,
@@ -815,11 +824,6 @@ class Explorer:
 
         # drawn when the tab is first shown
         return pn.panel(pn.bind(figures, self.variant), lazy=True)
-
-
-def _markdown_text(text: str) -> str:
-    """Text shown literally in a Markdown pane (no markup, no links)."""
-    return _esc(text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
 
 
 # --------------------------------------------------------------------------- entry points
@@ -911,6 +915,48 @@ def _load_and_warm(source: Any, **load_options: Any) -> ExplorerData:
     return data
 
 
+def _names_of(address: str) -> list[str]:
+    """The host names a browser may use for a server bound to ``address``: the address and
+    localhost, and for every interface ("0.0.0.0", "::") this machine's names and addresses."""
+    import socket
+
+    names = [address, "localhost"]
+    if address in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+        with contextlib.suppress(OSError):
+            names += [host, socket.getfqdn(), *socket.gethostbyname_ex(host)[2]]
+    return list(dict.fromkeys(n if ":" not in n else f"[{n}]" for n in names))
+
+
+def _this_host_only(hosts: list[str]) -> Any:
+    """A Bokeh auth provider that serves requests whose ``Host`` is one of ``hosts`` and
+    answers any other with 403 (DNS rebinding)."""
+    from bokeh.server.auth_provider import AuthProvider
+    from tornado.web import RequestHandler
+
+    allowed = {host.lower() for host in hosts}
+
+    class Refuse(RequestHandler):
+        def get(self) -> None:
+            self.set_status(403)
+            self.finish(f"pvx explore answers at http://{hosts[0]}/ only")
+
+    class ThisHostOnly(AuthProvider):
+        @property
+        def get_user(self) -> Any:
+            return lambda handler: "local" if handler.request.host.lower() in allowed else None
+
+        @property
+        def login_url(self) -> str:
+            return "/not-this-host"
+
+        @property
+        def login_handler(self) -> Any:
+            return Refuse
+
+    return ThisHostOnly()
+
+
 def serve(
     source: Any,
     *,
@@ -944,6 +990,7 @@ def serve(
             # the page first; the explorer once the data are loaded
             return pn.panel(lambda: Explorer(loading.result()).layout(), defer_load=True)
 
+        hosts = [f"{name}:{port}" for name in _names_of(address)]
         server = pn.serve(
             {"/": app},
             port=port,
@@ -951,7 +998,13 @@ def serve(
             show=False,
             start=False,
             title="pvx explore",
-            websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+            websocket_origin=hosts,
+            # A page whose DNS name is rebound to 127.0.0.1 is "same origin" for Tornado:
+            # only requests naming this server as their Host get a page, and only those
+            # pages' signed session tokens open a websocket.
+            auth_provider=_this_host_only(hosts),
+            sign_sessions=True,
+            secret_key=secrets.token_urlsafe(32),
         )
         server.start()  # listening from here: only now is the address worth printing
         loading.add_done_callback(

@@ -468,7 +468,9 @@ def isomap(
     da : xarray.DataArray
         Persona vectors with dims ``persona`` and ``hidden``.
     layer : label, list of labels or None
-        Layers to analyse (see :func:`umap`).
+        Layers to analyse (see :func:`umap`). The signs are aligned between consecutive
+        layers, so selecting one layer of the result computes every layer; pass ``layer=``
+        to compute fewer.
     n_components : int
         Embedding dimension, at most ``personas - 1``.
     n_neighbors : int

@@ -386,6 +386,17 @@ def pair_change(
     (half a million pairs at 1,000 personas): computed with :func:`cosine` on the same
     input, it shares its Gram matrices.
 
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Persona vectors with dims ``persona``, ``layer`` and ``hidden``.
+    layer : list of labels or None
+        Layers to compare (default all).
+    quantiles : (float, float)
+        The all-pairs band per layer, as in :func:`pair_similarity`.
+    include_baseline : bool
+        Keep the ``baseline_assistant`` persona.
+
     Returns
     -------
     xarray.Dataset

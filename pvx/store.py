@@ -198,6 +198,9 @@ def load(
         Keep the ``baseline_assistant`` persona (dropped by default).
     version
         A snapshot id (see :func:`open_store`); only with a path or URL.
+    **storage_options
+        Options of the store's file system (e.g. credentials for ``s3://``); only with a
+        path or URL.
 
     Returns
     -------
@@ -593,15 +596,21 @@ def set_attribute(
 
     Parameters
     ----------
+    store
+        The store's path or URL.
     name
         Attribute name: any text without ``/`` or control characters that does not start
         with ``_`` or ``.`` and is not one of pvx's own names (``id``, ``vectors``, ...).
     values
-        Values by persona id. Personas not listed get a missing value.
+        Values by persona id (text). Personas not listed get a missing value.
     kind, order
         As in :func:`pvx.persona_vectors`; inferred from the values when omitted.
+    model, mask_strategy
+        Which model and mask strategy; may be omitted when the store has one.
     variants
         Restrict to these variants (default: all of the model/mask).
+    **storage_options
+        Options of the store's file system (e.g. credentials for ``s3://``).
 
     Returns
     -------

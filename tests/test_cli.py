@@ -151,3 +151,40 @@ def test_publish_history_and_migrate_commands(tmp_path, capsys):
     assert "pvx migrate" in capsys.readouterr().err
     assert main(["migrate", str(old), str(tmp_path / "new.zarr")]) == 0
     assert "variant v: 10 personas" in capsys.readouterr().out
+
+
+def test_info_lists_attributes_of_every_variant_and_attributes_with_commas(tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    n = 12
+    x = np.random.default_rng(0).normal(size=(n, 1, 4)).astype("float32")
+    for variant in ("A", "B"):
+        pvx.write_variant(
+            store,
+            pvx.persona_vectors(
+                x, ids=[f"p{i}" for i in range(n)], model="m", mask_strategy="mean", variant=variant
+            ),
+        )
+    pvx.set_attribute(
+        store, "city, state", {f"p{i}": f"c{i % 2}" for i in range(n)}, variants=["B"]
+    )
+    assert main(["info", str(store)]) == 0
+    assert "city, state  categorical  (variants B)" in capsys.readouterr().out
+    out = tmp_path / "r"
+    args = ["analyze", str(store), "--variant", "B", "--views", "attributes", "--folds", "2"]
+    assert (
+        main([*args, "--permutations", "0", "--attributes", "city, state", "--out", str(out)]) == 0
+    )
+    assert main(["analyze", str(store), "--views", "pca", "--attributes", "x"]) == 1
+    assert "--attributes names the attributes to probe" in capsys.readouterr().err
+
+
+def test_migrate_of_a_current_store_says_so(tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    pvx.write_variant(
+        store,
+        pvx.persona_vectors(
+            np.ones((2, 1, 3)), ids=["a", "b"], model="m", mask_strategy="x", variant="v"
+        ),
+    )
+    assert main(["migrate", str(store), str(tmp_path / "new.zarr")]) == 1
+    assert "is a current pvx store already" in capsys.readouterr().err

@@ -3,6 +3,8 @@ the app itself driven in Chromium (network outside 127.0.0.1 blocked)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import socket
 import subprocess
@@ -332,3 +334,64 @@ def test_the_app_in_a_browser(browser, served):
         f"\npvx explore on the {kind}: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
     )
     page.close()
+
+
+def test_a_page_under_another_host_name_gets_no_session(served):
+    """DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1 is "same
+    origin" for the server; it must get neither the page nor a websocket."""
+    import http.client
+    import urllib.parse
+
+    from bokeh.util.token import generate_jwt_token, generate_session_id
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    _, url, _ = served
+    port = urllib.parse.urlsplit(url).port
+
+    def get(host: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.putrequest("GET", "/", skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+
+    assert get(f"127.0.0.1:{port}")[0] == 200
+    status, body = get(f"evil.example:{port}")
+    assert status in (302, 403) and "token" not in body
+    # nor does a token it makes itself open a websocket (sessions are signed)
+    forged = generate_jwt_token(generate_session_id(), secret_key=None, signed=False)
+    evil = f"evil.example:{port}"
+    headers = {
+        "Host": evil,
+        "Origin": f"http://{evil}",
+        "Sec-WebSocket-Protocol": f"bokeh, {forged}",
+    }
+    request = HTTPRequest(f"ws://127.0.0.1:{port}/ws", headers=headers)
+    # in a thread of its own: the browser tests' Playwright runs an event loop in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        async def connect() -> object:
+            return await websocket_connect(request)
+
+        opening = pool.submit(asyncio.run, connect())
+        with pytest.raises(HTTPClientError, match="403"):
+            opening.result(timeout=60)
+
+
+def test_the_selection_file_keeps_ids_with_line_breaks_and_find_prefers_the_exact_id():
+    import types
+
+    da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0)
+    ids = ["a\nb", "c\rd", "AB", "ab", 'q"', "x,y"]
+    ids += [f"p{i}" for i in range(da.sizes["persona"] - len(ids))]
+    da = da.drop_indexes("id").assign_coords(id=("persona", ids)).set_xindex("id")
+    app = explorer.Explorer(explorer.load_source(da))
+    app.selected = ids
+    back = pd.read_csv(app._selection_file(), dtype=str, keep_default_na=False)["id"]
+    assert back.tolist() == ids
+    app._find(types.SimpleNamespace(new="ab"))
+    assert app.persona == "ab"
+    app._find(types.SimpleNamespace(new="AB"))
+    assert app.persona == "AB"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -155,3 +158,58 @@ def test_accessor_forwards(da):
     result = decomposition.pca(acts)
     recoloured = acts.pv.hvplot.projection(result, color="cluster", n_clusters=3)
     assert sorted(set(recoloured[12].data["cluster"])) == ["cluster 0", "cluster 1", "cluster 2"]
+
+
+def test_views_drawn_without_hvplot_need_no_extension_loaded_first():
+    """linkage, pairs and scree draw HoloViews elements directly: in a fresh session (no
+    hv.extension) they must work whichever view comes first."""
+    code = (
+        "import pvx, pvx.synthetic; pvx.set_options(progress=False);"
+        "da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0);"
+        "[getattr(da.pv.hvplot, v)() for v in ('linkage', 'pair_similarity', 'explained_variance')]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_a_saved_page_fetches_nothing(tmp_path, da):
+    import re
+
+    page = pvx.hvplot.save(da.pv.hvplot.pca(), tmp_path / "pca.html")
+    text = page.read_text()
+    # stylesheets and icons the page links (BokehJS's own code names URLs it never loads here)
+    assert not re.findall(r'"url":"https?://|<link[^>]+href="https?://', text)
+    assert "cdn.holoviz.org" not in text
+
+
+def _frames(view):
+    """Each frame of a view (key -> every dimension's values of every element in it)."""
+
+    def flat(el):
+        if isinstance(el, hv.Overlay | hv.NdOverlay | hv.Layout):
+            return [x for part in el.values() for x in flat(part)]
+        return [np.asarray(el.dimension_values(d)).astype(str).tolist() for d in el.dimensions()]
+
+    if isinstance(view, hv.HoloMap):
+        return {k if isinstance(k, tuple) else (k,): flat(v) for k, v in view.data.items()}
+    return {(): flat(view)}
+
+
+@pytest.mark.parametrize(
+    ("view", "options"),
+    [
+        ("cosine", {"order": "dendrogram"}),
+        ("explained_variance", {}),
+        ("linkage", {}),
+        ("pair_similarity", {}),
+        ("probe", {"attributes": "planted_cluster", "folds": 3, "permutations": 1}),
+    ],
+)
+def test_every_view_of_two_variants_has_a_variant_widget(view, options):
+    da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, seed=0, variants=["a", "b"])
+    both = getattr(da.pv.hvplot, view)(**options)
+    assert isinstance(both, hv.HoloMap) and both.kdims[0].name == "variant"
+    frames = _frames(both)
+    for variant in ("a", "b"):
+        alone = _frames(getattr(da.sel(variant=variant).pv.hvplot, view)(**options))
+        assert {k[1:]: f for k, f in frames.items() if k[0] == variant} == alone

@@ -344,6 +344,22 @@ def test_write_html_embeds_plotlyjs_and_never_uses_a_cdn(tmp_path, scores):
     assert text.count("Plotly.newPlot") >= 1 and len(text) > 1_000_000  # bundle inside
 
 
+def test_write_html_shows_a_figure_title_as_text_in_the_page_title(tmp_path, scores):
+    fig = pvx.plot.projection(scores)
+    fig.update_layout(title="<b>PCA</b> &amp; x</title><script>window.__pwned=1</script>")
+    text = pvx.plot.write_html(fig, tmp_path / "t.html").read_text()
+    page_title = text.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert page_title == "PCA &amp; x window.__pwned=1"  # tags dropped, the rest escaped
+
+
+def test_report_render_replaces_a_plotlyjs_that_is_not_this_plotlys(tmp_path):
+    from pvx.views.html import write_plotly_bundle
+
+    (tmp_path / "plotly.min.js").write_text("/* left by an earlier run */")
+    write_plotly_bundle(tmp_path)
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+
+
 def test_write_html_directory_writes_plotlyjs_once(tmp_path, scores):
     for name in ("a.html", "b.html"):
         page = pvx.plot.write_html(

@@ -740,3 +740,39 @@ def test_a_layer_asked_twice_is_an_error(store):
     pvx.write_variant(store, vectors_for(ids_of(2)))
     with pytest.raises(ValueError, match=r"layer label\(s\) \[3\] more than once"):
         pvx.load(store, "biography", layers=[3, 5, 3])
+
+
+def test_names_differing_only_in_case_are_refused_or_kept_apart(store, tmp_path):
+    """A published copy (Zarr's consolidated metadata) and case-insensitive file systems
+    cannot tell "bio" from "Bio": such a store published unreadable."""
+    pvx.write_variant(store, vectors_for(["a"], variant="bio"))
+    with pytest.raises(pvx.StoreError, match=r"differs from the stored .*bio' only in case"):
+        pvx.write_variant(store, vectors_for(["a"], variant="Bio"))
+    pvx.write_variant(store, vectors_for(["a"], variant="bio"), model="ORG/MODEL-7B")
+    assert len(pvx.models(store)) == 2  # its folder is kept apart from org--model-7b's
+    pvx.set_attribute(store, "Mood", {"a": "calm"}, model=MODEL)
+    pvx.set_attribute(store, "mood", {"a": "calm"}, model=MODEL)
+    with pytest.raises(pvx.StoreError, match="differ only in case"):
+        pvx.store.publish(store, tmp_path / "pub.zarr")
+    assert not (tmp_path / "pub.zarr").exists()
+
+
+def test_an_empty_model_name_is_refused_not_replaced_by_the_arrays(store):
+    with pytest.raises(ValueError, match="which model"):
+        pvx.write_variant(store, vectors_for(["a"]), model="")
+
+
+def test_appending_personas_without_a_value_of_a_numeric_attribute(store):
+    pvx.write_variant(store, vectors_for(["a", "b"], attributes={"age": [30, 40]}))
+    pvx.append_personas(store, vectors_for(["c", "d"], attributes={"age": [None, ""]}))
+    age = pvx.load(store, "biography")["age"]
+    assert age.attrs["kind"] == "numeric"
+    np.testing.assert_array_equal(age.values, [30, 40, np.nan, np.nan])
+
+
+def test_set_attribute_refuses_ids_that_are_not_text(store):
+    pvx.write_variant(store, vectors_for(["0", "1"]))
+    with pytest.raises(TypeError, match=r"persona ids are text, got \[0, 1\]"):
+        pvx.set_attribute(store, "g", pd.Series(["x", "y"], index=[0, 1]))
+    with pytest.raises(TypeError, match=r"got \[1\]"):
+        pvx.set_attribute(store, "g", {"0": "x", 1: "y"})

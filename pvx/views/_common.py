@@ -63,7 +63,8 @@ def _check_dims(arr: xr.DataArray | xr.Dataset, allowed: Sequence[str], *, func:
         sel = ", ".join(f"{d}=..." for d in extra)
         raise ValueError(
             f"{func}() draws dims {list(allowed)!r}, but the result also has {extra!r}; select "
-            f"one value of each first, e.g. result.sel({sel})"
+            f"one value of each first, e.g. da.sel({sel}) of the vectors or the result (the "
+            "HoloViews views, pvx.hvplot, give a variant a widget)"
         )
 
 

@@ -329,6 +329,9 @@ def probe(
     folds: int = 5,
     permutations: int = 5,
     seed: int = 0,
+    alpha: float = 1.0,
+    C: float = 1.0,
+    normalize: bool = True,
     heatmap: bool = False,
     include_baseline: bool = False,
     width: int | None = None,
@@ -350,6 +353,9 @@ def probe(
         Layers to probe.
     folds, permutations, seed
         Cross-validation folds, shuffled-label repetitions and their seed.
+    alpha, C, normalize
+        Ridge penalty, logistic inverse penalty, and whether the vectors are normalised
+        (see :func:`pvx.attributes.probe`).
     heatmap : bool
         Draw the gain heatmap instead of the lines.
     include_baseline : bool
@@ -370,6 +376,9 @@ def probe(
         folds=folds,
         permutations=permutations,
         seed=seed,
+        alpha=alpha,
+        C=C,
+        normalize=normalize,
         include_baseline=include_baseline,
     )
     (result,) = _compute_together(result)

@@ -180,6 +180,8 @@ def umap(
     n_neighbors: int | None = None,
     normalize: bool = True,
     seed: int = 42,
+    n_epochs: int | None = manifold.DEFAULT_UMAP_EPOCHS,
+    init: str = "pca",
     include_baseline: bool = False,
     hover: Sequence[Hashable] | None = None,
     axes: str = "fixed",
@@ -202,7 +204,7 @@ def umap(
         Components to draw, ``(1, 2)`` by default.
     k : int, optional
         Link each persona to its ``k`` nearest neighbours.
-    n_neighbors, normalize, seed
+    n_neighbors, normalize, seed, n_epochs, init
         UMAP options (see :func:`pvx.manifold.umap`).
     include_baseline : bool
         Show the ``baseline_assistant`` persona.
@@ -217,6 +219,8 @@ def umap(
         "n_neighbors": n_neighbors,
         "normalize": normalize,
         "seed": seed,
+        "n_epochs": n_epochs,
+        "init": init,
         "include_baseline": include_baseline,
     }
     return _project(
@@ -245,6 +249,7 @@ def isomap(
     cluster_mode: str = "mean_across_layers",
     k: int | None = None,
     n_neighbors: int = 8,
+    normalize: bool = True,
     include_baseline: bool = False,
     hover: Sequence[Hashable] | None = None,
     axes: str = "fixed",
@@ -269,6 +274,8 @@ def isomap(
         Link each persona to its ``k`` nearest neighbours.
     n_neighbors : int
         Isomap's neighbourhood size.
+    normalize : bool
+        Normalise the centered vectors first (default).
     include_baseline : bool
         Show the ``baseline_assistant`` persona.
     {drawn}
@@ -277,7 +284,12 @@ def isomap(
     -------
     {figure}
     """
-    analysis = {"layer": layer, "n_neighbors": n_neighbors, "include_baseline": include_baseline}
+    analysis = {
+        "layer": layer,
+        "n_neighbors": n_neighbors,
+        "normalize": normalize,
+        "include_baseline": include_baseline,
+    }
     return _project(
         "isomap",
         da,

@@ -7,7 +7,11 @@ are kept raw here (Plotly's views escape them instead).
 
 from __future__ import annotations
 
+import base64
+import functools
+import re
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,15 @@ from pvx.views._common import (
 _WIDTH, _HEIGHT = 600, 480
 
 
+def _hv() -> Any:
+    """HoloViews with its Bokeh backend registered: options of elements drawn without
+    hvplot need a backend (``hv.extension`` would also reload BokehJS in a notebook)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh
+
+    return hv
+
+
 def _literal(text: Any) -> str:
     """Text for a HoloViews title, whose ``{...}`` fields are format placeholders."""
     return str(text).replace("{", "{{").replace("}", "}}")
@@ -41,7 +54,7 @@ def _literal(text: Any) -> str:
 
 def _items(view: Any) -> list[tuple[tuple[Any, ...], Any]]:
     """(key, element) pairs of a HoloMap, or ``[((), element)]``."""
-    import holoviews as hv
+    hv = _hv()
 
     if isinstance(view, hv.HoloMap):
         return [(key if isinstance(key, tuple) else (key,), el) for key, el in view.data.items()]
@@ -50,7 +63,7 @@ def _items(view: Any) -> list[tuple[tuple[Any, ...], Any]]:
 
 def _by_variant(views: dict[Any, Any]) -> Any:
     """One view, or a HoloMap whose first key is the variant (a widget beside the layer's)."""
-    import holoviews as hv
+    hv = _hv()
 
     if list(views) == [None]:
         return views[None]
@@ -58,6 +71,33 @@ def _by_variant(views: dict[Any, Any]) -> Any:
     kdims = ["variant", *(first.kdims if isinstance(first, hv.HoloMap) else [])]
     data = {(v, *key): el for v, view in views.items() for key, el in _items(view)}
     return hv.HoloMap(data, kdims=kdims)
+
+
+def _variant_widget(draw: Any) -> Any:
+    """``draw`` that takes results with a ``variant`` dim too: one view per variant, with a
+    variant widget (an xarray argument with that dim is cut to the variant as well)."""
+
+    @functools.wraps(draw)
+    def drawn(result: Any, *args: Any, **kwargs: Any) -> Any:
+        if "variant" not in result.dims:
+            return draw(result, *args, **kwargs)
+
+        def cut(value: Any, variant: Any) -> Any:
+            has_variant = isinstance(value, xr.DataArray | xr.Dataset) and "variant" in value.dims
+            return one_variant(value, variant) if has_variant else value
+
+        return _by_variant(
+            {
+                v: draw(
+                    one_variant(result, v),
+                    *(cut(a, v) for a in args),
+                    **{k: cut(a, v) for k, a in kwargs.items()},
+                )
+                for v in variant_labels(result)
+            }
+        )
+
+    return drawn
 
 
 def _color_column(coloring: _colors.Coloring, n_layer: int) -> tuple[Any, Any]:
@@ -112,7 +152,7 @@ def projection(
     >>> view.kdims[0].name, list(view.keys())
     ('layer', [0, 1, 2])
     """
-    import holoviews as hv
+    hv = _hv()
 
     checked = projection_input(
         result,
@@ -170,7 +210,7 @@ def _scatter(
     size: tuple[int, int],
 ) -> tuple[Any, Any]:
     """One variant's scatter, over layers; returns (view, colouring)."""
-    import holoviews as hv
+    hv = _hv()
     from hvplot import hvPlotTabular  # not hvplot.pandas, whose import reloads BokehJS
 
     layers = _layer_labels(scores)
@@ -242,6 +282,7 @@ def _scatter(
     return view, coloring
 
 
+@_variant_widget
 def heatmap(
     sim: xr.DataArray,
     *,
@@ -297,7 +338,7 @@ def heatmap(
 
 def draw_lines(chart: charts.LineChart, *, width: int | None, height: int | None) -> Any:
     """A HoloViews overlay of a prepared :class:`~pvx.views.charts.LineChart`."""
-    import holoviews as hv
+    hv = _hv()
 
     x = np.asarray(chart.x)
     layers = []
@@ -328,6 +369,7 @@ def draw_lines(chart: charts.LineChart, *, width: int | None, height: int | None
     return overlay
 
 
+@_variant_widget
 def scree(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -350,6 +392,7 @@ def scree(
     return draw_lines(chart, width=width, height=height)
 
 
+@_variant_widget
 def variance_heatmap(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -380,6 +423,7 @@ def variance_heatmap(
     return view.opts(title=_literal(heading + charts.variant_suffix(ratio)))
 
 
+@_variant_widget
 def pair_trajectories(
     ps: xr.Dataset,
     *,
@@ -419,6 +463,7 @@ def variant_lines(
     return draw_lines(chart, width=width, height=height)
 
 
+@_variant_widget
 def dendrogram(
     tree: xr.Dataset,
     *,
@@ -436,7 +481,7 @@ def dendrogram(
         ``Overlay`` of the merges (``Path``) and the leaves (``Points`` with id and name on
         hover) keyed by layer.
     """
-    import holoviews as hv
+    hv = _hv()
 
     prepared = charts.tree(tree, names=names, title=title)
     ids, n = prepared.ids, len(prepared.ids)
@@ -499,9 +544,28 @@ def save(view: Any, path: Any, *, title: str | None = None) -> Any:
     pn.panel(view).save(
         str(path), embed=True, resources="inline", title=title or "pvx", progress=False
     )
+    page = Path(path)
+    page.write_text(_without_cdn(page.read_text(encoding="utf-8")), encoding="utf-8")
     return path
 
 
+def _without_cdn(page: str) -> str:
+    """``page`` with the stylesheets Panel still links from its CDN when saving with inline
+    resources (Panel 1.9: its layouts' own CSS) embedded as data URLs, and its icon links
+    dropped: opened offline, the page would fetch them (or fail to)."""
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    def embedded(match: re.Match[str]) -> str:
+        css = DIST_DIR / match[1]
+        if not css.is_file():
+            return match[0]
+        return "data:text/css;base64," + base64.b64encode(css.read_bytes()).decode("ascii")
+
+    page = re.sub(re.escape(CDN_DIST) + r"([\w./-]+\.css)(?:\?[\w.=&-]*)?", embedded, page)
+    return re.sub(r'<link rel="(?:apple-touch-icon|icon)"[^>]*>', "", page)
+
+
+@_variant_widget
 def probe_lines(
     result: xr.Dataset,
     *,
@@ -518,6 +582,7 @@ def probe_lines(
     return draw_lines(charts.probe_chart(result, title=title), width=width, height=height)
 
 
+@_variant_widget
 def probe_heatmap(
     result: xr.Dataset,
     *,

@@ -71,16 +71,15 @@ def write_html(
         **kwargs,
     )
     text = _BDATA.sub(_unescape_bdata, text)
-    if title is not None or fig.layout.title.text:
-        page_title = _esc(title) if title is not None else str(fig.layout.title.text)
-        text = text.replace("<head>", f"<head><title>{page_title}</title>", 1)
+    if title is None and fig.layout.title.text:
+        # the figure's title is Plotly's markup (<b>, <br>, entities): its text, escaped
+        shown = re.sub(r"<[^>]*>", " ", str(fig.layout.title.text))
+        title = " ".join(html.unescape(shown).split())
+    if title is not None:
+        text = text.replace("<head>", f"<head><title>{_esc(title)}</title>", 1)
     path.write_text(text, encoding="utf-8")
     if plotlyjs == "directory":
-        bundle = path.parent / "plotly.min.js"
-        js = plotly.offline.get_plotlyjs().encode("utf-8")
-        # written once per folder; rewritten only if another plotly version left its own
-        if not bundle.exists() or bundle.stat().st_size != len(js):
-            bundle.write_bytes(js)
+        write_plotly_bundle(path.parent)
     return path
 
 
@@ -146,12 +145,14 @@ def write_page(path: Path, title: str, description: str, figures: list[Any]) -> 
 
 
 def write_plotly_bundle(folder: Path) -> None:
-    """``plotly.min.js`` in ``folder``, for the pages beside it (written once)."""
-    bundle = folder / "plotly.min.js"
-    if not bundle.exists():
-        import plotly.offline
+    """``plotly.min.js`` in ``folder``, for the pages beside it: written once, and again
+    when the file there is not this plotly's (another version's, or a damaged one)."""
+    import plotly.offline
 
-        bundle.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    bundle = folder / "plotly.min.js"
+    js = plotly.offline.get_plotlyjs().encode("utf-8")
+    if not bundle.exists() or bundle.stat().st_size != len(js) or bundle.read_bytes() != js:
+        bundle.write_bytes(js)
 
 
 def write_index(
