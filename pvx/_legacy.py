@@ -30,8 +30,7 @@ def read_variants(path: Path) -> Iterator[tuple[str, xr.DataArray]]:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         if (path / "snapshots").is_dir() and (path / "refs").is_dir():  # Icechunk's layout
             raise StoreError(
-                f"{str(path)!r} is a current pvx store already (a repository); nothing to "
-                "migrate"
+                f"{str(path)!r} is a current pvx store already (a repository); nothing to migrate"
             ) from None
         raise StoreError(f"no Zarr store at {str(path)!r}") from None
     info = root.attrs.get("pvx", {})

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from pvx._construct import attribute_names
-from pvx.views._common import _esc
+from pvx.views._common import _esc, _label
 
 __all__ = ["ExplorerData", "explore", "serve"]
 
@@ -495,22 +495,28 @@ def selection_figure(data: ExplorerData, variant: str, layer: Any, ids: Sequence
         np.fill_diagonal(distance, 0.0)
         order = leaves_list(linkage(squareform((distance + distance.T) / 2), "average"))
         position, matrix = position[order], matrix[np.ix_(order, order)]
-    labels = [_esc(n) for n in table["name"].values[position]]
+    # rows by id (Plotly merges equal categories: two personas of one name would be one
+    # row), ticks the names shortened, hover the names whole
+    rows = [_esc(i) for i in table.index.values[position]]
+    names = [_esc(n) for n in table["name"].values[position]]
+    ticks = {"tickvals": rows, "ticktext": [_label(n) for n in table["name"].values[position]]}
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
-            x=labels,
-            y=labels,
+            x=rows,
+            y=rows,
+            customdata=[[(a, b) for b in names] for a in names],
             zmin=-1,
             zmax=1,
             colorscale="RdBu",
             reversescale=True,
-            hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
+            hovertemplate="%{customdata[0]} · %{customdata[1]}: %{z:.3f}<extra></extra>",
         )
     )
     fig.update_layout(
         title={"text": f"{len(position)} selected · layer {_esc(layer)} · centered cosine"},
-        yaxis={"autorange": "reversed"},
+        xaxis={"type": "category", **ticks},
+        yaxis={"type": "category", "autorange": "reversed", **ticks},
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         height=500,
     )

@@ -183,7 +183,7 @@ def test_migrate_of_a_current_store_says_so(tmp_path, capsys):
     pvx.write_variant(
         store,
         pvx.persona_vectors(
-            np.ones((2, 1, 3)), ids=["a", "b"], model="m", mask_strategy="x", variant="v"
+            np.ones((2, 1, 3), "float32"), ids=["a", "b"], model="m", mask_strategy="x", variant="v"
         ),
     )
     assert main(["migrate", str(store), str(tmp_path / "new.zarr")]) == 1

@@ -398,14 +398,14 @@ def test_an_attribute_ending_in_other_is_kept_not_replaced():
     da = pvx.persona_vectors(
         rng.normal(size=(4, 1, 8)).astype("f4"),
         ids=list("abcd"),
-        attributes={"race": ["x", "y", "x", "y"], "race_other": ["Tamil", "", "Hmong", ""]},
+        attributes={"race": ["x", "y", "x", "y"], "race_other": ["Tamil", "Lao", "Hmong", "Lao"]},
     )
     cos = similarity.cosine(da).compute()
     assert cos["race_other"].dims == ("persona",)
-    assert cos["race_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
+    assert cos["race_other"].values.tolist() == ["Tamil", "Lao", "Hmong", "Lao"]
     assert cos["race_other_other"].dims == ("persona_other",)
     assert cos["id_other"].values.tolist() == list("abcd")
     scores = da.pv.pca(n_components=2).compute()  # the Gram's second side too
-    assert scores["race_other"].values.tolist() == ["Tamil", "", "Hmong", ""]
+    assert scores["race_other"].values.tolist() == ["Tamil", "Lao", "Hmong", "Lao"]
     with pytest.raises(ValueError, match=r"\['id_other'\] clash"):
         similarity.cosine(da.assign_coords(id_other=("persona", list("wxyz"))))
