@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import html
 import json
 import socket
 import subprocess
@@ -110,7 +111,7 @@ def test_figures_carry_ids_and_show_names_as_text(data):
     heat = explorer.selection_figure(data, "templated", 1, ["p1", "p2", "p5", "p20"])
     assert sorted(heat.data[0].x) == sorted(heat.data[0].y) and MARKUP not in heat.data[0].x
     assert len(set(heat.data[0].x)) == 4  # rows by id: personas of one name stay two rows
-    assert all(len(t) <= 40 for t in heat.layout.xaxis.ticktext)
+    assert all(len(html.unescape(t)) <= 40 for t in heat.layout.xaxis.ticktext)
     summary = explorer.selection_summary(data, "templated", ["p0", "p1", "p2"])
     assert set(summary["attribute"]) == set(data.attrs)
     card = explorer.persona_card(data, "templated", "p1")
