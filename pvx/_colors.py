@@ -121,8 +121,11 @@ def _isna(arr: np.ndarray) -> np.ndarray:
 
 
 def format_value(value: Any) -> str | None:
-    """A persona attribute value as text for hover and legends (``None`` when missing)."""
-    if value is None or (np.ndim(value) == 0 and bool(pd.isna(value))):
+    """A persona attribute value as text for hover and legends (``None`` when missing: as
+    everywhere in pvx, ``""`` is missing too)."""
+    if value is None or (isinstance(value, str) and not value):
+        return None
+    if np.ndim(value) == 0 and bool(pd.isna(value)):
         return None
     if isinstance(value, float | np.floating):
         return str(int(value)) if float(value).is_integer() else f"{float(value):.4g}"

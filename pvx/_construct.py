@@ -108,7 +108,7 @@ def attribute_variable(
     values: Sequence[Any], *, kind: str | None = None, order: Sequence[str] | None = None
 ) -> xr.Variable:
     """A persona attribute as a ``persona`` Variable carrying ``kind`` (and ``order``)."""
-    array = np.asarray(values, dtype=object)
+    array = _objects(values)
     if kind is None:
         kind = "ordinal" if order is not None else _infer_kind(array)
     if kind not in KINDS:
@@ -137,7 +137,10 @@ def attribute_variable(
     if kind == "ordinal":
         if order is None:
             raise ValueError("an ordinal attribute needs order=[lowest, ..., highest]")
-        attrs["order"] = [_label(v) for v in order]
+        levels = _objects(order)
+        if any(_missing(v) for v in levels):
+            raise ValueError(f"order={list(order)!r} holds a missing value; list levels only")
+        attrs["order"] = [_label(v) for v in levels]
         check_order(attrs["order"], what="order")
         unknown = sorted({v for v in data if isinstance(v, str)} - set(attrs["order"]))
         if unknown:
@@ -185,6 +188,8 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
     ids = pd.Index(np.asarray(da["id"].values, dtype=object))
     if not all(isinstance(i, str) for i in ids):
         raise TypeError(f"{func}(): ids must be strings, got {ids[:5].tolist()!r}")
+    for i in ids:
+        _check_text(i, f"{func}(): ids")
     if ids.has_duplicates:
         dup = sorted(set(ids[ids.duplicated()]))
         raise ValueError(f"{func}(): duplicate ids {dup!r}; ids must be unique")
@@ -227,12 +232,16 @@ def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
         raise ValueError(f"{func}(): attribute {key!r} has kind {kind!r}; use one of {KINDS}")
     if kind == "numeric" and not np.issubdtype(var.dtype, np.number):
         raise ValueError(f"{func}(): numeric attribute {key!r} holds {var.dtype} values")
+    if kind != "numeric":
+        for value in var.values:
+            if isinstance(value, str):
+                _check_text(value, f"{func}(): attribute {key!r}")
     if kind == "ordinal":
         order = var.attrs.get("order")
         if not order:
             raise ValueError(f"{func}(): ordinal attribute {key!r} needs attrs['order']")
         check_order(order, what=f"{func}(): the order of ordinal attribute {key!r}")
-        unknown = sorted({v for v in var.values if isinstance(v, str)} - set(order))
+        unknown = sorted({_label(v) for v in var.values if not _missing(v)} - set(order))
         if unknown:
             raise ValueError(
                 f"{func}(): values {unknown!r} of ordinal attribute {key!r} are not in its "
@@ -243,14 +252,21 @@ def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
 def check_order(order: Sequence[str], *, what: str) -> None:
     """Raise if an ordinal order names a level twice or holds a blank: the ranks would
     depend on which repeat counts."""
+    # a stored attribute's order is set again with pvx.set_attribute(store, name, values,
+    # order=[...])
+    fix = "; for a stored attribute set a new one with pvx.set_attribute(..., order=[...])"
     repeated = sorted(level for level, count in collections.Counter(order).items() if count > 1)
     if repeated:
         raise ValueError(
             f"{what} {list(order)!r} names {repeated!r} more than once; "
-            "list each level once, lowest first"
+            f"list each level once, lowest first{fix}"
         )
     if "" in order:
-        raise ValueError(f'{what} {list(order)!r} holds "", which pvx reads as a missing value')
+        raise ValueError(
+            f'{what} {list(order)!r} holds "", which pvx reads as a missing value{fix}'
+        )
+    for level in order:
+        _check_text(str(level), what)
 
 
 def encode_sample_ids(values: Any) -> np.ndarray:
@@ -317,9 +333,23 @@ def _label(value: Any) -> str:
     """A categorical value as text; a date or time the same whichever type holds it
     (``datetime64[D]`` reads "2020-01-01", a Timestamp "2020-01-01 00:00:00")."""
     if isinstance(value, datetime.date | np.datetime64):
-        stamp = pd.Timestamp(value)
-        return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+        try:
+            stamp = pd.Timestamp(value)
+            if stamp.tz is None and stamp == stamp.normalize():
+                return str(stamp.date())
+            return str(stamp)  # a time, or a time zone: "2020-01-01 00:00:00+09:00"
+        except (ValueError, OverflowError, NotImplementedError):  # beyond pandas' range
+            return str(value)
     return str(value)
+
+
+def _objects(values: Any) -> np.ndarray:
+    """``values`` as an object array; dates as Timestamps (NumPy turns datetime64[ns] into
+    integers when asked for objects)."""
+    if getattr(getattr(values, "dtype", None), "kind", None) == "M":
+        values = pd.Series(np.ravel(values) if isinstance(values, np.ndarray) else values)
+        return np.array(values.astype(object).tolist(), dtype=object)
+    return np.asarray(values, dtype=object)
 
 
 def _infer_kind(array: np.ndarray) -> str:

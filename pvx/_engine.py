@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import threadpoolctl
 import xarray as xr
 
@@ -77,11 +78,14 @@ def prepare_input(
                 f"({da.dims!r}); pass the persona vectors, not an analysis result"
             )
     ids = da.indexes.get("id")
+    if ids is None and "id" in da.coords and not is_dask(da["id"]):  # an id not indexed
+        ids = pd.Index(np.asarray(da["id"].values).ravel())
     if ids is not None and not ids.is_unique:  # labels of results would be ambiguous
         repeated = ids[ids.duplicated()].unique().tolist()
         raise ValueError(
             f"{func}() got persona id(s) {repeated[:5]!r} more than once; ids must be unique "
-            "(keep the first of each with da.isel(persona=~da.indexes['id'].duplicated()))"
+            "(keep the first of each: "
+            "da.isel(persona=~pd.Index(da['id'].values).duplicated()))"
         )
     da = select_layers(da, layer, func=func)
     da = drop_baseline(da, include_baseline=include_baseline)

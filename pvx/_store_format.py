@@ -16,8 +16,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from pvx._construct import _label, decode_sample_ids, encode_sample_ids
 from pvx._construct import _missing as _is_missing
-from pvx._construct import decode_sample_ids, encode_sample_ids
 from pvx._repository import CHECKSUM_FILE, METADATA_KEYS, StoreError
 
 FORMAT_VERSION = 2
@@ -89,15 +89,27 @@ def _encode(values: np.ndarray, kind: str) -> np.ndarray:
     if kind == "sample_ids":
         return encode_sample_ids(values)
     # Labels are strings; missing ones are stored as "" (the string type has no NaN).
-    return np.array(["" if _is_missing(v) else str(v) for v in values], dtype=object)
+    return np.array(["" if _is_missing(v) else _label(v) for v in values], dtype=object)
 
 
-def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:
-    """Refuse attribute names that would clash with pvx's arrays or break a Zarr path."""
+def _check_attribute_names(
+    names: Sequence[Hashable], *, func: str, taken: Sequence[str] = PVX_ARRAYS
+) -> None:
+    """Refuse attribute names that would clash with pvx's arrays or break a Zarr path, and
+    names differing from each other or from the arrays ``taken`` only in case (a published
+    copy and case-insensitive file systems cannot tell them apart)."""
+    seen = {other.casefold(): other for other in taken}
     for name in names:
         problem = _name_problem(name)
         if problem:
             raise ValueError(f"{func}(): attribute name {name!r} {problem}; try {_suggest(name)!r}")
+        other = seen.setdefault(str(name).casefold(), str(name))
+        if other != name:
+            raise ValueError(
+                f"{func}(): attribute name {name!r} differs from {other!r} only in case, which "
+                "published copies and case-insensitive file systems cannot tell apart; "
+                "rename one"
+            )
 
 
 def _name_problem(name: Hashable) -> str | None:

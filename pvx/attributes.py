@@ -28,9 +28,10 @@ import warnings
 import zlib
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from pvx import _engine
@@ -38,9 +39,6 @@ from pvx._construct import check_order
 from pvx._engine import P, Q
 from pvx._store_format import _is_missing
 from pvx._validate import LayerSelection
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["associated_values", "association", "direction", "name_clusters", "probe"]
 
@@ -337,7 +335,7 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
                 else "one class only"
             )
             raise ValueError(f"attribute {name!r} cannot be probed: {reason}")
-        present &= np.isin(labels, keep)
+        present &= pd.Index(labels, dtype=object).isin(keep)  # not np.isin: NUL-safe
         rows = np.flatnonzero(present)
         classes = tuple(keep)
         y = np.array([keep.index(label) for label in labels[rows]], dtype=np.float64)
@@ -1563,11 +1561,13 @@ def _two_groups(
         if ids is None:
             raise ValueError("direction(groups=(ids, ids)) needs an 'id' coordinate")
         wanted = [set(map(str, g)) for g in groups]
-        unknown = sorted((wanted[0] | wanted[1]) - set(ids.astype(str).tolist()))
+        # as Python text: NumPy's fixed-width text would drop a trailing NUL ("q\x00" -> "q")
+        texts = pd.Index([str(i) for i in ids], dtype=object)
+        unknown = sorted((wanted[0] | wanted[1]) - set(texts))
         if unknown:
             raise KeyError(f"direction() got unknown persona id(s) {unknown[:5]!r}")
-        in_a = np.isin(ids.astype(str), list(wanted[0]))
-        in_b = np.isin(ids.astype(str), list(wanted[1]))
+        in_a = texts.isin(list(wanted[0]))
+        in_b = texts.isin(list(wanted[1]))
         names = (f"{len(wanted[0])} chosen personas", f"{len(wanted[1])} chosen personas")
     else:
         mask = _mask_by_id(groups, ids) if _labelled_mask(groups, ids) else np.asarray(groups)

@@ -64,13 +64,15 @@ def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
         lines.append(f"model {model_node.attrs['model']}")
         for mask_name, mask_node in model_node.children.items():
             lines.append(f"  mask strategy {mask_name}")
-            held: dict[Any, list[str]] = {}  # attribute -> the variants that hold it
-            coords: dict[Any, xr.DataArray] = {}
+            # attribute -> its description -> the variants holding it so
+            held: dict[Any, dict[str, list[str]]] = {}
             for variant_name, node in mask_node.children.items():
                 ds = node.to_dataset()
                 for key in attribute_names(ds):
-                    held.setdefault(key, []).append(str(variant_name))
-                    coords.setdefault(key, ds[key])
+                    detail = ds[key].attrs["kind"]
+                    if detail == "ordinal":
+                        detail += " (" + " < ".join(ds[key].attrs["order"]) + ")"
+                    held.setdefault(key, {}).setdefault(detail, []).append(str(variant_name))
                 ids = ds["id"].values.tolist()
                 baseline = " + baseline" if BASELINE_ID in ids else ""
                 n = len(ids) - (1 if baseline else 0)
@@ -82,13 +84,15 @@ def _summary_lines(tree: xr.DataTree, source: str | None) -> list[str]:
             if held:
                 lines.append("    attributes:")
                 width = max(len(str(a)) for a in held)
-                for key, holders in held.items():
-                    detail = coords[key].attrs["kind"]
-                    if detail == "ordinal":
-                        detail += " (" + " < ".join(coords[key].attrs["order"]) + ")"
-                    if len(holders) < len(mask_node.children):
-                        detail += f"  (variants {', '.join(holders)})"
-                    lines.append(f"      {key!s:<{width}}  {detail}")
+                for key, details in held.items():
+                    every = len(details) == 1 and len(next(iter(details.values()))) == len(
+                        mask_node.children
+                    )
+                    shown = [
+                        detail if every else f"{detail} (variants {', '.join(holders)})"
+                        for detail, holders in details.items()
+                    ]
+                    lines.append(f"      {key!s:<{width}}  {'; '.join(shown)}")
     return lines
 
 
@@ -234,7 +238,8 @@ def _attribute_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | N
         if "vectors" in node.data_vars
         for key in attribute_names(node.to_dataset())
     }
-    return [a for item in items for a in ([item] if item in known else item.split(",")) if a]
+    split = ([item] if item in known else [a.strip() for a in item.split(",")] for item in items)
+    return [name for names in split for name in names if name]
 
 
 def _explore(args: argparse.Namespace) -> None:

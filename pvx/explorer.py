@@ -923,15 +923,26 @@ def _load_and_warm(source: Any, **load_options: Any) -> ExplorerData:
 
 def _names_of(address: str) -> list[str]:
     """The host names a browser may use for a server bound to ``address``: the address and
-    localhost, and for every interface ("0.0.0.0", "::") this machine's names and addresses."""
+    localhost, and for every interface ("0.0.0.0") this machine's names and addresses."""
     import socket
 
+    import psutil  # a dependency of dask.distributed
+
+    if ":" in address:  # Bokeh's origin allowlist cannot parse "[::1]:port"
+        raise ValueError(
+            f"pvx explore serves IPv4 addresses; got {address!r}: use 127.0.0.1, a machine "
+            "address or 0.0.0.0"
+        )
     names = [address, "localhost"]
-    if address in ("", "0.0.0.0", "::"):
-        host = socket.gethostname()
-        with contextlib.suppress(OSError):
-            names += [host, socket.getfqdn(), *socket.gethostbyname_ex(host)[2]]
-    return list(dict.fromkeys(n if ":" not in n else f"[{n}]" for n in names))
+    if address in ("", "0.0.0.0"):
+        names += [socket.gethostname(), socket.getfqdn()]
+        names += [
+            found.address
+            for interface in psutil.net_if_addrs().values()
+            for found in interface
+            if found.family == socket.AF_INET
+        ]
+    return list(dict.fromkeys(names))
 
 
 def _this_host_only(hosts: list[str]) -> Any:
@@ -977,13 +988,15 @@ def serve(
     scripts while the data are read; the explorer appears when both are there. The data
     are loaded once and shared by every browser session; each session has its own widgets.
     Every script and style is served by the local server itself. A source that cannot be
-    loaded stops the server and raises its error.
+    loaded stops the server and raises its error. Only requests that name the server (its
+    address, localhost, or for "0.0.0.0" this machine's names and addresses) are answered.
     """
     import socket
     from concurrent.futures import ThreadPoolExecutor
 
     import panel as pn
 
+    names = _names_of(address)
     with ThreadPoolExecutor(1) as pool:
         loading = pool.submit(_load_and_warm, source, **load_options)
         if not port:
@@ -996,7 +1009,7 @@ def serve(
             # the page first; the explorer once the data are loaded
             return pn.panel(lambda: Explorer(loading.result()).layout(), defer_load=True)
 
-        hosts = [f"{name}:{port}" for name in _names_of(address)]
+        hosts = [f"{name}:{port}" for name in names]
         server = pn.serve(
             {"/": app},
             port=port,

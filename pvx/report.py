@@ -894,7 +894,9 @@ def _probed_attributes(
     or the error says why), else every one that can be probed (none without attributes);
     and those left out, with why."""
     if attributes is not None and not list(attributes):
-        raise ValueError("attributes= names no attribute; pass None to probe every one")
+        raise ValueError(
+            "--attributes (attributes=) names no attribute; leave it out to probe every one"
+        )
     targets, skipped = attribute_analyses._targets(
         da, list(attributes) if attributes else None, folds, permutations, seed=0
     )

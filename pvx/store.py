@@ -653,6 +653,9 @@ def set_attribute(
         planned = []
         for target in targets:
             group = root[_variant_path(root.attrs["pvx"], store, model_name, mask, target)]
+            _check_attribute_names(
+                [name], func="set_attribute", taken=[k for k in group.array_keys() if k != name]
+            )
             ids = [str(i) for i in group["id"][:]]
             known.update(ids)
             planned.append(

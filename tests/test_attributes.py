@@ -814,6 +814,17 @@ def test_dates_are_the_same_label_whatever_type_holds_them():
     ):  # fmt: skip
         got = pvx.persona_vectors(x, ids=list("abcd"), attributes={"born": given})["born"]
         assert [v if isinstance(v, str) else None for v in got.values] == expected
+    # NumPy gives integers for datetime64[ns] as objects (a DataFrame column's .values)
+    days = np.array(["2020-01-01", "NaT", "2020-01-02", "2020-01-01"], dtype="datetime64[ns]")
+    got = pvx.persona_vectors(x, ids=list("abcd"), attributes={"born": days})["born"]
+    assert got.attrs["kind"] == "categorical"
+    assert [v if isinstance(v, str) else None for v in got.values] == [
+        "2020-01-01", None, "2020-01-02", "2020-01-01"
+    ]  # fmt: skip
+    # a time zone is kept, even at midnight: midnight UTC is not midnight in Tokyo
+    zoned = [pd.Timestamp("2020-01-01", tz=tz) for tz in ("UTC", "Asia/Tokyo")] * 2
+    got = pvx.persona_vectors(x, ids=list("abcd"), attributes={"born": zoned})["born"]
+    assert len(set(got.values)) == 2
 
 
 def test_direction_of_one_layer_label_has_no_layer_dim(da):
@@ -850,3 +861,18 @@ def test_direction_names_a_persona_with_nan_instead_of_skipping_it(da, backend):
         d["projection"].compute()
     # the direction itself is NaN where the vector is, not a mean of the other personas
     assert np.isnan(d["direction"].isel(layer=0).values[3])
+
+
+def test_ids_differing_by_a_nul_stay_two_groups_in_direction(da):
+    """NumPy's fixed-width text would make "p1\\x00" and "p1" one id."""
+    ids = da["id"].values.astype(object).copy()
+    ids[1] = str(ids[0]) + "\x00"
+    odd = da.drop_indexes("id").assign_coords(id=("persona", ids))
+    d = attributes.direction(odd, ([ids[0]], list(ids[2:6])))
+    assert d.attrs["n_a"] == 1
+
+
+def test_repeated_ids_without_an_index_are_refused_too(da):
+    twice = xr.concat([da, da.isel(persona=[0])], "persona").drop_indexes("id")
+    with pytest.raises(ValueError, match="more than once; ids must be unique"):
+        attributes.direction(twice, attribute="parity", value="even")

@@ -168,7 +168,7 @@ def test_info_lists_attributes_of_every_variant_and_attributes_with_commas(tmp_p
         store, "city, state", {f"p{i}": f"c{i % 2}" for i in range(n)}, variants=["B"]
     )
     assert main(["info", str(store)]) == 0
-    assert "city, state  categorical  (variants B)" in capsys.readouterr().out
+    assert "city, state  categorical (variants B)" in capsys.readouterr().out
     out = tmp_path / "r"
     args = ["analyze", str(store), "--variant", "B", "--views", "attributes", "--folds", "2"]
     assert (

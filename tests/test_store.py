@@ -742,7 +742,7 @@ def test_a_layer_asked_twice_is_an_error(store):
         pvx.load(store, "biography", layers=[3, 5, 3])
 
 
-def test_names_differing_only_in_case_are_refused_or_kept_apart(store, tmp_path):
+def test_names_differing_only_in_case_are_refused_or_kept_apart(store, tmp_path, monkeypatch):
     """A published copy (Zarr's consolidated metadata) and case-insensitive file systems
     cannot tell "bio" from "Bio": such a store published unreadable."""
     pvx.write_variant(store, vectors_for(["a"], variant="bio"))
@@ -750,8 +750,10 @@ def test_names_differing_only_in_case_are_refused_or_kept_apart(store, tmp_path)
         pvx.write_variant(store, vectors_for(["a"], variant="Bio"))
     pvx.write_variant(store, vectors_for(["a"], variant="bio"), model="ORG/MODEL-7B")
     assert len(pvx.models(store)) == 2  # its folder is kept apart from org--model-7b's
-    pvx.set_attribute(store, "Mood", {"a": "calm"}, model=MODEL)
-    pvx.set_attribute(store, "mood", {"a": "calm"}, model=MODEL)
+
+    # a store written before these checks: publishing it is refused, not an unreadable copy
+    monkeypatch.setattr(pvx.store, "case_clash", lambda path, paths: None)
+    pvx.write_variant(store, vectors_for(["a"], variant="Bio"))
     with pytest.raises(pvx.StoreError, match="differ only in case"):
         pvx.store.publish(store, tmp_path / "pub.zarr")
     assert not (tmp_path / "pub.zarr").exists()
@@ -776,3 +778,34 @@ def test_set_attribute_refuses_ids_that_are_not_text(store):
         pvx.set_attribute(store, "g", pd.Series(["x", "y"], index=[0, 1]))
     with pytest.raises(TypeError, match=r"got \[1\]"):
         pvx.set_attribute(store, "g", {"0": "x", 1: "y"})
+
+
+def test_attribute_names_differing_only_in_case_are_refused(store):
+    with pytest.raises(ValueError, match="'age' differs from 'Age' only in case"):
+        pvx.write_variant(store, vectors_for(["a"], attributes={"Age": [1], "age": [2]}))
+    pvx.write_variant(store, vectors_for(["a"], attributes={"age": [1]}))
+    for name in ("AGE", "Name"):
+        with pytest.raises(ValueError, match="only in case"):
+            pvx.set_attribute(store, name, {"a": 3})
+
+
+def test_dates_appended_to_an_ordinal_attribute_are_stored_as_its_levels(store):
+    days = ["2020-01-01", "2020-01-02"]
+    pvx.write_variant(
+        store, vectors_for(["a", "b"], attributes={"day": days}, orders={"day": days})
+    )
+    more = vectors_for(["c"], attributes={"day": ["2020-01-01"]}, orders={"day": days})
+    more = more.assign_coords(
+        day=("persona", np.array([pd.Timestamp("2020-01-02")], dtype=object), more["day"].attrs)
+    )
+    pvx.append_personas(store, more)
+    assert pvx.load(store, "biography")["day"].values.tolist() == [*days, "2020-01-02"]
+
+
+def test_nul_in_labels_of_a_hand_made_array_is_refused_on_writing(store):
+    da = vectors_for(["q", "r"])
+    with pytest.raises(ValueError, match="NUL"):
+        pvx.write_variant(store, da.assign_coords(id=("persona", np.array(["q", "q\x00"], object))))
+    odd = xr.Variable("persona", np.array(["x\x00", "y"], dtype=object), {"kind": "categorical"})
+    with pytest.raises(ValueError, match="NUL"):
+        pvx.write_variant(store, da.assign_coords(c=odd))

@@ -83,13 +83,24 @@ def _variant_widget(draw: Any) -> Any:
             return draw(result, *args, **kwargs)
 
         def cut(value: Any, variant: Any) -> Any:
-            has_variant = isinstance(value, xr.DataArray | xr.Dataset) and "variant" in value.dims
-            return one_variant(value, variant) if has_variant else value
+            if not (isinstance(value, xr.DataArray | xr.Dataset) and "variant" in value.dims):
+                return value
+            if variant not in value["variant"].values:
+                raise ValueError(
+                    f"{draw.__name__}() got a result of variants {variant_labels(result)!r} "
+                    f"and an argument of variants {variant_labels(value)!r}; give both the "
+                    "same variants"
+                )
+            return one_variant(value, variant)
+
+        def alone(variant: Any) -> Any:
+            # the variant widget names it: not in each frame's title as well
+            return one_variant(result, variant).drop_vars("variant", errors="ignore")
 
         return _by_variant(
             {
                 v: draw(
-                    one_variant(result, v),
+                    alone(v),
                     *(cut(a, v) for a in args),
                     **{k: cut(a, v) for k, a in kwargs.items()},
                 )
