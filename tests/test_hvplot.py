@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 
@@ -180,6 +181,9 @@ def test_a_saved_page_fetches_nothing(tmp_path, da):
     # stylesheets and icons the page links (BokehJS's own code names URLs it never loads here)
     assert not re.findall(r'"url":"https?://|<link[^>]+href="https?://', text)
     assert "cdn.holoviz.org" not in text
+    # the embedded stylesheets' own images (the loading spinners) are embedded too
+    sheets = re.findall(r"data:text/css;base64,([A-Za-z0-9+/=]+)", text)
+    assert sheets and not any(b"../assets" in base64.b64decode(css) for css in sheets)
 
 
 def _frames(view):

@@ -566,11 +566,22 @@ def _without_cdn(page: str) -> str:
     dropped: opened offline, the page would fetch them (or fail to)."""
     from panel.io.resources import CDN_DIST, DIST_DIR
 
+    def data_url(path: Path, kind: str) -> str:
+        return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
     def embedded(match: re.Match[str]) -> str:
         css = DIST_DIR / match[1]
         if not css.is_file():
             return match[0]
-        return "data:text/css;base64," + base64.b64encode(css.read_bytes()).decode("ascii")
+        text = css.read_text(encoding="utf-8")
+
+        def image(found: re.Match[str]) -> str:  # the spinners' ../assets/*.svg, relative
+            svg = (css.parent / found[1]).resolve()
+            inside = svg.is_relative_to(DIST_DIR.resolve()) and svg.is_file()
+            return f"url('{data_url(svg, 'image/svg+xml')}')" if inside else found[0]
+
+        text = re.sub(r"url\('?(\.\./[\w./-]+\.svg)'?\)", image, text)
+        return "data:text/css;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
 
     page = re.sub(re.escape(CDN_DIST) + r"([\w./-]+\.css)(?:\?[\w.=&-]*)?", embedded, page)
     return re.sub(r'<link rel="(?:apple-touch-icon|icon)"[^>]*>', "", page)
