@@ -109,6 +109,10 @@ def attribute_variable(
 ) -> xr.Variable:
     """A persona attribute as a ``persona`` Variable carrying ``kind`` (and ``order``)."""
     array = _objects(values)
+    if array.ndim != 1:
+        raise ValueError(
+            f"an attribute needs one value per persona (a list), got shape {array.shape}"
+        )
     if kind is None:
         kind = "ordinal" if order is not None else _infer_kind(array)
     if kind not in KINDS:
@@ -240,6 +244,7 @@ def check_attribute(var: xr.Variable, key: Hashable, *, func: str) -> None:
         order = var.attrs.get("order")
         if not order:
             raise ValueError(f"{func}(): ordinal attribute {key!r} needs attrs['order']")
+        order = [_label(v) for v in order]  # as the values: text, dates as their label
         check_order(order, what=f"{func}(): the order of ordinal attribute {key!r}")
         unknown = sorted({_label(v) for v in var.values if not _missing(v)} - set(order))
         if unknown:
@@ -266,7 +271,10 @@ def check_order(order: Sequence[str], *, what: str) -> None:
             f'{what} {list(order)!r} holds "", which pvx reads as a missing value{fix}'
         )
     for level in order:
-        _check_text(str(level), what)
+        try:
+            _check_text(str(level), what)
+        except ValueError as error:
+            raise ValueError(f"{error}{fix}") from None
 
 
 def encode_sample_ids(values: Any) -> np.ndarray:
@@ -346,9 +354,9 @@ def _label(value: Any) -> str:
 def _objects(values: Any) -> np.ndarray:
     """``values`` as an object array; dates as Timestamps (NumPy turns datetime64[ns] into
     integers when asked for objects)."""
-    if getattr(getattr(values, "dtype", None), "kind", None) == "M":
-        values = pd.Series(np.ravel(values) if isinstance(values, np.ndarray) else values)
-        return np.array(values.astype(object).tolist(), dtype=object)
+    if getattr(getattr(values, "dtype", None), "kind", None) == "M" and np.ndim(values) == 1:
+        dates = pd.Series(np.asarray(values) if isinstance(values, np.ndarray) else values)
+        return np.array(dates.astype(object).tolist(), dtype=object)
     return np.asarray(values, dtype=object)
 
 

@@ -77,10 +77,17 @@ def prepare_input(
                 f"{func}() got an array that already has a {reserved!r} dimension "
                 f"({da.dims!r}); pass the persona vectors, not an analysis result"
             )
-    ids = da.indexes.get("id")
-    if ids is None and "id" in da.coords and not is_dask(da["id"]):  # an id not indexed
-        ids = pd.Index(np.asarray(da["id"].values).ravel())
-    if ids is not None and not ids.is_unique:  # labels of results would be ambiguous
+    if "id" in da.indexes:
+        rows = [da.indexes["id"]]
+    elif "id" in da.coords and P in da["id"].dims and not is_dask(da["id"]):  # not indexed
+        # one row of ids per variant when variants were joined without an id index
+        by_row = da["id"].transpose(..., P).values
+        rows = [pd.Index(row) for row in by_row.reshape(-1, by_row.shape[-1])]
+    else:
+        rows = []
+    for ids in rows:  # labels of results would be ambiguous
+        if ids.is_unique:
+            continue
         repeated = ids[ids.duplicated()].unique().tolist()
         raise ValueError(
             f"{func}() got persona id(s) {repeated[:5]!r} more than once; ids must be unique "

@@ -92,24 +92,25 @@ def _encode(values: np.ndarray, kind: str) -> np.ndarray:
     return np.array(["" if _is_missing(v) else _label(v) for v in values], dtype=object)
 
 
-def _check_attribute_names(
-    names: Sequence[Hashable], *, func: str, taken: Sequence[str] = PVX_ARRAYS
-) -> None:
-    """Refuse attribute names that would clash with pvx's arrays or break a Zarr path, and
-    names differing from each other or from the arrays ``taken`` only in case (a published
-    copy and case-insensitive file systems cannot tell them apart)."""
-    seen = {other.casefold(): other for other in taken}
+def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:
+    """Refuse attribute names that would clash with pvx's arrays or break a Zarr path."""
     for name in names:
         problem = _name_problem(name)
         if problem:
             raise ValueError(f"{func}(): attribute name {name!r} {problem}; try {_suggest(name)!r}")
-        other = seen.setdefault(str(name).casefold(), str(name))
+
+
+def case_twins(names: Sequence[Hashable], taken: Sequence[str] = PVX_ARRAYS) -> list[str]:
+    """Pairs "'a' and 'A'" among ``names`` and the arrays ``taken`` that differ only in
+    case: one file on case-insensitive file systems, and a published copy's consolidated
+    metadata loses one of them."""
+    seen = {other.lower(): other for other in taken}
+    twins = []
+    for name in names:
+        other = seen.setdefault(str(name).lower(), str(name))
         if other != name:
-            raise ValueError(
-                f"{func}(): attribute name {name!r} differs from {other!r} only in case, which "
-                "published copies and case-insensitive file systems cannot tell apart; "
-                "rename one"
-            )
+            twins.append(f"{other!r} and {name!r}")
+    return twins
 
 
 def _name_problem(name: Hashable) -> str | None:
@@ -194,9 +195,9 @@ def _model_dir(root: zarr.Group, model: str) -> str:
         base = "model"
     # names differing only in case are one folder on case-insensitive file systems and in
     # a published copy's consolidated metadata
-    taken = {name.casefold() for name in (*models, *root.group_keys(), *root.array_keys())}
+    taken = {name.lower() for name in (*models, *root.group_keys(), *root.array_keys())}
     candidate, k = base, 1
-    while candidate.casefold() in taken:
+    while candidate.lower() in taken:
         k += 1
         candidate = f"{base}-{k}"
     return candidate
@@ -209,7 +210,7 @@ def case_clash(path: str, paths: Sequence[str]) -> str | None:
         theirs = other.split("/")
         for k in range(1, min(len(parts), len(theirs)) + 1):
             mine, stored = "/".join(parts[:k]), "/".join(theirs[:k])
-            if mine != stored and mine.casefold() == stored.casefold():
+            if mine != stored and mine.lower() == stored.lower():
                 return stored
     return None
 

@@ -58,7 +58,7 @@ def publish(
     ]
     folded: dict[str, str] = {}
     for key in keys:
-        clash = folded.setdefault(key.casefold(), key)
+        clash = folded.setdefault(key.lower(), key)
         if clash != key:  # Zarr's consolidated metadata then loses one of them on reading
             raise StoreError(
                 f"cannot publish {os.fspath(store)!r}: {clash!r} and {key!r} differ only in "

@@ -15,7 +15,13 @@ import zarr
 import zarr.api.asynchronous
 import zarr.storage
 
-from pvx._construct import _missing, attribute_names, attribute_variable, decode_sample_ids
+from pvx._construct import (
+    _label,
+    _missing,
+    attribute_names,
+    attribute_variable,
+    decode_sample_ids,
+)
 from pvx._repository import CheckedStore, Location, StoreError, open_read
 from pvx._store_format import (
     _EVERY_CHUNK,
@@ -188,7 +194,11 @@ def _create_column(group: zarr.Group, name: str, var: xr.Variable) -> zarr.Array
         dtype="float64" if numeric else str,
         fill_value=np.nan if numeric else "",
         dimension_names=["persona"],
-        attributes={k: v for k, v in var.attrs.items() if k in ("kind", "order")},
+        attributes={
+            k: [_label(level) for level in v] if k == "order" else v  # as the values: text
+            for k, v in var.attrs.items()
+            if k in ("kind", "order")
+        },
         compressors=_compressors(),
         config=_EVERY_CHUNK,
     )
@@ -238,7 +248,10 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
                     f"{kind!r} in the variant"
                 )
             unknown_values = (
-                sorted({v for v in da[key].values if isinstance(v, str)} - set(attrs["order"]))
+                sorted(
+                    {_label(v) for v in da[key].values if not _missing(v)}
+                    - {_label(v) for v in attrs["order"]}
+                )
                 if kind == "ordinal"
                 else []
             )

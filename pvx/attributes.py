@@ -293,7 +293,10 @@ def _target(da: xr.DataArray, name: str, folds: int, permutations: int, seed: in
     dropped: tuple[str, ...] = ()
     if kind in ("numeric", "ordinal"):
         if kind == "ordinal":
-            order = [str(label) for label in np.atleast_1d(coord.attrs.get("order", []))]
+            levels = coord.attrs.get("order", [])
+            # a list as given: np.atleast_1d would make fixed-width text ("lo\x00" -> "lo")
+            levels = [levels] if isinstance(levels, str) else list(np.ravel(levels))
+            order = [str(label) for label in levels]
             if not order:
                 raise ValueError(
                     f"ordinal attribute {name!r} has no attrs['order'] (its levels, lowest "

@@ -64,6 +64,7 @@ from pvx._store_format import (
     _model_dir,
     _variant_path,
     case_clash,
+    case_twins,
 )
 from pvx._store_publish import publish
 from pvx._store_read import (
@@ -411,6 +412,15 @@ def _valid_variant(
     _warn_unstored(da, func="write_variant", stacklevel=4)  # the caller of write_variant
     identity = _identity(da, model, mask_strategy, variant)
     _check_attribute_names(attribute_names(da), func="write_variant")
+    twins = case_twins(attribute_names(da))
+    if twins:  # a warning, not a refusal: a variant of an older store may hold them
+        warnings.warn(
+            f"write_variant(): attribute names {', '.join(twins)} differ only in case; "
+            "`pvx publish` will refuse this store and case-insensitive file systems cannot "
+            "hold them apart: rename one first (da.rename({...}))",
+            UserWarning,
+            stacklevel=2,
+        )
     if not isinstance(persona_block, int) or persona_block < 1:
         raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
     return da, identity
@@ -653,9 +663,13 @@ def set_attribute(
         planned = []
         for target in targets:
             group = root[_variant_path(root.attrs["pvx"], store, model_name, mask, target)]
-            _check_attribute_names(
-                [name], func="set_attribute", taken=[k for k in group.array_keys() if k != name]
-            )
+            twins = [] if name in group else case_twins([name], taken=list(group.array_keys()))
+            if twins:
+                raise ValueError(
+                    f"set_attribute(): attribute names {twins[0]} differ only in case, which "
+                    "published copies and case-insensitive file systems cannot tell apart; "
+                    "choose another name"
+                )
             ids = [str(i) for i in group["id"][:]]
             known.update(ids)
             planned.append(

@@ -876,3 +876,9 @@ def test_repeated_ids_without_an_index_are_refused_too(da):
     twice = xr.concat([da, da.isel(persona=[0])], "persona").drop_indexes("id")
     with pytest.raises(ValueError, match="more than once; ids must be unique"):
         attributes.direction(twice, attribute="parity", value="even")
+    # two variants joined without an id index: one row of ids each, each row unique
+    plain = da.drop_indexes("id")
+    order = np.random.default_rng(0).permutation(da.sizes["persona"])
+    joined = xr.concat([plain, plain.isel(persona=order)], "variant")
+    assert joined["id"].dims == ("variant", "persona")
+    pvx.pca(joined, n_components=2)  # accepted

@@ -83,15 +83,16 @@ def _variant_widget(draw: Any) -> Any:
             return draw(result, *args, **kwargs)
 
         def cut(value: Any, variant: Any) -> Any:
-            if not (isinstance(value, xr.DataArray | xr.Dataset) and "variant" in value.dims):
+            if not (isinstance(value, xr.DataArray | xr.Dataset) and "variant" in value.coords):
                 return value
-            if variant not in value["variant"].values:
+            if variant not in np.atleast_1d(value["variant"].values):  # a dim, or one label
                 raise ValueError(
                     f"{draw.__name__}() got a result of variants {variant_labels(result)!r} "
-                    f"and an argument of variants {variant_labels(value)!r}; give both the "
+                    "and an argument of variants "
+                    f"{np.atleast_1d(value['variant'].values).tolist()!r}; give both the "
                     "same variants"
                 )
-            return one_variant(value, variant)
+            return one_variant(value, variant) if "variant" in value.dims else value
 
         def alone(variant: Any) -> Any:
             # the variant widget names it: not in each frame's title as well
