@@ -100,17 +100,25 @@ def _check_attribute_names(names: Sequence[Hashable], *, func: str) -> None:
             raise ValueError(f"{func}(): attribute name {name!r} {problem}; try {_suggest(name)!r}")
 
 
-def case_twins(names: Sequence[Hashable], taken: Sequence[str] = PVX_ARRAYS) -> list[str]:
-    """Pairs "'a' and 'A'" among ``names`` and the arrays ``taken`` that differ only in
-    case: one file on case-insensitive file systems, and a published copy's consolidated
-    metadata loses one of them."""
+def case_twins(
+    names: Sequence[Hashable], taken: Sequence[str] = PVX_ARRAYS
+) -> list[tuple[str, str]]:
+    """``(earlier, name)`` pairs among ``names`` and the names ``taken`` that differ only in
+    case: one file on case-insensitive file systems (compared as they do, by lower case),
+    and a published copy's consolidated metadata loses one of them."""
     seen = {other.lower(): other for other in taken}
     twins = []
-    for name in names:
-        other = seen.setdefault(str(name).lower(), str(name))
+    for name in map(str, names):
+        other = seen.setdefault(name.lower(), name)
         if other != name:
-            twins.append(f"{other!r} and {name!r}")
+            twins.append((other, name))
     return twins
+
+
+def path_prefixes(path: str) -> list[str]:
+    """``"a/b/c"`` -> ``["a", "a/b", "a/b/c"]``: the folders a path makes."""
+    parts = path.split("/")
+    return ["/".join(parts[:k]) for k in range(1, len(parts) + 1)]
 
 
 def _name_problem(name: Hashable) -> str | None:
@@ -201,18 +209,6 @@ def _model_dir(root: zarr.Group, model: str) -> str:
         k += 1
         candidate = f"{base}-{k}"
     return candidate
-
-
-def case_clash(path: str, paths: Sequence[str]) -> str | None:
-    """A stored path whose folders differ from ``path``'s, at some level, only in case."""
-    parts = path.split("/")
-    for other in paths:
-        theirs = other.split("/")
-        for k in range(1, min(len(parts), len(theirs)) + 1):
-            mine, stored = "/".join(parts[:k]), "/".join(theirs[:k])
-            if mine != stored and mine.lower() == stored.lower():
-                return stored
-    return None
 
 
 def _decode(name: str, raw: np.ndarray, attrs: dict[str, Any]) -> xr.Variable:

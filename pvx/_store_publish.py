@@ -19,6 +19,7 @@ import zarr.storage
 
 from pvx._report_folder import process_alive
 from pvx._repository import Location, StoreError, open_read, write_checksums
+from pvx._store_format import case_twins
 from pvx._store_read import _catalog, _exists
 
 
@@ -56,15 +57,14 @@ def publish(
         *groups,
         *(f"{path}/{name}" for path in groups for name in view.root[path].array_keys()),
     ]
-    folded: dict[str, str] = {}
-    for key in keys:
-        clash = folded.setdefault(key.lower(), key)
-        if clash != key:  # Zarr's consolidated metadata then loses one of them on reading
-            raise StoreError(
-                f"cannot publish {os.fspath(store)!r}: {clash!r} and {key!r} differ only in "
-                "case, which a published copy (and a case-insensitive file system) cannot "
-                "tell apart; write one of them under another name first"
-            )
+    twins = case_twins(keys, taken=())
+    if twins:  # Zarr's consolidated metadata would lose one of each pair on reading
+        clash, key = twins[0]
+        raise StoreError(
+            f"cannot publish {os.fspath(store)!r}: {clash!r} and {key!r} differ only in "
+            "case, which a published copy (and a case-insensitive file system) cannot "
+            "tell apart; write one of them under another name first"
+        )
     if target.path is not None:
         if target.path.exists():
             raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")

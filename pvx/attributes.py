@@ -35,9 +35,8 @@ import pandas as pd
 import xarray as xr
 
 from pvx import _engine
-from pvx._construct import check_order
+from pvx._construct import _missing, check_order
 from pvx._engine import P, Q
-from pvx._store_format import _is_missing
 from pvx._validate import LayerSelection
 
 __all__ = ["associated_values", "association", "direction", "name_clusters", "probe"]
@@ -396,10 +395,6 @@ def _some(labels: Sequence[str], count: int = 5, width: int = 40) -> str:
     shown = [label if len(label) <= width else label[: width - 1] + "…" for label in labels]
     more = f" and {len(labels) - count} more" if len(labels) > count else ""
     return f"{shown[:count]!r}{more}"
-
-
-def _missing(value: Any) -> bool:
-    return _is_missing(value) or value == ""  # labels the store keeps as "" are missing too
 
 
 # --------------------------------------------------------------------------- kernels

@@ -63,8 +63,8 @@ from pvx._store_format import (
     _identity,
     _model_dir,
     _variant_path,
-    case_clash,
     case_twins,
+    path_prefixes,
 )
 from pvx._store_publish import publish
 from pvx._store_read import (
@@ -414,12 +414,13 @@ def _valid_variant(
     _check_attribute_names(attribute_names(da), func="write_variant")
     twins = case_twins(attribute_names(da))
     if twins:  # a warning, not a refusal: a variant of an older store may hold them
+        pairs = ", ".join(f"{a!r} and {b!r}" for a, b in twins)
         warnings.warn(
-            f"write_variant(): attribute names {', '.join(twins)} differ only in case; "
-            "`pvx publish` will refuse this store and case-insensitive file systems cannot "
-            "hold them apart: rename one first (da.rename({...}))",
+            f"write_variant(): attribute names {pairs} differ only in case; `pvx publish` "
+            "will refuse this store and case-insensitive file systems cannot hold them "
+            "apart: rename one first (da.rename({...}))",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of write_variant
         )
     if not isinstance(persona_block, int) or persona_block < 1:
         raise ValueError(f"persona_block must be a positive integer, got {persona_block!r}")
@@ -469,12 +470,13 @@ def _new_variant(
             f"variant {variant!r} of {model!r}/{mask_strategy!r} already exists in {store}; "
             "add personas with pvx.append_personas(...)"
         )
-    clash = case_clash(path, root.attrs["pvx"]["variants"])
-    if clash:
+    stored = {prefix for other in root.attrs["pvx"]["variants"] for prefix in path_prefixes(other)}
+    twins = case_twins(path_prefixes(path), taken=sorted(stored))
+    if twins:
         raise StoreError(
-            f"{path!r} differs from the stored {clash!r} only in case, which case-insensitive "
-            "file systems and published copies cannot tell apart; use the stored spelling "
-            "or another name"
+            f"{path!r} differs from the stored {twins[0][0]!r} only in case, which "
+            "case-insensitive file systems and published copies cannot tell apart; use the "
+            "stored spelling or another name"
         )
     for name, attrs in (
         (model_dir, {"model": model}),
@@ -666,7 +668,8 @@ def set_attribute(
             twins = [] if name in group else case_twins([name], taken=list(group.array_keys()))
             if twins:
                 raise ValueError(
-                    f"set_attribute(): attribute names {twins[0]} differ only in case, which "
+                    f"set_attribute(): attribute names {twins[0][0]!r} and {name!r} differ "
+                    "only in case, which "
                     "published copies and case-insensitive file systems cannot tell apart; "
                     "choose another name"
                 )

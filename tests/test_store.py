@@ -752,7 +752,7 @@ def test_names_differing_only_in_case_are_refused_or_kept_apart(store, tmp_path,
     assert len(pvx.models(store)) == 2  # its folder is kept apart from org--model-7b's
 
     # a store written before these checks: publishing it is refused, not an unreadable copy
-    monkeypatch.setattr(pvx.store, "case_clash", lambda path, paths: None)
+    monkeypatch.setattr(pvx.store, "case_twins", lambda names, taken=(): [])
     pvx.write_variant(store, vectors_for(["a"], variant="Bio"))
     with pytest.raises(pvx.StoreError, match="differ only in case"):
         pvx.store.publish(store, tmp_path / "pub.zarr")
@@ -783,8 +783,9 @@ def test_set_attribute_refuses_ids_that_are_not_text(store):
 def test_attribute_names_differing_only_in_case_are_refused_when_new(store, tmp_path):
     twins = vectors_for(["a"], attributes={"Age": [1], "age": [2]})
     # written with a warning: a variant of an older store may hold such names
-    with pytest.warns(UserWarning, match="'Age' and 'age' differ only in case"):
+    with pytest.warns(UserWarning, match="'Age' and 'age' differ only in case") as record:
         pvx.write_variant(store, twins)
+    assert record[0].filename == __file__  # at the caller's line
     pvx.set_attribute(store, "age", {"a": 3})  # a stored name: replaced as before
     pvx.append_personas(store, vectors_for(["b"], attributes={"Age": [4], "age": [5]}))
     assert pvx.load(store, "biography")["age"].values.tolist() == [3, 5]
