@@ -131,6 +131,23 @@ def test_categorical_colour_keeps_top_categories_and_other(da):
     assert len({t.marker.color for t in fig.data}) == 4
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([[3, 1, 1], [2, 3, 1]]),
+        np.array([1.0, np.nan, 2.5, -0.0, 1e9, 2.5]),
+        np.array(["b", "", "a", "b"]),
+        np.array([True, False, True]),
+        np.array([True, 1, 1.0, None, np.nan, "", "a", b"x", (1, 2), [3], 2.5], dtype=object),
+        np.array(["2020-01-01", "NaT", "2020-01-01"], dtype="datetime64[D]"),
+    ],
+)
+def test_labels_are_each_value_formatted(values):
+    # each distinct value is formatted once: the result must equal formatting every element
+    expected = [_colors.format_value(v) for v in values.ravel()]
+    assert _colors._labels(values).ravel().tolist() == expected
+
+
 def test_cluster_colour_runs_kmeans_once(monkeypatch, da, scores):
     calls = []
     real = cluster.kmeans
