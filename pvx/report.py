@@ -232,6 +232,10 @@ def analyze(
     if "variants" in views and da.sizes["variant"] < 2:
         views.remove("variants")
         say("no variants page: it compares two variants and there is one")
+    if "pairs" in views and da.sizes["layer"] < 2:
+        # every pair's change would be 0, and the "most-changing" pairs the first by position
+        views.remove("pairs")
+        say("no pairs page: it shows how pairs change across layers and there is one layer")
     if not views:
         raise ValueError(
             "nothing to draw: no view can be made of this selection (see above); "

@@ -317,6 +317,7 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--variant", "templated", "--variant", "templated"], "more than once"),
         (["--variant", "templated", "--views", "variants"], "nothing to draw"),
         (["--folds", "50", "--views", "attributes"], "nothing to draw"),
+        (["--layers", "2", "--views", "pairs"], "nothing to draw"),
         (["--ids", "baseline_assistant,p1"], "left out unless asked for"),
         (["--layers", "0-2,1-2"], "lists layer(s) [1, 2] more than once"),
     ],
@@ -326,6 +327,16 @@ def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("pvx analyze: error:") and message in err
     assert err.count("\n") == 1
+
+
+def test_one_layer_has_no_pairs_page(store, tmp_path, capsys):
+    # change across layers needs layers: with one, every pair's change is 0
+    out = tmp_path / "o"
+    assert main(["analyze", str(store), "--out", str(out), "--layers", "2",
+                 "--views", "pca,pairs"]) == 0  # fmt: skip
+    assert "no pairs page" in capsys.readouterr().out
+    assert (out / "pca.html").exists() and not (out / "pairs.html").exists()
+    assert "pairs" not in report.open_results(out / "results.zarr").children
 
 
 def test_cli_missing_store_and_unreachable_url(tmp_path, capsys):
