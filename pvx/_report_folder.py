@@ -8,6 +8,7 @@ the user's in the folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -20,7 +21,14 @@ from typing import Any
 
 from pvx._repository import StoreError
 
-__all__ = ["RUN_FILE", "check_out", "out_lock", "remove_abandoned_staging", "replace_report"]
+__all__ = [
+    "RUN_FILE",
+    "check_out",
+    "finish_interrupted_replace",
+    "out_lock",
+    "remove_abandoned_staging",
+    "replace_report",
+]
 
 RUN_FILE = "run.json"
 
@@ -177,27 +185,120 @@ def manifest(out: Path) -> dict[str, Any] | None:
     return run
 
 
+JOURNAL = ".pvx-replacing.json"
+# removed first and moved in last: while either is missing the folder shows no report
+LAST = ("index.html", RUN_FILE)
+
+
+def _plain_name(name: Any) -> bool:
+    # a damaged run.json or journal never points outside the folder
+    return isinstance(name, str) and "/" not in name and name not in ("", ".", "..")
+
+
+def _remove(target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+
+
+def _move(source: Path, target: Path) -> None:
+    try:
+        source.rename(target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        # --out on another file system than its parent (a mount point): copied beside the
+        # target and renamed into place, then the source renamed away (what marks it moved)
+        # and removed; a run killed halfway redoes the copy from the source
+        copy = target.with_name(f".{target.name}.pvx-copy")
+        _remove(copy)
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, copy, symlinks=True)
+        else:
+            shutil.copy2(source, copy, follow_symlinks=False)
+        _remove(target)
+        copy.rename(target)
+        done = source.with_name(f".{source.name}.moved")
+        source.rename(done)
+        _remove(done)
+
+
+def _last(name: str) -> tuple[int, str]:
+    return (LAST.index(name) if name in LAST else -1, name)
+
+
 def replace_report(staging: Path, out: Path) -> None:
-    """Move a finished report into ``out``, deleting only what the previous run listed."""
+    """Move a finished report into ``out``, deleting only what the previous run listed.
+
+    The swap is journalled in ``out``: a run killed halfway leaves the journal, and the next
+    run into ``out`` finishes the swap from the staging folder (see
+    :func:`finish_interrupted_replace`) before anything else, so the folder ends up holding
+    the new report whole, never a mix. Meanwhile it holds no ``run.json`` or ``index.html``,
+    so it never looks complete."""
     if not out.exists():
-        staging.rename(out)
-        return
+        try:
+            staging.rename(out)
+            return
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            out.mkdir()
     previous = manifest(out)
-    new = {p.name for p in staging.iterdir()}
+    new = sorted(p.name for p in staging.iterdir())
     stale = set(previous["files"]) | {RUN_FILE} if previous else set()
-    for name in sorted(new | stale):
+    for name in sorted(set(new) | stale):
         target = out / name
         if name not in stale and (target.exists() or target.is_symlink()):
             raise StoreError(
                 f"{target} exists and pvx did not write it; move it or pick another --out"
             )
-    for name in sorted(stale):
-        target = out / name
-        if "/" in name or name in ("", ".", ".."):
-            continue  # a damaged manifest never points outside the folder
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-    for name in sorted(new):
-        (staging / name).rename(out / name)
+    journal = {
+        "staging": staging.name,
+        "old": sorted(name for name in stale if _plain_name(name)),
+        "new": new,
+    }
+    written = out / (JOURNAL + ".tmp")
+    written.write_text(json.dumps(journal))
+    written.replace(out / JOURNAL)
+    _finish(out, journal)
+
+
+def _finish(out: Path, journal: dict[str, Any]) -> None:
+    staging = out.parent / journal["staging"]
+    new = [name for name in journal["new"] if _plain_name(name)]
+    for name in sorted(journal["old"], key=_last, reverse=True):  # run.json, index.html first
+        # a name both runs wrote whose new file is already in place stays
+        if _plain_name(name) and not (name in new and not (staging / name).exists()):
+            _remove(out / name)
+    for name in sorted(new, key=_last):  # index.html, then run.json, last
+        if (staging / name).exists() or (staging / name).is_symlink():
+            _move(staging / name, out / name)
+    (out / JOURNAL).unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.with_name(staging.name + ".owner").unlink(missing_ok=True)
+
+
+def finish_interrupted_replace(out: Path) -> None:
+    """Finish the swap of a run killed while moving its report into ``out`` (its journal is
+    still there): the previous report's files go, the new one's come in from its staging
+    folder. If that folder is gone, every file either run wrote is removed instead (the
+    user's files stay), so no mix of two reports is left. Call it holding :func:`out_lock`."""
+    try:
+        journal = json.loads((out / JOURNAL).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        journal = None
+    valid = (
+        isinstance(journal, dict)
+        and _plain_name(journal.get("staging"))
+        and all(isinstance(journal.get(key), list) for key in ("old", "new"))
+    )
+    if valid and (out.parent / journal["staging"]).is_dir():
+        _finish(out, journal)
+        return
+    for name in (journal.get("old", []) + journal.get("new", [])) if valid else []:
+        if _plain_name(name):
+            _remove(out / name)
+    (out / JOURNAL).unlink()

@@ -12,15 +12,19 @@ import scipy.linalg
 import xarray as xr
 
 from pvx import _lapack
-from pvx._engine import P, Q, bare, batched, double_centered, single_chunk
+from pvx._engine import P, Q, bare, batched, double_centered, one_blas_thread, single_chunk
 
 # Extra columns of the random block in subspace_eigen, beyond the Gram's rank bound.
 SUBSPACE_OVERSAMPLE = 10
 
 
 def _tridiagonal_one(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # GIL released: scipy.linalg.lapack.dsytrd would stall every other dask thread
-    packed, _, _, tau = _lapack.dsytrd_lower(k)
+    # GIL released: scipy.linalg.lapack.dsytrd would stall every other dask thread. One BLAS
+    # thread wherever it runs: OpenBLAS rounds dsytrd's blocked updates differently on two
+    # threads (the main thread: lean mode, NumPy input) than on one (each dask thread), by
+    # 1e-6 of the reflectors, and PCA's vectors, and UMAP's start from them, followed
+    with one_blas_thread.everywhere():
+        packed, _, _, tau = _lapack.dsytrd_lower(k)
     return packed, tau
 
 

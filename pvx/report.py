@@ -38,6 +38,7 @@ from pvx._construct import attribute_names
 from pvx._report_folder import (
     RUN_FILE,
     check_out,
+    finish_interrupted_replace,
     out_lock,
     remove_abandoned_staging,
     replace_report,
@@ -272,6 +273,8 @@ def analyze(
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out_lock(out):
+        # a run killed while moving its report in: its swap is finished first
+        finish_interrupted_replace(out)
         # again, held: a run that just finished into the same folder counts
         check_out(out, settings, overwrite=overwrite, store=source)
         remove_abandoned_staging(out)

@@ -83,21 +83,27 @@ def test_umap_preserves_neighbourhoods(backend):
 
 
 def _keeps_umaps_own_trustworthiness(da: xr.DataArray, share: float) -> None:
-    ours = manifold.umap(da, seed=1)
-    full = manifold.umap(da, seed=1, n_epochs=None, init="spectral")
-    assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS
-    assert "n_epochs" not in full.attrs
-    for i, x in enumerate(layer_slices(da)):
-        u = prepared(x)
-        fast = trustworthiness(u, ours.isel(layer=i).values, n_neighbors=15)
-        default = trustworthiness(u, full.isel(layer=i).values, n_neighbors=15)
-        assert fast >= share * default, (i, fast, default)
+    # over four seeds and every layer: umap-learn's own default moves by 1.3% between seeds
+    # on the demo's layers, and one seed's share by 3% from machine to machine (0.968-1.006)
+    shares = []
+    for seed in (1, 2, 3, 4):
+        ours = manifold.umap(da, seed=seed)
+        full = manifold.umap(da, seed=seed, n_epochs=None, init="spectral")
+        assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS
+        assert "n_epochs" not in full.attrs
+        for i, x in enumerate(layer_slices(da)):
+            u = prepared(x)
+            fast = trustworthiness(u, ours.isel(layer=i).values, n_neighbors=15)
+            default = trustworthiness(u, full.isel(layer=i).values, n_neighbors=15)
+            shares.append(fast / default)
+    assert np.mean(shares) >= share and min(shares) >= share - 0.03, shares
 
 
 def test_umap_default_epochs_keep_umaps_own_trustworthiness():
     """pvx runs fewer epochs from a PCA start where umap-learn runs 500 from a spectral one:
-    it must keep >= 0.98 of the quality, on planted data and on the demo store's real
-    embeddings (where 30 epochs, enough for planted clusters, kept only 0.91-0.95)."""
+    it must keep >= 0.98 of the quality on average (no fit below 0.95), on planted data and
+    on the demo store's real embeddings (where 30 epochs, enough for planted clusters, kept
+    only 0.91-0.95)."""
     da = pvx.synthetic.planted_personas(
         n_persona=240, n_clusters=6, n_layer=2, n_hidden=48, noise=1.2, seed=3
     )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.process
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -578,6 +580,80 @@ def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next_run(store, tm
         ".rep.0badcafe.partial.owner",
         "rep",
     ]
+
+
+KILL_AFTER_MOVES = (
+    "import os, signal, sys\n"
+    "import pvx._report_folder as folder\n"
+    "from pvx import report\n"
+    "move, left = folder._move, [int(sys.argv[3])]\n"
+    "def killing(source, target):\n"
+    "    if left[0] == 0:\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    left[0] -= 1\n"
+    "    move(source, target)\n"
+    "folder._move = killing\n"
+    "report.analyze(sys.argv[1], views=['scree', 'dendrogram'], out=sys.argv[2],\n"
+    "               overwrite=True, progress=None)\n"
+)
+
+
+@pytest.mark.parametrize("moves", [0, 2, 5])
+@pytest.mark.parametrize("staging_lost", [False, True])
+def test_a_run_killed_while_replacing_a_report_leaves_no_mix(store, tmp_path, moves, staging_lost):
+    """Killed between deleting the old report's files and moving the new ones in, the
+    folder never looks complete, and the next run finishes the swap (or, if the staging
+    folder is gone, removes both reports' files) instead of refusing or mixing them."""
+    import signal
+
+    out = tmp_path / "rep"
+    report.analyze(store, views=["pca", "scree"], out=out, progress=None)
+    (out / "notes.txt").write_text("mine")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_MOVES, str(store), str(out), str(moves)]
+    )
+    assert killed.returncode == -signal.SIGKILL
+    # no run.json; an index.html only once the pages it links are in
+    assert not (out / "run.json").exists()
+    if (out / "index.html").exists():
+        assert (out / "scree.html").exists() and (out / "dendrogram.html").exists()
+    if staging_lost:
+        for staging in tmp_path.glob(".rep.*.partial"):
+            shutil.rmtree(staging)
+    report.analyze(store, views=["scree", "dendrogram"], out=out, progress=None)
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["files"]) == {p.name for p in out.iterdir()} - {"notes.txt", "run.json"}
+    assert {"scree.html", "dendrogram.html"} <= set(run["files"])
+    assert not (out / "pca.html").exists() and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_out_on_another_file_system_than_its_parent(store, tmp_path, monkeypatch):
+    """--out a mount point: the staging folder beside it cannot be renamed in; its files are
+    copied, for a new folder and for one holding a report and the user's files."""
+    import errno
+
+    from pvx import _report_folder
+
+    rename = Path.rename
+
+    def across(self, target):
+        if ".partial" in str(self) and ".partial" not in str(target):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", across)
+    out = tmp_path / "rep"
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    (out / "notes.txt").write_text("mine")
+    report.analyze(store, views=["scree", "dendrogram"], out=out, progress=None,
+                   overwrite=True)  # fmt: skip
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["files"]) == {p.name for p in out.iterdir()} - {"notes.txt", "run.json"}
+    assert (out / "notes.txt").read_text() == "mine"
+    assert report.open_results(out / "results.zarr")["scree"] is not None
+    assert not (out / _report_folder.JOURNAL).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
 def test_every_analysis_shares_one_gram_product_per_layer(store, tmp_path, monkeypatch):
