@@ -598,8 +598,7 @@ KILL_AFTER_MOVES = (
 )
 
 
-@pytest.mark.parametrize("moves", [0, 2, 5])
-@pytest.mark.parametrize("staging_lost", [False, True])
+@pytest.mark.parametrize("moves, staging_lost", [(0, False), (2, False), (5, False), (2, True)])
 def test_a_run_killed_while_replacing_a_report_leaves_no_mix(store, tmp_path, moves, staging_lost):
     """Killed between deleting the old report's files and moving the new ones in, the
     folder never looks complete, and the next run finishes the swap (or, if the staging
