@@ -89,6 +89,12 @@ def check_out(
                 "pick a folder outside it"
             )
     if not out.exists():
+        blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ValueError(
+                f"--out {str(out)!r} cannot be made: {str(blocking)!r} is a file; "
+                "pick a folder elsewhere"
+            )
         return
     if not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; pick a folder")

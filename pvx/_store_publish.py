@@ -68,6 +68,14 @@ def publish(
     if target.path is not None:
         if target.path.exists():
             raise StoreError(f"{os.fspath(out)!r} exists; publish to a new path")
+        source = Location.parse(store, storage_options or {}).path
+        if source is not None and source.resolve() in target.path.resolve().parents:
+            # the copy would be a folder of the repository: counted in its size, copied
+            # along when it is, and gone with it
+            raise StoreError(
+                f"cannot publish {os.fspath(store)!r} into a folder inside it "
+                f"({os.fspath(out)!r}); publish to a path outside the store"
+            )
         _remove_abandoned_staging(target.path)
         staging = target.path.with_name(
             f".{target.path.name}.publishing-{socket.gethostname()}-{os.getpid()}-"

@@ -432,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader stopped reading (`pvx info s | head`): not an error
+        # stdout to /dev/null: Python's own flush at exit would fail on the closed pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, KeyError, OSError) as err:  # StoreError is a ValueError
         # a KeyError's str() is the repr of its message: print the message itself
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -25,6 +25,20 @@ def run_pvx(*args, cwd=None):
     )
 
 
+def test_output_into_a_closed_pipe_is_not_an_error():
+    # `pvx info | head`: the reader stops reading; no error message, no traceback
+    info = subprocess.Popen(
+        [sys.executable, "-m", "pvx.cli", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd="/",
+    )
+    info.stdout.close()  # before pvx writes: it starts up for longer than this takes
+    err = info.stderr.read().decode()
+    info.wait()
+    assert info.returncode == 1 and err == "", err
+
+
 def test_info_on_the_demo_store_by_default():
     result = run_pvx("info", cwd="/")
     assert result.returncode == 0, result.stderr

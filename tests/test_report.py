@@ -341,6 +341,19 @@ def test_one_layer_has_no_pairs_page(store, tmp_path, capsys):
     assert "pairs" not in report.open_results(out / "results.zarr").children
 
 
+def test_out_that_is_or_lies_under_a_file_is_refused(store, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for out, message in [
+        (afile, "is a file; pick a folder"),
+        (afile / "rep", f"cannot be made: {str(afile)!r} is a file"),
+    ]:
+        assert main(["analyze", str(store), "--out", str(out), "--views", "scree"]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert afile.read_text() == "mine"
+
+
 def test_cli_missing_store_and_unreachable_url(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none.zarr")]) == 1
     assert "no store at" in capsys.readouterr().err

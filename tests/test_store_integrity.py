@@ -444,6 +444,13 @@ def test_publish_refuses_http_and_clears_abandoned_copies(store, tmp_path):
         pvx.store.publish(store, "HTTP://127.0.0.1:9/out.zarr")
 
 
+def test_publish_into_the_store_itself_is_refused(store):
+    inside = Path(store) / "published"
+    with pytest.raises(pvx.StoreError, match="into a folder inside it"):
+        pvx.store.publish(store, inside)
+    assert not inside.exists() and not list(Path(store).glob(".published*"))
+
+
 def test_a_published_store_without_its_root_metadata_is_damaged(store, tmp_path):
     out = tmp_path / "pub.zarr"
     pvx.store.publish(store, out)
