@@ -49,7 +49,14 @@ def out_lock(out: Path) -> Iterator[None]:
     lock if the run is killed."""
     path = out.with_name(f".{out.name}.pvx-lock")
     while True:
-        handle = open(path, "a+")  # held for the whole run
+        try:
+            handle = open(path, "a+")  # held for the whole run
+        except PermissionError as error:  # also a read-only file system's EROFS, below
+            raise StoreError(_beside_out_message(out, error)) from None
+        except OSError as error:
+            if error.errno != errno.EROFS:
+                raise
+            raise StoreError(_beside_out_message(out, error)) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,6 +81,14 @@ def out_lock(out: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)  # while still held: a waiting run then retries
         handle.close()
+
+
+def _beside_out_message(out: Path, error: OSError) -> str:
+    return (
+        f"cannot write in {str(out.parent)!r} ({error.strerror}): pvx analyze keeps its lock "
+        f"file and builds the report beside --out {str(out)!r}; pick an --out whose parent "
+        "folder you can write to"
+    )
 
 
 def check_out(

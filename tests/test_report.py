@@ -354,6 +354,26 @@ def test_out_that_is_or_lies_under_a_file_is_refused(store, tmp_path, capsys):
     assert afile.read_text() == "mine"
 
 
+def test_out_whose_parent_cannot_be_written_says_why(store, tmp_path, capsys, monkeypatch):
+    # as root, permissions cannot be denied: the file system's refusal is simulated
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def refusing(file, *args, **kwargs):
+        if str(file).endswith(".pvx-lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    out = tmp_path / "rep"
+    assert main(["analyze", str(store), "--out", str(out), "--views", "scree"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write in {str(tmp_path)!r} (Read-only file system)" in err
+    assert "pick an --out whose parent folder you can write to" in err and err.count("\n") == 1
+
+
 def test_cli_missing_store_and_unreachable_url(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none.zarr")]) == 1
     assert "no store at" in capsys.readouterr().err
