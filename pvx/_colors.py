@@ -148,9 +148,11 @@ def _labels(arr: np.ndarray) -> np.ndarray:
     # objects: keyed by type too, as True == 1 == 1.0 are one dict key but other labels
     memo: dict[Any, str | None] = {}
     for index, value in np.ndenumerate(arr):
+        key = (type(value), value)
         try:
-            key = (type(value), value)
-            text = memo[key] if key in memo else memo.setdefault(key, format_value(value))
+            if key not in memo:
+                memo[key] = format_value(value)
+            text = memo[key]
         except TypeError:  # unhashable (lists, arrays)
             text = format_value(value)
         out[index] = text

@@ -51,10 +51,8 @@ def out_lock(out: Path) -> Iterator[None]:
     while True:
         try:
             handle = open(path, "a+")  # held for the whole run
-        except PermissionError as error:  # also a read-only file system's EROFS, below
-            raise StoreError(_beside_out_message(out, error)) from None
         except OSError as error:
-            if error.errno != errno.EROFS:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             raise StoreError(_beside_out_message(out, error)) from None
         try:
@@ -216,10 +214,14 @@ def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and "/" not in name and name not in ("", ".", "..")
 
 
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
 def _remove(target: Path) -> None:
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
-    elif target.exists() or target.is_symlink():
+    elif _present(target):
         target.unlink()
 
 
@@ -270,7 +272,7 @@ def replace_report(staging: Path, out: Path) -> None:
     stale = set(previous["files"]) | {RUN_FILE} if previous else set()
     for name in sorted(set(new) | stale):
         target = out / name
-        if name not in stale and (target.exists() or target.is_symlink()):
+        if name not in stale and _present(target):
             raise StoreError(
                 f"{target} exists and pvx did not write it; move it or pick another --out"
             )
@@ -290,10 +292,11 @@ def _finish(out: Path, journal: dict[str, Any]) -> None:
     new = [name for name in journal["new"] if _plain_name(name)]
     for name in sorted(journal["old"], key=_last, reverse=True):  # run.json, index.html first
         # a name both runs wrote whose new file is already in place stays
-        if _plain_name(name) and not (name in new and not (staging / name).exists()):
+        already_new = name in new and not _present(staging / name)
+        if _plain_name(name) and not already_new:
             _remove(out / name)
     for name in sorted(new, key=_last):  # index.html, then run.json, last
-        if (staging / name).exists() or (staging / name).is_symlink():
+        if _present(staging / name):
             _move(staging / name, out / name)
     (out / JOURNAL).unlink()
     shutil.rmtree(staging, ignore_errors=True)
@@ -319,7 +322,8 @@ def finish_interrupted_replace(out: Path) -> None:
     if valid and (out.parent / journal["staging"]).is_dir():
         _finish(out, journal)
         return
-    for name in (journal.get("old", []) + journal.get("new", [])) if valid else []:
-        if _plain_name(name):
-            _remove(out / name)
-    (out / JOURNAL).unlink()
+    if valid:
+        for name in journal["old"] + journal["new"]:
+            if _plain_name(name):
+                _remove(out / name)
+    (out / JOURNAL).unlink()  # a damaged journal names nothing to remove

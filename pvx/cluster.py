@@ -46,7 +46,8 @@ def _first_seen_labels(labels: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _threadpools() -> threadpoolctl.ThreadpoolController:
-    # scanning the process for thread pools takes milliseconds: once
+    # scanning the process for thread pools takes milliseconds: once, and only after
+    # scikit-learn is imported (its OpenMP runtime must be loaded to be found)
     return threadpoolctl.ThreadpoolController()
 
 

@@ -660,6 +660,18 @@ def test_a_run_killed_while_replacing_a_report_leaves_no_mix(store, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
+def test_a_damaged_replace_journal_removes_nothing(store, tmp_path):
+    from pvx import _report_folder
+
+    out = tmp_path / "rep"
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    (out / "notes.txt").write_text("mine")
+    (out / _report_folder.JOURNAL).write_text('{"staging": "../..", "old": ["notes.txt"]')
+    report.analyze(store, views=["scree"], out=out, progress=None)
+    assert not (out / _report_folder.JOURNAL).exists()
+    assert (out / "notes.txt").read_text() == "mine" and (out / "scree.html").exists()
+
+
 def test_out_on_another_file_system_than_its_parent(store, tmp_path, monkeypatch):
     """--out a mount point: the staging folder beside it cannot be renamed in; its files are
     copied, for a new folder and for one holding a report and the user's files."""
