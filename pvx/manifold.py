@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -126,6 +126,12 @@ def _quiet_umap_warnings() -> None:
 # default (500 epochs from its spectral start) on the demo store's real embeddings, where
 # 30 kept only 0.91-0.95 and 100 0.96-0.98 (planted clusters need far fewer: 30 kept 0.997).
 DEFAULT_UMAP_EPOCHS = 200
+# Aligned UMAP (each layer from the layout of the layer before it): 40% of the epochs at a
+# quarter of umap-learn's learning rate kept 0.995 of umap-learn's default trustworthiness
+# on the demo's layers (seeds 1-4; no layer below 0.976), more than 200 epochs from the PCA
+# start (0.988); at the full rate 100 epochs kept only 0.975 (benchmarks/README.md).
+ALIGNED_EPOCHS_SHARE = 0.4
+ALIGNED_LEARNING_RATE = 0.25
 UMAP_INITS = ("pca", "spectral", "random")
 
 
@@ -142,25 +148,155 @@ def _umap_one(
     dists: np.ndarray,
     start: np.ndarray,
     variance: np.ndarray,
+    **kwargs: Any,
+) -> Any:
+    return _umap_submit(indices, dists, start, variance, **kwargs).result()
+
+
+def _umap_submit(
+    indices: np.ndarray,
+    dists: np.ndarray,
+    start: np.ndarray,
+    variance: np.ndarray,
     *,
     n_neighbors: int,
     n_components: int,
     seed: int,
     n_epochs: int | None = None,
     init: str = "pca",
-) -> Any:
+    learning_rate: float = 1.0,
+) -> Future:
+    """One layer's UMAP, in a worker process of :func:`umap_processes` if there is one (the
+    future of its layout), else here (a future already done)."""
+    done: Future = Future()
     if not variance > 0:
         # every persona at one point (e.g. a first-token layer): one point, as in PCA and
         # Isomap, not a layout drawn from arbitrary ties among equal distances
-        return np.zeros((len(indices), n_components))
-    kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed, "init": init}
+        done.set_result(np.zeros((len(indices), n_components)))
+        return done
+    kwargs = {"n_neighbors": n_neighbors, "n_components": n_components, "seed": seed}
+    kwargs |= {"init": init, "learning_rate": learning_rate}
     if _umap_pool is not None:
-        future = _umap_pool.submit(_umap_fit, indices, dists, start, n_epochs=n_epochs, **kwargs)
-        return future.result()
-    return _umap_fit(indices, dists, start, n_epochs=n_epochs, **kwargs)
+        return _umap_pool.submit(_umap_fit, indices, dists, start, n_epochs=n_epochs, **kwargs)
+    done.set_result(_umap_fit(indices, dists, start, n_epochs=n_epochs, **kwargs))
+    return done
 
 
 _umap_pool: Executor | None = None
+
+
+def _umap_chain(
+    indices: np.ndarray,
+    dists: np.ndarray,
+    starts: np.ndarray,
+    variances: np.ndarray,
+    before: np.ndarray | None,
+    *,
+    n_epochs: int | None,
+    aligned_epochs: int | None,
+    **options: Any,
+) -> np.ndarray:
+    """Aligned UMAP along axis -3 (layers) of ``indices``: each layer starts from the layout
+    of the one before it (``before``: the layout the first starts from, if any) and runs
+    ``aligned_epochs`` at :data:`ALIGNED_LEARNING_RATE`; a layer with no usable layout
+    before it (the first, or after one whose personas are all at one point) runs
+    ``n_epochs`` from its own start. The fits of one layer (e.g. of each variant) run at
+    once in the worker processes, if any."""
+    layouts = np.empty((*indices.shape[:-1], options["n_components"]))
+    batches = list(np.ndindex(indices.shape[:-3]))
+    previous = {b: None if before is None else before[b] for b in batches}
+    for layer in range(indices.shape[-3]):
+        fits = {}
+        for batch in batches:
+            at = (*batch, layer)
+            if previous[batch] is not None and not np.isnan(_umap_start(previous[batch])).any():
+                start, epochs = previous[batch], aligned_epochs
+                # "pca": from the start given; a smaller step keeps what the layout before
+                # got right (its full step scrambles it first)
+                fit = {**options, "init": "pca", "learning_rate": ALIGNED_LEARNING_RATE}
+            else:
+                start, epochs, fit = starts[at], n_epochs, options
+            args = (indices[at], dists[at], start, variances[at])
+            fits[batch] = _umap_submit(*args, n_epochs=epochs, **fit)
+        for batch in batches:
+            layouts[(*batch, layer)] = previous[batch] = fits[batch].result()
+    return layouts
+
+
+def _aligned_umap(
+    indices: xr.DataArray,
+    dists: xr.DataArray,
+    start: xr.DataArray,
+    variance: xr.DataArray,
+    before: xr.DataArray | None,
+    **kwargs: Any,
+) -> xr.DataArray:
+    """:func:`_umap_chain` over every layer, one task per block of layers, each waiting for
+    the block before it (dask) or in one pass (NumPy)."""
+    if "layer" not in indices.dims:  # one layer, selected by label
+        args = (x.expand_dims("layer") for x in (indices, dists, start, variance))
+        return _aligned_umap(*args, before, **kwargs).isel(layer=0, drop=True)
+    batch = [d for d in indices.dims if d not in ("layer", P, "neighbor")]
+    order = [*batch, "layer", P]
+    indices = indices.transpose(*order, "neighbor")
+    dists = dists.transpose(*order, "neighbor")
+    start = start.transpose(*order, "component")
+    variance = variance.transpose(*batch, "layer")
+    first = None if before is None else np.asarray(before.transpose(*batch, P, ...).values)
+    if not any(_engine.is_dask(x) for x in (indices, dists, start, variance)):
+        layouts: Any = _umap_chain(
+            indices.values, dists.values, start.values, variance.values, first, **kwargs
+        )
+    else:
+        layouts = _chained_blocks(
+            [x.data for x in (indices, dists, start, variance)], first, kwargs
+        )
+    template = indices.isel(neighbor=0, drop=True)
+    return xr.DataArray(layouts, dims=(*template.dims, "component"), coords=template.coords)
+
+
+def _chained_blocks(arrays: list[Any], first: np.ndarray | None, kwargs: dict) -> Any:
+    """The dask array of :func:`_umap_chain` over blocks of layers, each block's task
+    taking the last layout of the block before it."""
+    import dask
+    import dask.array as dsa
+
+    indices, dists, start, variance = (dsa.asarray(a) for a in arrays)
+    # the small per-layer inputs, whole along persona and neighbour; keys kept (unoptimised)
+    # so that the Grams they come from are shared with the other analyses of a computation
+    # One chain over the layers for all variants (one chunk along the other dims): a chain
+    # per variant made dask read every layer of one variant before the other's, and hold
+    # them for the steps that need both (2.2x the memory of the main job at M).
+    whole = {axis: -1 for axis in range(indices.ndim) if axis != indices.ndim - 3}
+    indices, dists, start = (a.rechunk(whole) for a in (indices, dists, start))
+    grid = indices.numblocks[:-2]  # (*batch, layer): batch axes of one block each
+    variance = variance.rechunk(indices.chunks[:-2])
+    blocks = [a.to_delayed(optimize_graph=False) for a in (indices, dists, start, variance)]
+    n, k = start.shape[-2], start.shape[-1]
+    chain = dask.delayed(_umap_chain, pure=True)
+    assembled = np.empty(grid, dtype=object)
+    for batch in np.ndindex(grid[:-1]):
+        previous: Any = None
+        if first is not None:
+            corner = [sum(c[:i]) for c, i in zip(indices.chunks[:-3], batch, strict=True)]
+            sizes = [c[i] for c, i in zip(indices.chunks[:-3], batch, strict=True)]
+            previous = first[tuple(slice(a, a + s) for a, s in zip(corner, sizes, strict=True))]
+        for layer in range(grid[-1]):
+            at = (*batch, layer)
+            task = chain(*(b[(*at, 0, 0)] for b in blocks[:3]), blocks[3][at], previous, **kwargs)
+            shape = (*(c[i] for c, i in zip(indices.chunks[:-2], at, strict=True)), n, k)
+            assembled[at] = dsa.from_delayed(task, shape, dtype=np.float64)
+            previous = task[..., -1, :, :]
+    return _concatenated(assembled, 0)
+
+
+def _concatenated(blocks: np.ndarray, axis: int) -> Any:
+    """A grid of dask arrays (an object array) joined into one, outer grid axes first."""
+    import dask.array as dsa
+
+    if blocks.ndim == 1:
+        return dsa.concatenate(list(blocks), axis=axis)
+    return dsa.concatenate([_concatenated(row, axis + 1) for row in blocks], axis=axis)
 
 
 def _umap_worker_start(parent: int) -> None:
@@ -240,6 +376,7 @@ def _umap_fit(
     seed: int,
     n_epochs: int | None,
     init: str = "pca",
+    learning_rate: float = 1.0,
 ) -> np.ndarray:
     """umap-learn on the exact neighbours. Its data argument is an empty sparse distance
     matrix: with precomputed neighbours umap-learn reads only its shape, and the layouts
@@ -262,6 +399,7 @@ def _umap_fit(
         n_epochs=n_epochs,
         n_jobs=1,  # a fixed seed forces one thread anyway; saying so avoids a warning
         init=layout,
+        learning_rate=learning_rate,
     )
     return model.fit_transform(scipy.sparse.csr_matrix((n, n))).astype(np.float64)
 
@@ -297,6 +435,8 @@ def umap(
     seed: int = 42,
     n_epochs: int | None = DEFAULT_UMAP_EPOCHS,
     init: str = "pca",
+    aligned: bool = False,
+    start_layout: xr.DataArray | None = None,
     include_baseline: bool = False,
 ) -> xr.DataArray:
     """UMAP embedding of the personas, per layer.
@@ -328,6 +468,18 @@ def umap(
     init : {"pca", "spectral", "random"}
         Starting layout: the top principal components (default; from the distances, so
         free), or umap-learn's own spectral or random start.
+    aligned : bool
+        Start each layer from the layout of the layer before it (in ``da``'s order), with
+        40% of the epochs at a quarter of the learning rate: a layer slider's frames stay
+        comparable (a persona moves only as far as its neighbourhood changes), in less than
+        half the time. The first layer (and one after a layer whose personas are all at one
+        point) starts from ``init``. On the demo store's real embeddings this kept more of
+        umap-learn's default quality than the layers fitted alone
+        (``benchmarks/README.md``). A layer's layout then depends on the layers before it.
+    start_layout : xarray.DataArray, optional
+        With ``aligned``: the layout the first layer starts from, e.g. the last layer of an
+        earlier aligned call on layers before these; dims ``persona`` and ``component`` (and
+        any of ``da``'s other dims, such as ``variant``), the same personas as ``da``.
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 
@@ -415,7 +567,44 @@ def umap(
         start = start.expand_dims(component=k, axis=-1)
     # the prepared rows' total variance (shared with the scree's): zero when they coincide
     variance = _spectra.trace(prepared, center=normalize)
-    coords = xr.apply_ufunc(
+    if start_layout is not None and not aligned:
+        raise ValueError(
+            f"{func}() got a start_layout without aligned=True: the layout is where an "
+            "aligned run of layers starts; pass aligned=True or leave start_layout out"
+        )
+    if aligned:
+        aligned_epochs = (
+            None if n_epochs is None else max(1, round(n_epochs * ALIGNED_EPOCHS_SHARE))
+        )
+        before = _start_layout(start_layout, start, func=func)
+        chained = {"n_epochs": n_epochs, "aligned_epochs": aligned_epochs, **options}
+        coords = _aligned_umap(indices, dists, start, variance, before, **chained)
+        coords = coords.transpose(*indices.dims[:-1], "component")
+    else:
+        coords = _independent_umap(indices, dists, start, variance, n_epochs, options)
+    coords = coords.assign_coords(component=np.arange(1, k + 1))
+    coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
+    # too few points for the PCA or spectral start: umap-learn starts at random (_umap_fit)
+    coords.attrs["init"] = init if n > k + 1 else "random"
+    if n_epochs is not None:
+        coords.attrs["n_epochs"] = n_epochs
+    if aligned:
+        coords.attrs["aligned"] = 1
+        if aligned_epochs is not None:
+            coords.attrs["aligned_epochs"] = aligned_epochs
+    return coords.rename("umap")
+
+
+def _independent_umap(
+    indices: xr.DataArray,
+    dists: xr.DataArray,
+    start: xr.DataArray,
+    variance: xr.DataArray,
+    n_epochs: int | None,
+    options: dict[str, Any],
+) -> xr.DataArray:
+    """Each layer's UMAP on its own, one task per layer."""
+    return xr.apply_ufunc(
         _engine.batched_arrays,
         indices,
         _engine.bare(dists),
@@ -426,13 +615,43 @@ def umap(
         kwargs={"kernel": _umap_one, "n_core": (2, 2, 2, 0), "n_epochs": n_epochs, **options},
         dask="parallelized",
         output_dtypes=[np.float64],
-    ).assign_coords(component=np.arange(1, k + 1))
-    coords.attrs = {"n_neighbors": n_neighbors, "seed": int(seed), "normalize": int(normalize)}
-    # too few points for the PCA or spectral start: umap-learn starts at random (_umap_fit)
-    coords.attrs["init"] = init if n > k + 1 else "random"
-    if n_epochs is not None:
-        coords.attrs["n_epochs"] = n_epochs
-    return coords.rename("umap")
+    )
+
+
+def _start_layout(
+    layout: xr.DataArray | None, start: xr.DataArray, *, func: str
+) -> xr.DataArray | None:
+    """``start_layout``, checked against the layouts it starts (``start``'s first layer)."""
+    if layout is None:
+        return None
+    expected = start.isel(layer=0, drop=True) if "layer" in start.dims else start
+    if not isinstance(layout, xr.DataArray) or set(layout.dims) != set(expected.dims):
+        dims = getattr(layout, "dims", type(layout).__name__)
+        raise ValueError(
+            f"{func}() got a start_layout with dims {dims}; pass one with dims "
+            f"{expected.dims}, e.g. the last layer of an earlier aligned UMAP"
+        )
+    for dim in expected.dims:
+        if layout.sizes[dim] != expected.sizes[dim] or (
+            dim in expected.indexes
+            and dim in layout.indexes
+            and not layout.indexes[dim].equals(expected.indexes[dim])
+        ):
+            raise ValueError(
+                f"{func}() got a start_layout whose {dim!r} ({layout.sizes[dim]}) differs "
+                f"from the data's ({expected.sizes[dim]}): pass the layout of the same "
+                f"{dim}s, in the same order"
+            )
+    if "id" in expected.coords and "id" in layout.coords:
+        if not np.array_equal(layout["id"].values, expected["id"].values):
+            raise ValueError(
+                f"{func}() got a start_layout of other personas (ids differ) than the data's: "
+                "pass the layout of the same personas, in the same order"
+            )
+    values = layout.compute()
+    if not np.isfinite(values.values).all():
+        raise ValueError(f"{func}() got a start_layout with NaN or infinite values")
+    return values
 
 
 def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) -> np.ndarray:

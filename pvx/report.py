@@ -365,7 +365,9 @@ def compute_results(
         target = cosine_node(similarity.cosine(da, include_baseline=include_baseline), path)
     probe = probe or {}
     keep = {"include_baseline": include_baseline}
-    first = _lazy_results(da.isel(layer=groups[0]), views, n_clusters, probe, target, 0, keep)
+    first = _lazy_results(
+        da.isel(layer=groups[0]), views, n_clusters, probe, target, 0, keep, umap_start=None
+    )
     names = list(first)
     umap_workers: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     client = _distributed_client()
@@ -388,6 +390,7 @@ def compute_results(
     grouping = f" in {len(groups)} groups of layers" if len(groups) > 1 else ""
     say(f"computing {', '.join(names)} over {layers} layers{grouping}")
     parts, pair_parts = [], None
+    umap_start = None
     with umap_workers:
         for group in groups:
             where = f"layers {group.start + 1}-{group.stop} of {layers}"
@@ -397,10 +400,19 @@ def compute_results(
                 first
                 if group is groups[0]
                 else _lazy_results(
-                    da.isel(layer=group), views, n_clusters, probe, target, group.start, keep
+                    da.isel(layer=group),
+                    views,
+                    n_clusters,
+                    probe,
+                    target,
+                    group.start,
+                    keep,
+                    umap_start=umap_start,
                 )
             )
             part = _compute(lazy, where, synchronous=lean)
+            if "umap" in part:  # the next group's aligned UMAP goes on from this one's last
+                umap_start = part["umap"].isel(layer=-1)
             # the finished computation's task state is reference cycles holding this group's
             # matrices (hundreds of MB each at thousands of personas): freed now, not at
             # Python's next collection
@@ -470,9 +482,12 @@ def _lazy_results(
     cosine_target: zarr.Array | None,
     layer_start: int,
     keep: dict[str, bool],
+    *,
+    umap_start: xr.DataArray | None,
 ) -> dict[str, Any]:
     """The lazy analyses of some layers that the views need (``layer_start``: where the
-    first of them is in the saved cosines; ``keep``: each analysis' ``include_baseline``)."""
+    first of them is in the saved cosines; ``keep``: each analysis' ``include_baseline``;
+    ``umap_start``: the aligned UMAP's last layout of the layers before these)."""
     lazy: dict[str, Any] = {}
     if "attributes" in views:
         # every attribute, even one, keeps the attribute dim; folds and shuffles per name
@@ -488,7 +503,8 @@ def _lazy_results(
     if "scree" in views:
         lazy["scree"] = decomposition.explained_variance(da, **keep)
     if "umap" in views:
-        lazy["umap"] = manifold.umap(da, **keep)
+        # aligned: comparable slider frames, each layer from the last in 40% of the epochs
+        lazy["umap"] = manifold.umap(da, aligned=True, start_layout=umap_start, **keep)
     if "isomap" in views:
         lazy["isomap"] = manifold.isomap(da, **keep)
     if "similarity" in views and cosine_target is not None:
@@ -735,7 +751,13 @@ def _draw_pages(
                 )
             if len(figures) == drawn:  # nothing to colour by: drawn plain
                 figures.append(plot.projection(scores, title=f"{label} of {variant}"))
-        page(method, label, f"{label} of the personas per layer (slider).", figures)
+        about = f"{label} of the personas per layer (slider)."
+        if method == "umap" and result["umap"].attrs.get("aligned"):
+            about += (
+                " Each layer's layout starts from the previous layer's, so a persona moves "
+                "between frames only as far as its neighbourhood changes."
+            )
+        page(method, label, about, figures)
     pca = node("pca")
     kmeans_page = (
         clusters is not None and "kmeans" in settings["views"] and pca is not None

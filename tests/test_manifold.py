@@ -82,12 +82,12 @@ def test_umap_preserves_neighbourhoods(backend):
     assert three.shape == (3, 2) and three.attrs["init"] == "random"  # as it says
 
 
-def _keeps_umaps_own_trustworthiness(da: xr.DataArray, share: float) -> None:
+def _keeps_umaps_own_trustworthiness(da: xr.DataArray, share: float, **options) -> None:
     # over four seeds and every layer: umap-learn's own default moves by 1.3% between seeds
     # on the demo's layers, and one seed's share by 3% from machine to machine (0.968-1.006)
     shares = []
     for seed in (1, 2, 3, 4):
-        ours = manifold.umap(da, seed=seed)
+        ours = manifold.umap(da, seed=seed, **options)
         full = manifold.umap(da, seed=seed, n_epochs=None, init="spectral")
         assert ours.attrs["n_epochs"] == manifold.DEFAULT_UMAP_EPOCHS
         assert "n_epochs" not in full.attrs
@@ -114,6 +114,14 @@ def test_umap_default_epochs_keep_umaps_own_trustworthiness():
         manifold.umap(da, n_epochs=0)
     with pytest.raises(ValueError, match=r"init='tsne'; choose one of \['pca'"):
         manifold.umap(da, init="tsne")
+
+
+def test_aligned_umap_keeps_umaps_own_trustworthiness():
+    """pvx analyze's UMAP: every demo layer after the first from the layout before it, in
+    40% of the epochs (80) at a quarter of the step, keeps >= 0.98 of umap-learn's default
+    quality on average (at the full step 100 epochs kept 0.975)."""
+    demo = pvx.load(DEMO, "biography", mask_strategy="token_mean").compute()
+    _keeps_umaps_own_trustworthiness(demo, 0.98, aligned=True)
 
 
 @pytest.mark.parametrize("init", ["pca", "spectral", "random"])
@@ -368,3 +376,97 @@ def test_umap_workers_outlive_the_thread_that_started_them():
         out = manifold.umap(big, n_epochs=300).compute()
     thread.join()
     assert np.isfinite(out.values).all()
+
+
+def _umap_learn_from(da: xr.DataArray, start: np.ndarray, *, seed: int, n_epochs: int, rate: float):
+    """umap-learn on one layer's dense distances (pvx's own), from the layout ``start``."""
+    gram = _engine.prepared_gram(_engine.raw_gram(da), center=True, normalize=True).values
+    distance = _engine._distance_kernel(gram)
+    model = manifold._load_umap().UMAP(
+        n_neighbors=15, n_components=2, metric="precomputed", random_state=seed, n_jobs=1,
+        n_epochs=n_epochs, init=start, precomputed_knn=manifold._exact_neighbors(distance, 15),
+        learning_rate=rate,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit_transform(distance)
+
+
+def test_aligned_umap_starts_each_layer_from_the_layout_before_it(backend):
+    """aligned=True: the first layer as without it, each next one umap-learn's layout from
+    the previous layer's, in 40% of the epochs at a quarter of the step; the variants are
+    chains of their own; NumPy
+    and dask (one chunk per layer) alike."""
+    da = pvx.synthetic.planted_personas(
+        n_persona=60, n_clusters=3, n_layer=3, n_hidden=12, noise=0.8, seed=2
+    )
+    both = xr.concat([da, da.isel(hidden=slice(None, None, -1)) * 1.5 + 0.1], "variant")
+    both = both.assign_coords(variant=["a", "b"])
+    with stays_lazy():
+        emb = manifold.umap(to_backend(both, backend), aligned=True, seed=4)
+    assert emb.attrs["aligned"] == 1 and emb.attrs["aligned_epochs"] == 80
+    emb = emb.compute()
+    assert emb.dims == manifold.umap(both, seed=4).dims
+    for variant in ("a", "b"):
+        one = both.sel(variant=variant)
+        got = emb.sel(variant=variant)
+        # the first layer: pvx's own UMAP of that layer alone
+        first = manifold.umap(one.isel(layer=[0]), seed=4).isel(layer=0)
+        np.testing.assert_allclose(got.isel(layer=0).values, first.values, atol=1e-4)
+        for layer in (1, 2):
+            expected = _umap_learn_from(
+                one.isel(layer=layer),
+                got.isel(layer=layer - 1).values,
+                seed=4,
+                n_epochs=80,
+                rate=0.25,
+            )
+            np.testing.assert_allclose(got.isel(layer=layer).values, expected, atol=1e-4)
+    # frames comparable: a persona moves less between layers than between independent fits
+    independent = manifold.umap(both, seed=4)
+
+    def moved(e: xr.DataArray) -> float:
+        steps = e.isel(layer=slice(1, None)).values - e.isel(layer=slice(None, -1)).values
+        return float(abs(steps).mean())
+
+    assert moved(emb) < 0.5 * moved(independent)
+
+
+def test_aligned_umap_goes_on_from_a_start_layout_and_restarts_after_one_point(backend):
+    """Layers split in two calls (as pvx analyze computes groups of layers) give the layouts
+    of one call; after a layer whose personas are at one point, the chain starts afresh."""
+    da = pvx.synthetic.planted_personas(n_persona=40, n_layer=4, n_hidden=10, seed=1)
+    whole = manifold.umap(da, aligned=True, seed=2)
+    head = manifold.umap(to_backend(da.isel(layer=[0, 1]), backend), aligned=True, seed=2)
+    tail = manifold.umap(
+        to_backend(da.isel(layer=[2, 3]), backend),
+        aligned=True,
+        seed=2,
+        start_layout=head.isel(layer=-1).compute(),
+    )
+    xr.testing.assert_identical(xr.concat([head, tail], "layer").compute(), whole)
+    point = da.copy(data=da.values.copy())
+    point.values[:, 1] = point.values[0, 1]
+    chained = manifold.umap(to_backend(point, backend), aligned=True, seed=2).compute()
+    assert (chained.isel(layer=1) == 0).all()
+    # layer 2 from its own PCA start and all the epochs, as if first
+    fresh = manifold.umap(point.isel(layer=[2, 3]), aligned=True, seed=2)
+    xr.testing.assert_identical(chained.isel(layer=[2, 3]), fresh)
+    # one layer by label: from the start layout, as the layer after it
+    one = manifold.umap(da, layer=3, aligned=True, seed=2, start_layout=whole.isel(layer=2))
+    np.testing.assert_array_equal(one.values, whole.isel(layer=3).values)
+
+
+def test_aligned_umap_start_layout_errors():
+    da = pvx.synthetic.planted_personas(n_persona=20, n_layer=2, seed=0)
+    layout = manifold.umap(da, aligned=True).isel(layer=-1)
+    with pytest.raises(ValueError, match="start_layout without aligned=True"):
+        manifold.umap(da, start_layout=layout)
+    with pytest.raises(ValueError, match=r"'persona' \(19\) differs from the data's \(20\)"):
+        manifold.umap(da, aligned=True, start_layout=layout.isel(persona=slice(1, None)))
+    with pytest.raises(ValueError, match="other personas"):
+        manifold.umap(da, aligned=True, start_layout=layout.isel(persona=slice(None, None, -1)))
+    with pytest.raises(ValueError, match=r"dims \('component',\)"):
+        manifold.umap(da, aligned=True, start_layout=layout.isel(persona=0))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        manifold.umap(da, aligned=True, start_layout=layout.where(layout.persona > 0))

@@ -447,13 +447,13 @@ def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, mon
     """On the local scheduler UMAP's fits (which hold the GIL) go to worker processes."""
     messages: list[str] = []
     pools: list[object] = []
-    fit = report.manifold._umap_one
+    fit = report.manifold._umap_submit
 
     def recorded(*args, **kwargs):
         pools.append(report.manifold._umap_pool)
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr(report.manifold, "_umap_one", recorded)
+    monkeypatch.setattr(report.manifold, "_umap_submit", recorded)
     index = report.analyze(store, views=["umap"], out=tmp_path / "u", progress=messages.append)
     assert pools and all(pool is not None for pool in pools)
     workers = next(i for i, m in enumerate(messages) if "UMAP runs in" in m)
@@ -461,7 +461,8 @@ def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, mon
     assert workers < computing
     assert report.manifold._umap_pool is None  # only inside the computation
     saved = report.open_results(index.parent / "results.zarr")["umap"]["umap"]
-    expected = report.manifold.umap(pvx.load(store, "biography")).compute()
+    # aligned across layers, as the report draws it
+    expected = report.manifold.umap(pvx.load(store, "biography"), aligned=True).compute()
     np.testing.assert_allclose(saved.sel(variant="biography").values, expected.values, rtol=1e-6)
 
 

@@ -182,6 +182,7 @@ def umap(
     seed: int = 42,
     n_epochs: int | None = manifold.DEFAULT_UMAP_EPOCHS,
     init: str = "pca",
+    aligned: bool = False,
     include_baseline: bool = False,
     hover: Sequence[Hashable] | None = None,
     axes: str = "fixed",
@@ -204,8 +205,9 @@ def umap(
         Components to draw, ``(1, 2)`` by default.
     k : int, optional
         Link each persona to its ``k`` nearest neighbours.
-    n_neighbors, normalize, seed, n_epochs, init
-        UMAP options (see :func:`pvx.manifold.umap`).
+    n_neighbors, normalize, seed, n_epochs, init, aligned
+        UMAP options (see :func:`pvx.manifold.umap`); ``aligned=True`` starts each layer
+        from the layout of the layer before it, so the slider's frames stay comparable.
     include_baseline : bool
         Show the ``baseline_assistant`` persona.
     {drawn}
@@ -221,6 +223,7 @@ def umap(
         "seed": seed,
         "n_epochs": n_epochs,
         "init": init,
+        "aligned": aligned,
         "include_baseline": include_baseline,
     }
     return _project(
