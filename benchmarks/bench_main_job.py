@@ -111,7 +111,7 @@ def floor_seconds(store: Path) -> float:
 def umap_seconds(store: Path, sample: int = 4) -> tuple[float, float, int, int]:
     """Seconds of UMAP's fits as the default report runs them: ``pvx.manifold.umap`` aligned
     across layers (the first layer from its PCA start, each next one from the layout before
-    it in half the epochs) on ``sample`` consecutive layers of the first variant (after
+    it in 40% of the epochs) on ``sample`` consecutive layers of the first variant (after
     loading umap-learn's code), timing only umap-learn's fits (the neighbours and PCA start
     come from the Gram the report shares). Returns the first fit's seconds, the median of
     the others', and how many of each the report makes (per variant one first, then one per

@@ -202,6 +202,8 @@ def _umap_chain(
     before it (the first, or after one whose personas are all at one point) runs
     ``n_epochs`` from its own start. The fits of one layer (e.g. of each variant) run at
     once in the worker processes, if any."""
+    if before is not None and not np.isfinite(before).all():
+        raise ValueError("umap() got a start_layout with NaN or infinite values")
     layouts = np.empty((*indices.shape[:-1], options["n_components"]))
     batches = list(np.ndindex(indices.shape[:-3]))
     previous = {b: None if before is None else before[b] for b in batches}
@@ -235,15 +237,16 @@ def _aligned_umap(
     the block before it (dask) or in one pass (NumPy)."""
     if "layer" not in indices.dims:  # one layer, selected by label
         args = (x.expand_dims("layer") for x in (indices, dists, start, variance))
-        return _aligned_umap(*args, before, **kwargs).isel(layer=0, drop=True)
+        return _aligned_umap(*args, before, **kwargs).isel(layer=0)
     batch = [d for d in indices.dims if d not in ("layer", P, "neighbor")]
     order = [*batch, "layer", P]
     indices = indices.transpose(*order, "neighbor")
     dists = dists.transpose(*order, "neighbor")
     start = start.transpose(*order, "component")
     variance = variance.transpose(*batch, "layer")
-    first = None if before is None else np.asarray(before.transpose(*batch, P, ...).values)
-    if not any(_engine.is_dask(x) for x in (indices, dists, start, variance)):
+    first = None if before is None else before.transpose(*batch, P, ...).data
+    inputs = [x for x in (indices, dists, start, variance, before) if x is not None]
+    if not any(_engine.is_dask(x) for x in inputs):
         layouts: Any = _umap_chain(
             indices.values, dists.values, start.values, variance.values, first, **kwargs
         )
@@ -255,48 +258,33 @@ def _aligned_umap(
     return xr.DataArray(layouts, dims=(*template.dims, "component"), coords=template.coords)
 
 
-def _chained_blocks(arrays: list[Any], first: np.ndarray | None, kwargs: dict) -> Any:
+def _chained_blocks(arrays: list[Any], first: Any, kwargs: dict) -> Any:
     """The dask array of :func:`_umap_chain` over blocks of layers, each block's task
-    taking the last layout of the block before it."""
+    taking the last layout of the block before it (``first``, NumPy or dask: the layout the
+    first block starts from)."""
     import dask
     import dask.array as dsa
 
     indices, dists, start, variance = (dsa.asarray(a) for a in arrays)
-    # the small per-layer inputs, whole along persona and neighbour; keys kept (unoptimised)
-    # so that the Grams they come from are shared with the other analyses of a computation
-    # One chain over the layers for all variants (one chunk along the other dims): a chain
+    # One chain over the layers for all variants (one chunk along every other dim): a chain
     # per variant made dask read every layer of one variant before the other's, and hold
     # them for the steps that need both (2.2x the memory of the main job at M).
-    whole = {axis: -1 for axis in range(indices.ndim) if axis != indices.ndim - 3}
+    layer_axis = indices.ndim - 3
+    whole = {axis: -1 for axis in range(indices.ndim) if axis != layer_axis}
     indices, dists, start = (a.rechunk(whole) for a in (indices, dists, start))
-    grid = indices.numblocks[:-2]  # (*batch, layer): batch axes of one block each
     variance = variance.rechunk(indices.chunks[:-2])
-    blocks = [a.to_delayed(optimize_graph=False) for a in (indices, dists, start, variance)]
-    n, k = start.shape[-2], start.shape[-1]
+    # keys kept (unoptimised): the Grams these come from are shared with the other analyses
+    blocks = [a.to_delayed(optimize_graph=False).ravel() for a in (indices, dists, start, variance)]
     chain = dask.delayed(_umap_chain, pure=True)
-    assembled = np.empty(grid, dtype=object)
-    for batch in np.ndindex(grid[:-1]):
-        previous: Any = None
-        if first is not None:
-            corner = [sum(c[:i]) for c, i in zip(indices.chunks[:-3], batch, strict=True)]
-            sizes = [c[i] for c, i in zip(indices.chunks[:-3], batch, strict=True)]
-            previous = first[tuple(slice(a, a + s) for a, s in zip(corner, sizes, strict=True))]
-        for layer in range(grid[-1]):
-            at = (*batch, layer)
-            task = chain(*(b[(*at, 0, 0)] for b in blocks[:3]), blocks[3][at], previous, **kwargs)
-            shape = (*(c[i] for c, i in zip(indices.chunks[:-2], at, strict=True)), n, k)
-            assembled[at] = dsa.from_delayed(task, shape, dtype=np.float64)
-            previous = task[..., -1, :, :]
-    return _concatenated(assembled, 0)
-
-
-def _concatenated(blocks: np.ndarray, axis: int) -> Any:
-    """A grid of dask arrays (an object array) joined into one, outer grid axes first."""
-    import dask.array as dsa
-
-    if blocks.ndim == 1:
-        return dsa.concatenate(list(blocks), axis=axis)
-    return dsa.concatenate([_concatenated(row, axis + 1) for row in blocks], axis=axis)
+    if isinstance(first, dsa.Array):  # its keys kept, to be shared with the graph it is from
+        first = first.rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+    previous, assembled = first, []
+    for block, layers in enumerate(indices.chunks[layer_axis]):
+        task = chain(*(b[block] for b in blocks), previous, **kwargs)
+        shape = (*indices.shape[:layer_axis], layers, *start.shape[-2:])
+        assembled.append(dsa.from_delayed(task, shape, dtype=np.float64))
+        previous = task[..., -1, :, :]
+    return dsa.concatenate(assembled, axis=layer_axis)
 
 
 def _umap_worker_start(parent: int) -> None:
@@ -470,16 +458,20 @@ def umap(
         free), or umap-learn's own spectral or random start.
     aligned : bool
         Start each layer from the layout of the layer before it (in ``da``'s order), with
-        40% of the epochs at a quarter of the learning rate: a layer slider's frames stay
-        comparable (a persona moves only as far as its neighbourhood changes), in less than
-        half the time. The first layer (and one after a layer whose personas are all at one
-        point) starts from ``init``. On the demo store's real embeddings this kept more of
+        40% of the epochs (of ``n_epochs``, or of umap-learn's own count) at a quarter of
+        the learning rate: a layer slider's frames stay comparable (a persona moves only as
+        far as its neighbourhood changes), in less than half the time. The first layer (and
+        one after a layer whose personas are all at one point) starts from ``init``; with
+        ``n_components + 1`` personas or fewer umap-learn starts every layer at random, so
+        each is fitted on its own. On the demo store's real embeddings this kept more of
         umap-learn's default quality than the layers fitted alone
         (``benchmarks/README.md``). A layer's layout then depends on the layers before it.
     start_layout : xarray.DataArray, optional
         With ``aligned``: the layout the first layer starts from, e.g. the last layer of an
-        earlier aligned call on layers before these; dims ``persona`` and ``component`` (and
-        any of ``da``'s other dims, such as ``variant``), the same personas as ``da``.
+        earlier aligned call on layers before these; dims ``persona``, ``component`` and
+        ``da``'s other dims but ``layer`` and ``hidden`` (e.g. ``variant``), the same personas
+        (and variants) in the same order as ``da``. It may be lazy: it is computed with the
+        layouts.
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 
@@ -572,10 +564,12 @@ def umap(
             f"{func}() got a start_layout without aligned=True: the layout is where an "
             "aligned run of layers starts; pass aligned=True or leave start_layout out"
         )
+    # too few points for a start layout (umap-learn starts at random): each layer on its own
+    aligned = aligned and n > k + 1
     if aligned:
-        aligned_epochs = (
-            None if n_epochs is None else max(1, round(n_epochs * ALIGNED_EPOCHS_SHARE))
-        )
+        # n_epochs=None: umap-learn's own count (500 up to 10,000 points, else 200)
+        epochs = n_epochs if n_epochs is not None else (500 if n <= 10_000 else 200)
+        aligned_epochs = max(1, round(epochs * ALIGNED_EPOCHS_SHARE))
         before = _start_layout(start_layout, start, func=func)
         chained = {"n_epochs": n_epochs, "aligned_epochs": aligned_epochs, **options}
         coords = _aligned_umap(indices, dists, start, variance, before, **chained)
@@ -590,8 +584,7 @@ def umap(
         coords.attrs["n_epochs"] = n_epochs
     if aligned:
         coords.attrs["aligned"] = 1
-        if aligned_epochs is not None:
-            coords.attrs["aligned_epochs"] = aligned_epochs
+        coords.attrs["aligned_epochs"] = aligned_epochs
     return coords.rename("umap")
 
 
@@ -632,15 +625,20 @@ def _start_layout(
             f"{expected.dims}, e.g. the last layer of an earlier aligned UMAP"
         )
     for dim in expected.dims:
-        if layout.sizes[dim] != expected.sizes[dim] or (
+        if layout.sizes[dim] != expected.sizes[dim]:
+            raise ValueError(
+                f"{func}() got a start_layout with {layout.sizes[dim]} along {dim!r} where the "
+                f"data has {expected.sizes[dim]}: pass the layout of the same {dim}s"
+            )
+        if (
             dim in expected.indexes
             and dim in layout.indexes
             and not layout.indexes[dim].equals(expected.indexes[dim])
         ):
             raise ValueError(
-                f"{func}() got a start_layout whose {dim!r} ({layout.sizes[dim]}) differs "
-                f"from the data's ({expected.sizes[dim]}): pass the layout of the same "
-                f"{dim}s, in the same order"
+                f"{func}() got a start_layout whose {dim!r} labels {list(layout.indexes[dim])} "
+                f"are not the data's {list(expected.indexes[dim])}: pass the layout of the "
+                f"same {dim}s, in the same order"
             )
     if "id" in expected.coords and "id" in layout.coords:
         if not np.array_equal(layout["id"].values, expected["id"].values):
@@ -648,10 +646,8 @@ def _start_layout(
                 f"{func}() got a start_layout of other personas (ids differ) than the data's: "
                 "pass the layout of the same personas, in the same order"
             )
-    values = layout.compute()
-    if not np.isfinite(values.values).all():
-        raise ValueError(f"{func}() got a start_layout with NaN or infinite values")
-    return values
+    # its values are checked where they are used (a lazy layout stays lazy)
+    return layout
 
 
 def _isomap_one(distance: np.ndarray, *, n_neighbors: int, n_components: int) -> np.ndarray:

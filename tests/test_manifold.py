@@ -462,7 +462,7 @@ def test_aligned_umap_start_layout_errors():
     layout = manifold.umap(da, aligned=True).isel(layer=-1)
     with pytest.raises(ValueError, match="start_layout without aligned=True"):
         manifold.umap(da, start_layout=layout)
-    with pytest.raises(ValueError, match=r"'persona' \(19\) differs from the data's \(20\)"):
+    with pytest.raises(ValueError, match=r"with 19 along 'persona' where the data has 20"):
         manifold.umap(da, aligned=True, start_layout=layout.isel(persona=slice(1, None)))
     with pytest.raises(ValueError, match="other personas"):
         manifold.umap(da, aligned=True, start_layout=layout.isel(persona=slice(None, None, -1)))
@@ -470,3 +470,42 @@ def test_aligned_umap_start_layout_errors():
         manifold.umap(da, aligned=True, start_layout=layout.isel(persona=0))
     with pytest.raises(ValueError, match="NaN or infinite"):
         manifold.umap(da, aligned=True, start_layout=layout.where(layout.persona > 0))
+
+
+def test_aligned_umap_keeps_a_one_layer_label_and_a_lazy_start_layout_lazy(backend):
+    """One layer by label keeps its scalar ``layer`` coordinate (plot titles name it); a lazy
+    start layout is computed once, with the layouts, not when the graph is built; with
+    ``n_epochs=None`` later layers run 40% of umap-learn's own count (500 at this size)."""
+    da = pvx.synthetic.planted_personas(n_persona=30, n_layer=4, n_hidden=10, seed=1)
+    one = manifold.umap(to_backend(da, backend), layer=2, aligned=True)
+    assert one.coords["layer"].item() == 2
+    xr.testing.assert_identical(one.compute(), manifold.umap(da, layer=2, aligned=True))
+    fits = []
+    fit = manifold._umap_fit
+
+    def counted(*args, **kwargs):
+        fits.append(kwargs["n_epochs"])
+        return fit(*args, **kwargs)
+
+    lazy = da.chunk({"layer": 1})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifold, "_umap_fit", counted)
+        head = manifold.umap(lazy.isel(layer=[0, 1]), aligned=True)
+        tail = manifold.umap(
+            lazy.isel(layer=[2, 3]), aligned=True, start_layout=head.isel(layer=-1)
+        )
+        assert fits == []
+        got = xr.concat(dask.compute(head, tail), "layer")
+    assert fits == [200, 80, 80, 80]
+    xr.testing.assert_identical(got, manifold.umap(da, aligned=True))
+    default = manifold.umap(da.isel(layer=[0, 1]), aligned=True, n_epochs=None)
+    assert default.attrs["aligned_epochs"] == 200
+    # too few personas for a start layout: every layer on its own, as without aligned
+    tiny = da.isel(persona=slice(0, 3))
+    xr.testing.assert_identical(
+        manifold.umap(tiny, aligned=True).drop_attrs(), manifold.umap(tiny).drop_attrs()
+    )
+    with pytest.raises(ValueError, match=r"'variant' labels \['b', 'a'\] are not the data's"):
+        two = xr.concat([da, da], "variant").assign_coords(variant=["a", "b"])
+        layout = manifold.umap(two, aligned=True).isel(layer=-1)
+        manifold.umap(two, aligned=True, start_layout=layout.isel(variant=[1, 0]))
