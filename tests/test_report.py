@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import html
 import json
 import shutil
 import subprocess
@@ -464,6 +465,9 @@ def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, mon
     # aligned across layers, as the report draws it
     expected = report.manifold.umap(pvx.load(store, "biography"), aligned=True).compute()
     np.testing.assert_allclose(saved.sel(variant="biography").values, expected.values, rtol=1e-6)
+    # and the page says so
+    page = html.unescape((index.parent / "umap.html").read_text())
+    assert "Each layer's layout starts from the previous layer's" in page
 
 
 @pytest.mark.parametrize("user_threads", [None, 1])
@@ -1016,3 +1020,25 @@ def test_a_report_from_before_the_asked_record_takes_the_same_rerun(store, tmp_p
     report.analyze(store, views=["scree"], out=out, progress=None)
     with pytest.raises(pvx.StoreError, match="different run"):
         report.analyze(store, views=["scree"], colors=["age"], out=out, progress=None)
+
+
+def test_aligned_umap_of_variants_with_different_persona_sets(tmp_path):
+    """Variants that share only some personas, in another order: the report's UMAP is the
+    aligned UMAP of the joined personas, each variant's chain its own (as of that variant
+    alone on the same personas)."""
+    da = pvx.synthetic.planted_personas(n_persona=60, n_layer=4, n_hidden=24, seed=3)
+    store = tmp_path / "s.zarr"
+    where = {"model": "m", "mask_strategy": "mean"}
+    pvx.write_variant(store, da.isel(persona=slice(0, 45)), variant="a", **where)
+    other = da.isel(persona=slice(50, 8, -1))
+    pvx.write_variant(store, other.copy(data=other.values * 1.3 + 0.2), variant="b", **where)
+    with pytest.warns(UserWarning, match="dropped 15 persona"):
+        index = report.analyze(store, views=["umap"], out=tmp_path / "r", progress=None)
+        joined = pvx.load(store, ["a", "b"])
+    saved = report.open_results(index.parent / "results.zarr")["umap"]["umap"]
+    assert joined.sizes["persona"] == saved.sizes["persona"] == 36
+    for variant in ("a", "b"):
+        alone = report.manifold.umap(joined.sel(variant=variant), aligned=True)
+        got = saved.sel(variant=variant).transpose(*alone.dims)
+        np.testing.assert_array_equal(got["id"].values, alone["id"].values)
+        np.testing.assert_allclose(got.values, alone.values, rtol=1e-6)
