@@ -236,7 +236,9 @@ def _triangle_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
 def _triangle_encoding() -> dict[str, Any]:
     return {
         "_FillValue": COSINE_FILL,
-        "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),),
+        # zstd level 1 on bit planes: 0.77-0.80 of the int16 steps' size in 3-5 ms a layer at
+        # 1000 personas, against level 5 on bytes: 0.76 in 26-33 ms (the report's largest write)
+        "compressors": (zarr.codecs.BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"),),
     }
 
 

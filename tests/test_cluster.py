@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 import scipy.cluster.hierarchy
 import xarray as xr
 from conftest import layer_slices, prepared, stays_lazy, to_backend
 from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 
+import pvx.decomposition
 import pvx.synthetic
-from pvx import cluster
+from pvx import _spectra, cluster
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -73,11 +76,55 @@ def test_kmeans_mean_across_layers_equals_scikit_learn(overlapping):
     assert labels.attrs["mode"] == "mean_across_layers"
 
 
+def _sklearn_kmeans_on_components(x: np.ndarray, n_clusters: int, q: int, seed: int):
+    scores = PCA(n_components=q, svd_solver="full").fit_transform(x)
+    return KMeans(n_clusters=n_clusters, random_state=seed, n_init=10).fit_predict(scores)
+
+
+@pytest.mark.parametrize("mode", ["per_layer", "mean_across_layers"])
+def test_kmeans_on_principal_components_equals_scikit_learn(overlapping, mode):
+    q = 3  # of 16 dims: the partitions differ from those of the vectors themselves
+    with stays_lazy():
+        labels = cluster.kmeans(overlapping, 4, mode=mode, seed=3, n_components=q)
+    assert labels.attrs["n_components"] == q
+    labels = labels.compute()
+    rows = [prepared(x) for x in layer_slices(overlapping)]
+    if mode == "mean_across_layers":
+        rows, labels = [np.mean(rows, axis=0)], labels.expand_dims(layer=1)
+    differs = False
+    for i, x in enumerate(rows):
+        expected = _sklearn_kmeans_on_components(x, 4, q, seed=3)
+        assert same_partition(labels.isel(layer=i).values, expected)
+        differs |= not same_partition(expected, _sklearn_kmeans(x, 4, seed=3))
+    assert differs
+
+
+def test_kmeans_on_principal_components_shares_pcas_eigendecomposition(monkeypatch):
+    da = pvx.synthetic.planted_personas(n_persona=12, n_layer=3, n_hidden=40, seed=1)
+    calls = []
+    reduce = _spectra._tridiagonal_one
+    monkeypatch.setattr(_spectra, "_tridiagonal_one", lambda k: calls.append(1) or reduce(k))
+    lazy = to_backend(da, "dask")
+    dask.compute(
+        pvx.decomposition.pca(lazy, n_components=2),
+        cluster.kmeans(lazy, 3, mode="per_layer", n_components=5),
+    )
+    assert len(calls) == 3  # one reduction per layer, not one per analysis
+
+
+def test_kmeans_components_beyond_the_rank_are_clipped(acts):
+    labels = cluster.kmeans(acts, 2, n_components=10**6, mode="per_layer")
+    assert labels.attrs["n_components"] == min(acts.sizes["persona"], acts.sizes["hidden"])
+    with pytest.raises(ValueError, match=r"n_components=0"):
+        cluster.kmeans(acts, 2, n_components=0)
+
+
 def test_kmeans_recovers_planted_clusters_with_stable_labels(acts3):
     for mode in ("mean_across_layers", "first_layer", "per_layer"):
-        labels = cluster.kmeans(acts3, 3, mode=mode).compute()
-        expected = acts3["planted_cluster"].values
-        np.testing.assert_array_equal(labels.values, np.broadcast_to(expected, labels.shape))
+        for n_components in (None, 2):
+            labels = cluster.kmeans(acts3, 3, mode=mode, n_components=n_components).compute()
+            expected = acts3["planted_cluster"].values
+            np.testing.assert_array_equal(labels.values, np.broadcast_to(expected, labels.shape))
 
 
 def test_per_layer_labels_follow_their_groups():

@@ -523,6 +523,12 @@ def test_a_store_without_attributes_gets_kmeans_coloured_projections(tmp_path, c
     assert "pca: 1 figure(s)" in said and "isomap: 1 figure(s)" in said
     text = (index.parent / "pca.html").read_text()
     assert "coloured by 5 k-means clusters" in text
+    # 12 personas: the report's 20 components are clipped to what there is, and said so
+    assert "k-means clusters (on the first 12 principal components), matched across" in text
+    results = report.open_results(index.parent / "results.zarr")
+    assert results["kmeans"]["cluster"].attrs["n_components"] == 12
+    again = report.render(results, tmp_path / "r")
+    assert (again.parent / "pca.html").read_text() == text
 
 
 @pytest.mark.parametrize("n_hidden", [1, 2])
