@@ -558,10 +558,10 @@ def _joined(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 PAIRS_KEPT = 25
-# Principal components the report's k-means clusters on. On the demo's layers, its partitions
-# score the same k-means objective on the full vectors as clustering the vectors themselves
-# (0.998 of it on average, at most 1.023; the vectors' own partitions vary as much between
-# seeds), at a third of the cost at 1000 personas (benchmarks/README.md, stop 35).
+# Principal components the report's k-means clusters on. On the demo's layers its partitions
+# score the k-means objective of the vectors themselves within 0.1% on average (at most 2.3%
+# more), as another seed of k-means on the vectors does, at 27 ms a layer of 1000 personas
+# against 99 ms (benchmarks/bench_kmeans_components.py).
 KMEANS_COMPONENTS = 20
 # Rows of the similarity heatmap: 250 x 250 cells x 42 layers embed in about 3 MB per variant.
 SIMILARITY_ROWS = 250
