@@ -202,6 +202,8 @@ def kmeans(
     n_init = check_positive_int(
         n_init, "n_init", func=func, maximum=10_000, why="k-means++ starts, the best kept"
     )
+    if n_components is not None and da.sizes[P] == 1:
+        n_components = None  # one persona, one cluster: nothing to reduce
     if n_components is not None:
         n_components = min(
             check_positive_int(

@@ -117,6 +117,8 @@ def test_kmeans_components_beyond_the_rank_are_clipped(acts):
     assert labels.attrs["n_components"] == min(acts.sizes["persona"], acts.sizes["hidden"])
     with pytest.raises(ValueError, match=r"n_components=0"):
         cluster.kmeans(acts, 2, n_components=0)
+    one = to_backend(acts.isel(persona=[0]), "dask")  # no reduction to share: the vectors
+    assert cluster.kmeans(one, 1, n_components=5, mode="per_layer").values.tolist() == [[0]] * 3
 
 
 def test_kmeans_recovers_planted_clusters_with_stable_labels(acts3):
