@@ -154,9 +154,10 @@ def kmeans(
     n_components : int, optional
         Cluster the personas' scores on their first ``n_components`` principal components
         (as :func:`pvx.decomposition.pca` computes them) instead of the vectors: the usual
-        reduction before clustering, several times faster at a thousand personas, and with
-        ``per_layer`` or ``first_layer`` it shares the eigendecomposition with PCA and the
-        scree. ``None`` (default) clusters by the vectors' exact distances.
+        reduction before clustering, several times faster at a thousand personas; with
+        ``per_layer`` it shares the eigendecomposition of :func:`pvx.decomposition.pca` and
+        the scree over the same layers. At most ``personas - 1`` (what the centred vectors
+        span). ``None`` (default) clusters by the vectors' exact distances.
     include_baseline : bool
         Keep the ``baseline_assistant`` persona.
 
@@ -202,16 +203,13 @@ def kmeans(
     n_init = check_positive_int(
         n_init, "n_init", func=func, maximum=10_000, why="k-means++ starts, the best kept"
     )
-    if n_components is not None and da.sizes[P] == 1:
-        n_components = None  # one persona, one cluster: nothing to reduce
     if n_components is not None:
-        n_components = min(
-            check_positive_int(
-                n_components, "n_components", func=func, maximum=10**9, why="a positive number"
-            ),
-            da.sizes[P],
-            da.sizes[H],
+        n_components = check_positive_int(
+            n_components, "n_components", func=func, maximum=10**9, why="a positive number"
         )
+        # centred, the personas span at most personas - 1 dimensions; one persona is one
+        # cluster, with nothing to reduce
+        n_components = min(n_components, da.sizes[P] - 1, da.sizes[H]) or None
     has_layers = "layer" in da.dims
     if mode == "first_layer" and has_layers:
         da = da.isel(layer=0)

@@ -114,11 +114,12 @@ def test_kmeans_on_principal_components_shares_pcas_eigendecomposition(monkeypat
 
 def test_kmeans_components_beyond_the_rank_are_clipped(acts):
     labels = cluster.kmeans(acts, 2, n_components=10**6, mode="per_layer")
-    assert labels.attrs["n_components"] == min(acts.sizes["persona"], acts.sizes["hidden"])
-    with pytest.raises(ValueError, match=r"n_components=0"):
-        cluster.kmeans(acts, 2, n_components=0)
+    assert labels.attrs["n_components"] == min(acts.sizes["persona"] - 1, acts.sizes["hidden"])
     one = to_backend(acts.isel(persona=[0]), "dask")  # no reduction to share: the vectors
     assert cluster.kmeans(one, 1, n_components=5, mode="per_layer").values.tolist() == [[0]] * 3
+    for data in (acts, one):  # checked whatever the persona count
+        with pytest.raises(ValueError, match=r"n_components=0"):
+            cluster.kmeans(data, 1, n_components=0)
 
 
 def test_kmeans_recovers_planted_clusters_with_stable_labels(acts3):

@@ -523,10 +523,10 @@ def test_a_store_without_attributes_gets_kmeans_coloured_projections(tmp_path, c
     assert "pca: 1 figure(s)" in said and "isomap: 1 figure(s)" in said
     text = (index.parent / "pca.html").read_text()
     assert "coloured by 5 k-means clusters" in text
-    # 12 personas: the report's 20 components are clipped to what there is, and said so
-    assert "k-means clusters (on the first 12 principal components), matched across" in text
+    # 12 personas span 11 dims: the report's 20 components are clipped to those, and said so
+    assert "k-means clusters (on the first 11 principal components), matched across" in text
     results = report.open_results(index.parent / "results.zarr")
-    assert results["kmeans"]["cluster"].attrs["n_components"] == 12
+    assert results["kmeans"]["cluster"].attrs["n_components"] == 11
     again = report.render(results, tmp_path / "r")
     assert (again.parent / "pca.html").read_text() == text
 
