@@ -209,8 +209,9 @@ def _require_personas(da: xr.DataArray, *, func: str) -> None:
         raise ValueError(f"{func}() got no personas; pass at least one")
 
 
-def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
-    """Check new personas against a stored variant; return them in its layout."""
+def _conform(da: xr.DataArray, stored: _Stored, *, func: str, notes: list[str]) -> xr.DataArray:
+    """Check new personas against a stored variant; return them in its layout. What the
+    layout changes of the values given (rounding to a narrower dtype) is added to ``notes``."""
     hidden, stored_dtype = stored.hidden, stored.dtype
     if da.sizes["hidden"] != hidden:
         raise ValueError(
@@ -284,6 +285,12 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str) -> xr.DataArray:
             raise ValueError(
                 f"{func}(): values overflow the variant's {stored_dtype}; scale them or store "
                 "float32"
+            )
+        if np.dtype(stored_dtype).itemsize < da.dtype.itemsize and not (cast == da).all():
+            notes.append(
+                f"{func}(): the variant stores {stored_dtype}, so these {da.dtype} vectors are "
+                f"rounded to {stored_dtype} as they are written; to keep {da.dtype}, write "
+                "them to a variant of their own (or write the variant anew in float32)"
             )
         da = cast
     return da

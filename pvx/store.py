@@ -551,8 +551,10 @@ def append_personas(
         variant,
     )
     written: dict[str, Any] = {}
+    notes: list[str] = []  # what the commit changed of the vectors given, said once it is made
 
     async def change_async(session_store: Any) -> str:
+        notes.clear()  # a retried commit conforms them again
         state = _store_write.APPEND_STATES.get(key)
         if state is None or state.snapshot != session_store.session.snapshot_id:
             state = await _store_write.read_append_state(session_store, store, key)
@@ -574,7 +576,7 @@ def append_personas(
                 if name not in ("vectors", "layer")
             },
         )
-        new = _conform(da, stored, func="append_personas")
+        new = _conform(da, stored, func="append_personas", notes=notes)
         rows = _encode_rows(new, _columns(new))
         written.update(
             state=state,
@@ -589,6 +591,8 @@ def append_personas(
     _store_write.APPEND_STATES[key] = written["state"].after(
         snapshot, written["metadata"], written["rows"]
     )
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     return snapshot
 
 

@@ -506,7 +506,14 @@ def test_append_fills_missing_attributes(store):
 
 def test_append_casts_to_the_stored_dtype(store):
     pvx.write_variant(store, vectors_for(ids_of(2), dtype="float16"))
-    pvx.append_personas(store, vectors_for(["c"], dtype="float32"))
+    exact = vectors_for(["c"], dtype="float16").astype("float32")  # nothing to round
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pvx.append_personas(store, exact)
+    fine = vectors_for(["e"], dtype="float32") + np.float32(1e-4)
+    with pytest.warns(UserWarning, match=r"stores float16, so these float32 vectors are ro") as w:
+        pvx.append_personas(store, fine)
+    assert w[0].filename == __file__  # at the user's line
     assert pvx.load(store, "biography").dtype == np.float16
     big = vectors_for(["d"]) * 1e6
     with pytest.raises(ValueError, match="overflow the variant's float16"):
