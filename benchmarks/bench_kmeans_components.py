@@ -16,11 +16,11 @@ Householder reduction PCA makes anyway, and k-means on them.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import threadpoolctl
+from bench_layer import best  # this script's folder is on sys.path
 
 import pvx
 from pvx import _engine, _spectra, cluster
@@ -35,16 +35,6 @@ def objective(rows: np.ndarray, labels: np.ndarray) -> float:
 def prepared_rows(x: np.ndarray) -> np.ndarray:
     u = x.astype(np.float64) - x.mean(axis=0)
     return u / np.linalg.norm(u, axis=1, keepdims=True)
-
-
-def best_of(f, repeat: int = 5) -> float:
-    f()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -82,14 +72,14 @@ def main() -> None:
     options = {"n_clusters": k, "seed": 0, "n_init": 3}
     with threadpoolctl.threadpool_limits(1):
         packed, tau = _spectra._tridiagonal_one(gram.copy())
-        exact = best_of(lambda: cluster._kmeans_one(gram.copy(), center=False, **options))
+        exact = best(lambda: cluster._kmeans_one(gram.copy(), center=False, **options), 5)
 
         def reduced() -> None:
             points, _ = _spectra._embedding_kernel(packed, tau, n_top=q)
             cluster._kmeans_points(points, **options)
 
-        ours = best_of(reduced)
-        shared = best_of(lambda: _spectra._tridiagonal_one(gram.copy()))
+        ours = best(reduced, 5)
+        shared = best(lambda: _spectra._tridiagonal_one(gram.copy()), 5)
     print(
         f"one layer, 1000 x 3584, one thread: on the vectors {exact * 1e3:.0f} ms, on {q} "
         f"components {ours * 1e3:.0f} ms (the Householder reduction both PCA and these share: "

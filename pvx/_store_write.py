@@ -279,8 +279,9 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str, notes: list[str]) 
             )
         da = da.drop_vars("sample_ids")
     if da.dtype != stored_dtype:
+        da = da.compute()  # once: the rounding check below compares with these values
         with np.errstate(over="ignore"):  # overflow is reported below, with the fix
-            cast = da.astype(stored_dtype).compute()
+            cast = da.astype(stored_dtype)
         if not np.isfinite(np.asarray(cast.data, dtype=np.float32)).all():
             raise ValueError(
                 f"{func}(): values overflow the variant's {stored_dtype}; scale them or store "

@@ -233,15 +233,15 @@ def kmeans(
         # the cosines' Gram (shared), centred again in the kernel: normalising uncentred it
         kernel = _engine.prepared(da, center=True, normalize=True)
         center = True
-    options = {"n_clusters": n_clusters, "seed": int(seed), "n_init": n_init}
+    options = {"n_core": (2,), "n_clusters": n_clusters, "seed": int(seed), "n_init": n_init}
     if n_components is None:
         points, core = kernel, [P, Q]
-        options |= {"kernel": _kmeans_one, "n_core": (2,), "center": center}
+        options |= {"kernel": _kmeans_one, "center": center}
     else:
         # the same call as pca()'s (its rank bound too): one reduction per layer for both
         points, _ = _spectra.embedding(kernel, n_components, rank=da.sizes[H], center=center)
         core = [P, "component"]
-        options |= {"kernel": _kmeans_points, "n_core": (2,)}
+        options |= {"kernel": _kmeans_points}
     labels = xr.apply_ufunc(
         _engine.batched_arrays,
         points,

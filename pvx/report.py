@@ -789,7 +789,7 @@ def _draw_pages(
             )
             for v in variants
         ]
-        page("kmeans", "k-means", f"{clustered[0].upper()}{clustered[1:]}, drawn on PCA.", figures)
+        page("kmeans", "k-means", f"{clustered.capitalize()}, drawn on PCA.", figures)
     cos, tree = node("cosine"), node("linkage")
     if cos is not None and wanted("similarity"):
         figures = []

@@ -518,9 +518,11 @@ def bare_store(path, *, n_hidden=24, attributes=None):
 
 def test_a_store_without_attributes_gets_kmeans_coloured_projections(tmp_path, capsys):
     store = bare_store(tmp_path / "bare.zarr")
-    index = report.analyze(store, views=["pca", "isomap"], out=tmp_path / "o")
+    index = report.analyze(store, views=["pca", "isomap", "kmeans"], out=tmp_path / "o")
     said = capsys.readouterr().out
     assert "pca: 1 figure(s)" in said and "isomap: 1 figure(s)" in said
+    about = "K-means clusters (on the first 11 principal components), matched across layers, "
+    assert about + "drawn on PCA." in (index.parent / "kmeans.html").read_text()
     text = (index.parent / "pca.html").read_text()
     assert "coloured by 5 k-means clusters" in text
     # 12 personas span 11 dims: the report's 20 components are clipped to those, and said so

@@ -514,6 +514,9 @@ def test_append_casts_to_the_stored_dtype(store):
     with pytest.warns(UserWarning, match=r"stores float16, so these float32 vectors are ro") as w:
         pvx.append_personas(store, fine)
     assert w[0].filename == __file__  # at the user's line
+    lazy = (vectors_for(["f"], dtype="float32") + np.float32(1e-4)).chunk()
+    with pytest.warns(UserWarning, match=r"stores float16, so these float32 vectors are ro"):
+        pvx.append_personas(store, lazy)
     assert pvx.load(store, "biography").dtype == np.float16
     big = vectors_for(["d"]) * 1e6
     with pytest.raises(ValueError, match="overflow the variant's float16"):
