@@ -621,6 +621,75 @@ def test_line_views_need_layers(acts):
         pvx.plot.pair_trajectories(xr.Dataset())
 
 
+@pytest.fixture(scope="module")
+def two_variants() -> xr.DataArray:
+    return pvx.synthetic.planted_personas(
+        n_persona=12, n_layer=3, variants=["biography", "tem<b>plated"], seed=1
+    )
+
+
+@pytest.mark.parametrize(
+    ("view", "analysis"),
+    [
+        ("scree", decomposition.explained_variance),
+        ("variance_heatmap", decomposition.pca),
+        (
+            "pair_trajectories",
+            lambda da: similarity.pair_similarity(da, [("p0", "p1"), ("p2", "p5")]),
+        ),
+        ("probe_lines", lambda da: pvx.attributes.probe(da, permutations=2)),
+        ("probe_heatmap", lambda da: pvx.attributes.probe(da, permutations=2)),
+    ],
+)
+def test_line_views_of_two_variants_draw_a_panel_each(two_variants, view, analysis):
+    result = analysis(two_variants).compute()
+    fig = getattr(pvx.plot, view)(result, title="both")
+    alone = [
+        getattr(pvx.plot, view)(result.sel(variant=v).drop_vars("variant"))
+        for v in result["variant"].values
+    ]
+    # each panel holds exactly what that variant drawn alone holds, on its own axes
+    assert len(fig.data) == sum(len(f.data) for f in alone)
+    drawn = iter(fig.data)
+    for col, figure in enumerate(alone, start=1):
+        for trace in figure.data:
+            panel = next(drawn)
+            assert panel.xaxis == ("x" if col == 1 else f"x{col}")
+            for key in ("x", "y", "z"):
+                if getattr(trace, key, None) is not None:
+                    np.testing.assert_array_equal(getattr(panel, key), getattr(trace, key))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["biography", "tem&lt;b&gt;plated"]  # escaped, as every label
+    assert fig.layout.title.text == "both"
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    if heat:  # one colour range, one colour bar
+        assert len({(t.zmin, t.zmax) for t in heat}) == 1
+        assert [t.showscale for t in heat] == [False, True]
+        assert heat[0].zmin <= min(float(np.nanmin(t.z)) for t in heat)
+    else:  # one legend entry per series, toggling both panels
+        shown = [t.name for t in fig.data if t.showlegend is not False]
+        assert sorted(shown) == sorted(t.name for t in alone[0].data)
+
+
+def test_pair_panels_of_two_variants_draw_the_same_pairs(two_variants):
+    ps = similarity.pair_similarity(two_variants).compute()  # 66 pairs: the 5 that change most
+    cos = ps["cosine"].transpose("variant", "layer", "pair").values
+    change = (cos.max(axis=1) - cos.min(axis=1)).max(axis=0)  # in either variant
+    expected = [pvx.views.charts.pair_label(ps, int(i)) for i in np.argsort(-change)[:5]]
+    fig = pvx.plot.pair_trajectories(ps)
+    for col in ("x", "x2"):
+        pairs = [t for t in fig.data if t.xaxis == col and t.mode == "lines+markers"]
+        assert [t.name for t in pairs] == expected
+    colours = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+    assert all(t.line.color == colours[t.name] for t in fig.data if t.mode == "lines+markers")
+
+
+def test_one_variant_kept_as_a_dim_draws_as_before(two_variants):
+    evr = decomposition.explained_variance(two_variants.isel(variant=[0])).compute()
+    fig = pvx.plot.scree(evr)
+    assert not fig.layout.annotations and fig.layout.title.text.endswith("· biography")
+
+
 def test_write_html_keeps_typed_arrays_compact_and_exact(tmp_path):
     import base64
     import re

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import functools
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from pvx import _colors
-from pvx.views._common import _category_axis, _esc, _label, _variant_note
+from pvx.views._common import (
+    _category_axis,
+    _esc,
+    _label,
+    _variant_note,
+    one_variant,
+    variant_labels,
+)
 from pvx.views.charts import (
     LineChart,
     _layer_axis,
@@ -75,6 +83,94 @@ def draw_lines(chart: LineChart, *, width: int | None, height: int | None) -> go
     return go.Figure(data=data, layout=layout)
 
 
+def _panel_per_variant(
+    draw: Callable[..., go.Figure] | None = None, *, select: Callable[..., Any] | None = None
+) -> Any:
+    """``draw`` of a result with a ``variant`` dimension: one panel per variant, side by
+    side (as the projections draw them), sharing the y axis, the legend and, for heatmaps,
+    the colour range. One variant is drawn as before. ``select(result, kwargs)`` may first
+    choose, over every variant at once, what each panel draws."""
+    if draw is None:
+        return functools.partial(_panel_per_variant, select=select)
+
+    @functools.wraps(draw)
+    def drawn(result: Any, *args: Any, width: int | None = None, **kwargs: Any) -> go.Figure:
+        variants = variant_labels(result)
+        if len(variants) == 1:
+            return draw(one_variant(result, variants[0]), *args, width=width, **kwargs)
+        if select is not None:
+            result, kwargs = select(result, kwargs)
+        title = kwargs.pop("title", None)
+        figures = [
+            draw(one_variant(result, v).drop_vars("variant"), *args, width=None, **kwargs)
+            for v in variants
+        ]
+        return _side_by_side(figures, variants, title=title, width=width)
+
+    return drawn
+
+
+def _side_by_side(
+    figures: list[go.Figure], variants: list[Any], *, title: str | None, width: int | None
+) -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=len(figures),
+        shared_yaxes=True,
+        subplot_titles=[_label(v) for v in variants],
+        horizontal_spacing=0.06,
+    )
+    heat = [t for f in figures for t in f.data if t.type == "heatmap"]
+    if heat:  # one colour range for every panel: the same colour is the same value
+        low = min(np.nanmin(t.z) if t.zmin is None else t.zmin for t in heat)
+        high = max(np.nanmax(t.z) if t.zmax is None else t.zmax for t in heat)
+    seen: set[str] = set()
+    for col, figure in enumerate(figures, start=1):
+        for trace in figure.data:
+            if trace.type == "heatmap":
+                trace.update(zmin=low, zmax=high, showscale=col == len(figures))
+            else:  # one legend entry per series; clicking it toggles every panel's
+                key = trace.name or ""
+                trace.update(legendgroup=key, showlegend=key not in seen)
+                seen.add(key)
+            fig.add_trace(trace, row=1, col=col)
+        suffix = "" if col == 1 else str(col)
+        for axis in ("xaxis", "yaxis"):
+            props = figure.layout[axis].to_plotly_json()
+            for key in ("domain", "anchor", "matches"):
+                props.pop(key, None)
+            if axis == "yaxis" and col > 1:
+                props.pop("title", None)
+            fig.layout[axis + suffix].update(props)
+    first = figures[0].layout
+    fig.update_layout(
+        title={"text": _esc(title) if title is not None else first.title.text},
+        template=first.template,
+        hovermode=first.hovermode,
+        width=(width or 480) * len(figures),
+        height=first.height,
+    )
+    return fig
+
+
+def _same_pairs(ps: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Every variant's panel draws the same pairs, in the same colours: those whose cosine
+    changes most across layers in any variant."""
+    top, max_pairs = kwargs.get("top"), kwargs.get("max_pairs", 10)
+    if not isinstance(ps, xr.Dataset) or "cosine" not in ps or "pair" not in ps.dims:
+        return ps, kwargs  # the drawing names what is missing
+    cos = ps["cosine"].transpose("variant", "layer", "pair").values
+    if top is None and cos.shape[2] <= max_pairs:
+        return ps, kwargs
+    k = min(top if top is not None else 5, cos.shape[2])
+    change = np.nanmax(np.nanmax(cos, axis=1) - np.nanmin(cos, axis=1), axis=0)
+    chosen = np.argsort(-change, kind="stable")[:k]
+    return ps.isel(pair=chosen), {**kwargs, "top": None, "max_pairs": k}
+
+
+@_panel_per_variant(select=_same_pairs)
 def pair_trajectories(
     ps: xr.Dataset,
     *,
@@ -105,7 +201,8 @@ def pair_trajectories(
     -------
     plotly.graph_objects.Figure
         ``Scatter`` traces: the quantile band (one filled trace), the median, then one line
-        per drawn pair.
+        per drawn pair. A result with a ``variant`` dimension gets one panel per variant,
+        each with the same pairs (those that change most in any variant).
 
     Examples
     --------
@@ -119,6 +216,7 @@ def pair_trajectories(
     return draw_lines(chart, width=width, height=height)
 
 
+@_panel_per_variant
 def scree(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -147,12 +245,14 @@ def scree(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Scatter`` per layer, coloured from early (dark) to late (light) layers.
+        One ``Scatter`` per layer, coloured from early (dark) to late (light) layers; one
+        panel per variant if the result has a ``variant`` dimension.
     """
     chart = scree_chart(evr, cumulative=cumulative, max_components=max_components, title=title)
     return draw_lines(chart, width=width, height=height)
 
 
+@_panel_per_variant
 def variance_heatmap(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -180,7 +280,8 @@ def variance_heatmap(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Heatmap`` trace: x = component, y = layer label.
+        One ``Heatmap`` trace: x = component, y = layer label (one per variant, side by
+        side on one colour scale, if the result has a ``variant`` dimension).
     """
     import plotly.graph_objects as go
 
@@ -248,6 +349,7 @@ def variant_lines(
     return draw_lines(chart, width=width, height=height)
 
 
+@_panel_per_variant
 def probe_lines(
     result: xr.Dataset,
     *,
@@ -270,11 +372,13 @@ def probe_lines(
     -------
     plotly.graph_objects.Figure
         Per attribute a filled band (baseline ± 2 standard deviations over permutations)
-        and a line of the cross-validated score.
+        and a line of the cross-validated score; one panel per variant if the result has a
+        ``variant`` dimension.
     """
     return draw_lines(probe_chart(result, title=title), width=width, height=height)
 
 
+@_panel_per_variant
 def probe_heatmap(
     result: xr.Dataset,
     *,
@@ -296,7 +400,8 @@ def probe_heatmap(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Heatmap`` trace: x = layer, y = attribute.
+        One ``Heatmap`` trace: x = layer, y = attribute (one per variant, side by side on one
+        colour scale, if the result has a ``variant`` dimension).
     """
     import plotly.graph_objects as go
 
