@@ -639,6 +639,8 @@ def two_variants() -> xr.DataArray:
         ),
         ("probe_lines", lambda da: pvx.attributes.probe(da, permutations=2)),
         ("probe_heatmap", lambda da: pvx.attributes.probe(da, permutations=2)),
+        ("heatmap", similarity.cosine),
+        ("dendrogram", cluster.linkage),
     ],
 )
 def test_line_views_of_two_variants_draw_a_panel_each(two_variants, view, analysis):
@@ -658,6 +660,22 @@ def test_line_views_of_two_variants_draw_a_panel_each(two_variants, view, analys
             for key in ("x", "y", "z"):
                 if getattr(trace, key, None) is not None:
                     np.testing.assert_array_equal(getattr(panel, key), getattr(trace, key))
+    # a layer's frame moves every panel, each as that variant's own frame would
+    assert [f.name for f in fig.frames] == [f.name for f in alone[0].frames]
+    for i, frame in enumerate(fig.frames):
+        parts = [t for f in alone for t in f.frames[i].data]
+        assert len(frame.traces) == len(parts) == len(frame.data)
+        offsets = np.cumsum([0] + [len(f.data) for f in alone])
+        moved = [o + t for o, f in zip(offsets, alone, strict=False) for t in f.frames[i].traces]
+        assert list(frame.traces) == moved  # each panel's own traces
+        for trace, part in zip(frame.data, parts, strict=True):
+            for key in ("x", "y", "z"):
+                if getattr(part, key, None) is not None:
+                    np.testing.assert_array_equal(getattr(trace, key), getattr(part, key))
+        if alone[0].frames[i].layout.xaxis.ticktext is not None:  # the dendrogram's leaves
+            assert list(frame.layout.xaxis2.ticktext) == list(
+                alone[1].frames[i].layout.xaxis.ticktext
+            )
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["biography", "tem&lt;b&gt;plated"]  # escaped, as every label
     assert fig.layout.title.text == "both"
@@ -682,6 +700,16 @@ def test_pair_panels_of_two_variants_draw_the_same_pairs(two_variants):
         assert [t.name for t in pairs] == expected
     colours = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
     assert all(t.line.color == colours[t.name] for t in fig.data if t.mode == "lines+markers")
+
+
+def test_heatmap_of_two_variants_orders_each_panel_by_its_own_linkage(two_variants):
+    cos, tree = similarity.cosine(two_variants, layer=1), cluster.linkage(two_variants, layer=1)
+    fig = pvx.plot.heatmap(cos, order=tree)
+    for col, variant in enumerate(two_variants["variant"].values):
+        own = pvx.plot.heatmap(cos.sel(variant=variant), order=tree.sel(variant=variant))
+        np.testing.assert_array_equal(fig.data[col].z, own.data[0].z)
+        assert list(fig.data[col].y) == list(own.data[0].y)
+    assert list(fig.data[0].y) != list(fig.data[1].y)  # the orders differ: y is not shared
 
 
 def test_one_variant_kept_as_a_dim_draws_as_before(two_variants):

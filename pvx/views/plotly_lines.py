@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from pvx import _colors
-from pvx.views._common import (
-    _category_axis,
-    _esc,
-    _label,
-    _variant_note,
-    one_variant,
-    variant_labels,
-)
+from pvx.views._common import _category_axis, _esc, _label, _variant_note
 from pvx.views.charts import (
     LineChart,
     _layer_axis,
@@ -29,6 +21,7 @@ from pvx.views.charts import (
     variance_ratios,
     variant_chart,
 )
+from pvx.views.plotly_panels import panel_per_variant
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -83,78 +76,6 @@ def draw_lines(chart: LineChart, *, width: int | None, height: int | None) -> go
     return go.Figure(data=data, layout=layout)
 
 
-def _panel_per_variant(
-    draw: Callable[..., go.Figure] | None = None, *, select: Callable[..., Any] | None = None
-) -> Any:
-    """``draw`` of a result with a ``variant`` dimension: one panel per variant, side by
-    side (as the projections draw them), sharing the y axis, the legend and, for heatmaps,
-    the colour range. One variant is drawn as before. ``select(result, kwargs)`` may first
-    choose, over every variant at once, what each panel draws."""
-    if draw is None:
-        return functools.partial(_panel_per_variant, select=select)
-
-    @functools.wraps(draw)
-    def drawn(result: Any, *args: Any, width: int | None = None, **kwargs: Any) -> go.Figure:
-        variants = variant_labels(result)
-        if len(variants) == 1:
-            return draw(one_variant(result, variants[0]), *args, width=width, **kwargs)
-        if select is not None:
-            result, kwargs = select(result, kwargs)
-        title = kwargs.pop("title", None)
-        figures = [
-            draw(one_variant(result, v).drop_vars("variant"), *args, width=None, **kwargs)
-            for v in variants
-        ]
-        return _side_by_side(figures, variants, title=title, width=width)
-
-    return drawn
-
-
-def _side_by_side(
-    figures: list[go.Figure], variants: list[Any], *, title: str | None, width: int | None
-) -> go.Figure:
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(
-        rows=1,
-        cols=len(figures),
-        shared_yaxes=True,
-        subplot_titles=[_label(v) for v in variants],
-        horizontal_spacing=0.06,
-    )
-    heat = [t for f in figures for t in f.data if t.type == "heatmap"]
-    if heat:  # one colour range for every panel: the same colour is the same value
-        low = min(np.nanmin(t.z) if t.zmin is None else t.zmin for t in heat)
-        high = max(np.nanmax(t.z) if t.zmax is None else t.zmax for t in heat)
-    seen: set[str] = set()
-    for col, figure in enumerate(figures, start=1):
-        for trace in figure.data:
-            if trace.type == "heatmap":
-                trace.update(zmin=low, zmax=high, showscale=col == len(figures))
-            else:  # one legend entry per series; clicking it toggles every panel's
-                key = trace.name or ""
-                trace.update(legendgroup=key, showlegend=key not in seen)
-                seen.add(key)
-            fig.add_trace(trace, row=1, col=col)
-        suffix = "" if col == 1 else str(col)
-        for axis in ("xaxis", "yaxis"):
-            props = figure.layout[axis].to_plotly_json()
-            for key in ("domain", "anchor", "matches"):
-                props.pop(key, None)
-            if axis == "yaxis" and col > 1:
-                props.pop("title", None)
-            fig.layout[axis + suffix].update(props)
-    first = figures[0].layout
-    fig.update_layout(
-        title={"text": _esc(title) if title is not None else first.title.text},
-        template=first.template,
-        hovermode=first.hovermode,
-        width=(width or 480) * len(figures),
-        height=first.height,
-    )
-    return fig
-
-
 def _same_pairs(ps: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Every variant's panel draws the same pairs, in the same colours: those whose cosine
     changes most across layers in any variant."""
@@ -170,7 +91,7 @@ def _same_pairs(ps: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return ps.isel(pair=chosen), {**kwargs, "top": None, "max_pairs": k}
 
 
-@_panel_per_variant(select=_same_pairs)
+@panel_per_variant(select=_same_pairs)
 def pair_trajectories(
     ps: xr.Dataset,
     *,
@@ -216,7 +137,7 @@ def pair_trajectories(
     return draw_lines(chart, width=width, height=height)
 
 
-@_panel_per_variant
+@panel_per_variant
 def scree(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -252,7 +173,7 @@ def scree(
     return draw_lines(chart, width=width, height=height)
 
 
-@_panel_per_variant
+@panel_per_variant
 def variance_heatmap(
     evr: xr.DataArray | xr.Dataset,
     *,
@@ -349,7 +270,7 @@ def variant_lines(
     return draw_lines(chart, width=width, height=height)
 
 
-@_panel_per_variant
+@panel_per_variant
 def probe_lines(
     result: xr.Dataset,
     *,
@@ -378,7 +299,7 @@ def probe_lines(
     return draw_lines(probe_chart(result, title=title), width=width, height=height)
 
 
-@_panel_per_variant
+@panel_per_variant
 def probe_heatmap(
     result: xr.Dataset,
     *,

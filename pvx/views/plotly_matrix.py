@@ -17,11 +17,13 @@ from pvx.views._common import (
     _label,
     _layer_title,
 )
+from pvx.views.plotly_panels import panel_per_variant
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
+@panel_per_variant(share_y=False)
 def heatmap(
     sim: xr.DataArray,
     *,
@@ -70,7 +72,9 @@ def heatmap(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Heatmap`` trace; frames named by layer label with a slider.
+        One ``Heatmap`` trace; frames named by layer label with a slider. A result with a
+        ``variant`` dimension gets one panel per variant (each ordered by its own ``order``,
+        if that has a ``variant`` dimension too), moved by one slider.
 
     Examples
     --------
@@ -161,6 +165,7 @@ def heatmap(
     return go.Figure(data=[go.Heatmap(**trace)], layout=layout, frames=frames)
 
 
+@panel_per_variant(share_y=False)
 def dendrogram(
     tree: xr.Dataset,
     *,
@@ -191,7 +196,8 @@ def dendrogram(
     -------
     plotly.graph_objects.Figure
         A line trace (the tree) and a marker trace (the leaves, with hover); frames named by
-        layer label, all on one height range.
+        layer label, all on one height range; one panel per variant if the linkage has a
+        ``variant`` dimension, moved by one slider.
     """
     import plotly.graph_objects as go
 
