@@ -277,7 +277,7 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     16-bit input (about 3 significant digits: float16, or float32 holding bfloat16 values,
     as imported from bf16 safetensors) is multiplied in float32, twice as fast as float64,
-    after subtracting a reference row ``r`` (the first row of ``a``) so the shared offset
+    after subtracting a reference row ``r`` (the mean of ``a``'s rows) so the shared offset
     does not cancel in float32; the raw Gram is restored exactly from
     ``(Y + 1rᵀ)(Z + 1rᵀ)ᵀ = YZᵀ + (Yr)1ᵀ + 1(Zr)ᵀ + (r·r)11ᵀ`` in float64. Other input is
     multiplied in float64.
@@ -330,26 +330,29 @@ def _sixteen_bit(a: np.ndarray) -> bool:
     return not np.bitwise_and(magnitude, 0xFFFF).any()
 
 
-def _reference_row(a: np.ndarray) -> np.ndarray:
-    """The first finite row of ``a`` in float32 (zeros if none): a non-finite reference would
-    spread to every row, and the finiteness check would then name every persona."""
-    for row in a:  # almost always the first: a whole-array check would cost a pass
-        ref = row.astype(np.float32)
-        if np.isfinite(ref).all():
-            return ref
-    return np.zeros(a.shape[-1], dtype=np.float32)
+def _reference_row(y: np.ndarray) -> np.ndarray:
+    """The mean of the finite rows of ``y`` (float32; zeros if none). The mean, not any one
+    persona: rows less the mean are as short as rows get, so the float32 products keep
+    their digits even when a persona is far from the others (a zero placeholder, an
+    outlier), and a non-finite row cannot spread to every other."""
+    ref = y.mean(axis=0)
+    if np.isfinite(ref).all():
+        return ref
+    finite = np.isfinite(y).all(axis=1)  # rare: a whole-array check costs a pass
+    return y[finite].mean(axis=0) if finite.any() else np.zeros(y.shape[-1], np.float32)
 
 
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None, *, out: np.ndarray) -> None:
     """``a @ bᵀ`` (``b`` = ``a`` when None) of 16-bit rows into ``out`` (float64), via
-    float32 products of the rows less ``a``'s first finite row.
+    float32 products of the rows less the mean of ``a``'s finite rows.
 
     The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or
     column) term, which centering removes exactly, and uncentered uses see it relative to
     ``r·r``, which is summed in float64.
     """
-    ref = _reference_row(a)
-    y = np.subtract(a, ref, dtype=np.float32)  # one pass: convert and subtract
+    y = a.astype(np.float32)  # a copy, whatever a's dtype
+    ref = _reference_row(y)
+    y -= ref
     z = y if b is None else np.subtract(b, ref, dtype=np.float32)
     np.copyto(out, y @ z.T)  # syrk when z is y
     yr = (y @ ref).astype(np.float64)

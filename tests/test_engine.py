@@ -44,6 +44,32 @@ def test_16_bit_gram_matches_float64_under_a_large_offset(kind, monkeypatch):
     assert fast and all(fast)  # the float32 products ran
 
 
+@pytest.mark.parametrize("kind", ["float16", "bfloat16 in float32"])
+@pytest.mark.parametrize("first", ["zeros", "outlier", "nan"])
+def test_16_bit_cosines_keep_their_digits_when_the_first_persona_is_far_off(kind, first):
+    """A zero placeholder or an outlier as the first persona: the rows less the reference
+    must stay short, or float32 products lose the cosines' digits (2e-3 with the first row
+    as the reference)."""
+    rng = np.random.default_rng(4)
+    direction = rng.standard_normal(1024)
+    direction /= np.linalg.norm(direction)
+    as_16_bit = (lambda v: v.astype(np.float16)) if kind == "float16" else as_bfloat16_in_float32
+    x = 100 * direction + rng.standard_normal((60, 1024))
+    x[0] = {"zeros": 0.0, "outlier": 30 * x[0], "nan": np.nan}[first]
+    x = as_16_bit(x)[None]
+    assert _engine._sixteen_bit(x[0][1:])
+    rows = slice(1, None) if first == "nan" else slice(None)  # a NaN row is refused later
+    exact = np.einsum("lph,lqh->lpq", x[:, rows].astype(np.float64), x[:, rows].astype(np.float64))
+    got = _engine._gram_kernel(x, x)[:, rows, rows]
+
+    def cosines(gram):
+        centered = _engine._double_center(gram)[0]
+        norms = np.sqrt(np.diagonal(centered))
+        return centered / norms[:, None] / norms[None, :]
+
+    np.testing.assert_allclose(cosines(got), cosines(exact), atol=2e-6)
+
+
 @pytest.mark.parametrize("scale", [1e-25, 1e19])
 def test_bfloat16_values_at_extreme_scales_take_the_float64_path(scale):
     """bfloat16 has float32's exponent range: float32 products would vanish or overflow."""
