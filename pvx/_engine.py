@@ -330,28 +330,35 @@ def _sixteen_bit(a: np.ndarray) -> bool:
     return not np.bitwise_and(magnitude, 0xFFFF).any()
 
 
-def _reference_row(y: np.ndarray) -> np.ndarray:
-    """The mean of the finite rows of ``y`` (float32; zeros if none). The mean, not any one
-    persona: rows less the mean are as short as rows get, so the float32 products keep
-    their digits even when a persona is far from the others (a zero placeholder, an
-    outlier), and a non-finite row cannot spread to every other."""
+def _reference_row(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The mean of the finite rows of ``y`` (zeros if none), rounded to the input's 16-bit
+    values (``dtype`` float16, else bfloat16 held in float32).
+
+    The mean, not any one persona: rows less the mean are as short as rows get, so the
+    float32 products keep their digits even when a persona is far from the others (a zero
+    placeholder, an outlier), and a non-finite row cannot spread to every other. Rounded,
+    because the difference of two nearby 16-bit values is exact in float32, and so is the
+    product of two such differences: only the sums round, as with an unrounded mean they
+    would not (1e-7 of the centred Gram instead of 1e-11)."""
     ref = y.mean(axis=0)
-    if np.isfinite(ref).all():
-        return ref
-    finite = np.isfinite(y).all(axis=1)  # rare: a whole-array check costs a pass
-    return y[finite].mean(axis=0) if finite.any() else np.zeros(y.shape[-1], np.float32)
+    if not np.isfinite(ref).all():
+        finite = np.isfinite(y).all(axis=1)  # rare: a whole-array check costs a pass
+        ref = y[finite].mean(axis=0) if finite.any() else np.zeros(y.shape[-1], np.float32)
+    if dtype == np.float16:
+        return ref.astype(np.float16).astype(np.float32)
+    return (ref.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)  # bfloat16's bits
 
 
 def _gram_from_reference(a: np.ndarray, b: np.ndarray | None, *, out: np.ndarray) -> None:
     """``a @ bᵀ`` (``b`` = ``a`` when None) of 16-bit rows into ``out`` (float64), via
-    float32 products of the rows less the mean of ``a``'s finite rows.
+    float32 products of the rows less the mean of ``a``'s finite rows (in 16-bit values).
 
     The offset terms ``Yr`` are float32 products too: any error in them is a pure row (or
     column) term, which centering removes exactly, and uncentered uses see it relative to
     ``r·r``, which is summed in float64.
     """
     y = a.astype(np.float32)  # a copy, whatever a's dtype
-    ref = _reference_row(y)
+    ref = _reference_row(y, a.dtype)
     y -= ref
     z = y if b is None else np.subtract(b, ref, dtype=np.float32)
     np.copyto(out, y @ z.T)  # syrk when z is y
