@@ -25,7 +25,7 @@ def persona_vectors(
     ids: Sequence[str],
     names: Sequence[str] | None = None,
     layers: Sequence[int] | None = None,
-    attributes: Mapping[str, Sequence[Any]] | None = None,
+    attributes: Mapping[str, Sequence[Any]] | pd.DataFrame | None = None,
     kinds: Mapping[str, str] | None = None,
     orders: Mapping[str, Sequence[str]] | None = None,
     sample_ids: Sequence[Sequence[str]] | None = None,
@@ -42,11 +42,14 @@ def persona_vectors(
     ids
         Persona ids, unique strings; any string is valid.
     names
-        Display names (default: the ids; a missing one, None or NaN, is its id too).
+        Display names (default: the ids; a missing one, None or NaN, is its id too). A pandas
+        Series is matched to the personas by its index (persona ids), as pandas would.
     layers
         The model's real layer numbers (default ``0..n_layer-1``).
     attributes
-        Persona attributes by name, one value per persona (``None``/NaN = missing).
+        Persona attributes by name, one value per persona (``None``/NaN = missing): lists
+        in persona order, or pandas Series indexed by persona id; or a DataFrame, one
+        attribute per column, indexed by persona id.
     kinds
         ``numeric``, ``ordinal`` or ``categorical`` per attribute. Default: ``ordinal`` when
         an order is given, ``numeric`` for numbers, else ``categorical``.
@@ -79,8 +82,8 @@ def persona_vectors(
     n_persona, n_layer, _ = shape
     ids = _as_strings(ids, "ids")
     _check_length("ids", ids, n_persona)
-    names = ids if names is None else _names_or_ids(names, ids)
-    layers = np.arange(n_layer) if layers is None else np.asarray(layers)
+    names = ids if names is None else _names_or_ids(_by_persona(names, ids, "names"), ids)
+    layers = np.arange(n_layer) if layers is None else _layer_numbers(layers)
     _check_length("layers", layers, n_layer)
     coords: dict[Hashable, Any] = {
         "id": ("persona", ids),
@@ -93,7 +96,8 @@ def persona_vectors(
         _check_length("sample_ids", sample_ids, n_persona)
         coords["sample_ids"] = ("persona", _tuples(sample_ids))
     kinds, orders = dict(kinds or {}), dict(orders or {})
-    for key, values in (attributes or {}).items():
+    for key, values in ({} if attributes is None else attributes).items():  # or a DataFrame
+        values = _by_persona(values, ids, f"attribute {key!r}")
         _check_length(f"attribute {key!r}", values, n_persona)
         try:
             coords[key] = attribute_variable(values, kind=kinds.get(key), order=orders.get(key))
@@ -221,6 +225,49 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
     return da
 
 
+def _layer_numbers(layers: Any) -> np.ndarray:
+    """Layer labels as int64; anything but whole numbers is refused (2.7 was stored as 2)."""
+    array = np.asarray(layers)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    numbers = array.dtype.kind == "f"
+    if not (numbers and np.all(np.isfinite(array) & (array % 1 == 0))):
+        values = array.ravel().tolist()
+        shown = [v for v in values if not float(v).is_integer()] if numbers else values
+        raise ValueError(
+            f"layers are the model's layer numbers, whole numbers, got {shown[:3]!r}; pass "
+            "them as integers (e.g. layers=range(n_layer))"
+        )
+    return array.astype(np.int64)
+
+
+def _by_persona(values: Any, ids: np.ndarray, what: str) -> Any:
+    """``values`` in persona order. A pandas Series is read as pandas reads it: by its index,
+    so one indexed by persona id is reordered to ``ids``; one with the default index
+    (0..n-1, a table's column in persona order) is taken in order; any other index is an
+    error (read by position, it would attach values to the wrong personas)."""
+    if not isinstance(values, pd.Series):
+        return values
+    index = values.index
+    if isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(len(values))):
+        return values.to_numpy()
+    labels = [str(i) for i in index]
+    if len(set(labels)) == len(labels) == len(ids) and set(labels) == set(ids.tolist()):
+        return values.set_axis(labels).reindex(ids.tolist()).to_numpy()
+    known = set(ids.tolist())
+    strangers = [i for i in labels if i not in known][:3]
+    problem = (
+        f"whose index holds {strangers!r}, which are not persona ids"
+        if strangers
+        else f"whose index does not list each of the {len(ids)} persona ids once"
+    )
+    raise ValueError(
+        f"{what} is a pandas Series {problem}: read by position, its values would go to other "
+        "personas; index it by persona id, or pass values.to_numpy() for values already in "
+        "persona order"
+    )
+
+
 def _names_or_ids(names: Sequence[Any], ids: np.ndarray) -> np.ndarray:
     """Names as strings, a missing one (None, NaN: a gap in a table's column) replaced by
     the persona's id, as names default to the ids; other values than text are refused."""
@@ -339,7 +386,8 @@ def _missing(value: Any) -> bool:
 
 def _label(value: Any) -> str:
     """A categorical value as text; a date or time the same whichever type holds it
-    (``datetime64[D]`` reads "2020-01-01", a Timestamp "2020-01-01 00:00:00")."""
+    (``datetime64[D]`` reads "2020-01-01", a Timestamp "2020-01-01 00:00:00"), and a whole
+    number the same as an int or a float."""
     if isinstance(value, datetime.date | np.datetime64):
         try:
             stamp = pd.Timestamp(value)
@@ -348,6 +396,14 @@ def _label(value: Any) -> str:
             return str(stamp)  # a time, or a time zone: "2020-01-01 00:00:00+09:00"
         except (ValueError, OverflowError, NotImplementedError):  # beyond pandas' range
             return str(value)
+    if (
+        isinstance(value, float | np.floating)
+        and (number := float(value)).is_integer()
+        and abs(number) < 2**53
+    ):
+        # 3.0 reads "3", as 3 does: an int column with a gap arrives as floats (pandas), and
+        # one append's 3.0 must not be another class than the next one's 3
+        return str(int(number))
     return str(value)
 
 

@@ -208,6 +208,62 @@ def test_a_missing_name_is_the_id_and_other_names_must_be_text(store):
     assert made["name"].values.tolist() == ["Ann", "p1", "p2"]
 
 
+def test_pandas_series_are_matched_to_personas_by_id():
+    """A Series indexed by id was read by position: its values went to other personas."""
+    table = pd.DataFrame(
+        {"age": [10, 20, 30], "region": ["n", "s", "e"], "name": ["A", "B", "C"]},
+        index=pd.Index(["a", "b", "c"], name="id"),
+    )
+    data = np.zeros((3, 2, 4), "f4")
+    made = pvx.persona_vectors(
+        data, ids=["c", "a", "b"], names=table["name"], attributes={"age": table["age"]}
+    )
+    assert made["age"].values.tolist() == [30, 10, 20]
+    assert made["name"].values.tolist() == ["C", "A", "B"]
+    # a whole table: one attribute per column, by id
+    made = pvx.persona_vectors(data, ids=["c", "a", "b"], attributes=table[["age", "region"]])
+    assert made["region"].values.tolist() == ["e", "n", "s"]
+    # the default index (a column in persona order) is read in order
+    made = pvx.persona_vectors(
+        data, ids=["c", "a", "b"], attributes={"age": table["age"].reset_index(drop=True)}
+    )
+    assert made["age"].values.tolist() == [10, 20, 30]
+    with pytest.raises(
+        ValueError, match=r"attribute 'age' is a pandas Series whose index holds \['b'\]"
+    ):
+        pvx.persona_vectors(data, ids=["c", "a", "x"], attributes={"age": table["age"]})
+    with pytest.raises(ValueError, match="does not list each of the 3 persona ids once"):
+        pvx.persona_vectors(data, ids=["c", "a", "b"], names=table["name"].iloc[[0, 0, 1]])
+
+
+def test_a_whole_number_is_one_class_whether_int_or_float(store):
+    """pandas makes an int column with a gap float: 1.0 was stored as "1.0", the next
+    append's 1 as "1", two classes of one value."""
+    kinds = {"cluster": "categorical"}
+    first = vectors_for(ids_of(3), attributes={"cluster": pd.Series([1, 2, None])}, kinds=kinds)
+    pvx.write_variant(store, first)
+    more = vectors_for(ids_of(2, prefix="q"), attributes={"cluster": [1, 2]}, kinds=kinds)
+    pvx.append_personas(store, more)
+    loaded = pvx.load(store, "biography")["cluster"].values.tolist()
+    assert loaded[:2] + loaded[3:] == ["1", "2", "1", "2"] and pd.isna(loaded[2])
+    made = pvx.persona_vectors(
+        np.zeros((3, 1, 2), "f4"),
+        ids=["a", "b", "c"],
+        attributes={"n": [2.0, 1, 3.0]},
+        orders={"n": [1, 2, 3]},
+    )
+    assert made["n"].values.tolist() == ["2", "1", "3"]
+
+
+@pytest.mark.parametrize("layers", [[0.9, 2.7, 3.0], ["10", "11", "12"], [0, np.nan, 2]])
+def test_layer_labels_must_be_whole_numbers(layers):
+    """0.9 and 2.7 were stored as layers 0 and 2 without a word."""
+    with pytest.raises(ValueError, match="layers are the model's layer numbers, whole numbers"):
+        pvx.persona_vectors(np.zeros((1, 3, 2), "f4"), ids=["a"], layers=layers)
+    whole = pvx.persona_vectors(np.zeros((1, 3, 2), "f4"), ids=["a"], layers=[4.0, 5.0, 9.0])
+    assert whole["layer"].values.tolist() == [4, 5, 9]
+
+
 def test_a_variant_of_the_baseline_alone_and_vectors_of_no_width(store):
     """Review: the first gave xarray's "must supply at least one object to concatenate",
     the second a multi-line Icechunk error and an empty store left behind."""
