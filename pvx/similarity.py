@@ -55,7 +55,8 @@ def cosine(
     xarray.DataArray
         ``cosine``, float64, dims ``(..., persona, persona_other)``; the second axis carries
         every persona coordinate with an ``_other`` suffix (``id_other``, ``name_other``, ...).
-        A zero (or, centered, exactly average) vector has cosine 0 with everything.
+        A zero vector (centered: one equal to the mean, up to the rounding of the offset, i.e.
+        a squared norm below 1e-12 of the largest raw one) has cosine 0 with everything.
 
     Raises
     ------
