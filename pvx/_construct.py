@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import datetime
 import json
+import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -226,34 +227,46 @@ def validate_vectors(da: xr.DataArray, *, func: str) -> xr.DataArray:
 
 
 def _layer_numbers(layers: Any) -> np.ndarray:
-    """Layer labels as int64; anything but whole numbers is refused (2.7 was stored as 2)."""
+    """Layer labels as int64; anything but whole numbers that int64 holds is refused (2.7 was
+    stored as 2, 1e20 as -2**63)."""
     array = np.asarray(layers)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64)
-    numbers = array.dtype.kind == "f"
-    if not (numbers and np.all(np.isfinite(array) & (array % 1 == 0))):
+    if array.dtype == object:  # Python ints of any size, or anything else
+        whole = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in array.flat)
         values = array.ravel().tolist()
-        shown = [v for v in values if not float(v).is_integer()] if numbers else values
+        shown = [v for v in values if not isinstance(v, numbers.Integral)] or values
+    else:
+        whole = array.dtype.kind in "iu" or (
+            array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array % 1 == 0)))
+        )
+        values = array.ravel().tolist()
+        shown = (
+            [v for v in values if not float(v).is_integer()] if array.dtype.kind == "f" else values
+        )
+    if not whole:
         raise ValueError(
             f"layers are the model's layer numbers, whole numbers, got {shown[:3]!r}; pass "
             "them as integers (e.g. layers=range(n_layer))"
         )
-    return array.astype(np.int64)
+    big = [v for v in values if not -(2**63) <= int(v) < 2**63]
+    if big:
+        raise ValueError(f"layers {big[:3]!r} are beyond int64, which stores layer numbers")
+    return np.array([int(v) for v in values], dtype=np.int64).reshape(array.shape)
 
 
 def _by_persona(values: Any, ids: np.ndarray, what: str) -> Any:
     """``values`` in persona order. A pandas Series is read as pandas reads it: by its index,
-    so one indexed by persona id is reordered to ``ids``; one with the default index
+    so one whose labels are the persona ids is reordered to ``ids`` (ids "0".."n-1" match
+    the default index by label, as pandas would); otherwise one with the default index
     (0..n-1, a table's column in persona order) is taken in order; any other index is an
     error (read by position, it would attach values to the wrong personas)."""
     if not isinstance(values, pd.Series):
         return values
     index = values.index
-    if isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(len(values))):
-        return values.to_numpy()
     labels = [str(i) for i in index]
     if len(set(labels)) == len(labels) == len(ids) and set(labels) == set(ids.tolist()):
-        return values.set_axis(labels).reindex(ids.tolist()).to_numpy()
+        return values.set_axis(labels).reindex(ids.tolist()).to_numpy()  # ids "0".."n-1" too
+    if isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(len(values))):
+        return values.to_numpy()
     known = set(ids.tolist())
     strangers = [i for i in labels if i not in known][:3]
     problem = (

@@ -713,9 +713,27 @@ def test_heatmap_of_two_variants_orders_each_panel_by_its_own_linkage(two_varian
 
 
 def test_one_variant_kept_as_a_dim_draws_as_before(two_variants):
-    evr = decomposition.explained_variance(two_variants.isel(variant=[0])).compute()
-    fig = pvx.plot.scree(evr)
+    one = two_variants.isel(variant=[0])
+    fig = pvx.plot.scree(decomposition.explained_variance(one).compute())
     assert not fig.layout.annotations and fig.layout.title.text.endswith("· biography")
+    # its arguments with a variant dim too (the review: order= kept the dim and was refused)
+    fig = pvx.plot.heatmap(similarity.cosine(one, layer=1), order=cluster.linkage(one, layer=1))
+    assert fig.data[0].type == "heatmap"
+
+
+def test_panels_share_one_range_whatever_a_panel_holds(two_variants):
+    result = pvx.attributes.probe(two_variants, permutations=2).compute()
+    result["score"][{"variant": 0}] = np.nan  # a first panel with no value at all
+    fig = pvx.plot.probe_heatmap(result)
+    assert len({(t.zmin, t.zmax) for t in fig.data}) == 1 and np.isfinite(fig.data[0].zmin)
+    # dendrograms: one merge-distance axis spanning every panel's own
+    tree = cluster.linkage(two_variants)
+    fig = pvx.plot.dendrogram(tree)
+    tops = [
+        pvx.plot.dendrogram(tree.sel(variant=v)).layout.yaxis.range[1]
+        for v in tree["variant"].values
+    ]
+    assert fig.layout.yaxis.range[1] == max(tops) and fig.layout.yaxis2.matches == "y"
 
 
 def test_write_html_keeps_typed_arrays_compact_and_exact(tmp_path):

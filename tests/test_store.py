@@ -232,6 +232,11 @@ def test_pandas_series_are_matched_to_personas_by_id():
         ValueError, match=r"attribute 'age' is a pandas Series whose index holds \['b'\]"
     ):
         pvx.persona_vectors(data, ids=["c", "a", "x"], attributes={"age": table["age"]})
+    # ids "0".."n-1": the default index matches them by label, as pandas aligns
+    made = pvx.persona_vectors(
+        data, ids=["2", "0", "1"], attributes={"age": pd.Series([0, 10, 20])}
+    )
+    assert made["age"].values.tolist() == [20, 0, 10]
     with pytest.raises(ValueError, match="does not list each of the 3 persona ids once"):
         pvx.persona_vectors(data, ids=["c", "a", "b"], names=table["name"].iloc[[0, 0, 1]])
 
@@ -255,10 +260,13 @@ def test_a_whole_number_is_one_class_whether_int_or_float(store):
     assert made["n"].values.tolist() == ["2", "1", "3"]
 
 
-@pytest.mark.parametrize("layers", [[0.9, 2.7, 3.0], ["10", "11", "12"], [0, np.nan, 2]])
+@pytest.mark.parametrize(
+    "layers",
+    [[0.9, 2.7, 3.0], ["10", "11", "12"], [0, np.nan, 2], [1e20, 1.0, 2.0], [2**64 - 1, 1, 2]],
+)
 def test_layer_labels_must_be_whole_numbers(layers):
     """0.9 and 2.7 were stored as layers 0 and 2 without a word."""
-    with pytest.raises(ValueError, match="layers are the model's layer numbers, whole numbers"):
+    with pytest.raises(ValueError, match=r"whole numbers|beyond int64"):
         pvx.persona_vectors(np.zeros((1, 3, 2), "f4"), ids=["a"], layers=layers)
     whole = pvx.persona_vectors(np.zeros((1, 3, 2), "f4"), ids=["a"], layers=[4.0, 5.0, 9.0])
     assert whole["layer"].values.tolist() == [4, 5, 9]

@@ -165,7 +165,7 @@ def heatmap(
     return go.Figure(data=[go.Heatmap(**trace)], layout=layout, frames=frames)
 
 
-@panel_per_variant(share_y=False)
+@panel_per_variant
 def dendrogram(
     tree: xr.Dataset,
     *,

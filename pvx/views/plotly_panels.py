@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from pvx.views._common import _esc, _label, one_variant, variant_labels
+from pvx.views._common import _esc, one_variant, variant_labels
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -26,7 +27,8 @@ def panel_per_variant(
     the layer slider (frames of the same layer move together) and, with ``share_y``, the y
     axis. One variant is drawn as before. ``select(result, kwargs)`` may first choose, over
     every variant at once, what each panel draws. Arguments with a ``variant`` dimension
-    (a linkage ``order``) are taken per variant too."""
+    (a linkage ``order``) are taken per variant too. ``width`` is each panel's (480 by
+    default), as in the projections' panels."""
     if draw is None:
         return functools.partial(panel_per_variant, select=select, share_y=share_y)
 
@@ -34,6 +36,8 @@ def panel_per_variant(
     def drawn(result: Any, *args: Any, width: int | None = None, **kwargs: Any) -> go.Figure:
         variants = variant_labels(result)
         if len(variants) == 1:
+            if variants != [None]:
+                kwargs = {k: _of(a, variants[0]) for k, a in kwargs.items()}
             return draw(one_variant(result, variants[0]), *args, width=width, **kwargs)
         if select is not None:
             result, kwargs = select(result, kwargs)
@@ -70,13 +74,16 @@ def side_by_side(
         rows=1,
         cols=len(figures),
         shared_yaxes=share_y,
-        subplot_titles=[_label(v) for v in variants],
+        subplot_titles=[_esc(v) for v in variants],
         horizontal_spacing=0.06 if share_y else 0.1,
     )
     heat = [t for f in figures for t in f.data if t.type == "heatmap"]
     if heat:  # one colour range for every panel: the same colour is the same value
-        low = min(np.nanmin(t.z) if t.zmin is None else t.zmin for t in heat)
-        high = max(np.nanmax(t.z) if t.zmax is None else t.zmax for t in heat)
+        with warnings.catch_warnings():  # a panel of NaN only has no range of its own
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low = np.nanmin([np.nanmin(t.z) if t.zmin is None else t.zmin for t in heat])
+            high = np.nanmax([np.nanmax(t.z) if t.zmax is None else t.zmax for t in heat])
+        low, high = (None, None) if np.isnan(low) else (float(low), float(high))
     seen: set[str] = set()
     offsets = []
     for col, figure in enumerate(figures, start=1):
@@ -93,6 +100,9 @@ def side_by_side(
         if share_y and col > 1:
             axes[f"yaxis{col}"].pop("title", None)
         fig.update_layout(axes)
+    ranges = [f.layout.yaxis.range for f in figures]
+    if share_y and all(r is not None for r in ranges):  # the matched axes show every panel's
+        fig.update_yaxes(range=[min(r[0] for r in ranges), max(r[1] for r in ranges)])
     first = figures[0].layout
     fig.update_layout(
         title={"text": _esc(title) if title is not None else first.title.text},
