@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ class _AppendState:
     layers: np.ndarray
     ids: frozenset[str]
     tails: Mapping[str, np.ndarray]  # per-persona arrays: values from their last chunk's start
+    spellings: Mapping[str, Mapping[str, str]]  # categorical attributes': see _older_spellings
 
     def after(
         self, snapshot: str, metadata: Mapping[str, Any], rows: Mapping[str, np.ndarray]
@@ -64,6 +66,7 @@ class _AppendState:
             layers=self.layers,
             ids=self.ids | frozenset(rows["id"].tolist()),
             tails=tails,
+            spellings=self.spellings,  # appends write the stored spellings (see _conform)
         )
 
 
@@ -91,9 +94,16 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
     vectors = arrays["vectors"]
     tail_bytes = vectors.chunks[0] * math.prod(vectors.shape[1:]) * vectors.dtype.itemsize
     tailed = names[2:] + (["vectors"] if tail_bytes <= VECTOR_TAIL_BYTES else [])
-    layer, ids, *tails = await asyncio.gather(
-        arrays["layer"].getitem(()), arrays["id"].getitem(()), *map(tail, tailed)
+    categorical = [
+        name for name in names[2:] if arrays[name].metadata.attributes.get("kind") == "categorical"
+    ]
+    layer, ids, *read = await asyncio.gather(
+        arrays["layer"].getitem(()),
+        arrays["id"].getitem(()),
+        *map(tail, tailed),
+        *(arrays[name].getitem(()) for name in categorical),
     )
+    tails, labels = read[: len(tailed)], read[len(tailed) :]
     return _AppendState(
         snapshot=session_store.session.snapshot_id,
         path=path,
@@ -101,7 +111,23 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
         layers=np.asarray(layer),
         ids=frozenset(np.asarray(ids).tolist()),
         tails=dict(zip(tailed, tails, strict=True)),
+        spellings={
+            name: _older_spellings(np.asarray(values).tolist())
+            for name, values in zip(categorical, labels, strict=True)
+        },
     )
+
+
+def _older_spellings(labels: Any) -> dict[str, str]:
+    """Labels that pvx before stop 36 wrote for whole-number floats ("3.0", where it now
+    writes "3"), by today's spelling, for those of ``labels`` (stored) whose today's spelling
+    is not stored too: an append then writes the stored one, and 3.0 stays one class."""
+    present = {label for label in labels if isinstance(label, str)}
+    return {
+        label[:-2]: label
+        for label in present
+        if re.fullmatch(r"-?[0-9]+\.0", label) and label[:-2] not in present
+    }
 
 
 def _init_root(root: zarr.Group) -> None:
@@ -134,6 +160,7 @@ class _Stored:
     layers: np.ndarray
     ids: frozenset[str]
     columns: Mapping[str, Mapping[str, Any]]  # persona arrays' attrs, by name
+    spellings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def _encode_rows(da: xr.DataArray, columns: Mapping[str, xr.Variable]) -> dict[str, np.ndarray]:
@@ -248,6 +275,14 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str, notes: list[str]) 
                     f"{func}(): attribute {key!r} is {da[key].attrs.get('kind')!r} here but "
                     f"{kind!r} in the variant"
                 )
+            older = (
+                _older_spellings([_label(v) for v in attrs["order"]])
+                if kind == "ordinal"
+                else stored.spellings.get(str(key), {})
+            )
+            if older:  # the stored spelling of a whole number ("3.0"), not another class
+                values = [older.get(v, v) if isinstance(v, str) else v for v in da[key].values]
+                da = da.assign_coords({key: da[key].copy(data=np.array(values, dtype=object))})
             unknown_values = (
                 sorted(
                     {_label(v) for v in da[key].values if not _missing(v)}

@@ -575,6 +575,7 @@ def append_personas(
                 for name, metadata in state.metadata.items()
                 if name not in ("vectors", "layer")
             },
+            spellings=state.spellings,
         )
         new = _conform(da, stored, func="append_personas", notes=notes)
         rows = _encode_rows(new, _columns(new))

@@ -260,6 +260,35 @@ def test_a_whole_number_is_one_class_whether_int_or_float(store):
     assert made["n"].values.tolist() == ["2", "1", "3"]
 
 
+def test_appends_keep_the_older_spelling_of_whole_numbers(store):
+    """Stores written before whole-number floats were labelled as ints hold "1.0": an
+    append of 1 (now labelled "1") must not make it a second class (the review)."""
+    older = vectors_for(
+        ids_of(3),
+        attributes={
+            "grade": ["1.0", "2.0", None],
+            "level": ["1.0", "2.0", "3.0"],
+            "tag": ["1", "1.0", "x"],
+        },
+        kinds={"grade": "categorical", "tag": "categorical"},
+        orders={"level": ["1.0", "2.0", "3.0"]},
+    )
+    pvx.write_variant(store, older)
+    for batch in (["q0", "q1"], ["r0", "r1"]):  # the second from the state the first left
+        more = vectors_for(
+            batch,
+            attributes={"grade": [1, 3.0], "level": [1, 3], "tag": [1, 2]},
+            kinds={"grade": "categorical", "tag": "categorical"},
+            orders={"level": [1, 2, 3]},
+        )
+        pvx.append_personas(store, more)
+    loaded = pvx.load(store, "biography")
+    assert loaded["grade"].values.tolist()[3:] == ["1.0", "3", "1.0", "3"]
+    assert loaded["level"].values.tolist()[3:] == ["1.0", "3.0", "1.0", "3.0"]
+    # where both spellings are stored, they are two labels the user wrote: kept apart
+    assert loaded["tag"].values.tolist()[3:] == ["1", "2", "1", "2"]
+
+
 @pytest.mark.parametrize(
     "layers",
     [[0.9, 2.7, 3.0], ["10", "11", "12"], [0, np.nan, 2], [1e20, 1.0, 2.0], [2**64 - 1, 1, 2]],
