@@ -13,6 +13,7 @@ import pvx.accessor
 import pvx.plot
 import pvx.synthetic
 from pvx import _colors, cluster, decomposition, manifold, similarity
+from pvx.views import plotly_matrix
 
 pytest.importorskip("plotly")
 
@@ -435,6 +436,20 @@ def test_heatmap_order_by_ids_and_from_vectors(acts):
     assert list(fig.data[0].x) == leaves
     with pytest.raises(ValueError, match="each of the 15 personas once"):
         pvx.plot.heatmap(similarity.cosine(acts), order=[0, 1, 2])
+
+
+def test_missing_cosines_are_never_drawn_as_zero(monkeypatch):
+    """int8 has no NaN: a missing cosine (results joined by hand) read 0 in the compact
+    path. Automatic precision keeps float32 then; int8 asked for is refused."""
+    sim = similarity.cosine(pvx.synthetic.planted_personas(n_persona=8, n_layer=1, seed=0))
+    sim = sim.where(sim["id"] != "p3")  # a persona missing from these results
+    with pytest.raises(ValueError, match="cannot show missing cosines"):
+        pvx.plot.heatmap(sim, precision="int8")
+    monkeypatch.setattr(plotly_matrix, "COMPACT_CELLS", 10)  # 64 cells are many
+    z = np.asarray(pvx.plot.heatmap(sim, precision="auto").data[0].z)
+    assert z.dtype == np.float32 and np.isnan(z[3]).all()
+    whole = np.asarray(pvx.plot.heatmap(sim.fillna(0), precision="auto").data[0].z)
+    assert whole.dtype == np.int8  # without a missing cosine, the compact path
 
 
 def test_heatmap_for_many_personas_is_compact():

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
+# Above this many cells (every layer), precision='auto' stores whole hundredths in int8.
+COMPACT_CELLS = 2_500_000
+
+
 @panel_per_variant(share_y=False)
 def heatmap(
     sim: xr.DataArray,
@@ -63,7 +67,8 @@ def heatmap(
         keeps every persona.
     precision : {"auto", "float32", "int8"}
         Storage of the values: ``int8`` keeps hundredths of the cosine (hover shows cosine
-        × 100); ``auto`` uses it above 2.5 million cells.
+        × 100); ``auto`` uses it above 2.5 million cells, unless a cosine is missing
+        (NaN, which int8 cannot hold).
     width, height : int, optional
         Figure size in pixels (the figure fits its container by default).
     title : str, optional
@@ -97,7 +102,12 @@ def heatmap(
     ticks, tick_axis = _category_axis(prepared.ticks)
     rows = len(ticks)
     cells = rows * rows * len(layers)
-    small = precision == "float32" or (precision == "auto" and cells <= 2_500_000)
+    missing = bool(np.isnan(z).any())  # int8 has no NaN: a missing cosine would read 0
+    if missing and precision == "int8":
+        raise ValueError(
+            "heatmap(precision='int8') cannot show missing cosines (NaN); use 'float32' or 'auto'"
+        )
+    small = precision == "float32" or (precision == "auto" and (cells <= COMPACT_CELLS or missing))
     if small:
         values = np.round(z, 4).astype(np.float32)
         zrange, value_fmt = (-1.0, 1.0), "cosine %{z:.3f}"
