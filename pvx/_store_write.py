@@ -97,13 +97,21 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
     categorical = [
         name for name in names[2:] if arrays[name].metadata.attributes.get("kind") == "categorical"
     ]
+    partial = [name for name in tailed if name not in categorical]  # those read whole: cut
     layer, ids, *read = await asyncio.gather(
         arrays["layer"].getitem(()),
         arrays["id"].getitem(()),
-        *map(tail, tailed),
+        *map(tail, partial),
         *(arrays[name].getitem(()) for name in categorical),
     )
-    tails, labels = read[: len(tailed)], read[len(tailed) :]
+    labels = [np.asarray(values) for values in read[len(partial) :]]
+    whole = dict(zip(categorical, labels, strict=True))
+    got = dict(zip(partial, read[: len(partial)], strict=True))
+    chunk_start = {
+        name: arrays[name].shape[0] - arrays[name].shape[0] % arrays[name].chunks[0]
+        for name in categorical
+    }
+    tails = [got[name] if name in got else whole[name][chunk_start[name] :] for name in tailed]
     return _AppendState(
         snapshot=session_store.session.snapshot_id,
         path=path,
