@@ -191,7 +191,9 @@ def analyze(
         model=model,
         mask_strategy=mask_strategy,
         ids=ids,
-        layers=layers,
+        # in depth order, whatever order they were listed in: the slider and the aligned
+        # UMAP's chain go from each layer to the next deeper one
+        layers=sorted(layers) if layers is not None else None,
         include_baseline=include_baseline,
     )
     if da.sizes["persona"] == 0:  # variants join on persona ids

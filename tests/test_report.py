@@ -429,10 +429,11 @@ def test_include_baseline_keeps_it_in_every_analysis(store, tmp_path):
 
 
 def test_layers_and_ids_are_selected(store, tmp_path):
+    """Layers listed out of order are analysed in depth order (the slider's)."""
     index = report.analyze(
         store,
         views=["scree"],
-        layers=[1, 3],
+        layers=[3, 1],
         ids=[f"p{i}" for i in range(6)],
         out=tmp_path / "o",
         progress=None,
