@@ -337,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="variant to analyse (repeat to compare several; default: all)",
     )
-    run.add_argument("--layers", help="layer labels, e.g. 0,3,5-6, analysed in depth order (default: all)")
+    run.add_argument(
+        "--layers", help="layer labels, e.g. 0,3,5-6, analysed in depth order (default: all)"
+    )
     run.add_argument("--ids", action="append", help="persona ids, comma-separated (default: all)")
     run.add_argument("--include-baseline", action="store_true", help="keep baseline_assistant")
     run.add_argument(
