@@ -14,6 +14,9 @@ import pandas as pd
 import xarray as xr
 
 DIMS = ("persona", "layer", "hidden")
+# names an attribute may not take: the array's own labels and dims, and the dims pvx's
+# results put beside persona (the store's own list, pvx._store_format, refuses the same)
+OWN_LABELS = ("vectors", *DIMS, "variant", "id", "name", "sample_ids", "component", "persona_other")
 KINDS = ("numeric", "ordinal", "categorical")
 # Per-persona coordinates that are not attributes.
 PERSONA_COORDS = ("id", "name", "sample_ids")
@@ -98,6 +101,7 @@ def persona_vectors(
         coords["sample_ids"] = ("persona", _tuples(sample_ids))
     kinds, orders = dict(kinds or {}), dict(orders or {})
     for key, values in ({} if attributes is None else attributes).items():  # or a DataFrame
+        _check_attribute_name(key)
         values = _by_persona(values, ids, f"attribute {key!r}")
         _check_length(f"attribute {key!r}", values, n_persona)
         try:
@@ -107,6 +111,21 @@ def persona_vectors(
     attrs = {k: v for k, v in (("model", model), ("mask_strategy", mask_strategy)) if v}
     da = xr.DataArray(data, dims=DIMS, coords=coords, name="vectors", attrs=attrs)
     return da.set_xindex("id")
+
+
+def _check_attribute_name(key: Hashable) -> None:
+    """Refuse an attribute that would replace the array's own labels: a table's ``id``
+    column would silently relabel every vector (``da.sel(id=...)`` then finds another
+    persona's)."""
+    if key in OWN_LABELS:
+        hint = {
+            "id": "; if it holds the persona ids, index the table by it: df.set_index('id')",
+            "name": "; if the column holds display names, pass it as names=",
+        }.get(str(key), "")
+        raise ValueError(
+            f"persona_vectors() got an attribute named {key!r}, which is one of pvx's own "
+            f"labels; rename it (e.g. df.rename(columns={{{key!r}: {key + '_attr'!r}}})){hint}"
+        )
 
 
 def attribute_variable(

@@ -241,6 +241,17 @@ def test_pandas_series_are_matched_to_personas_by_id():
         pvx.persona_vectors(data, ids=["c", "a", "b"], names=table["name"].iloc[[0, 0, 1]])
 
 
+@pytest.mark.parametrize("label", ["id", "name", "layer", "variant", "persona", "component"])
+def test_an_attribute_may_not_replace_the_arrays_own_labels(label):
+    """A table's id column given as attributes relabelled every vector without a word."""
+    data = np.stack([np.full((2, 4), i, "f4") for i in range(3)])
+    table = pd.DataFrame({label: ["c", "a", "b"], "age": [30, 10, 20]})
+    with pytest.raises(ValueError, match=f"attribute named '{label}', which is one of pvx's own"):
+        pvx.persona_vectors(data, ids=["a", "b", "c"], attributes=table)
+    made = pvx.persona_vectors(data, ids=["a", "b", "c"], attributes=table[["age"]])
+    assert float(made.sel(id="a")[0, 0]) == 0.0
+
+
 def test_a_whole_number_is_one_class_whether_int_or_float(store):
     """pandas makes an int column with a gap float: 1.0 was stored as "1.0", the next
     append's 1 as "1", two classes of one value."""
