@@ -523,13 +523,18 @@ def selection_figure(data: ExplorerData, variant: str, layer: Any, ids: Sequence
     return fig
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r\n", "\u21b5").replace("\n", "\u21b5").replace("\r", "\u21b5")
+
+
 def neighbours(data: ExplorerData, variant: str, layer: Any, persona: str, k: int) -> pd.DataFrame:
     """The ``k`` personas most similar to ``persona`` at one layer."""
     table = data.personas[variant]
     i = table.index.get_loc(persona)
     row = np.array(data.cosine(variant, layer)[i], dtype=float)
-    row[i] = -np.inf
-    nearest = np.argsort(-row, kind="stable")[:k]
+    # every other persona at most: the persona itself is never its own neighbour
+    order = np.argsort(-row, kind="stable")
+    nearest = order[order != i][:k]
     return pd.DataFrame(
         {
             "name": table["name"].values[nearest] if "name" in table else table.index[nearest],
@@ -546,7 +551,8 @@ def neighbours_by_layer(data: ExplorerData, variant: str, persona: str, k: int) 
     for layer in data.layers:
         names = neighbours(data, variant, layer, persona, k)["name"].astype(str).values
         columns[f"layer {layer}"] = names
-    return pd.DataFrame(columns, index=pd.RangeIndex(1, k + 1, name="rank"))
+    count = len(next(iter(columns.values()))) if columns else 0  # k, or every other persona
+    return pd.DataFrame(columns, index=pd.RangeIndex(1, count + 1, name="rank"))
 
 
 def selection_summary(data: ExplorerData, variant: str, ids: Sequence[str]) -> pd.DataFrame:
@@ -651,7 +657,8 @@ class Explorer:
             widget.param.watch(self._redraw, "value")
         for widget in (self.variant, self.layer, self.k):
             widget.param.watch(self._update_persona, "value")
-        self.layer.param.watch(self._update_selection, "value")
+        for widget in (self.variant, self.layer):
+            widget.param.watch(self._update_selection, "value")
         self.search.param.watch(self._find, "value")
         self.plot.param.watch(self._clicked, "click_data")
         self.plot.param.watch(self._selected, "selected_data")
@@ -660,7 +667,12 @@ class Explorer:
     def _search_options(self) -> dict[str, str]:
         table = self.data.personas[self.data.variants[0]]
         names = table["name"].astype(str).values if "name" in table else table.index
-        return {f"{n} ({i})": i for n, i in zip(names, table.index, strict=True)}
+        options: dict[str, str] = {}
+        for name, persona in zip(names, table.index, strict=True):
+            # a browser's input drops line breaks from the option it sends back: shown as ↵
+            key = f"{_one_line(name)} ({_one_line(persona)})"
+            options[key if key not in options else f"{_one_line(name)} ({persona!r})"] = persona
+        return options
 
     # -- callbacks
     def _redraw(self, *_: Any) -> None:
@@ -815,6 +827,8 @@ class Explorer:
                 try:
                     self.data.compute_probes()
                     holder[:] = [self._probe_views()]
+                except ValueError as error:  # e.g. no attribute has enough personas per class
+                    holder[:] = [pn.pane.HTML(f"<p>No probes: {_esc(str(error))}</p>")]
                 finally:
                     holder.loading = False
 

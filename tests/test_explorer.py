@@ -398,3 +398,45 @@ def test_the_selection_file_keeps_ids_with_line_breaks_and_find_prefers_the_exac
     assert app.persona == "ab"
     app._find(types.SimpleNamespace(new="AB"))
     assert app.persona == "AB"
+    # a browser's input drops line breaks from the option it sends back: they show as ↵
+    option = next(key for key, value in app.search.options.items() if value == "a\nb")
+    assert "\n" not in option and "a\u21b5b" in option
+    app._find(types.SimpleNamespace(new=option))
+    assert app.persona == "a\nb"
+
+
+def test_a_few_personas_a_variant_switch_and_probes_that_cannot_run():
+    """From a review: k at least the persona count crashed the every-layer list (and listed
+    the persona as its own neighbour); the selection kept the old variant's heatmap; a
+    probe that cannot run left the Attributes tab blank."""
+    import types
+
+    first = pvx.synthetic.planted_personas(n_persona=4, n_clusters=2, n_layer=2, seed=0)
+    second = pvx.synthetic.planted_personas(n_persona=4, n_clusters=2, n_layer=2, seed=1)
+    both = xr.concat(
+        [first.assign_coords(variant="a"), same_personas(second, first).assign_coords(variant="b")],
+        "variant",
+    )
+    data = explorer.load_source(both)
+    near = explorer.neighbours(data, "a", 1, "p0", k=10)
+    assert sorted(near["id"]) == ["p1", "p2", "p3"]
+    ids = list(both["id"].values)
+    row = similarity.cosine(both.sel(variant="a"), layer=1).values[ids.index("p0")]
+    expected = sorted((float(row[ids.index(i)]) for i in ids if i != "p0"), reverse=True)
+    np.testing.assert_allclose(near["cosine"], expected, atol=1e-3)
+    every = explorer.neighbours_by_layer(data, "a", "p0", k=10)
+    assert every.shape == (3, 2)
+    app = explorer.Explorer(data)
+    app.selected = ["p0", "p1", "p2"]
+    app._update_selection()
+    before = np.array(app.heatmap.object.data[0].z, dtype=float)
+    app.variant.value = "b"
+    after = np.array(app.heatmap.object.data[0].z, dtype=float)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(
+        after, explorer.selection_figure(data, "b", app.layer.value, app.selected).data[0].z
+    )
+    # 4 personas, 5 folds: nothing can be probed; the tab says why
+    holder = app._probe_views()
+    holder[1].clicks += 1
+    assert "No probes" in holder[0].object and "probe" in holder[0].object
