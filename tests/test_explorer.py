@@ -409,7 +409,6 @@ def test_a_few_personas_a_variant_switch_and_probes_that_cannot_run():
     """From a review: k at least the persona count crashed the every-layer list (and listed
     the persona as its own neighbour); the selection kept the old variant's heatmap; a
     probe that cannot run left the Attributes tab blank."""
-    import types
 
     first = pvx.synthetic.planted_personas(n_persona=4, n_clusters=2, n_layer=2, seed=0)
     second = pvx.synthetic.planted_personas(n_persona=4, n_clusters=2, n_layer=2, seed=1)
