@@ -91,6 +91,15 @@ class Coloring:
         return self.values.shape[0] > 1
 
     @property
+    def missing_label(self) -> str:
+        """The legend and hover name of personas without a value: ``missing``, unless a
+        category is so named (two entries of one name would read as one)."""
+        label = "missing"
+        while label in self.categories:
+            label += " (no value)"
+        return label
+
+    @property
     def missing(self) -> np.ndarray:
         """``(n_layer_or_1, n_persona)`` mask of personas without a value."""
         if self.kind == "categorical":

@@ -140,6 +140,38 @@ def test_cluster_colour_from_the_vectors_agrees(one):
     assert plotly == holo and set(holo.values()) == {"cluster 0", "cluster 1", "cluster 2"}
 
 
+def _groups_drawn(fig, view) -> tuple[dict, dict]:
+    plotly = {}
+    for trace in fig.data:
+        for text in trace.hovertext:
+            plotly[text.split("id: ")[1].split("<br>")[0]] = trace.name
+    element = view[10]
+    column = element.data.columns[-1]  # the colour column comes last
+    holo = dict(zip(element.data["id"], element.data[column].astype(str), strict=False))
+    return plotly, holo
+
+
+def test_groups_as_a_series_by_id_and_a_category_named_missing(one):
+    """From a review: a Series indexed by id was read by position (personas in other
+    groups); a category named "missing" crashed hvplot and read as the missing values."""
+    import pandas as pd
+
+    shuffled = one.isel(persona=np.random.default_rng(3).permutation(one.sizes["persona"]))
+    ids = one["id"].values
+    series = pd.Series([f"G{c}" for c in one["planted_cluster"].values], index=ids)
+    fig = shuffled.pv.plot.pca(groups=series, layer=[10, 11])
+    view = shuffled.pv.hvplot.pca(groups=series, layer=[10, 11])
+    for drawn in _groups_drawn(fig, view):
+        assert drawn == series.to_dict()
+    status = np.array(["ok"] * 5 + ["missing"] * 5 + [None] * 2, dtype=object)
+    marked = one.assign_coords(status=("persona", status, {"kind": "categorical"}))
+    fig = marked.pv.plot.pca(color="status", layer=[10, 11])
+    view = marked.pv.hvplot.pca(color="status", layer=[10, 11])
+    expected = dict(zip(ids, ["ok"] * 5 + ["missing"] * 5 + ["missing (no value)"] * 2))
+    for drawn in _groups_drawn(fig, view):
+        assert drawn == expected
+
+
 def test_heatmaps_agree(one):
     sim, tree = similarity.cosine(one), cluster.linkage(one, layer=12)
     fig = pvx.plot.heatmap(sim, order=tree, precision="float32")

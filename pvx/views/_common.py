@@ -16,6 +16,7 @@ import xarray as xr
 
 from pvx import _colors
 from pvx._colors import Coloring
+from pvx._construct import _by_persona
 
 _P, _Q = "persona", "persona_other"
 
@@ -166,7 +167,9 @@ def _per_layer(
 ) -> np.ndarray | xr.DataArray:
     """Colour values as ``(persona,)`` or ``(layer, persona)``, matched to the result."""
     if not isinstance(values, xr.DataArray):
-        arr = np.asarray(values)
+        # a pandas Series by its index (persona ids), as pandas aligns: by position it would
+        # put personas in other groups
+        arr = np.asarray(_by_persona(values, ids, what))
         if arr.shape[-1] != len(ids) or arr.ndim not in (1, 2):
             raise ValueError(
                 f"{what} needs one value per persona ({len(ids)}), or a (layer, persona) "
@@ -348,7 +351,7 @@ def _hover_text(arr: xr.DataArray, fields: Sequence[Hashable], coloring: Colorin
     title = _esc(coloring.title)
     out = np.empty(coloring.labels.shape, dtype=object)
     for (row, i), label in np.ndenumerate(coloring.labels):
-        shown = "missing" if label is None else _esc(label)
+        shown = _esc(coloring.missing_label) if label is None else _esc(label)
         out[row, i] = f"{base[i]}<br>{title}: {shown}"
     return out
 
@@ -390,7 +393,11 @@ def _trace_groups(coloring: Coloring) -> list[dict[str, Any]]:
         )
     if missing.any():
         groups.append(
-            {"name": "missing", "member": missing, "marker": {"color": _colors.MISSING_COLOR}}
+            {
+                "name": _esc(coloring.missing_label),
+                "member": missing,
+                "marker": {"color": _colors.MISSING_COLOR},
+            }
         )
     return groups
 

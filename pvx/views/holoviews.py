@@ -121,10 +121,11 @@ def _color_column(coloring: _colors.Coloring, n_layer: int) -> tuple[Any, Any]:
         codes = [-1 if np.isnan(c) else int(c) for c in rows.ravel()]
     else:
         codes = [int(c) for c in rows.ravel()]
-    names = ["missing" if c < 0 else coloring.categories[c] for c in codes]
-    order = [*coloring.categories, "missing"]
+    missing = coloring.missing_label
+    names = [missing if c < 0 else coloring.categories[c] for c in codes]
+    order = [*coloring.categories, missing]
     cmap = {**dict(zip(coloring.categories, coloring.colors, strict=True))}
-    cmap["missing"] = _colors.MISSING_COLOR
+    cmap[missing] = _colors.MISSING_COLOR
     return pd.Categorical(names, categories=order), cmap
 
 
