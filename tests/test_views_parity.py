@@ -167,7 +167,8 @@ def test_groups_as_a_series_by_id_and_a_category_named_missing(one):
     marked = one.assign_coords(status=("persona", status, {"kind": "categorical"}))
     fig = marked.pv.plot.pca(color="status", layer=[10, 11])
     view = marked.pv.hvplot.pca(color="status", layer=[10, 11])
-    expected = dict(zip(ids, ["ok"] * 5 + ["missing"] * 5 + ["missing (no value)"] * 2))
+    shown = ["ok"] * 5 + ["missing"] * 5 + ["missing (no value)"] * 2
+    expected = dict(zip(ids, shown, strict=True))
     for drawn in _groups_drawn(fig, view):
         assert drawn == expected
 
