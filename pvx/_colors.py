@@ -9,6 +9,7 @@ persona's attributes) are flagged, and drawn in a neutral grey by the views.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,12 +222,21 @@ def _viridis(n: int) -> tuple[str, ...]:
 def ordinal(values: Any, order: Sequence[Any], title: str) -> Coloring:
     """An ordered, discrete colour scale over ``order`` (lowest first).
 
-    Values outside ``order`` are appended after it (sorted), so undeclared levels still show.
+    Values outside ``order`` are appended after it (sorted), so undeclared levels still show,
+    with a warning: they rank above the highest level only because they are unknown.
     """
     raw = _as_2d(values)
     labels = _labels(raw)
     levels = [v for v in map(format_value, order) if v is not None]
     extra = sorted({v for v in labels.ravel() if v is not None} - set(levels))
+    if extra:
+        warnings.warn(
+            f"values {extra[:5]!r} of ordinal attribute {title!r} are not in its order "
+            f"{levels!r}; they are drawn after its highest level. Add them to attrs['order'] "
+            "or mark them missing",
+            UserWarning,
+            stacklevel=3,
+        )
     levels += extra
     position = {v: i for i, v in enumerate(levels)}
     codes = np.array(

@@ -847,3 +847,16 @@ def test_html_div_composes_pages(scores):
     )
     assert "\\u002f" not in "".join(re.findall(r'"bdata":"([^"]*)"', div))
     assert "<script src=" not in div and len(div) < 200_000
+
+
+def test_an_ordinal_value_outside_its_order_is_drawn_last_with_a_warning():
+    """From a review: an undeclared level was ranked above the highest without a word."""
+    da = pvx.synthetic.planted_personas(n_persona=8, n_layer=2, seed=0)
+    levels = np.array(["low", "mid", "high", "low", "MID", "high", "low", None], dtype=object)
+    da = da.assign_coords(
+        level=("persona", levels, {"kind": "ordinal", "order": ["low", "mid", "high"]})
+    )
+    with pytest.warns(UserWarning, match=r"values \['MID'\] of ordinal attribute 'level'"):
+        fig = da.pv.plot.pca(color="level")
+    ticks = fig.data[0].marker.colorbar.ticktext
+    assert list(ticks) == ["low", "mid", "high", "MID"]
