@@ -279,9 +279,15 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str, notes: list[str]) 
         # a batch with no value of an attribute infers no kind from it: stored as missing
         if key in da.coords and not all(_missing(v) for v in da[key].values):
             if da[key].attrs.get("kind") != kind:
+                hint = (
+                    f"orders={{{str(key)!r}: {list(attrs['order'])!r}}}"
+                    if kind == "ordinal"
+                    else f"kinds={{{str(key)!r}: {kind!r}}}"
+                )
                 raise ValueError(
                     f"{func}(): attribute {key!r} is {da[key].attrs.get('kind')!r} here but "
-                    f"{kind!r} in the variant"
+                    f"{kind!r} in the variant; build the new personas with {hint} "
+                    "(pvx.persona_vectors)"
                 )
             older = (
                 _older_spellings([_label(v) for v in attrs["order"]])

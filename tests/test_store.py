@@ -702,7 +702,8 @@ def test_invalid_appends_are_refused(store):
         ),
         (
             vectors_for(["n"], attributes={"age": ["old"]}),
-            "'age' is 'categorical' here but 'numeric'",
+            "'age' is 'categorical' here but 'numeric' in the variant; build the new personas "
+            r"with kinds=\{'age': 'numeric'\}",
         ),
         (
             vectors_for(
