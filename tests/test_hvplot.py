@@ -217,3 +217,20 @@ def test_every_view_of_two_variants_has_a_variant_widget(view, options):
     for variant in ("a", "b"):
         alone = _frames(getattr(da.sel(variant=variant).pv.hvplot, view)(**options))
         assert {k[1:]: f for k, f in frames.items() if k[0] == variant} == alone
+
+
+def test_heatmap_hover_names_the_row_and_column_personas(da):
+    """From a review: the image's hover showed float positions, so above 60 rows (no tick
+    labels) no cell could be traced to a persona."""
+    from bokeh.models import HoverTool
+
+    sim = similarity.cosine(da)
+    tree = cluster.linkage(da, layer=int(da["layer"].values[-1]))
+    view = pvx.hvplot.heatmap(sim, order=tree)
+    plot = hv.render(view.last, backend="bokeh")
+    hover = next(t for t in plot.tools if isinstance(t, HoverTool))
+    expected = [str(i) for i in tree["leaf_id"].values]
+    assert expected != sorted(expected)  # the dendrogram's order, not the ids'
+    for axis in ("$x", "$y"):
+        assert list(hover.formatters[axis].args["labels"]) == expected
+    assert [label for label, _ in hover.tooltips] == ["row", "column", "cosine"]

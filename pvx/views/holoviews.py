@@ -316,7 +316,7 @@ def heatmap(
     holoviews.HoloMap
         ``Image`` elements keyed by layer; x and y are positions in the row order (``col``,
         ``row``, labelled with the persona ids when there are at most 60), the value is
-        ``cosine``.
+        ``cosine``; hovering a cell names its row and column personas.
     """
     from hvplot import hvPlot  # not hvplot.xarray, whose import reloads BokehJS
 
@@ -344,9 +344,26 @@ def heatmap(
         kwargs.update(xticks=ticks, yticks=ticks, rot=45)
     if layered:
         kwargs.update(groupby="layer", dynamic=False)
+    kwargs["tools"] = [_label_hover(prepared.ticks)]
     view = hvPlot(image).image(**kwargs)
     dims = " · {dimensions}" if layered else ""
     return view.opts(title=_literal(prepared.title) + dims)
+
+
+def _label_hover(labels: Sequence[str]) -> Any:
+    """A hover naming a cell's row and column personas: the image's axes are positions in
+    the row order (ids on the ticks only up to 60 rows)."""
+    from bokeh.models import CustomJSHover, HoverTool
+
+    # text, not HTML: bokeh shows a formatter's result as text
+    name = CustomJSHover(
+        args={"labels": list(labels)},
+        code="const i = Math.round(value); return i >= 0 && i < labels.length ? labels[i] : '';",
+    )
+    return HoverTool(
+        tooltips=[("row", "$y{custom}"), ("column", "$x{custom}"), ("cosine", "@image{0.000}")],
+        formatters={"$x": name, "$y": name},
+    )
 
 
 def draw_lines(chart: charts.LineChart, *, width: int | None, height: int | None) -> Any:
