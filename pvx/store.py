@@ -38,6 +38,7 @@ import zarr.storage
 
 from pvx import _store_write
 from pvx._construct import (
+    _missing,
     attribute_names,
     attribute_variable,
     validate_vectors,
@@ -661,8 +662,12 @@ def set_attribute(
     mask_node = _mask_node(tree, model, mask_strategy)
     model_name, mask = mask_node.parent.attrs["model"], str(mask_node.name)
     targets = list(mask_node.children) if variants is None else list(variants)
+    emptied = 0  # personas whose value this replacement drops (not in ``values``)
     for target in targets:
-        _variant_node(tree, target, model_name, mask)
+        ds = _variant_node(tree, target, model_name, mask).ds
+        if name in ds.variables:
+            old = zip(ds["id"].values, ds[name].values, strict=True)
+            emptied += sum(str(i) not in values and not _missing(v) for i, v in old)
 
     def change(session_store: zarr.abc.store.Store) -> str:
         root = zarr.open_group(session_store, mode="r+")
@@ -698,7 +703,17 @@ def set_attribute(
             group["vectors"].attrs["coordinates"] = _coordinates_attr(columns)
         return f"set_attribute {name!r} on {mask_node.parent.name}/{mask} {targets}"
 
-    return transact(location, change)
+    snapshot = transact(location, change)
+    if emptied:
+        warnings.warn(
+            f"set_attribute(): {emptied} persona value(s) of {name!r} were replaced by missing "
+            "values: the values replace the whole attribute, and those personas are not in "
+            "them. The earlier values stay in the store's previous version (pvx.store.history) "
+            "until compacted; to change some personas only, pass every persona's value",
+            UserWarning,
+            stacklevel=2,
+        )
+    return snapshot
 
 
 def migrate(old: str | os.PathLike, new: str | os.PathLike) -> list[str]:

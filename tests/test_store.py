@@ -645,6 +645,10 @@ def test_set_attribute_adds_and_replaces(store):
     assert pvx.load(store, "templated")["income"].values[0] == "low"
     pvx.set_attribute(store, "age", {i: 1.0 for i in ids_of(10)})
     assert pvx.load(store, "biography")["age"].values.tolist() == [1.0] * 10
+    # a replacement that leaves out personas with a value says so (from a review)
+    with pytest.warns(UserWarning, match=r"2 persona value\(s\) of 'income' were replaced"):
+        pvx.set_attribute(store, "income", {"p9": "low"}, order=["low", "high"])
+    assert pd_isna(pvx.load(store, "templated")["income"].values[0])
     pvx.append_personas(store, vectors_for(["new"]))  # appends still work after replacing
     assert pvx.load(store, "biography")["age"].values[-1] != 1.0
     # 2**60 + 1 came back as 2**60 (review): numbers float64 cannot hold are refused
