@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
@@ -127,15 +128,29 @@ async def read_append_state(session_store: Any, store: Any, key: tuple[str, ...]
 
 
 def _older_spellings(labels: Any) -> dict[str, str]:
-    """Labels that pvx before stop 36 wrote for whole-number floats ("3.0", where it now
-    writes "3"), by today's spelling, for those of ``labels`` (stored) whose today's spelling
-    is not stored too: an append then writes the stored one, and 3.0 stays one class."""
+    """Labels that earlier pvx wrote for values it now spells otherwise, by today's
+    spelling, for those of ``labels`` (stored) whose today's spelling is not stored too: an
+    append then writes the stored one, and a value stays one class. Whole-number floats
+    were "3.0" (now "3"); dates were ``str`` of their type ("2020-01-01 00:00:00" of a
+    Timestamp, "2020-01-01T00:00:00.000000000" of a datetime64[ns]; now "2020-01-01")."""
     present = {label for label in labels if isinstance(label, str)}
-    return {
-        label[:-2]: label
-        for label in present
-        if re.fullmatch(r"-?[0-9]+\.0", label) and label[:-2] not in present
-    }
+    older: dict[str, str] = {}
+    for label in sorted(present):
+        today = _today_spelling(label)
+        if today is not None and today != label and today not in present:
+            older.setdefault(today, label)
+    return older
+
+
+def _today_spelling(label: str) -> str | None:
+    if re.fullmatch(r"-?[0-9]+\.0", label):
+        return label[:-2]
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?", label):
+        try:
+            return _label(pd.Timestamp(label))
+        except (ValueError, OverflowError):
+            return None
+    return None
 
 
 def _init_root(root: zarr.Group) -> None:

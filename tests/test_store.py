@@ -300,6 +300,37 @@ def test_appends_keep_the_older_spelling_of_whole_numbers(store):
     assert loaded["tag"].values.tolist()[3:] == ["1", "2", "1", "2"]
 
 
+def test_appends_keep_the_older_spelling_of_dates(store):
+    """Stores written before dates had one label hold str() of their type: a Timestamp's
+    "2020-01-01 00:00:00", a datetime64[ns]'s "2020-01-02T00:00:00.000000000"; an append of
+    those days (now "2020-01-01") must not make second classes."""
+    older = vectors_for(
+        ids_of(3),
+        attributes={
+            "joined": ["2020-01-01 00:00:00", "2020-01-02T00:00:00.000000000", None],
+            "seen": ["2020-01-01 10:30:00", "2021-05-05", "x"],
+        },
+        kinds={"joined": "categorical", "seen": "categorical"},
+    )
+    pvx.write_variant(store, older)
+    days = pd.to_datetime(["2020-01-01", "2020-01-02"])
+    more = vectors_for(
+        ["q0", "q1"],
+        attributes={
+            "joined": days,
+            "seen": pd.to_datetime(["2020-01-01 10:30:00", "2021-05-05 00:00:00"]),
+        },
+        kinds={"joined": "categorical", "seen": "categorical"},
+    )
+    pvx.append_personas(store, more)
+    loaded = pvx.load(store, "biography")
+    assert loaded["joined"].values.tolist()[3:] == [
+        "2020-01-01 00:00:00",
+        "2020-01-02T00:00:00.000000000",
+    ]
+    assert loaded["seen"].values.tolist()[3:] == ["2020-01-01 10:30:00", "2021-05-05"]
+
+
 @pytest.mark.parametrize(
     "layers",
     [[0.9, 2.7, 3.0], ["10", "11", "12"], [0, np.nan, 2], [1e20, 1.0, 2.0], [2**64 - 1, 1, 2]],
