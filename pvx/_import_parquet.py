@@ -181,42 +181,57 @@ def _parquet_configs(
 
 def _split_files(config_dir: Path) -> dict[str, list[Path]]:
     """Split name -> shard files: ``<split>[-i-of-n].parquet`` or ``<split>/*.parquet``.
-    A split whose shard names count ``n`` shards must have all ``n`` (a download cut short
-    would otherwise import a part of the split without a word)."""
-    splits: dict[str, list[Path]] = {}
-    shards: dict[str, list[tuple[int, int]]] = {}
+    A split whose shard names count ``n`` shards must have all ``n``, in its folder too (a
+    download cut short would otherwise import a part of the split without a word); one
+    split's files are either numbered shards or not, and in one place."""
+    found: dict[str, list[Path]] = {}
     for path in sorted(config_dir.glob("*.parquet")):
         match = _SHARD.match(path.stem)
-        splits.setdefault(match["split"] if match else path.stem, []).append(path)
-        if match:
-            shards.setdefault(match["split"], []).append((int(match["index"]), int(match["of"])))
-    for split, found in shards.items():
+        found.setdefault(match["split"] if match else path.stem, []).append(path)
+    for sub in sorted(p for p in config_dir.iterdir() if p.is_dir()):
+        files = sorted(sub.glob("*.parquet"))
+        if files and sub.name in found:
+            raise ValueError(
+                f"import_parquet(): split {sub.name!r} in {str(config_dir)!r} has files both "
+                f"beside its folder and in it ({found[sub.name][0].name!r}, {sub.name}/); "
+                "keep one place"
+            )
+        if files:
+            found[sub.name] = files
+    for split, paths in found.items():
+        _check_shards(split, paths, config_dir)
+    return dict(sorted(found.items()))
+
+
+def _check_shards(split: str, paths: list[Path], config_dir: Path) -> None:
+    matches = [_SHARD.match(p.stem) for p in paths]
+    numbered = [m for m in matches if m]
+    if not numbered:
+        return
+    problems = []
+    if len(numbered) < len(paths):
+        plain = [p.name for p, m in zip(paths, matches, strict=True) if not m]
+        problems.append(f"numbered shards are mixed with other files {plain[:3]}")
+    for prefix in sorted({m["split"] for m in numbered}):
+        found = [(int(m["index"]), int(m["of"])) for m in numbered if m["split"] == prefix]
         counts = sorted({of for _, of in found})
         indices = {index for index, _ in found}
         n = counts[-1]
         # numbered 0..n-1 (Hugging Face) or 1..n; a complete set either way
         expected = set(range(1, n + 1) if min(indices) == 1 and max(indices) == n else range(n))
         missing, extra = sorted(expected - indices), sorted(indices - expected)
-        problems = (
-            [f"its file names count {counts} shards"]
-            if len(counts) > 1
-            else [
-                *([f"shard(s) {missing[:10]} of {n} are missing"] if missing else []),
-                *([f"shard number(s) {extra[:10]} are beyond its {n} shards"] if extra else []),
-            ]
+        if len(counts) > 1:
+            problems.append(f"its file names count {counts} shards")
+        if missing and len(counts) == 1:
+            problems.append(f"shard(s) {missing[:10]} of {n} are missing")
+        if extra and len(counts) == 1:
+            problems.append(f"shard number(s) {extra[:10]} are beyond its {n} shards")
+    if problems:
+        raise ValueError(
+            f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete or "
+            f"mixed: {' and '.join(problems)}; fetch the missing files (an interrupted "
+            "download?) or remove the stray ones"
         )
-        if problems:
-            problem = " and ".join(problems)
-            raise ValueError(
-                f"import_parquet(): split {split!r} in {str(config_dir)!r} is incomplete or "
-                f"mixed: {problem}; fetch the missing files (an interrupted download?) or "
-                "remove the stray ones"
-            )
-    for sub in sorted(p for p in config_dir.iterdir() if p.is_dir()):
-        files = sorted(sub.glob("*.parquet"))
-        if files:
-            splits.setdefault(sub.name, []).extend(files)
-    return dict(sorted(splits.items()))
 
 
 def _split_config(config: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,8 +62,9 @@ def import_directory(
     persona's ``name`` defaults to its id, ``sample_ids`` to none) and one
     ``<persona_id>.safetensors`` per manifest entry holding ``activations``
     ``(num_layers, hidden_size)`` in bfloat16, float16 or float32. Files not listed in a
-    manifest are ignored. Tensors are read without torch; bfloat16 becomes float32 exactly.
-    A variant is stored as float16 if all its tensors are float16, else as float32.
+    manifest are not imported (with a warning). Tensors are read without torch; bfloat16
+    becomes float32 exactly. A variant is stored as float16 if all its tensors are float16,
+    else as float32.
 
     Atomicity: every manifest and tensor of the whole tree is read and checked (shapes,
     finite values, names, clashes with variants already in the store) before anything is
@@ -237,6 +239,18 @@ def _plan_directory_variant(
 
     def check() -> None:
         files[:] = _check_tensors(manifest_path, personas, shape)
+        unlisted = sorted(
+            p.name for p in variant_dir.glob("*.safetensors") if p.stem not in personas
+        )
+        if unlisted:  # a manifest behind its files: an import that looks complete is not
+            warnings.warn(
+                f"import_directory(): {len(unlisted)} safetensors file(s) in "
+                f"{str(variant_dir)!r} are not in its {MANIFEST} and are not imported "
+                f"({', '.join(unlisted[:3])}{', ...' if len(unlisted) > 3 else ''}); list "
+                "them in the manifest to import them",
+                UserWarning,
+                stacklevel=2,
+            )
         # the labels' checks (names, sample ids, layers) on a placeholder one value wide: an
         # error found only by the writing pass would leave a new, empty store behind
         try:

@@ -211,13 +211,15 @@ def test_directory_ids_are_data(tmp_path):
         np.testing.assert_array_equal(da.sel(id=pid).values, expected[pid])
 
 
-def test_directory_ignores_unlisted_tensor_files(tmp_path):
+def test_directory_imports_only_listed_tensor_files(tmp_path):
     root, store = tmp_path / "tree", tmp_path / "s.zarr"
     make_variant(root, "v")
     safetensors.numpy.save_file(
         {"activations": np.zeros((L, H), "f4")}, str(variant_dir(root, "v") / "stray.safetensors")
     )
-    import_directory(root, store)
+    # named (from a review: a manifest behind its files imported without a word of the rest)
+    with pytest.warns(UserWarning, match=r"1 safetensors file\(s\) .* \(stray.safetensors\)"):
+        import_directory(root, store)
     assert pvx.persona_ids(store, "v") == ["p0", "p1", "baseline_assistant"]
 
 
@@ -631,6 +633,32 @@ def test_parquet_split_with_a_missing_shard_is_refused(tmp_path):
         pq.write_table(table([f"p{i}"], vectors(1)), config / f"bio-0000{i}-of-00003.parquet")
     import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
     assert load(tmp_path / "s.zarr", "bio")["id"].values.tolist() == ["p1", "p2", "p3"]
+
+
+def test_parquet_split_folder_with_a_missing_shard_or_two_places_is_refused(tmp_path):
+    """From a review: shards in a <split>/ folder skipped the check (shard 1 of 3 absent
+    imported 2 of 3 without a word), and v.parquet beside v-00000-of-00001.parquet merged."""
+    config = tmp_path / "ds" / "m__mean"
+    (config / "bio").mkdir(parents=True)
+    for i in (0, 2):
+        pq.write_table(
+            table([f"p{i}"], vectors(1)), config / "bio" / f"bio-0000{i}-of-00003.parquet"
+        )
+    with pytest.raises(ValueError, match=r"split 'bio' .* shard\(s\) \[1\] of 3 are missing"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    pq.write_table(table(["p1"], vectors(1)), config / "bio" / "bio-00001-of-00003.parquet")
+    pq.write_table(table(["q"], vectors(1)), config / "bio.parquet")
+    with pytest.raises(ValueError, match=r"split 'bio' .* both beside its folder and in it"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    (config / "bio.parquet").unlink()
+    pq.write_table(table(["t0"], vectors(1)), config / "tmp.parquet")
+    pq.write_table(table(["t1"], vectors(1)), config / "tmp-00000-of-00001.parquet")
+    with pytest.raises(ValueError, match=r"split 'tmp' .* numbered shards are mixed with other"):
+        import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+    (config / "tmp.parquet").unlink()
+    import_parquet(tmp_path / "ds", tmp_path / "s.zarr")
+    assert load(tmp_path / "s.zarr", "bio")["id"].values.tolist() == ["p0", "p1", "p2"]
 
 
 def _write_good(tmp_path: Path) -> Path:
