@@ -146,6 +146,16 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         self._metadata_sums = state["_metadata_sums"]
         self._chunk_sums = _chunk_sums(self._metadata_sums)
 
+    def _advice(self) -> str:
+        if isinstance(self._store, icechunk.IcechunkStore):
+            # an array opened before a compaction reads the version it was opened at
+            return (
+                "if the store was compacted (pvx.store.compact) since this array was opened, "
+                "its version is gone: load the store again; otherwise the store is damaged "
+                "or its server is failing: retry, or restore the store from a copy"
+            )
+        return "the store is damaged or its server is failing: retry, or restore it from a copy"
+
     def _check_process(self) -> None:
         # Icechunk's runtime does not survive a fork: every access checks the process (see
         # _start_runtime) instead of hanging in a forked child holding a lazy array
@@ -179,17 +189,13 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
             value = await self._store.get(key, prototype, byte_range)
         except Exception as err:
             raise StoreError(
-                f"{self._where!r}: reading {_describe(key)} failed ({_first_line(err)}); the "
-                "store is damaged or its server is failing: retry, or restore the store from "
-                "a copy"
+                f"{self._where!r}: reading {_describe(key)} failed ({_first_line(err)}); "
+                f"{self._advice()}"
             ) from None
         if value is None:
             if metadata:
                 return None  # zarr probes for optional metadata documents
-            raise StoreError(
-                f"{self._where!r}: {_describe(key)} is missing; the store is damaged or its "
-                "server is failing: restore the store from a copy"
-            )
+            raise StoreError(f"{self._where!r}: {_describe(key)} is missing; {self._advice()}")
         if metadata and key.endswith("zarr.json"):
             raw = value.to_bytes()
             if self._metadata_sums is not None and (
@@ -676,8 +682,14 @@ def compact(location: Location, older_than: datetime, *, wait: float = 300.0) ->
     if repo is None:
         raise StoreError(f"{location.text!r} is not a pvx repository; nothing to compact")
     with _writer_lock(location, wait):
-        repo.expire_snapshots(older_than)
-        summary = repo.garbage_collect(older_than)
+        try:
+            repo.expire_snapshots(older_than)
+            summary = repo.garbage_collect(older_than)
+        except icechunk.IcechunkError as err:
+            raise StoreError(
+                f"cannot compact {location.text!r} ({_first_line(err)}); it is damaged: "
+                "restore it from a copy"
+            ) from None
     return int(summary.bytes_deleted)
 
 

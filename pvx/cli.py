@@ -157,9 +157,16 @@ def _migrate(args: argparse.Namespace) -> None:
     print(summarize(open_store(args.new), source=str(args.new)))
 
 
+MAX_KEEP_DAYS = 36_500  # a century: past it, datetime's range ends before the versions do
+
+
 def _compact(args: argparse.Namespace) -> None:
     from pvx.store import compact
 
+    if not 0 <= args.keep_days <= MAX_KEEP_DAYS:  # also NaN and inf
+        raise ValueError(
+            f"--keep-days takes a number of days from 0 to {MAX_KEEP_DAYS}, got {args.keep_days}"
+        )
     freed = compact(args.store, keep=timedelta(days=args.keep_days))
     print(f"compacted {args.store}: {_human_bytes(freed)} freed")
 

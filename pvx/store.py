@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -315,7 +316,13 @@ def history(store: str | os.PathLike, **storage_options: Any) -> pd.DataFrame:
     repo = open_repository(location)
     if repo is None:
         raise StoreError(f"{location.text!r} is not a pvx repository; it has no history")
-    rows = [(s.id, s.written_at, s.message) for s in repo.ancestry(branch="main")]
+    try:
+        rows = [(s.id, s.written_at, s.message) for s in repo.ancestry(branch="main")]
+    except icechunk.IcechunkError as err:
+        raise StoreError(
+            f"cannot list the versions of {location.text!r} ({str(err).splitlines()[0]}); it "
+            "is damaged: restore it from a copy"
+        ) from None
     return pd.DataFrame(rows, columns=["snapshot", "written_at", "message"])
 
 

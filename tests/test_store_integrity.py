@@ -321,6 +321,28 @@ def test_compact_frees_old_versions_and_keeps_the_latest(store):
     pvx.append_personas(store, vectors([30]))
 
 
+def test_compaction_and_damage_in_the_history_are_named(store, tmp_path, capsys):
+    """From a review: a reader whose version was compacted away was told the store is
+    damaged; a damaged history was an Icechunk traceback; --keep-days inf a crash."""
+    from datetime import timedelta
+
+    from pvx.cli import main
+
+    lazy = pvx.load(store, "v")
+    pvx.append_personas(store, vectors([40]))
+    pvx.store.compact(store, keep=timedelta(0))
+    with pytest.raises(pvx.StoreError, match=r"if the store was compacted .* load the store again"):
+        lazy.load()
+    for bad in ("inf", "-1", "nan"):
+        assert main(["compact", str(store), "--keep-days", bad]) != 0
+        assert "--keep-days takes a number of days from 0" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.zarr"
+    shutil.copytree(store, damaged)
+    (damaged / "snapshots" / "1CECHNKREP0F1RSTCMT0").unlink()  # the first, an ancestor
+    with pytest.raises(pvx.StoreError, match="damaged"):
+        pvx.store.history(damaged)
+
+
 # --------------------------------------------------------------------------- review findings
 
 
