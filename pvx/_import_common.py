@@ -73,6 +73,10 @@ def _existing(store: str | os.PathLike, storage_options: Mapping[str, Any]) -> s
     }
 
 
+def _folded(key: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.casefold() for part in key)
+
+
 def _write_plans(
     plans: list[_Plan],
     store: str | os.PathLike,
@@ -93,6 +97,13 @@ def _write_plans(
         key = (plan.model, plan.mask_strategy, plan.variant)
         if key in seen:
             raise ValueError(f"{func}(): {plan.source!r} and {seen[key]!r} both import {key}")
+        twin = next((k for k in seen if _folded(k) == _folded(key)), None)
+        if twin is not None:  # before anything is written: the write would refuse it midway
+            raise ValueError(
+                f"{func}(): {plan.source!r} imports {key} and {seen[twin]!r} imports {twin}: "
+                "names that differ only in case, which published copies and case-insensitive "
+                "file systems cannot tell apart; rename one"
+            )
         seen[key] = plan.source
     existing = _existing(store, storage_options)
     clashes = [p for p in plans if (p.model, p.mask_strategy, p.variant) in existing]

@@ -145,6 +145,17 @@ def test_bf16_reader_matches_bit_shift_on_special_values(tmp_path):
     assert stored.view(np.uint32).tolist() == bf16_reference(bits).view(np.uint32).tolist()
 
 
+def test_directory_variants_differing_only_in_case_are_refused_first(tmp_path):
+    """From a review: Bio/ and bio/ failed midway, blaming a 'stored' name, and left an
+    empty store behind."""
+    root = tmp_path / "src"
+    make_variant(root, "Bio")
+    make_variant(root, "bio", seed=1)
+    with pytest.raises(ValueError, match="differ only in case"):
+        import_directory(root, tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_directory_whole_tree_mixed_dtypes_and_models(tmp_path):
     root, store = tmp_path / "tree", tmp_path / "s.zarr"
     a = make_variant(root, "templated", dtype="float16")
