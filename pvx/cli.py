@@ -182,6 +182,8 @@ def _import(args: argparse.Namespace) -> None:
     from pvx import importers
     from pvx.store import open_store
 
+    if args.model is not None and not args.model.strip():
+        raise ValueError("--model needs a model name (e.g. google/gemma-2-9b-it), got ''")
     if args.format == "dir":
         parquet_only = [f for f in ("config", "num_layers") if getattr(args, f) is not None]
         if parquet_only:

@@ -110,6 +110,9 @@ def test_import_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pvx import: error: --num-layers: for 'pvx import parquet' only")
     assert not (tmp_path / "y.zarr").exists()
+    # an empty --model was ignored, and the manifest's model dropped with it (review)
+    assert main(["import", "dir", str(tmp_path / "src"), store, "--model", " "]) == 1
+    assert "--model needs a model name" in capsys.readouterr().err
 
 
 def test_storage_options_are_parsed_and_checked(capsys):
