@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pvx._repository import StoreError
+from pvx._repository import Location, StoreError
 
 __all__ = [
     "RUN_FILE",
@@ -36,7 +36,13 @@ RUN_FILE = "run.json"
 # run.json entries that describe the data read, not the settings compared between runs
 # what a run found rather than was asked: a rerun of the same settings after the store or
 # pvx changed replaces its own report
-FOUND_KEYS = ("personas", "store_version", "pvx_version", "attributes_skipped")
+FOUND_KEYS = (
+    "personas",
+    "personas_left_out",
+    "store_version",
+    "pvx_version",
+    "attributes_skipped",
+)
 # found from the data when not given: compared as the run's "asked" record says they were
 FOUND_UNLESS_ASKED = ("variants", "layers", "colors", "n_clusters", "attributes")
 
@@ -94,8 +100,9 @@ def check_out(
 ) -> None:
     """Refuse an ``out`` that is or holds the store, or another run's report (unless
     ``overwrite``). Files pvx did not write are never touched (see replace_report)."""
-    if store and "://" not in store:
-        where, place = Path(store).resolve(), out.resolve()
+    local = Location.parse(store, {}).path if store else None  # a file:// URL is local too
+    if local is not None:
+        where, place = local.resolve(), out.resolve()
         if place == where or where in place.parents or place in where.parents:
             raise ValueError(
                 f"--out {str(out)!r} would be inside, or contain, the store {store!r}; "
@@ -112,6 +119,15 @@ def check_out(
     if not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; pick a folder")
     previous = manifest(out)
+    # every run writes these: a user's file of one of these names is refused now, not after
+    # the computation (replace_report refuses the other pages' names then)
+    ours = set(previous["files"]) | {RUN_FILE} if previous else set()
+    swapping = _present(out / JOURNAL)  # a run killed while moving its report in: finished first
+    for name in () if swapping else ALWAYS_WRITTEN:
+        if name not in ours and _present(out / name):
+            raise StoreError(
+                f"{out / name} exists and pvx did not write it; move it or pick another --out"
+            )
     if previous is None:
         return  # a folder pvx never wrote to: new files go beside the user's
     previous.pop("files", None)
@@ -199,11 +215,17 @@ def manifest(out: Path) -> dict[str, Any] | None:
         run = json.loads((out / RUN_FILE).read_text())
     except (OSError, ValueError):
         return None
+    # pvx's own: every run.json that lists files also records pvx's version (another tool's
+    # run.json may list files too, which pvx must never delete)
     if not isinstance(run, dict) or not isinstance(run.get("files"), list):
+        return None
+    if not isinstance(run.get("pvx_version"), str):
         return None
     return run
 
 
+# files every report holds (its pages depend on the views and the data)
+ALWAYS_WRITTEN = ("index.html", RUN_FILE, "results.zarr", "plotly.min.js")
 JOURNAL = ".pvx-replacing.json"
 # removed first and moved in last: while either is missing the folder shows no report
 LAST = ("index.html", RUN_FILE)

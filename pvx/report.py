@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from pvx import _spectra, cluster, decomposition, manifold, options, plot, similarity
+from pvx import _engine, _spectra, cluster, decomposition, manifold, options, plot, similarity
 from pvx import attributes as attribute_analyses
 from pvx._construct import attribute_names
 from pvx._report_folder import (
@@ -51,7 +51,8 @@ from pvx._store_results import (
     open_results,
     save_results,
 )
-from pvx.store import load, mask_strategies, models, open_store
+from pvx._validate import BASELINE_ID
+from pvx.store import load, mask_strategies, models, open_store, persona_ids
 from pvx.views.html import write_index, write_page, write_plotly_bundle
 
 VIEWS = (
@@ -244,6 +245,12 @@ def analyze(
             "nothing to draw: no view can be made of this selection (see above); "
             "choose others with --views"
         )
+    left_out = _left_out(tree, da, ids=ids, include_baseline=include_baseline)
+    for variant, missing in left_out.items():
+        say(
+            f"{len(missing)} persona(s) of {variant} are left out: the variants share "
+            f"{da.sizes['persona']} (analyse one alone with --variant {variant})"
+        )
     settings = {
         "store": source if "://" in source else str(Path(source).resolve()),
         "store_version": tree.attrs.get("snapshot"),
@@ -253,6 +260,7 @@ def analyze(
         "variants": [str(v) for v in da["variant"].values],
         "layers": [int(v) for v in da["layer"].values],
         "personas": int(da.sizes["persona"]),
+        "personas_left_out": left_out,
         "ids": list(ids) if ids is not None else None,
         "include_baseline": include_baseline,
         "views": list(views),
@@ -871,6 +879,30 @@ def _return_freed_memory() -> None:
     except (OSError, AttributeError, TypeError):
         return
     trim(0)
+
+
+def _left_out(
+    tree: xr.DataTree, da: xr.DataArray, *, ids: Sequence[str] | None, include_baseline: bool
+) -> dict[str, list[str]]:
+    """Per variant, the ids of its personas (of those asked for) that the analyses leave
+    out because another variant lacks them: the variants join on persona ids."""
+    kept = set(_engine.persona_ids(da))
+    asked = None if ids is None else set(ids)
+    left_out = {}
+    for variant in (str(v) for v in da["variant"].values):
+        stored = persona_ids(
+            tree, variant, model=da.attrs.get("model"), mask_strategy=da.attrs.get("mask_strategy")
+        )
+        missing = [
+            i
+            for i in stored
+            if i not in kept
+            and (asked is None or i in asked)
+            and (include_baseline or i != BASELINE_ID)
+        ]
+        if missing:
+            left_out[variant] = missing
+    return left_out
 
 
 def _lean(da: xr.DataArray, client: Any) -> bool:

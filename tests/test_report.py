@@ -174,6 +174,49 @@ def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
     assert (clash / "index.html").read_text() == "the user's own index"
 
 
+def test_personas_not_in_every_variant_are_named_in_the_report(tmp_path):
+    """From a review: the variants join on persona ids, and the report never said which
+    personas that left out."""
+    path = tmp_path / "s.zarr"
+    for variant, keep in (("a", slice(0, 10)), ("b", slice(2, 12))):
+        da = pvx.synthetic.planted_personas(n_persona=12, n_layer=2, n_hidden=8, seed=0)
+        da = da.isel(persona=keep).assign_coords(variant=variant)
+        da.attrs.update(model="org/m", mask_strategy="mean")
+        pvx.write_variant(path, da)
+    messages: list[str] = []
+    with pytest.warns(UserWarning, match="dropped 4 persona"):
+        index = report.analyze(path, views=["pca"], out=tmp_path / "o", progress=messages.append)
+    run = json.loads((index.parent / "run.json").read_text())
+    assert run["personas"] == 8
+    assert run["personas_left_out"] == {"a": ["p0", "p1"], "b": ["p10", "p11"]}
+    assert "2 of a (p0, p1); 2 of b (p10, p11): not in every variant" in index.read_text()
+    assert any("2 persona(s) of a are left out" in m for m in messages)
+    # one variant alone leaves none out
+    index = report.analyze(path, variants=["a"], views=["pca"], out=tmp_path / "a", progress=None)
+    assert json.loads((index.parent / "run.json").read_text())["personas_left_out"] == {}
+
+
+def test_another_tools_run_json_is_never_taken_for_pvx_s(store, tmp_path, monkeypatch):
+    """From a review: a run.json listing files, written by another tool, was taken for a pvx
+    report and --overwrite deleted the files it listed."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "mydata.csv").write_text("precious")
+    (foreign / "run.json").write_text(json.dumps({"tool": "other", "files": ["mydata.csv"]}))
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before the clash was found")
+
+    monkeypatch.setattr(report, "compute_results", never)  # refused before any computing
+    for overwrite in (False, True):
+        with pytest.raises(pvx.StoreError, match=r"run\.json exists and pvx did not write it"):
+            report.analyze(store, views=["pca"], out=foreign, overwrite=overwrite, progress=None)
+    assert (foreign / "mydata.csv").read_text() == "precious"
+    # the store as a file:// URL: --out inside it is refused as for its path
+    with pytest.raises(ValueError, match="would be inside, or contain, the store"):
+        report.analyze(f"file://{store}", views=["pca"], out=Path(store) / "r", progress=None)
+
+
 def test_a_report_of_an_earlier_pvx_is_rerun_in_place(store, tmp_path):
     """run.json gained "personas" (what the run read, not a setting): a folder written
     before it is still this run's own."""

@@ -155,6 +155,21 @@ def write_plotly_bundle(folder: Path) -> None:
         bundle.write_bytes(js)
 
 
+def _left_out_text(left_out: dict[str, list[str]]) -> str:
+    """Which variants' personas the analyses leave out (the variants join on persona ids)."""
+
+    def short(text: str) -> str:
+        return text if len(text) <= 40 else text[:39] + "\u2026"
+
+    parts = [
+        f"{len(ids)} of {short(variant)} ({', '.join(short(i) for i in ids[:5])}"
+        + (", ..." if len(ids) > 5 else "")
+        + ")"
+        for variant, ids in left_out.items()
+    ]
+    return "; ".join(parts) + ": not in every variant (all ids in run.json)"
+
+
 def write_index(
     out: Path,
     settings: dict[str, Any],
@@ -175,6 +190,11 @@ def write_index(
         (
             "personas",
             f"{n_persona}" + (" (baseline included)" if settings["include_baseline"] else ""),
+        ),
+        *(
+            [("left out", _left_out_text(settings["personas_left_out"]))]
+            if settings.get("personas_left_out")
+            else []
         ),
         ("layers", f"{len(settings['layers'])}: {settings['layers']}"),
         ("colours", ", ".join(settings["colors"]) or "none"),
