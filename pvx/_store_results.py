@@ -10,9 +10,10 @@ and :func:`open_results`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dask
@@ -55,7 +56,10 @@ def cosine_node(cos: xr.DataArray, path: str | os.PathLike) -> zarr.Array:
     lazy = {name: coord.variable for name, coord in ds.coords.items() if coord.chunks is not None}
     ds = ds.assign_coords(dict(zip(lazy, dask.compute(*lazy.values()), strict=True)))
     # the returned write of the data is left unused: cosine_writes does it
-    ds.to_zarr(path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3)
+    with _spaced_names_stored():
+        ds.to_zarr(
+            path, group="cosine", mode="w-", compute=False, consolidated=False, zarr_format=3
+        )
     return zarr.open_array(store=os.fspath(path), path="cosine/cosine_upper", mode="r+")
 
 
@@ -137,11 +141,17 @@ def save_results(
         results = trimmed
     clean = results.map_over_datasets(_storable)
     clean.attrs = dict(results.attrs)
-    with warnings.catch_warnings():
-        # Attribute names with spaces are stored as variables; _restore makes them
-        # coordinates again.
-        warnings.filterwarnings("ignore", "coordinate .* has a space in its name")
+    with _spaced_names_stored():
         clean.to_zarr(path, mode="a" if skip else "w-", consolidated=False, zarr_format=3)
+
+
+@contextlib.contextmanager
+def _spaced_names_stored() -> Iterator[None]:
+    """Attribute names with spaces are stored as variables (xarray warns); _restore makes
+    them coordinates again."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "coordinate .* has a space in its name")
+        yield
 
 
 def open_results(path: str | os.PathLike, nodes: Sequence[str] | None = None) -> xr.DataTree:

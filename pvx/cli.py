@@ -215,6 +215,9 @@ def _analyze(args: argparse.Namespace) -> None:
 
     store = args.store or default_store()
     views = [v for item in args.views for v in item.split(",") if v] if args.views else None
+    for flag, given in (("--views", args.views), ("--layers", args.layers), ("--ids", args.ids)):
+        if given is not None and not (views if flag == "--views" else "".join(given).strip(", ")):
+            raise ValueError(f"{flag} names nothing; list some (or leave {flag} out for all)")
     tree = open_store(store, **_storage_options(args.storage_option))
     with _dask_cluster(args.scheduler, args.workers):
         report.analyze(

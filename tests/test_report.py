@@ -366,6 +366,10 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--layers", "2", "--views", "pairs"], "nothing to draw"),
         (["--ids", "baseline_assistant,p1"], "left out unless asked for"),
         (["--layers", "0-2,1-2"], "lists layer(s) [1, 2] more than once"),
+        # empty lists ran everything (review)
+        (["--views", ",,"], "--views names nothing"),
+        (["--layers", ""], "--layers names nothing"),
+        (["--ids", ","], "--ids names nothing"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):

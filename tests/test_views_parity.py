@@ -171,6 +171,13 @@ def test_groups_as_a_series_by_id_and_a_category_named_missing(one):
     expected = dict(zip(ids, shown, strict=True))
     for drawn in _groups_drawn(fig, view):
         assert drawn == expected
+    for shown_fig in (fig, marked.pv.plot.pca(color="status", hover=["status"], layer=[10])):
+        hover = {
+            text.split("id: ")[1].split("<br>")[0]: text.split("status: ")[1].split("<br>")[0]
+            for trace in shown_fig.data
+            for text in trace.hovertext
+        }
+        assert hover == expected
 
 
 def test_heatmaps_agree(one):
@@ -270,6 +277,11 @@ def test_probe_views_draw_the_same_scores(one):
     assert [t.name for t in fig.data if t.fill == "toself"] == [
         a.label for a in view if isinstance(a, hv.Area)
     ]
+    # no shuffles: no band of NaN (from a review)
+    bare = pvx.attributes.probe(one, ["region"], folds=3, permutations=0).compute()
+    bare_fig, bare_view = pvx.plot.probe_lines(bare), pvx.hvplot.probe_lines(bare)
+    assert [t.name for t in bare_fig.data] == ["region (balanced accuracy)"]
+    assert not [a for a in bare_view if isinstance(a, hv.Area)]
     heat, grid = pvx.plot.probe_heatmap(result), pvx.hvplot.probe_heatmap(result)
     np.testing.assert_allclose(heat.data[0].z, result["gain"].values, rtol=1e-6)
     np.testing.assert_allclose(

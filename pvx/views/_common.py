@@ -337,13 +337,18 @@ def _hover_text(arr: xr.DataArray, fields: Sequence[Hashable], coloring: Colorin
     n = arr.sizes[_P]
     ids = _persona_ids(arr)
     names = arr["name"].values if "name" in arr.coords else [None] * n
+    values = {f: [_colors.format_value(v) for v in arr[f].values] for f in fields}
+    # "missing", unless a value is so written (as the legend's Coloring.missing_label)
+    absent = {
+        f: "missing (no value)" if "missing" in shown else "missing" for f, shown in values.items()
+    }
     rows = []
     for i in range(n):
         head = f"<b>{_esc(names[i])}</b><br>" if names[i] is not None else ""
         lines = [f"{head}id: {_esc(ids[i])}"]
         for f in fields:
-            value = _colors.format_value(arr[f].values[i])
-            lines.append(f"{_esc(f)}: {_esc(value) if value is not None else 'missing'}")
+            value = values[f][i]
+            lines.append(f"{_esc(f)}: {_esc(value) if value is not None else absent[f]}")
         rows.append("<br>".join(lines))
     base = np.asarray(rows, dtype=object)
     if coloring.kind == "none" or (coloring.title in fields and not coloring.per_layer):

@@ -388,14 +388,15 @@ def probe_chart(result: xr.Dataset, *, title: str | None) -> LineChart:
         color = _colors.QUALITATIVE[i % len(_colors.QUALITATIVE)]
         spread = 2 * np.nan_to_num(row["baseline_std"].values)
         baseline = row["baseline"].values
-        series.append(
-            Series(
-                f"{name}: shuffled labels",
-                baseline + spread,
-                _translucent(color, 0.15),
-                low=baseline - spread,
+        if not np.isnan(baseline).all():  # permutations=0: no shuffles, no band
+            series.append(
+                Series(
+                    f"{name}: shuffled labels",
+                    baseline + spread,
+                    _translucent(color, 0.15),
+                    low=baseline - spread,
+                )
             )
-        )
         metric = str(row["metric"].item()).replace("_", " ") if "metric" in row.coords else ""
         series.append(
             Series(
