@@ -235,6 +235,11 @@ def _check_shards(split: str, paths: list[Path], config_dir: Path) -> None:
 
 
 def _split_config(config: str) -> tuple[str, str]:
+    if "/" in config or "\\" in config or config in (".", ".."):
+        raise ValueError(
+            f"import_parquet(): config {config!r} is a path; give the name of a folder in the "
+            f"source (e.g. {config.replace(chr(92), '/').rstrip('/').rsplit('/', 1)[-1]!r})"
+        )
     model_dir, sep, mask = config.rpartition("__")
     if not sep or not model_dir or not mask:
         raise ValueError(

@@ -646,6 +646,17 @@ def test_parquet_split_with_a_missing_shard_is_refused(tmp_path):
     assert load(tmp_path / "s.zarr", "bio")["id"].values.tolist() == ["p1", "p2", "p3"]
 
 
+def test_parquet_config_given_as_a_path_is_refused(tmp_path):
+    """From a review: --config ../pq/gemma__mean imported, the model named '../pq/gemma'."""
+    config = tmp_path / "ds" / "m__mean"
+    config.mkdir(parents=True)
+    pq.write_table(table(["p0"], vectors(1)), config / "bio.parquet")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ValueError, match=r"config '\.\./ds/m__mean' is a path; .* 'm__mean'"):
+        import_parquet(tmp_path / "other", tmp_path / "s.zarr", config="../ds/m__mean")
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_parquet_split_folder_with_a_missing_shard_or_two_places_is_refused(tmp_path):
     """From a review: shards in a <split>/ folder skipped the check (shard 1 of 3 absent
     imported 2 of 3 without a word), and v.parquet beside v-00000-of-00001.parquet merged."""
