@@ -860,3 +860,14 @@ def test_an_ordinal_value_outside_its_order_is_drawn_last_with_a_warning():
         fig = da.pv.plot.pca(color="level")
     ticks = fig.data[0].marker.colorbar.ticktext
     assert list(ticks) == ["low", "mid", "high", "MID"]
+
+
+def test_long_categories_that_shorten_alike_keep_distinct_legend_entries():
+    """From a review: two values sharing their first 40 characters drew two legend entries
+    of one name."""
+    da = pvx.synthetic.planted_personas(n_persona=6, n_layer=1, seed=0)
+    stem = "a category name longer than the legend shows, "
+    values = np.array([stem + "first"] * 3 + [stem + "second"] * 3, dtype=object)
+    da = da.assign_coords(long=("persona", values, {"kind": "categorical"}))
+    names = [t.name for t in da.pv.plot.pca(color="long").data]
+    assert len(set(names)) == 2 and all(n.endswith(("(1)", "(2)")) for n in names)

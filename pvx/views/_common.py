@@ -5,6 +5,7 @@ Used by the Plotly views and the HoloViews views alike, so both prepare data the
 
 from __future__ import annotations
 
+import collections
 import html
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,19 @@ def _label(value: Any, limit: int = LABEL_LIMIT) -> str:
     """``_esc`` shortened with an ellipsis, for legends and ticks; hover shows it whole."""
     text = str(value)
     return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _distinct_labels(values: Sequence[Any]) -> list[str]:
+    """:func:`_label` of each value, numbered where two long values shorten alike (two
+    legend entries of one name would read, and toggle, as one)."""
+    labels = [_label(v) for v in values]
+    counts = collections.Counter(labels)
+    seen: collections.Counter[str] = collections.Counter()
+    for i, label in enumerate(labels):
+        if counts[label] > 1:
+            seen[label] += 1
+            labels[i] = f"{label} ({seen[label]})"
+    return labels
 
 
 def _category_axis(values: Sequence[Any]) -> tuple[list[str], dict[str, Any]]:
@@ -366,12 +380,11 @@ def _trace_groups(coloring: Coloring) -> list[dict[str, Any]]:
     missing = coloring.missing
     groups: list[dict[str, Any]] = []
     if coloring.kind == "categorical":
-        for code, (name, color) in enumerate(
-            zip(coloring.categories, coloring.colors, strict=True)
-        ):
+        labels = _distinct_labels(coloring.categories)
+        for code, (label, color) in enumerate(zip(labels, coloring.colors, strict=True)):
             groups.append(
                 {
-                    "name": _label(name),
+                    "name": label,
                     "member": coloring.values == code,
                     "marker": {"color": color},
                 }
