@@ -180,7 +180,7 @@ def _history(args: argparse.Namespace) -> None:
 
 def _import(args: argparse.Namespace) -> None:
     from pvx import importers
-    from pvx.store import open_store
+    from pvx.store import open_store, persona_ids
 
     if args.model is not None and not args.model.strip():
         raise ValueError("--model needs a model name (e.g. google/gemma-2-9b-it), got ''")
@@ -202,9 +202,13 @@ def _import(args: argparse.Namespace) -> None:
             skip_existing=args.skip_existing,
         )
     for item in done:
+        ids = persona_ids(
+            args.store, item.variant, model=item.model, mask_strategy=item.mask_strategy
+        )
+        baseline = " + baseline" if BASELINE_ID in ids else ""  # counted as pvx info does
         print(
             f"imported {item.model} / {item.mask_strategy} / {item.variant}: "
-            f"{item.n_persona} personas from {item.source}"
+            f"{item.n_persona - (1 if baseline else 0)} personas{baseline} from {item.source}"
         )
     print(summarize(open_store(args.store), source=str(args.store)))
 

@@ -82,18 +82,21 @@ def test_import_directory_from_the_command_line(tmp_path):
 
     variant_dir = tmp_path / "src" / "org--m" / "mean" / "bio"
     variant_dir.mkdir(parents=True)
-    acts = {pid: np.full((2, 3), i, "float32") for i, pid in enumerate(["p1", "p2"])}
+    ids = ["p1", "p2", "baseline_assistant"]
+    acts = {pid: np.full((2, 3), i, "float32") for i, pid in enumerate(ids)}
     for pid, array in acts.items():
         save_file({"activations": array}, str(variant_dir / f"{pid}.safetensors"))
     manifest = (
         '{"num_layers": 2, "hidden_size": 3, "personas": {'
-        '"p1": {"name": "One", "sample_ids": ["s1"]}, "p2": {"name": "Two", "sample_ids": []}}}'
+        '"p1": {"name": "One", "sample_ids": ["s1"]}, "p2": {"name": "Two", "sample_ids": []}, '
+        '"baseline_assistant": {}}}'
     )
     (variant_dir / "manifest.json").write_text(manifest)
     store = tmp_path / "out.zarr"
     result = run_pvx("import", "dir", str(tmp_path / "src"), str(store), "--model", "org/m")
     assert result.returncode == 0, result.stderr
-    assert "imported org/m / mean / bio: 2 personas" in result.stdout
+    # the baseline counted as pvx info counts it (review: "3 personas" beside "2 + baseline")
+    assert "imported org/m / mean / bio: 2 personas + baseline from" in result.stdout
     got = pvx.load(store, "bio").compute()
     np.testing.assert_array_equal(got.sel(id="p2").values, acts["p2"])
     assert got.sel(id="p1")["sample_ids"].item() == ("s1",)
