@@ -14,9 +14,11 @@ import pandas as pd
 import xarray as xr
 
 DIMS = ("persona", "layer", "hidden")
-# names an attribute may not take: the array's own labels and dims, and the dims pvx's
-# results put beside persona (the store's own list, pvx._store_format, refuses the same)
-OWN_LABELS = ("vectors", *DIMS, "variant", "id", "name", "sample_ids", "component", "persona_other")
+# the store's own names (an attribute so named would replace them) and the dimensions pvx's
+# results put beside ``persona`` (an attribute so named would be dropped)
+PVX_ARRAYS = ("vectors", "layer", "hidden", "persona", "variant", "id", "name", "sample_ids")
+RESULT_DIMS = ("component", "persona_other")
+OWN_LABELS = (*PVX_ARRAYS, *RESULT_DIMS)  # names an attribute may not take
 KINDS = ("numeric", "ordinal", "categorical")
 # Per-persona coordinates that are not attributes.
 PERSONA_COORDS = ("id", "name", "sample_ids")

@@ -16,7 +16,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from pvx._construct import _label, decode_sample_ids, encode_sample_ids
+from pvx._construct import (
+    PVX_ARRAYS,
+    RESULT_DIMS,
+    _label,
+    decode_sample_ids,
+    encode_sample_ids,
+)
 from pvx._construct import _missing as _is_missing
 from pvx._repository import CHECKSUM_FILE, METADATA_KEYS, StoreError
 
@@ -42,11 +48,6 @@ NAME_BYTES = 255  # ... in UTF-8, which 128 characters outside ASCII can exceed
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
-
-
-PVX_ARRAYS = ("vectors", "layer", "hidden", "persona", "variant", "id", "name", "sample_ids")
-# dimensions pvx's results put beside ``persona``: an attribute so named would be dropped
-RESULT_DIMS = ("component", "persona_other")
 
 
 RESERVED_PREFIXES = ("_", ".")

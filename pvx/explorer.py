@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -524,7 +525,7 @@ def selection_figure(data: ExplorerData, variant: str, layer: Any, ids: Sequence
 
 
 def _one_line(text: str) -> str:
-    return text.replace("\r\n", "\u21b5").replace("\n", "\u21b5").replace("\r", "\u21b5")
+    return re.sub(r"\r\n|[\r\n]", "\u21b5", text)
 
 
 def neighbours(data: ExplorerData, variant: str, layer: Any, persona: str, k: int) -> pd.DataFrame:
@@ -551,7 +552,7 @@ def neighbours_by_layer(data: ExplorerData, variant: str, persona: str, k: int) 
     for layer in data.layers:
         names = neighbours(data, variant, layer, persona, k)["name"].astype(str).values
         columns[f"layer {layer}"] = names
-    count = len(next(iter(columns.values()))) if columns else 0  # k, or every other persona
+    count = min(k, len(data.personas[variant]) - 1)  # every other persona at most
     return pd.DataFrame(columns, index=pd.RangeIndex(1, count + 1, name="rank"))
 
 

@@ -47,6 +47,7 @@ from pvx._construct import (
 from pvx._repository import (
     Location,
     StoreError,
+    _first_line,
     open_read,
     open_repository,
     run,
@@ -320,7 +321,7 @@ def history(store: str | os.PathLike, **storage_options: Any) -> pd.DataFrame:
         rows = [(s.id, s.written_at, s.message) for s in repo.ancestry(branch="main")]
     except icechunk.IcechunkError as err:
         raise StoreError(
-            f"cannot list the versions of {location.text!r} ({str(err).splitlines()[0]}); it "
+            f"cannot list the versions of {location.text!r} ({_first_line(err)}); it "
             "is damaged: restore it from a copy"
         ) from None
     return pd.DataFrame(rows, columns=["snapshot", "written_at", "message"])
