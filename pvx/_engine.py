@@ -67,7 +67,8 @@ def prepare_input(
     min_personas: int = 1,
     why: str = "",
 ) -> xr.DataArray:
-    """Validate ``da`` and select what an analysis works on (metadata only, never computes)."""
+    """Validate ``da`` and select what an analysis works on (labels only: the vectors are
+    never computed)."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"{func}() needs an xarray.DataArray, got {type(da).__name__}")
     require_dims(da, P, H, func=func)
@@ -77,9 +78,13 @@ def prepare_input(
                 f"{func}() got an array that already has a {reserved!r} dimension "
                 f"({da.dims!r}); pass the persona vectors, not an analysis result"
             )
+    if "id" in da.coords and "id" not in da.indexes and is_dask(da["id"]):
+        # labels read lazily (plain xarray with chunks=): loaded, a string per persona, so
+        # the baseline is found and repeated ids are refused as for pvx.load's arrays
+        da = da.assign_coords(id=da["id"].compute())
     if "id" in da.indexes:
         rows = [da.indexes["id"]]
-    elif "id" in da.coords and P in da["id"].dims and not is_dask(da["id"]):  # not indexed
+    elif "id" in da.coords and P in da["id"].dims:  # not indexed
         # one row of ids per variant when variants were joined without an id index
         by_row = da["id"].transpose(..., P).values
         rows = [pd.Index(row) for row in by_row.reshape(-1, by_row.shape[-1])]

@@ -199,8 +199,8 @@ def nonfinite_message(ids: Iterable[Any]) -> str:
     ids = list(ids)
     return (
         f"found non-finite values (NaN or inf) in the vectors of persona(s) {_summarise(ids)}, "
-        "which no analysis can use; drop them with da.drop_sel(id=[...]) or fix the "
-        "extraction that produced them"
+        "which no analysis can use; drop them with da.isel(persona=~da['id'].isin([...])) "
+        "or fix the extraction that produced them"
     )
 
 

@@ -112,6 +112,26 @@ def _upper_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(num / den) if den > 0 else np.nan
 
 
+def _check_same_personas(
+    x_a: xr.DataArray, x_b: xr.DataArray, a: Hashable, b: Hashable, *, func: str
+) -> None:
+    """Rows are compared by position: refuse variants whose ids (one row of ids per variant,
+    when they were stacked without an ``id`` index) differ there."""
+    if "id" not in x_a.coords or "id" in x_a.indexes:
+        return
+    ids_a, ids_b = (np.asarray(x["id"].values, dtype=object) for x in (x_a, x_b))
+    if ids_a.shape == ids_b.shape and (ids_a == ids_b).all():
+        return
+    differ = np.flatnonzero(ids_a != ids_b) if ids_a.shape == ids_b.shape else [0]
+    raise ValueError(
+        f"{func}() compares each persona with itself, but variants {a!r} and {b!r} list "
+        f"different personas at {len(differ)} position(s) (first: {ids_a.flat[differ[0]]!r} "
+        f"against {ids_b.flat[differ[0]]!r}): they were stacked without an 'id' index. "
+        "Join them on id first: xr.concat([v.set_xindex('id') for v in variants], "
+        "'variant', join='inner'), or load them together with pvx.load"
+    )
+
+
 def variant_similarity(
     da: xr.DataArray,
     a: Hashable,
@@ -181,6 +201,7 @@ def variant_similarity(
     )
     x_a = da.sel(variant=a).drop_vars("variant")
     x_b = da.sel(variant=b).drop_vars("variant")
+    _check_same_personas(x_a, x_b, a, b, func=func)
     # The cosines as cosine() makes them, lazily for every variant: the tasks are shared
     # with the other analyses of ``da`` in one dask.compute, and only the two variants'
     # chunks run (this also checks finiteness). Eager input multiplies just the two.

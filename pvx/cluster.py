@@ -111,8 +111,11 @@ def _mean_unit_vectors(da: xr.DataArray) -> xr.DataArray:
     """Each persona's mean over layers of its centered unit vectors (lazy, float64)."""
     x = da.astype(np.float64)
     centered = x - x.mean(P)
-    norm = np.sqrt((centered**2).sum(H))
-    return (centered / norm.where(norm > 0)).fillna(0.0).mean("layer")
+    sq = (centered**2).sum(H)
+    # zero rows as cosine() finds them: against the raw rows' largest squared norm, so a
+    # persona at the mean (up to rounding) stays at zero instead of becoming noise of length 1
+    zero = sq <= _engine.ZERO_TOL * (x**2).sum(H).max(P)
+    return (centered / np.sqrt(sq).where(~zero)).fillna(0.0).mean("layer")
 
 
 def _finite_check(g: np.ndarray, sumsq: np.ndarray, *, ids: tuple[Any, ...]) -> np.ndarray:

@@ -113,14 +113,16 @@ def _cross_kernel(
 ) -> np.ndarray:
     _engine._check_finite(g_aa, ids_a)
     _engine._check_finite(g_bb, ids_b)
+    # the raw rows' largest squared norms, as cosine() measures zero rows against them
+    scales = [np.diagonal(g, axis1=-2, axis2=-1).max(axis=-1, keepdims=True) for g in (g_aa, g_bb)]
     if center:  # each side by its own mean: Ca Cbᵀ = Ha Gab Hb
         g_ab, g_aa, g_bb = (_engine._double_center(g) for g in (g_ab, g_aa, g_bb))
     norms = []
-    for g in (g_aa, g_bb):
+    for g, scale in zip((g_aa, g_bb), scales, strict=True):
         sq = np.diagonal(g, axis1=-2, axis2=-1)
-        zero = sq <= _engine.ZERO_TOL * np.abs(sq).max(axis=-1, keepdims=True)
+        zero = sq <= _engine.ZERO_TOL * scale
         norms.append(np.where(zero, np.inf, np.sqrt(np.where(zero, 1.0, sq))))
-    return g_ab / norms[0][..., :, None] / norms[1][..., None, :]
+    return g_ab / norms[0][..., :, None] / norms[1][..., None, :] + 0.0  # a zero row: 0, not -0
 
 
 def _anonymous(gram: xr.DataArray, name: str) -> xr.DataArray:

@@ -219,3 +219,16 @@ def test_matching_groups_of_layers_again_equals_matching_all_layers_at_once():
     xr.testing.assert_identical(joined, whole)
     # matched: consecutive layers agree on most personas
     assert ((whole[1:].values == whole[:-1].values).mean(axis=1) >= 0.75).all()
+
+
+def test_kmeans_across_layers_keeps_a_persona_at_the_mean_at_zero(backend):
+    # a persona at the mean under a large offset: its centred rows are rounding noise, which
+    # cosine() treats as zero; scaled to unit length they would place it at random
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 2, 16)) + 1000.0
+    x[-1] = x[:-1].mean(axis=0)
+    da = pvx.persona_vectors(x.astype(np.float32), ids=[f"p{i}" for i in range(12)])
+    means = cluster._mean_unit_vectors(to_backend(da, backend)).compute()
+    np.testing.assert_array_equal(means.sel(id="p11").values, 0.0)
+    expected = np.mean([prepared(s)[:-1] for s in layer_slices(da)], axis=0)
+    np.testing.assert_allclose(means.values[:-1], expected, atol=1e-9)

@@ -409,3 +409,42 @@ def test_an_attribute_ending_in_other_is_kept_not_replaced():
     assert scores["race_other"].values.tolist() == ["Tamil", "Lao", "Hmong", "Lao"]
     with pytest.raises(ValueError, match=r"\['id_other'\] clash"):
         similarity.cosine(da.assign_coords(id_other=("persona", list("wxyz"))))
+
+
+def test_variants_stacked_without_an_id_index_in_different_orders_are_refused():
+    # one row of ids per variant: pairing rows by position would compare different personas
+    x = np.random.default_rng(1).standard_normal((6, 2, 8)).astype("f4")
+    a = pvx.persona_vectors(x, ids=[f"p{i}" for i in range(6)], variant="a")
+    b = a.isel(persona=[5, 4, 3, 2, 1, 0]).assign_coords(variant="b")
+    variants = [a.drop_indexes("id"), b.drop_indexes("id")]
+    stacked = xr.concat(variants, "variant", coords="different", compat="equals")
+    assert stacked["id"].dims == ("variant", "persona")
+    with pytest.raises(ValueError, match=r"'a' and 'b' list different personas at 6 position"):
+        similarity.variant_similarity(stacked, "a", "b")
+    # the fix the message names, and the same order without an index, both pair by id
+    joined = xr.concat([v.set_xindex("id") for v in variants], "variant", join="inner")
+    same = xr.concat([variants[0], variants[0].assign_coords(variant="b")], "variant")
+    for fixed in (joined, same):
+        np.testing.assert_allclose(similarity.variant_similarity(fixed, "a", "b")["raw"], 1.0)
+
+
+def test_cosine_against_other_finds_zero_rows_as_cosine_does():
+    # a persona at the mean of the others, up to float32 rounding of a large shared offset:
+    # zero against the raw rows' norms, so cosine 0 with everyone, as cosine(da) gives
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 1, 16)) + 1000.0
+    x[-1] = x[:-1].mean(axis=0)
+    da = pvx.persona_vectors(x.astype(np.float32), ids=[f"p{i}" for i in range(10)])
+    alone, against = similarity.cosine(da, layer=0), similarity.cosine(da, da, layer=0)
+    np.testing.assert_array_equal(against.sel(id="p9").values, 0.0)
+    assert not np.signbit(against.sel(id="p9").values).any()
+    np.testing.assert_allclose(against.values, alone.values, atol=1e-12)
+
+
+def test_the_fix_named_for_nonfinite_vectors_works():
+    da = pvx.synthetic.planted_personas(n_persona=8, seed=0)
+    da[2, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"\['p2'\].*da\.isel\(persona=~da\['id'\]\.isin\("):
+        similarity.cosine(da)
+    kept = da.isel(persona=~da["id"].isin(["p2"]))  # as the message says
+    assert np.isfinite(similarity.cosine(kept).values).all()

@@ -979,3 +979,25 @@ def test_nul_in_labels_of_a_hand_made_array_is_refused_on_writing(store):
     odd = xr.Variable("persona", np.array(["x\x00", "y"], dtype=object), {"kind": "categorical"})
     with pytest.raises(ValueError, match="NUL"):
         pvx.write_variant(store, da.assign_coords(c=odd))
+
+
+def test_labels_read_lazily_by_plain_xarray_still_leave_out_the_baseline(store):
+    # xarray with chunks= reads the id coordinate as a dask array without an index: the
+    # analyses load those labels, so the baseline is left out and repeated ids refused
+    import icechunk
+
+    pvx.write_variant(store, vectors_for([*ids_of(5), pvx.BASELINE_ID]))
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    tree = xr.open_datatree(
+        repo.readonly_session("main").store, engine="zarr", consolidated=False, chunks={}
+    )
+    node = next(n for n in tree.subtree if "vectors" in n.data_vars)
+    vectors = node.dataset["vectors"]
+    assert isinstance(vectors["id"].data, dask.array.Array) and "id" not in vectors.indexes
+    sim = vectors.pv.cosine(layer=LAYERS[0])
+    expected = pvx.load(store, "biography").pv.cosine(layer=LAYERS[0])
+    assert sim["id"].values.tolist() == ids_of(5)
+    np.testing.assert_allclose(sim.values, expected.values, atol=1e-12)
+    twice = xr.concat([vectors, vectors], "persona")
+    with pytest.raises(ValueError, match=r"persona id\(s\) \['p0'"):
+        twice.pv.cosine(layer=LAYERS[0])
