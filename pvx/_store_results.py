@@ -208,8 +208,9 @@ def _quantised(cos: np.ndarray) -> np.ndarray:
 
 def _dequantised(steps: np.ndarray, out: np.ndarray) -> np.ndarray:
     for index in np.ndindex(*steps.shape[:-1]):
-        values = steps[index].astype(np.float32) * np.float32(COSINE_SCALE)
-        out[index] = np.where(steps[index] == COSINE_FILL, np.float32(np.nan), values)
+        # into out directly: no float32 temporaries (tens of MB a layer at 5,000 personas)
+        np.multiply(steps[index], np.float32(COSINE_SCALE), out=out[index], dtype=np.float32)
+        out[index][steps[index] == COSINE_FILL] = np.nan
     return out
 
 

@@ -211,3 +211,14 @@ def test_condensed_distances_are_scipys_condensed_form_of_the_distances():
     square = _engine._distance_kernel(gram)
     np.testing.assert_allclose(got, scipy.spatial.distance.squareform(square, checks=False))
     assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 600])
+def test_packed_triangles_unpack_to_the_same_symmetric_matrices(n):
+    # sizes around the tiles the lower triangle is copied in
+    rng = np.random.default_rng(n)
+    square = rng.standard_normal((2, 3, n, n)).astype(np.float32)
+    square += square.swapaxes(-1, -2)
+    packed = _engine.pack_upper(square)
+    assert packed.shape == (2, 3, n * (n + 1) // 2)
+    np.testing.assert_array_equal(_engine.unpack_upper(packed, n), square)
