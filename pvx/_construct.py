@@ -275,18 +275,26 @@ def _layer_numbers(layers: Any) -> np.ndarray:
 
 
 def _by_persona(values: Any, ids: np.ndarray, what: str) -> Any:
-    """``values`` in persona order. A pandas Series is read as pandas reads it: by its index,
-    so one whose labels are the persona ids is reordered to ``ids`` (ids "0".."n-1" match
-    the default index by label, as pandas would); otherwise one with the default index
+    """``values`` in persona order. A pandas Series is read by its index: one whose labels
+    are the persona ids is reordered to ``ids``; otherwise one with the default index
     (0..n-1, a table's column in persona order) is taken in order; any other index is an
-    error (read by position, it would attach values to the wrong personas)."""
+    error (read by position, it would attach values to the wrong personas). The default
+    index is ambiguous when the ids are "0".."n-1" in another order: an error too."""
     if not isinstance(values, pd.Series):
         return values
     index = values.index
     labels = [str(i) for i in index]
+    default = isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(len(values)))
     if len(set(labels)) == len(labels) == len(ids) and set(labels) == set(ids.tolist()):
-        return values.set_axis(labels).reindex(ids.tolist()).to_numpy()  # ids "0".."n-1" too
-    if isinstance(index, pd.RangeIndex) and index.equals(pd.RangeIndex(len(values))):
+        if default and labels != ids.tolist():
+            raise ValueError(
+                f"{what} is a pandas Series with the default index 0..{len(ids) - 1}, and the "
+                "persona ids are the same numbers in another order: it could list the values "
+                "in persona order or by id. Say which: values.to_numpy() for persona order, "
+                "or values.set_axis(values.index.astype(str)) for by id"
+            )
+        return values.set_axis(labels).reindex(ids.tolist()).to_numpy()
+    if default:
         return values.to_numpy()
     known = set(ids.tolist())
     strangers = [i for i in labels if i not in known][:3]

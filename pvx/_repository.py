@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import fcntl
 import hashlib
 import json
@@ -187,6 +188,8 @@ class CheckedStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
         metadata = key.rsplit("/", 1)[-1] in METADATA_KEYS
         try:
             value = await self._store.get(key, prototype, byte_range)
+        except StoreError:
+            raise  # said already (a writer's check of what it builds on)
         except Exception as err:
             raise StoreError(
                 f"{self._where!r}: reading {_describe(key)} failed ({_first_line(err)}); "
@@ -243,22 +246,63 @@ def _metadata_sum(raw: bytes) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _checked_sum(raw: bytes) -> str | None:
+    """:func:`_metadata_sum`, or None for a document that is not JSON (damaged)."""
+    try:
+        return _metadata_sum(raw)
+    except ValueError:
+        return None
+
+
 class _NotingStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
     """A writable session's store that notes the metadata documents zarr writes or
-    deletes; anything else (e.g. ``.session``) is the session store's."""
+    deletes; anything else (e.g. ``.session``) is the session store's.
 
-    def __init__(self, store: zarr.abc.store.Store) -> None:
+    With ``expected`` (the sums its version's commit recorded), each metadata document read
+    from that version is checked against them, as readers check it: a writer that built on
+    a damaged document would commit it again under a fresh sum, and readers would take it
+    for sound from then on."""
+
+    def __init__(
+        self,
+        store: zarr.abc.store.Store,
+        expected: Mapping[str, str] | None = None,
+        where: str = "",
+        snapshot: str = "",
+    ) -> None:
         super().__init__(store)
         self.written: dict[str, str] = {}
         self.deleted: list[str] = []  # keys and prefixes, in order
+        self.expected, self.where, self.snapshot = expected, where, snapshot
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def _with_store(self, store: zarr.abc.store.Store) -> _NotingStore:
-        copy = type(self)(store)  # e.g. zarr's read-only view: notes go to the same record
+        # e.g. zarr's read-only view: notes go to the same record, reads are checked alike
+        copy = type(self)(store, self.expected, self.where, self.snapshot)
         copy.written, copy.deleted = self.written, self.deleted
         return copy
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        value = await self._store.get(key, prototype, byte_range)
+        if (
+            value is not None
+            and byte_range is None
+            and key.rsplit("/", 1)[-1] == "zarr.json"
+            and key not in self.written
+            and not any(key == gone or key.startswith(gone) for gone in self.deleted)
+        ):
+            found = _checked_sum(value.to_bytes())  # None: not JSON, whatever was recorded
+            if found is not None and (self.expected is None or self.expected.get(key) == found):
+                return value
+            raise StoreError(
+                f"{self.where!r}: the metadata of version {self.snapshot} fails its checksum "
+                f"({key!r}: a damaged snapshot file); nothing was written. The store is "
+                "damaged: restore it from a copy, or read an earlier version "
+                "(pvx.store.history)"
+            )
+        return value
 
     def _note(self, key: str, value: Any) -> None:
         if key.rsplit("/", 1)[-1] == "zarr.json":
@@ -322,8 +366,21 @@ def metadata_sums(store: zarr.abc.store.Store) -> dict[str, str]:
 
 
 def _recorded_sums(repo: icechunk.Repository, snapshot: str) -> dict[str, str] | None:
-    sums = repo.lookup_snapshot(snapshot).metadata.get(METADATA_SUMS)
-    return dict(sums) if isinstance(sums, dict) else None
+    """The sums the commit of ``snapshot`` recorded; None for a version written before pvx
+    recorded them. A record whose name or value is damaged is an error: taken for an older
+    version's, it would leave the version unchecked and bless its metadata anew."""
+    metadata = repo.lookup_snapshot(snapshot).metadata
+    sums = metadata.get(METADATA_SUMS)
+    if isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values()):
+        return dict(sums)
+    if METADATA_SUMS in metadata or difflib.get_close_matches(
+        METADATA_SUMS, [str(key) for key in metadata], cutoff=0.8
+    ):
+        raise StoreError(
+            f"the record of version {snapshot}'s metadata checksums is damaged; the store is "
+            "damaged: restore it from a copy, or read an earlier version (pvx.store.history)"
+        )
+    return None
 
 
 def _commit(
@@ -488,6 +545,12 @@ def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repo
             return _OPENED[key]
     try:
         if not icechunk.Repository.exists(storage):
+            if refs is not None:  # an Icechunk layout without its branch: not a missing store
+                raise StoreError(
+                    f"the repository at {location.text!r} has no branch {BRANCH!r} (its "
+                    f"refs/branch.{BRANCH}/ref.json is missing); it is damaged: restore it "
+                    "from a copy"
+                )
             return None
         repo = icechunk.Repository.open(storage)
     except icechunk.IcechunkError as err:
@@ -662,8 +725,15 @@ def transact(
         repo = repo or open_repository(location, reuse=True)
         assert repo is not None
         for attempt in range(COMMIT_ATTEMPTS):
-            session = repo.writable_session(BRANCH)
-            noting = _NotingStore(session.store)
+            try:
+                session = repo.writable_session(BRANCH)
+                recorded = _recorded_sums(repo, session.snapshot_id)
+            except icechunk.IcechunkError as err:
+                raise StoreError(
+                    f"cannot write to {location.text!r}: its latest version cannot be read "
+                    f"({_first_line(err)}); it is damaged: restore it from a copy"
+                ) from None
+            noting = _NotingStore(session.store, recorded, location.text, session.snapshot_id)
             message = change(noting)
             try:
                 return _commit(repo, session, noting, message)

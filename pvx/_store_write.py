@@ -309,9 +309,17 @@ def _conform(da: xr.DataArray, stored: _Stored, *, func: str, notes: list[str]) 
                 if kind == "ordinal"
                 else stored.spellings.get(str(key), {})
             )
-            if older:  # the stored spelling of a whole number ("3.0"), not another class
+            given = [v for v in da[key].values if isinstance(v, str) and v in older]
+            if given:  # the stored spelling of a whole number ("3.0"), not another class
                 values = [older.get(v, v) if isinstance(v, str) else v for v in da[key].values]
                 da = da.assign_coords({key: da[key].copy(data=np.array(values, dtype=object))})
+                rewritten = {v: older[v] for v in sorted(set(given))}
+                notes.append(
+                    f"{func}(): values of attribute {key!r} were written as the variant "
+                    f"spells them ({rewritten!r}: earlier pvx spelled whole-number floats and "
+                    "dates so), to stay one class; if they are other values, set them with "
+                    "pvx.set_attribute(...)"
+                )
             unknown_values = (
                 sorted(
                     {_label(v) for v in da[key].values if not _missing(v)}

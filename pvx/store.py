@@ -39,7 +39,6 @@ import zarr.storage
 
 from pvx import _store_write
 from pvx._construct import (
-    _missing,
     attribute_names,
     attribute_variable,
     validate_vectors,
@@ -669,20 +668,29 @@ def set_attribute(
     tree = open_store(store, **storage_options)
     mask_node = _mask_node(tree, model, mask_strategy)
     model_name, mask = mask_node.parent.attrs["model"], str(mask_node.name)
-    targets = list(mask_node.children) if variants is None else list(variants)
     emptied = 0  # personas whose value this replacement drops (not in ``values``)
-    for target in targets:
-        ds = _variant_node(tree, target, model_name, mask).ds
-        if name in ds.variables:
-            old = zip(ds["id"].values, ds[name].values, strict=True)
-            emptied += sum(str(i) not in values and not _missing(v) for i, v in old)
 
     def change(session_store: zarr.abc.store.Store) -> str:
+        # what is replaced is read here, under the writer's lock: a persona or variant
+        # another writer added meanwhile is counted (and given the attribute) too
+        nonlocal emptied
         root = zarr.open_group(session_store, mode="r+")
+        catalog = root.attrs["pvx"]
+        targets = (
+            list(variants) if variants is not None else _variants_of(catalog, model_name, mask)
+        )
+        emptied = 0
         known: set[str] = set()
         planned = []
         for target in targets:
-            group = root[_variant_path(root.attrs["pvx"], store, model_name, mask, target)]
+            group = root[_variant_path(catalog, store, model_name, mask, target)]
+            if name in group:
+                old = group[name][:]
+                kept = ~np.isnan(old) if old.dtype.kind == "f" else old != ""
+                stored_ids = group["id"][:]
+                emptied += sum(
+                    bool(k) and str(i) not in values for i, k in zip(stored_ids, kept, strict=True)
+                )
             twins = [] if name in group else case_twins([name], taken=list(group.array_keys()))
             if twins:
                 raise ValueError(
@@ -722,6 +730,16 @@ def set_attribute(
             stacklevel=2,
         )
     return snapshot
+
+
+def _variants_of(catalog: Mapping[str, Any], model: str, mask: str) -> list[str]:
+    """The variants of one model/mask in a store's catalog (its root's ``pvx`` attrs)."""
+    found = []
+    for path in catalog["variants"]:
+        model_dir, stored_mask, variant = path.split("/")
+        if stored_mask == mask and catalog["models"].get(model_dir) == model:
+            found.append(variant)
+    return found
 
 
 def migrate(old: str | os.PathLike, new: str | os.PathLike) -> list[str]:

@@ -232,11 +232,17 @@ def test_pandas_series_are_matched_to_personas_by_id():
         ValueError, match=r"attribute 'age' is a pandas Series whose index holds \['b'\]"
     ):
         pvx.persona_vectors(data, ids=["c", "a", "x"], attributes={"age": table["age"]})
-    # ids "0".."n-1": the default index matches them by label, as pandas aligns
-    made = pvx.persona_vectors(
-        data, ids=["2", "0", "1"], attributes={"age": pd.Series([0, 10, 20])}
-    )
+    # ids "0".."n-1" in another order: the default index could mean either, so it is refused
+    with pytest.raises(ValueError, match=r"default index 0\.\.2, and the persona ids are the"):
+        pvx.persona_vectors(data, ids=["2", "0", "1"], attributes={"age": pd.Series([0, 10, 20])})
+    by_id = pd.Series([0, 10, 20]).set_axis(["0", "1", "2"])  # the fixes the message names
+    made = pvx.persona_vectors(data, ids=["2", "0", "1"], attributes={"age": by_id})
     assert made["age"].values.tolist() == [20, 0, 10]
+    in_order = pd.Series([0, 10, 20]).to_numpy()
+    made = pvx.persona_vectors(data, ids=["2", "0", "1"], attributes={"age": in_order})
+    assert made["age"].values.tolist() == [0, 10, 20]
+    made = pvx.persona_vectors(data, ids=["0", "1", "2"], attributes={"age": pd.Series([0, 1, 2])})
+    assert made["age"].values.tolist() == [0, 1, 2]  # in order: both readings agree
     with pytest.raises(ValueError, match="does not list each of the 3 persona ids once"):
         pvx.persona_vectors(data, ids=["c", "a", "b"], names=table["name"].iloc[[0, 0, 1]])
 
@@ -292,7 +298,12 @@ def test_appends_keep_the_older_spelling_of_whole_numbers(store):
             kinds={"grade": "categorical", "tag": "categorical"},
             orders={"level": [1, 2, 3]},
         )
-        pvx.append_personas(store, more)
+        # said, since a value given as the text "1" is rewritten too (from a review)
+        with pytest.warns(UserWarning) as record:
+            pvx.append_personas(store, more)
+        said = " ".join(str(w.message) for w in record)
+        assert "attribute 'grade' were written as the variant spells them ({'1': '1.0'}" in said
+        assert "attribute 'level' were written" in said and "'tag'" not in said
     loaded = pvx.load(store, "biography")
     assert loaded["grade"].values.tolist()[3:] == ["1.0", "3", "1.0", "3"]
     assert loaded["level"].values.tolist()[3:] == ["1.0", "3.0", "1.0", "3.0"]
@@ -322,7 +333,8 @@ def test_appends_keep_the_older_spelling_of_dates(store):
         },
         kinds={"joined": "categorical", "seen": "categorical"},
     )
-    pvx.append_personas(store, more)
+    with pytest.warns(UserWarning, match=r"attribute 'joined' .*'2020-01-01': '2020-01-01 00"):
+        pvx.append_personas(store, more)
     loaded = pvx.load(store, "biography")
     assert loaded["joined"].values.tolist()[3:] == [
         "2020-01-01 00:00:00",
@@ -1001,3 +1013,21 @@ def test_labels_read_lazily_by_plain_xarray_still_leave_out_the_baseline(store):
     twice = xr.concat([vectors, vectors], "persona")
     with pytest.raises(ValueError, match=r"persona id\(s\) \['p0'"):
         twice.pv.cosine(layer=LAYERS[0])
+
+
+def test_set_attribute_counts_what_it_replaces_under_the_writers_lock(store, monkeypatch):
+    # a persona another writer appends (with a value) between the call and its commit loses
+    # that value too: it is counted in the warning, and the variant read then is the one
+    # written (from a review)
+    pvx.write_variant(store, vectors_for(["a", "b"], attributes={"mood": ["calm", "calm"]}))
+    real, waiting = pvx.store.transact, [vectors_for(["c"], attributes={"mood": ["angry"]})]
+
+    def another_writer_first(*args, **kwargs):
+        if waiting:
+            pvx.append_personas(store, waiting.pop())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pvx.store, "transact", another_writer_first)
+    with pytest.warns(UserWarning, match=r"1 persona value\(s\) of 'mood' were replaced"):
+        pvx.set_attribute(store, "mood", {"a": "happy", "b": "sad"})
+    assert pvx.load(store, "biography")["mood"].values.tolist()[:2] == ["happy", "sad"]

@@ -497,6 +497,73 @@ def test_metadata_that_differs_from_its_commits_sums_is_damage(store):
     # the version before still reads, and is what it was
     earlier = pvx.store.history(store)["snapshot"].iloc[1]
     xr.testing.assert_identical(pvx.load(store, "v", version=earlier).compute(), before)
+    # writers that read the damaged document refuse too: committing it again would record
+    # a fresh sum for it, and readers would take the damage for sound (from a review)
+    files = digest(store)
+    for write in (
+        lambda: pvx.append_personas(store, vectors([7])),
+        lambda: pvx.set_attribute(store, "mood", {"p2": "calm"}),
+    ):
+        with pytest.raises(pvx.StoreError, match=r"mood/zarr.json': a damaged"):
+            write()
+    assert digest(store) == files
+
+
+def test_writers_refuse_to_build_on_damaged_metadata(store):
+    # an append rewrites the vectors' metadata (its shape): built on a damaged document, it
+    # would commit the damage under a fresh sum, which readers then take for sound
+    pvx.append_personas(store, vectors([5]))  # this process's appends know the variant
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    recorded = repo.lookup_snapshot(repo.lookup_branch("main")).metadata
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, path="org--m/mean/v")["vectors"].attrs["coordinates"] = "id"
+    session.commit("damage", metadata=recorded)
+    pvx._store_write.APPEND_STATES.clear()  # as a new process finds the store
+    files = digest(store)
+    with pytest.raises(pvx.StoreError, match=r"vectors/zarr.json': a damaged.*nothing was"):
+        pvx.append_personas(store, vectors([7]))
+    assert digest(store) == files
+    with pytest.raises(pvx.StoreError, match=r"vectors/zarr.json': a damaged"):
+        pvx.load(store, "v")
+
+
+def test_a_damaged_record_of_the_checksums_is_damage(store):
+    # a flipped bit in the record's name would otherwise read as a version written before
+    # pvx recorded sums: unchecked by readers, its metadata blessed anew by the next writer
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    recorded = dict(repo.lookup_snapshot(repo.lookup_branch("main")).metadata)
+    sums = recorded.pop(pvx._repository.METADATA_SUMS)
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, path="org--m/mean/v").attrs["damage"] = 1
+    session.commit("damage", metadata={**recorded, "pvx_metaata_tsha256": sums})
+    files = digest(store)
+    with pytest.raises(pvx.StoreError, match="metadata checksums is damaged"):
+        pvx.load(store, "v")
+    with pytest.raises(pvx.StoreError, match="metadata checksums is damaged"):
+        pvx.append_personas(store, vectors([7]))
+    assert digest(store) == files
+
+
+def test_a_repository_without_its_branch_is_damaged_not_missing(store):
+    ref = store / "refs" / "branch.main" / "ref.json"
+    kept = ref.read_bytes()
+    ref.unlink()
+    for call in (
+        lambda: pvx.load(store, "v"),
+        lambda: pvx.append_personas(store, vectors([7])),
+        lambda: pvx.write_variant(store, vectors([7], variant="x")),
+    ):
+        # (a writer that opened the repository before: Icechunk's "ref not found")
+        with pytest.raises(pvx.StoreError, match=r"(has no branch 'main'|ref not found).*damag"):
+            call()
+    # a branch naming a version that is not there
+    ref.write_bytes(kept.replace(kept.split(b'"')[3], b"0" * 20))
+    for call in (
+        lambda: pvx.append_personas(store, vectors([7])),
+        lambda: pvx.write_variant(store, vectors([7], variant="x")),
+    ):
+        with pytest.raises(pvx.StoreError, match=r"latest version cannot be read .*damaged"):
+            call()
 
 
 @pytest.mark.parametrize("damage", ["delete", "flip"])
