@@ -545,7 +545,8 @@ def open_repository(location: Location, *, reuse: bool = False) -> icechunk.Repo
             return _OPENED[key]
     try:
         if not icechunk.Repository.exists(storage):
-            if refs is not None:  # an Icechunk layout without its branch: not a missing store
+            if refs is not None and (location.path / "snapshots").is_dir():
+                # an Icechunk repository's layout without its branch: not a missing store
                 raise StoreError(
                     f"the repository at {location.text!r} has no branch {BRANCH!r} (its "
                     f"refs/branch.{BRANCH}/ref.json is missing); it is damaged: restore it "
