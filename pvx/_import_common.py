@@ -3,9 +3,10 @@ names, clashes with the store and the writing pass (see :mod:`pvx.importers`).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -130,7 +131,7 @@ def _write_plans(
     counts = _write_variants(
         store,
         [((p.model, p.mask_strategy, p.variant), _named_reader(p, func)) for p in todo],
-        message=f"{func} of {len(todo)} variant(s) from {todo[0].source}",
+        message=f"{func} of {len(todo)} variant(s) from {_common_source(todo)}",
         skip_existing=skip_existing,
         func=func,
         **storage_options,
@@ -152,3 +153,15 @@ def _named_reader(plan: _Plan, func: str) -> Callable[[], xr.DataArray]:
             raise ValueError(f"{func}(): {err} (from {plan.source!r})") from None
 
     return read
+
+
+def _common_source(plans: Sequence[Any]) -> str:
+    """The folder every plan's source is in (the history names what was read); URLs, or
+    sources with nothing in common, as the first and a count."""
+    sources = [str(plan.source) for plan in plans]
+    if len(sources) > 1 and not any("://" in s for s in sources):
+        with contextlib.suppress(ValueError):  # relative beside absolute paths
+            common = os.path.commonpath(sources)
+            if common not in ("", os.sep):
+                return common
+    return sources[0] if len(sources) == 1 else f"{sources[0]} and {len(sources) - 1} more"

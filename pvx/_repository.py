@@ -689,7 +689,13 @@ def _open_group(
                 f"{location.text!r}: its root zarr.json is missing, though {CHECKSUM_FILE} "
                 "lists it; the store is damaged: publish it again"
             ) from None
-        raise StoreError(f"no pvx store at {location.text!r} (no Zarr group found)") from None
+        hint = (
+            "; over HTTP pvx reads published stores: `pvx publish` the repository and serve "
+            "that folder"
+            if location.scheme in ("http", "https")
+            else ""
+        )
+        raise StoreError(f"no pvx store at {location.text!r} (no Zarr group found){hint}") from None
     except (OSError, ValueError) as err:
         raise StoreError(f"cannot read store {location.text!r}: {_first_line(err)}") from None
 

@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--model", help="model name (a store holding several)")
     exp.add_argument("--mask-strategy", help="mask strategy (a store holding several)")
     exp.add_argument("--variant", action="append", help="variant to load (repeatable)")
-    exp.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    exp.add_argument("--port", type=_port, default=0, help="port (default: any free one)")
     exp.add_argument(
         "--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine)"
     )
@@ -438,6 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.set_defaults(func=_compact)
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535, 0: any free)")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> int:

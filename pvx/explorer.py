@@ -989,6 +989,10 @@ def _this_host_only(hosts: list[str]) -> Any:
     return ThisHostOnly()
 
 
+# how long serve() waits for the data before it starts the server anyway
+SOURCE_CHECK_SECONDS = 1.0
+
+
 def serve(
     source: Any,
     *,
@@ -1011,9 +1015,15 @@ def serve(
 
     import panel as pn
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port {port!r} is not a port number; give 1-65535, or 0 for any free one")
     names = _names_of(address)
     with ThreadPoolExecutor(1) as pool:
         loading = pool.submit(_load_and_warm, source, **load_options)
+        # a source that is not there (a wrong path, variant or model) fails within moments:
+        # said before an address is offered; a slow load goes on while the server starts
+        with contextlib.suppress(TimeoutError):
+            loading.result(timeout=SOURCE_CHECK_SECONDS)
         if not port:
             with socket.socket() as probe:
                 probe.bind((address, 0))

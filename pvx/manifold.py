@@ -288,8 +288,13 @@ def _chained_blocks(arrays: list[Any], first: Any, kwargs: dict) -> Any:
 
 
 def _umap_worker_start(parent: int) -> None:
+    import signal
+
     from threadpoolctl import threadpool_limits
 
+    # Ctrl+C reaches the terminal's whole process group: the parent stops the run (and its
+    # workers end with it, below); here it would only print a traceback per worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with(parent)
     threadpool_limits(1)  # one core per worker: the pool has one worker per core
     prepare_umap()

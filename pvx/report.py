@@ -157,6 +157,8 @@ def analyze(
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
+    if "://" in str(out):  # a Path would make "http:/host/..." of it, a local folder
+        raise ValueError(f"--out {str(out)!r} is a URL; the report is written to a local folder")
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"--clusters needs at least 1 cluster, got {n_clusters}")
     probe_counts = (

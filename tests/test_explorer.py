@@ -159,7 +159,14 @@ def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
     from_store = explorer.load_source(store, variants=["biography"])
     assert from_store.variants == ["biography"] and from_store.methods == list(explorer.METHODS)
     assert main(["explore", str(tmp_path / "none")]) == 1
-    assert "no report folder or store" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "no report folder or store" in said.err
+    assert "serving at" not in said.out  # no address offered for a source that is not there
+    with pytest.raises(SystemExit):
+        main(["explore", str(report_dir), "--port", "99999"])
+    assert "'99999' is not a port number" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is not a port number"):
+        explorer.serve(report_dir, port=-5)
     assert main(["explore", str(report_dir), "--variant", "biography"]) == 1
     assert "drop --variants" in capsys.readouterr().err
     layout = pvx.explore(report_dir)

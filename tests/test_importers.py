@@ -188,6 +188,9 @@ def test_directory_whole_tree_mixed_dtypes_and_models(tmp_path):
     np.testing.assert_array_equal(
         load(store, "templated", model="other").sel(id="p0").values, other["p0"]
     )
+    # the history names the folder all four came from, not the first variant's (review)
+    message = pvx.store.history(store)["message"].iloc[0]
+    assert message == f"import_directory of 4 variant(s) from {root}"
 
 
 def test_directory_model_override_and_layers(tmp_path):

@@ -149,3 +149,11 @@ def test_analyses_over_http_equal_local(tmp_path, served):
     local = pvx.load(tmp_path / "s.zarr", ["biography", "templated"]).compute()
     for func in (pvx.cosine, pvx.pca, pvx.explained_variance):
         xr.testing.assert_allclose(func(remote).compute(), func(local))
+
+
+def test_a_repository_served_over_http_is_pointed_to_publish(tmp_path, served):
+    # an Icechunk repository is not a Zarr hierarchy a plain HTTP server can offer
+    base, _ = served
+    make_store(tmp_path / "s.zarr")
+    with pytest.raises(pvx.StoreError, match=r"no Zarr group found\); over HTTP .*pvx publish"):
+        pvx.load(f"{base}/s.zarr.repo", "biography")

@@ -370,6 +370,8 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--views", ",,"], "--views names nothing"),
         (["--layers", ""], "--layers names nothing"),
         (["--ids", ","], "--ids names nothing"),
+        # a Path made "http:/host/out" of it, a local folder (review)
+        (["--out", "http://127.0.0.1:9/out"], "is a URL; the report is written to a local"),
     ],
 )
 def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
