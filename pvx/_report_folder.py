@@ -119,11 +119,12 @@ def check_out(
     if not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; pick a folder")
     previous = manifest(out)
-    # every run writes these: a user's file of one of these names is refused now, not after
-    # the computation (replace_report refuses the other pages' names then)
+    # every run writes these, and a page per view it may draw: a user's file of one of these
+    # names is refused now, not after the computation (replace_report checks again then)
     ours = set(previous["files"]) | {RUN_FILE} if previous else set()
     swapping = _present(out / JOURNAL)  # a run killed while moving its report in: finished first
-    for name in () if swapping else ALWAYS_WRITTEN:
+    pages = tuple(f"{view}.html" for view in settings.get("views", ()))
+    for name in () if swapping else (*ALWAYS_WRITTEN, *pages):
         if name not in ours and _present(out / name):
             raise StoreError(
                 f"{out / name} exists and pvx did not write it; move it or pick another --out"

@@ -1100,3 +1100,18 @@ def test_aligned_umap_of_variants_with_different_persona_sets(tmp_path):
         got = saved.sel(variant=variant).transpose(*alone.dims)
         np.testing.assert_array_equal(got["id"].values, alone["id"].values)
         np.testing.assert_allclose(got.values, alone.values, rtol=1e-6)
+
+
+def test_a_users_file_named_like_a_page_is_refused_before_computing(store, tmp_path, monkeypatch):
+    # from a newcomer's review: refused only after the whole computation
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "pca.html").write_text("my own page")
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before the clash was found")
+
+    monkeypatch.setattr(report, "compute_results", never)
+    with pytest.raises(pvx.StoreError, match=r"pca\.html exists and pvx did not write it"):
+        report.analyze(store, views=["scree", "pca"], out=mine, progress=None)
+    assert (mine / "pca.html").read_text() == "my own page"
