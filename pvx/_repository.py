@@ -619,6 +619,12 @@ def _read_checksums(location: Location) -> dict[str, str] | None:
             fs, root = fsspec.core.url_to_fs(location.text, **location.storage_options)
             target = f"{root.rstrip('/')}/{CHECKSUM_FILE}"
             raw = fs.cat_file(target) if fs.exists(target) else None
+    except TypeError as err:  # fsspec's file systems take their options as keywords
+        options = sorted(location.storage_options)
+        raise StoreError(
+            f"{location.text!r}: the storage options {options} were refused "
+            f"({_first_line(err)}); check their names (--storage-option KEY=VALUE)"
+        ) from None
     except Exception as err:
         raise StoreError(
             f"{location.text!r}: reading {CHECKSUM_FILE} failed ({_first_line(err)}); retry"

@@ -157,3 +157,10 @@ def test_a_repository_served_over_http_is_pointed_to_publish(tmp_path, served):
     make_store(tmp_path / "s.zarr")
     with pytest.raises(pvx.StoreError, match=r"no Zarr group found\); over HTTP .*pvx publish"):
         pvx.load(f"{base}/s.zarr.repo", "biography")
+
+
+def test_storage_options_the_file_system_refuses_are_named(tmp_path, served):
+    base, _ = served
+    make_store(tmp_path / "s.zarr")
+    with pytest.raises(pvx.StoreError, match=r"storage options \['bogus_key'\] were refused"):
+        pvx.load(f"{base}/s.zarr", "biography", bogus_key=1)
