@@ -689,7 +689,12 @@ class Explorer:
                 colour=self.colour.value,
                 highlight=self.persona,
             )
-            self.status.object = ""
+            components = self.data.projection(self.variant.value, layer, method).shape[1]
+            self.status.object = (
+                _esc(f"{METHODS[method]} has {components} components here: drawn in 2-D")
+                if self.dims.value == "3-D" and components < 3
+                else ""
+            )
         except Exception as err:  # shown, not raised: the app keeps running
             self.status.object = _esc(f"cannot draw {METHODS[method]} at layer {layer}: {err}")
         finally:

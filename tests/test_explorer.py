@@ -141,6 +141,11 @@ def test_from_vectors_computed_on_first_use(backend):
     assert data.projection(data.variants[0], 1, "isomap").shape == (24, 2)
     # probes only when asked (a button in the Attributes tab), then kept
     app = explorer.Explorer(data)
+    # 3-D where a projection has three components; else said (from a review: nothing was)
+    app.dims.value = "3-D"
+    assert app.plot.object["data"][0]["type"] == "scatter3d" and app.status.object == ""
+    app.method.value = "isomap"
+    assert "Isomap has 2 components here: drawn in 2-D" in app.status.object
     tabs = app.layout()[1][1]
     assert tabs._names[-1] == "Attributes" and data.probes() is None
     probes = data.compute_probes()
