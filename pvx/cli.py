@@ -184,13 +184,14 @@ def _import(args: argparse.Namespace) -> None:
 
     if args.model is not None and not args.model.strip():
         raise ValueError("--model needs a model name (e.g. google/gemma-2-9b-it), got ''")
+    options = _storage_options(args.storage_option)  # the store's (e.g. s3:// credentials)
     if args.format == "dir":
         parquet_only = [f for f in ("config", "num_layers") if getattr(args, f) is not None]
         if parquet_only:
             flags = ", ".join("--" + f.replace("_", "-") for f in parquet_only)
             raise ValueError(f"{flags}: for 'pvx import parquet' only; a directory has neither")
         done = importers.import_directory(
-            args.source, args.store, model=args.model, skip_existing=args.skip_existing
+            args.source, args.store, model=args.model, skip_existing=args.skip_existing, **options
         )
     else:
         done = importers.import_parquet(
@@ -200,17 +201,17 @@ def _import(args: argparse.Namespace) -> None:
             model=args.model,
             num_layers=args.num_layers,
             skip_existing=args.skip_existing,
+            **options,
         )
+    tree = open_store(args.store, **options)
     for item in done:
-        ids = persona_ids(
-            args.store, item.variant, model=item.model, mask_strategy=item.mask_strategy
-        )
+        ids = persona_ids(tree, item.variant, model=item.model, mask_strategy=item.mask_strategy)
         baseline = " + baseline" if BASELINE_ID in ids else ""  # counted as pvx info does
         print(
             f"imported {item.model} / {item.mask_strategy} / {item.variant}: "
             f"{item.n_persona - (1 if baseline else 0)} personas{baseline} from {item.source}"
         )
-    print(summarize(open_store(args.store), source=str(args.store)))
+    print(summarize(tree, source=str(args.store)))
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--skip-existing", action="store_true", help="leave variants the store already has"
     )
+    imp.add_argument("--storage-option", action="append", help=STORAGE_HELP)
     imp.set_defaults(func=_import)
     pub = commands.add_parser(
         "publish", help="write one version as a plain, read-only Zarr store (for HTTP, the Hub)"

@@ -208,3 +208,20 @@ def test_migrate_of_a_current_store_says_so(tmp_path, capsys):
     )
     assert main(["migrate", str(store), str(tmp_path / "new.zarr")]) == 1
     assert "is a current pvx store already" in capsys.readouterr().err
+
+
+def test_import_passes_storage_options_to_the_store(tmp_path, monkeypatch, capsys):
+    # for a store on object storage (credentials, endpoints); it had no such flag (review)
+    from pvx import importers
+
+    seen = {}
+
+    def import_directory(source, store, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr(importers, "import_directory", import_directory)
+    args = ["import", "dir", str(tmp_path), "s3://bucket/s.zarr", "--storage-option", "anon=true"]
+    assert main([*args, "--storage-option", "endpoint_url=http://127.0.0.1:9"]) == 1
+    assert "stopped here" in capsys.readouterr().err
+    assert seen["anon"] is True and seen["endpoint_url"] == "http://127.0.0.1:9"
