@@ -374,7 +374,8 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--out", "http://127.0.0.1:9/out"], "is a URL; the report is written to a local"),
     ],
 )
-def test_cli_errors_are_one_line(store, tmp_path, capsys, args, message):
+def test_cli_errors_are_one_line(store, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # a relative --out taken wrongly (a URL) lands here, if at all
     assert main(["analyze", str(store), "--out", str(tmp_path / "o"), *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pvx analyze: error:") and message in err
