@@ -47,6 +47,14 @@ P, Q, H = "persona", "persona_other", "hidden"
 # treated as zero (it equals the mean up to float64 rounding of the offset).
 ZERO_TOL = 1e-12
 
+
+def zero_rows(sq: Any, scale: Any) -> Any:
+    """Rows whose (centred) squared norm ``sq`` is rounding noise against ``scale``, the raw
+    rows' largest squared norm: they stay zero instead of being scaled to unit length. Every
+    analysis that normalises rows asks this, so they agree on which rows are zero."""
+    return sq <= ZERO_TOL * scale
+
+
 # Upper bound on persona blocks per layer in the blockwise Gram pass (_coarsen_persona_blocks).
 MAX_PERSONA_BLOCKS = 8
 
@@ -491,7 +499,7 @@ def _prepare_kernel(
         k = g if in_place or not normalize else g.copy()
     if normalize:
         sq = np.diagonal(k, axis1=-2, axis2=-1)
-        zero = sq <= ZERO_TOL * scale  # zero rows stay zero instead of amplifying rounding
+        zero = zero_rows(sq, scale)
         norm = np.sqrt(np.where(zero, 1.0, sq))
         k /= norm[..., :, None]
         k /= norm[..., None, :]

@@ -123,7 +123,7 @@ def check_out(
     # names is refused now, not after the computation (replace_report checks again then)
     ours = set(previous["files"]) | {RUN_FILE} if previous else set()
     swapping = _present(out / JOURNAL)  # a run killed while moving its report in: finished first
-    pages = tuple(f"{view}.html" for view in settings.get("views", ()))
+    pages = tuple(f"{view}.html" for view in settings["views"])
     for name in () if swapping else (*ALWAYS_WRITTEN, *pages):
         if name not in ours and _present(out / name):
             raise StoreError(

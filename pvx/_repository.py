@@ -246,6 +246,15 @@ def _metadata_sum(raw: bytes) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _damaged_metadata(where: str, snapshot: str, keys: list[str], *, writing: bool) -> StoreError:
+    done = " nothing was written;" if writing else ""
+    return StoreError(
+        f"{where!r}: the metadata of version {snapshot} fails its checksum "
+        f"({', '.join(map(repr, keys[:3]))}: a damaged snapshot file);{done} the store is "
+        "damaged: restore it from a copy, or read an earlier version (pvx.store.history)"
+    )
+
+
 def _checked_sum(raw: bytes) -> str | None:
     """:func:`_metadata_sum`, or None for a document that is not JSON (damaged)."""
     try:
@@ -296,12 +305,7 @@ class _NotingStore(zarr.storage.WrapperStore):  # type: ignore[type-arg]
             found = _checked_sum(value.to_bytes())  # None: not JSON, whatever was recorded
             if found is not None and (self.expected is None or self.expected.get(key) == found):
                 return value
-            raise StoreError(
-                f"{self.where!r}: the metadata of version {self.snapshot} fails its checksum "
-                f"({key!r}: a damaged snapshot file); nothing was written. The store is "
-                "damaged: restore it from a copy, or read an earlier version "
-                "(pvx.store.history)"
-            )
+            raise _damaged_metadata(self.where, self.snapshot, [key], writing=True)
         return value
 
     def _note(self, key: str, value: Any) -> None:
@@ -386,9 +390,10 @@ def _recorded_sums(repo: icechunk.Repository, snapshot: str) -> dict[str, str] |
 def _commit(
     repo: icechunk.Repository | None, session: icechunk.Session, noting: _NotingStore, message: str
 ) -> str:
-    """Commit with the metadata sums: the parent version's (made once for a version written
-    before pvx recorded them) updated by what this session wrote."""
-    before = {} if repo is None else _recorded_sums(repo, session.snapshot_id)
+    """Commit with the metadata sums: the parent version's (``noting.expected``, as recorded;
+    made once for a version written before pvx recorded them) updated by what this session
+    wrote."""
+    before = {} if repo is None else noting.expected
     if before is None:
         before = metadata_sums(repo.readonly_session(snapshot_id=session.snapshot_id).store)
     return str(session.commit(message, metadata={METADATA_SUMS: noting.sums(before)}))
@@ -411,11 +416,7 @@ def _check_metadata(repo: icechunk.Repository, session: icechunk.Session, where:
     if found != recorded:
         assert found is not None and recorded is not None
         wrong = sorted(k for k in found.keys() | recorded.keys() if found.get(k) != recorded.get(k))
-        raise StoreError(
-            f"{where!r}: the metadata of version {session.snapshot_id} fails its checksum "
-            f"({', '.join(map(repr, wrong[:3]))}: a damaged snapshot file); the store is "
-            "damaged: restore it from a copy, or read an earlier version (pvx.store.history)"
-        )
+        raise _damaged_metadata(where, session.snapshot_id, wrong, writing=False)
 
 
 def _chunk_sums(sums: Mapping[str, str] | None) -> dict[str, int]:

@@ -120,13 +120,13 @@ def _check_same_personas(
     if "id" not in x_a.coords or "id" in x_a.indexes:
         return
     ids_a, ids_b = (np.asarray(x["id"].values, dtype=object) for x in (x_a, x_b))
-    if ids_a.shape == ids_b.shape and (ids_a == ids_b).all():
+    differ = np.flatnonzero(ids_a != ids_b)  # rows of one stacked array: one length
+    if not len(differ):
         return
-    differ = np.flatnonzero(ids_a != ids_b) if ids_a.shape == ids_b.shape else [0]
     raise ValueError(
         f"{func}() compares each persona with itself, but variants {a!r} and {b!r} list "
-        f"different personas at {len(differ)} position(s) (first: {ids_a.flat[differ[0]]!r} "
-        f"against {ids_b.flat[differ[0]]!r}): they were stacked without an 'id' index. "
+        f"different personas at {len(differ)} position(s) (first: {ids_a[differ[0]]!r} "
+        f"against {ids_b[differ[0]]!r}): they were stacked without an 'id' index. "
         "Join them on id first: xr.concat([v.set_xindex('id') for v in variants], "
         "'variant', join='inner'), or load them together with pvx.load"
     )

@@ -112,9 +112,7 @@ def _mean_unit_vectors(da: xr.DataArray) -> xr.DataArray:
     x = da.astype(np.float64)
     centered = x - x.mean(P)
     sq = (centered**2).sum(H)
-    # zero rows as cosine() finds them: against the raw rows' largest squared norm, so a
-    # persona at the mean (up to rounding) stays at zero instead of becoming noise of length 1
-    zero = sq <= _engine.ZERO_TOL * (x**2).sum(H).max(P)
+    zero = _engine.zero_rows(sq, (x**2).sum(H).max(P))  # as cosine() finds them
     return (centered / np.sqrt(sq).where(~zero)).fillna(0.0).mean("layer")
 
 

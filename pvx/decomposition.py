@@ -43,7 +43,7 @@ def _loading_weights(
     if normalize:
         sq = centered_sq
         scale = raw_sq.max(axis=-1, keepdims=True)
-        zero = sq <= _engine.ZERO_TOL * scale
+        zero = _engine.zero_rows(sq, scale)
         inv = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, sq)))
         weights = weights * inv[..., :, None]
     # centered again in both cases: scores from a float64-centered Gram keep a trace of the

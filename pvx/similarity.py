@@ -120,7 +120,7 @@ def _cross_kernel(
     norms = []
     for g, scale in zip((g_aa, g_bb), scales, strict=True):
         sq = np.diagonal(g, axis1=-2, axis2=-1)
-        zero = sq <= _engine.ZERO_TOL * scale
+        zero = _engine.zero_rows(sq, scale)
         norms.append(np.where(zero, np.inf, np.sqrt(np.where(zero, 1.0, sq))))
     return g_ab / norms[0][..., :, None] / norms[1][..., None, :] + 0.0  # a zero row: 0, not -0
 
