@@ -229,12 +229,12 @@ def _analyze(args: argparse.Namespace) -> None:
             tree,
             model=args.model,
             mask_strategy=args.mask_strategy,
-            variants=args.variant,
+            variants=_variant_list(args.variant, tree),
             layers=_int_list(args.layers),
             ids=[i for item in args.ids for i in item.split(",")] if args.ids else None,
             include_baseline=args.include_baseline,
             views=views or report.DEFAULT_VIEWS,
-            colors=args.color or (),
+            colors=_attribute_list(args.color, tree) or (),
             n_clusters=args.clusters,
             attributes=_attribute_list(args.attributes, tree),
             folds=args.folds,
@@ -245,37 +245,53 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _attribute_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
-    """``--attributes`` values: comma-separated names, but a value that is a whole attribute
-    name of the store (as ``"city, state"``) is that one name."""
-    if not items:
-        return None
+    """``--attributes`` and ``--color`` values: names of the store's persona attributes."""
     known = {
         str(key)
         for node in tree.subtree
         if "vectors" in node.data_vars
         for key in attribute_names(node.to_dataset())
     }
+    return _name_list(items, known)
+
+
+def _variant_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
+    """``--variant`` values: names of the store's variants."""
+    known = {str(node.name) for node in tree.subtree if "vectors" in node.data_vars}
+    return _name_list(items, known)
+
+
+def _name_list(items: list[str] | None, known: set[str]) -> list[str] | None:
+    """Comma-separated names, repeatable; a value that is a whole name of ``known`` (as
+    ``"city, state"``) is that one name."""
+    if not items:
+        return None
     split = ([item] if item in known else [a.strip() for a in item.split(",")] for item in items)
     return [name for names in split for name in names if name]
 
 
 def _explore(args: argparse.Namespace) -> None:
     from pvx import explorer
+    from pvx.store import open_store
 
     source = args.source or default_store()
     if not str(source).startswith(("http://", "https://")) and not os.path.exists(source):
         raise ValueError(f"no report folder or store at {source!r}")
-    options = {"model": args.model, "mask_strategy": args.mask_strategy, "variants": args.variant}
-    loaded = {k: v for k, v in options.items() if v}
-    if not str(source).startswith(("http://", "https://")) and os.path.isdir(
+    is_report = not str(source).startswith(("http://", "https://")) and os.path.isdir(
         os.path.join(source, "results.zarr")
-    ):
-        if loaded:
+    )
+    if is_report:
+        given = [flag for flag in ("model", "mask_strategy", "variant") if getattr(args, flag)]
+        if given:
             raise ValueError(
                 f"{source} is a report: its model, mask and variants are fixed; "
-                f"drop {', '.join('--' + k.replace('_', '-') for k in loaded)}"
+                f"drop {', '.join('--' + k.replace('_', '-') for k in given)}"
             )
         loaded = {}
+    else:
+        variants = _variant_list(args.variant, open_store(source)) if args.variant else None
+        options = {"model": args.model, "mask_strategy": args.mask_strategy, "variants": variants}
+        loaded = {k: v for k, v in options.items() if v}
     explorer.serve(source, port=args.port, address=args.address, show=args.show, **loaded)
 
 
@@ -352,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--variant",
         action="append",
-        help="variant to analyse (repeat to compare several; default: all)",
+        help="variants to analyse, comma-separated or repeated (default: all)",
     )
     run.add_argument(
         "--layers", help="layer labels, e.g. 0,3,5-6, analysed in depth order (default: all)"
@@ -365,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated views: attributes, pca, umap, isomap, similarity, pairs, scree, "
         "dendrogram, variants, kmeans (default: all but isomap and kmeans)",
     )
-    run.add_argument("--color", action="append", help="persona attribute to colour by (repeatable)")
+    run.add_argument(
+        "--color",
+        action="append",
+        help="persona attributes to colour by, comma-separated or repeated (default: up to 3)",
+    )
     run.add_argument("--clusters", type=int, help="k-means clusters (kmeans view, --color cluster)")
     run.add_argument(
         "--attributes",
@@ -392,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--model", help="model name (a store holding several)")
     exp.add_argument("--mask-strategy", help="mask strategy (a store holding several)")
-    exp.add_argument("--variant", action="append", help="variant to load (repeatable)")
+    exp.add_argument(
+        "--variant", action="append", help="variants to load, comma-separated or repeated"
+    )
     exp.add_argument("--port", type=_port, default=0, help="port (default: any free one)")
     exp.add_argument(
         "--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine)"

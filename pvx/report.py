@@ -77,6 +77,30 @@ DEFAULT_VIEWS = (
     "dendrogram",
     "variants",
 )
+# The fewest personas each view's analysis takes (its min_personas); with fewer, the main
+# job leaves the page out and says why rather than failing the whole report.
+VIEW_MIN_PERSONAS = {
+    "pca": 2,
+    "scree": 2,
+    "kmeans": 2,
+    "similarity": 2,
+    "pairs": 3,
+    "dendrogram": 2,
+    "umap": 3,
+    "isomap": 3,
+    "variants": 3,
+}
+VIEW_NEEDS = {
+    "pca": "PCA centers over personas",
+    "scree": "PCA centers over personas",
+    "kmeans": "k-means clusters principal components",
+    "similarity": "the centered cosine subtracts the mean persona",
+    "pairs": "the band of all pairs' similarity needs several pairs",
+    "dendrogram": "a merge joins two personas",
+    "umap": "UMAP embeds each persona among its neighbours",
+    "isomap": "Isomap embeds each persona among its neighbours",
+    "variants": "correlating two cosine matrices takes 3 pairs",
+}
 
 
 def _pvx_version() -> str:
@@ -242,6 +266,16 @@ def analyze(
         # every pair's change would be 0, and the "most-changing" pairs the first by position
         views.remove("pairs")
         say("no pairs page: it shows how pairs change across layers and there is one layer")
+    n_personas = da.sizes["persona"]
+    for view in [v for v in views if n_personas < VIEW_MIN_PERSONAS.get(v, 0)]:
+        views.remove(view)
+        least, why = VIEW_MIN_PERSONAS[view], VIEW_NEEDS[view]
+        say(f"no {view} page: {why}, which needs {least} or more personas; there are {n_personas}")
+    if not views and n_personas < 2:
+        raise ValueError(
+            f"nothing to draw: every view compares personas and the selection has {n_personas}; "
+            "select 2 or more (--ids)"
+        )
     if not views:
         raise ValueError(
             "nothing to draw: no view can be made of this selection (see above); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -196,6 +197,28 @@ def test_info_lists_attributes_of_every_variant_and_attributes_with_commas(tmp_p
     )
     assert main(["analyze", str(store), "--views", "pca", "--attributes", "x"]) == 1
     assert "--attributes names the attributes to probe" in capsys.readouterr().err
+
+
+def test_variants_and_colours_take_comma_separated_lists(tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    n = 12
+    x = np.random.default_rng(0).normal(size=(n, 2, 4)).astype("float32")
+    for variant in ("A", "B", "C"):
+        pvx.write_variant(
+            store,
+            pvx.persona_vectors(
+                x, ids=[f"p{i}" for i in range(n)], model="m", mask_strategy="mean", variant=variant
+            ),
+        )
+    for name in ("kind", "size", "city, state"):
+        pvx.set_attribute(store, name, {f"p{i}": f"c{i % 2}" for i in range(n)})
+    out = tmp_path / "r"
+    args = ["analyze", str(store), "--views", "pca", "--out", str(out)]
+    colours = ["--color", "kind,size", "--color", "city, state"]
+    assert main([*args, "--variant", "A,C", *colours]) == 0, capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["variants"] == ["A", "C"]
+    assert run["colors"] == ["kind", "size", "city, state"]
 
 
 def test_migrate_of_a_current_store_says_so(tmp_path, capsys):

@@ -173,7 +173,7 @@ def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="is not a port number"):
         explorer.serve(report_dir, port=-5)
     assert main(["explore", str(report_dir), "--variant", "biography"]) == 1
-    assert "drop --variants" in capsys.readouterr().err
+    assert "drop --variant" in capsys.readouterr().err
     layout = pvx.explore(report_dir)
     assert "Row" in type(layout).__name__
 

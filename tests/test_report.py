@@ -495,6 +495,37 @@ def test_layers_and_ids_are_selected(store, tmp_path):
     np.testing.assert_allclose(evr.sum("component"), 1.0)
 
 
+def test_views_needing_more_personas_are_left_out_and_said(store, tmp_path):
+    """Two personas: the default job draws what two personas allow instead of failing on
+    UMAP (3 or more); one persona is a clear error naming --ids."""
+    messages: list[str] = []
+    index = report.analyze(store, ids=["p0", "p1"], out=tmp_path / "two", progress=messages.append)
+    said = "\n".join(messages)
+    assert "no umap page: " in said and "needs 3 or more personas; there are 2" in said
+    assert "no variants page: " in said and "no pairs page: " in said
+    pages = {p.stem for p in index.parent.glob("*.html")} - {"index"}
+    assert pages == {"pca", "similarity", "scree", "dendrogram"}
+    with pytest.raises(ValueError, match=r"selection has 1; select 2 or more \(--ids\)"):
+        report.analyze(store, ids=["p0"], out=tmp_path / "one", progress=None)
+    assert not (tmp_path / "one").exists()
+
+
+def test_every_view_runs_at_its_fewest_personas(store, tmp_path):
+    """report.VIEW_MIN_PERSONAS is each analysis's own minimum: at it the view is drawn."""
+    for least in sorted(set(report.VIEW_MIN_PERSONAS.values())):
+        views = [v for v, n in report.VIEW_MIN_PERSONAS.items() if n == least]
+        index = report.analyze(
+            store,
+            views=views,
+            ids=[f"p{i}" for i in range(least)],
+            layers=[0, 1],
+            out=tmp_path / str(least),
+            progress=None,
+            n_clusters=2,
+        )
+        assert {p.stem for p in index.parent.glob("*.html")} == {"index", *views}
+
+
 def test_umap_runs_in_worker_processes_with_the_same_result(store, tmp_path, monkeypatch):
     """On the local scheduler UMAP's fits (which hold the GIL) go to worker processes."""
     messages: list[str] = []
