@@ -322,7 +322,7 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # bfloat16 has float32's exponent range: float32 products of its values overflow or vanish
 # at extreme scales, so the fast path takes only finite values of largest magnitude within
 # 2^-40..2^40 (float32 bit patterns of |x|; products then stay far inside float32's range).
-_BF16_SCALE = (np.float32(2.0**-40).view(np.uint32), np.float32(2.0**40).view(np.uint32))
+_BF16_SCALE = (2.0**-40, 2.0**40)
 
 
 def _sixteen_bit(a: np.ndarray) -> bool:
@@ -337,10 +337,11 @@ def _sixteen_bit(a: np.ndarray) -> bool:
     rows = a.reshape(-1, a.shape[-1])  # the first row decides most arrays at once
     if np.bitwise_and(np.ascontiguousarray(rows[0]).view(np.uint32), 0xFFFF).any():
         return False
-    magnitude = np.bitwise_and(np.ascontiguousarray(rows).view(np.uint32), 0x7FFFFFFF)
-    if not _BF16_SCALE[0] <= magnitude.max() <= _BF16_SCALE[1]:
+    # reductions, no temporaries: the bits of every value OR-ed, the extremes (NaN if any)
+    if np.bitwise_or.reduce(np.ascontiguousarray(rows).view(np.uint32), axis=None) & 0xFFFF:
         return False
-    return not np.bitwise_and(magnitude, 0xFFFF).any()
+    largest = max(float(rows.max()), -float(rows.min()))  # NaN fails both tests below
+    return bool(_BF16_SCALE[0] <= largest <= _BF16_SCALE[1])
 
 
 def _reference_row(y: np.ndarray, dtype: np.dtype) -> np.ndarray:

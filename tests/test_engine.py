@@ -80,6 +80,31 @@ def test_bfloat16_values_at_extreme_scales_take_the_float64_path(scale):
     np.testing.assert_allclose(_engine._gram_kernel(x, x), exact, rtol=1e-13)
 
 
+@pytest.mark.parametrize(
+    "damage, sixteen_bit",
+    [
+        (None, True),
+        ("nan", False),
+        ("inf", False),
+        ("-inf", False),
+        ("low bits of a later row", False),
+        ("all zeros", False),
+        ("one huge value", False),
+    ],
+)
+def test_which_float32_values_take_the_16_bit_path(damage, sixteen_bit):
+    x = as_bfloat16_in_float32(np.random.default_rng(5).standard_normal((8, 64)))
+    if damage == "all zeros":
+        x[:] = 0.0
+    elif damage == "low bits of a later row":
+        x[5, 3] = np.nextafter(x[5, 3], np.float32(np.inf))
+    elif damage == "one huge value":
+        x[6, 1] = as_bfloat16_in_float32(np.float32(2.0**41))
+    elif damage is not None:
+        x[7, 2] = float(damage)
+    assert _engine._sixteen_bit(x) is sixteen_bit
+
+
 def test_the_16_bit_path_is_chosen_per_layer():
     """Layers decide for themselves: numpy input and dask chunks of any layer grouping give
     the same Grams."""
