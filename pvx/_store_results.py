@@ -143,6 +143,11 @@ def save_results(
     clean.attrs = dict(results.attrs)
     with _spaced_names_stored():
         clean.to_zarr(path, mode="a" if skip else "w-", consolidated=False, zarr_format=3)
+    with warnings.catch_warnings():
+        # Zarr says consolidated metadata is not in the v3 spec yet; xarray readers look for
+        # it first and warn (RuntimeWarning) when a store has none
+        warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+        zarr.consolidate_metadata(path)
 
 
 @contextlib.contextmanager
