@@ -379,8 +379,8 @@ def _vectors(
     else:  # flat: list<float> of layers * hidden values
         if num_layers is None:
             raise ValueError(
-                f"{where}: vector is a flat list ({array.type}); pass num_layers= to recover "
-                "its (layers, hidden) shape"
+                f"{where}: vector is a flat list ({array.type}); pass num_layers= "
+                "(pvx import: --num-layers) to recover its (layers, hidden) shape"
             )
         total = int(lengths[0]) if n else 0
         if (lengths != total).any() or total % num_layers:

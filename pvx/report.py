@@ -212,17 +212,23 @@ def analyze(
             "choose with --mask-strategy"
         )
     names = list(variants) if variants else _all_variants(tree, model, mask_strategy)
-    da = load(
-        tree,
-        names,
-        model=model,
-        mask_strategy=mask_strategy,
-        ids=ids,
-        # in depth order, whatever order they were listed in: the slider and the aligned
-        # UMAP's chain go from each layer to the next deeper one
-        layers=sorted(layers) if layers is not None else None,
-        include_baseline=include_baseline,
-    )
+    try:
+        da = load(
+            tree,
+            names,
+            model=model,
+            mask_strategy=mask_strategy,
+            ids=ids,
+            # in depth order, whatever order they were listed in: the slider and the aligned
+            # UMAP's chain go from each layer to the next deeper one
+            layers=sorted(layers) if layers is not None else None,
+            include_baseline=include_baseline,
+        )
+    except KeyError as err:  # named as analyze's caller wrote them, not load()'s
+        message = str(err.args[0]) if err.args else ""
+        if not message.startswith("load() got unknown layer"):
+            raise
+        raise KeyError(message.replace("load() got", "layers (--layers) name", 1)) from None
     if da.sizes["persona"] == 0:  # variants join on persona ids
         raise ValueError(
             f"the variants {names} share no persona id; analyse them one at a time (--variant NAME)"
