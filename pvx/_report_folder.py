@@ -44,7 +44,7 @@ FOUND_KEYS = (
     "attributes_skipped",
 )
 # found from the data when not given: compared as the run's "asked" record says they were
-FOUND_UNLESS_ASKED = ("variants", "layers", "colors", "n_clusters", "attributes")
+FOUND_UNLESS_ASKED = ("variants", "layers", "colors", "n_clusters", "attributes", "views")
 
 
 @contextlib.contextmanager
@@ -138,6 +138,9 @@ def check_out(
     legacy = isinstance(kept, str) and "://" not in kept and not Path(kept).is_absolute()
     # a run.json from before pvx recorded what was asked: compared by what its run found
     recorded_asked = "asked" in previous
+    if recorded_asked and isinstance(previous["asked"], dict):
+        # recorded before the views asked were: those it drew (the same, unless it left one out)
+        previous["asked"].setdefault("views", previous.get("views"))
     asked = _asked(settings, keep_version=legacy, by_asked=recorded_asked)
     previous = _asked(previous, keep_version=legacy, by_asked=recorded_asked)
     if not overwrite and previous != asked:

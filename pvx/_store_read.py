@@ -206,8 +206,22 @@ def _select(
         # the rule of every analysis's layer= (same errors); the dim is kept until the
         # variants are joined, then dropped for one label (see load)
         wanted = [layers] if np.ndim(layers) == 0 else list(layers)  # type: ignore[arg-type]
-        da = select_layers(da, wanted, func="load")
+        try:
+            da = select_layers(da, wanted, func="load")
+        except KeyError as err:  # which variant lacks them (others may have them)
+            message = str(err.args[0]).replace("the array has", f"variant {variant!r} has", 1)
+            raise KeyError(message) from None
     return da
+
+
+def require_shared(da: xr.DataArray, names: list[str]) -> None:
+    """Refuse variants ``names`` that :func:`load` joined into nothing: they share no
+    persona id or no layer label (an inner join on both)."""
+    for dim, what in (("persona", "persona id"), ("layer", "layer")):
+        if dim in da.dims and da.sizes[dim] == 0:
+            raise ValueError(
+                f"the variants {names} share no {what}; analyse them one at a time (--variant NAME)"
+            )
 
 
 def _take(da: xr.DataArray, positions: np.ndarray) -> xr.DataArray:

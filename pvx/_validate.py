@@ -79,7 +79,7 @@ def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.D
     unknown = [w for w in wanted if w not in available]
     if unknown:
         raise KeyError(
-            f"{func}() got unknown layer label(s) {unknown!r}; the array has layers "
+            f"{func}() got unknown layer label(s) {_summarise(unknown)}; the array has layers "
             f"{_summarise(available.tolist())}. Layer labels are the model's real layer "
             "numbers: pick from those"
         )

@@ -219,10 +219,11 @@ def _analyze(args: argparse.Namespace) -> None:
     from pvx.store import open_store
 
     store = args.store or default_store()
-    views = [v for item in args.views for v in item.split(",") if v] if args.views else None
-    for flag, given in (("--views", args.views), ("--layers", args.layers), ("--ids", args.ids)):
-        if given is not None and not (views if flag == "--views" else "".join(given).strip(", ")):
-            raise ValueError(f"{flag} names nothing; list some (or leave {flag} out for all)")
+    views = _name_list(args.views, set(report.VIEWS), "--views")
+    if args.layers is not None and not args.layers.strip(", "):
+        raise ValueError("--layers names nothing; list some (or leave --layers out for all)")
+    if not args.out.strip():
+        raise ValueError("--out names nothing; name a folder (default: pvx-report)")
     tree = open_store(store, **_storage_options(args.storage_option))
     with _dask_cluster(args.scheduler, args.workers):
         report.analyze(
@@ -231,12 +232,12 @@ def _analyze(args: argparse.Namespace) -> None:
             mask_strategy=args.mask_strategy,
             variants=_variant_list(args.variant, tree),
             layers=_int_list(args.layers),
-            ids=[i for item in args.ids for i in item.split(",")] if args.ids else None,
+            ids=_id_list(args.ids, tree),
             include_baseline=args.include_baseline,
             views=views or report.DEFAULT_VIEWS,
-            colors=_attribute_list(args.color, tree) or (),
+            colors=_attribute_list(args.color, tree, "--color") or (),
             n_clusters=args.clusters,
-            attributes=_attribute_list(args.attributes, tree),
+            attributes=_attribute_list(args.attributes, tree, "--attributes"),
             folds=args.folds,
             permutations=args.permutations,
             out=args.out,
@@ -244,30 +245,44 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
-def _attribute_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
+def _attribute_list(items: list[str] | None, tree: xr.DataTree, flag: str) -> list[str] | None:
     """``--attributes`` and ``--color`` values: names of the store's persona attributes."""
     known = {
-        str(key)
-        for node in tree.subtree
-        if "vectors" in node.data_vars
-        for key in attribute_names(node.to_dataset())
+        str(key) for node in _variant_nodes(tree) for key in attribute_names(node.to_dataset())
     }
-    return _name_list(items, known)
+    return _name_list(items, known, flag)
 
 
 def _variant_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
     """``--variant`` values: names of the store's variants."""
-    known = {str(node.name) for node in tree.subtree if "vectors" in node.data_vars}
-    return _name_list(items, known)
+    return _name_list(items, {str(node.name) for node in _variant_nodes(tree)}, "--variant")
 
 
-def _name_list(items: list[str] | None, known: set[str]) -> list[str] | None:
-    """Comma-separated names, repeatable; a value that is a whole name of ``known`` (as
-    ``"city, state"``) is that one name."""
-    if not items:
+def _id_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
+    """``--ids`` values: persona ids (read only if one could hold a comma or spaces)."""
+    odd = items is not None and any("," in item or item != item.strip() for item in items)
+    known = {str(i) for node in _variant_nodes(tree) for i in node["id"].values} if odd else set()
+    return _name_list(items, known, "--ids")
+
+
+def _variant_nodes(tree: xr.DataTree) -> list[xr.DataTree]:
+    return [node for node in tree.subtree if "vectors" in node.data_vars]
+
+
+def _name_list(items: list[str] | None, known: set[str], flag: str) -> list[str] | None:
+    """Comma-separated names, repeatable, spaces around each dropped; a value that is a
+    whole name of ``known`` (as ``"city, state"``) is that one name. None when ``flag`` was
+    not given; an error when it names nothing, or a name twice."""
+    if items is None:
         return None
     split = ([item] if item in known else [a.strip() for a in item.split(",")] for item in items)
-    return [name for names in split for name in names if name]
+    names = [name for names in split for name in names if name]
+    if not names:
+        raise ValueError(f"{flag} names nothing; list some (or leave {flag} out)")
+    repeated = sorted(name for name, n in collections.Counter(names).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{flag} lists {repeated} more than once; list each once")
+    return names
 
 
 def _explore(args: argparse.Namespace) -> None:
@@ -295,6 +310,10 @@ def _explore(args: argparse.Namespace) -> None:
     explorer.serve(source, port=args.port, address=args.address, show=args.show, **loaded)
 
 
+# the longest --layers range taken (a typo like 0-1000000000 would fill memory)
+MAX_LAYER_RANGE = 100_000
+
+
 def _int_list(text: str | None) -> list[int] | None:
     """'3,5,10-12' -> [3, 5, 10, 11, 12]."""
     if not text:
@@ -308,11 +327,16 @@ def _int_list(text: str | None) -> list[int] | None:
                     raise ValueError(
                         f"--layers range {part!r} is empty (runs downward); write it {hi}-{lo}"
                     )
+                if int(hi) - int(lo) >= MAX_LAYER_RANGE:
+                    raise ValueError(
+                        f"--layers range {part!r} spans {int(hi) - int(lo) + 1:,} layers; "
+                        "models have far fewer: list the store's layers (pvx info STORE)"
+                    )
                 out.extend(range(int(lo), int(hi) + 1))
             else:
                 out.append(int(part))
         except ValueError as err:
-            if "is empty" in str(err):
+            if "is empty" in str(err) or "spans" in str(err):
                 raise
             raise ValueError(
                 f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"

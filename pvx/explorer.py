@@ -891,6 +891,7 @@ def _load_store(
     mask_strategy: str | None = None,
     variants: Sequence[str] | None = None,
 ) -> xr.DataArray:
+    from pvx._store_read import require_shared
     from pvx.store import load, mask_strategies, models, open_store
     from pvx.store import variants as variants_of
 
@@ -899,6 +900,7 @@ def _load_store(
     mask_strategy = mask_strategy or mask_strategies(tree, model=model)[0]
     names = list(variants or variants_of(tree, model=model, mask_strategy=mask_strategy))
     da = load(tree, names, model=model, mask_strategy=mask_strategy)
+    require_shared(da, names)
     return da if "variant" in da.dims else da.expand_dims("variant")
 
 

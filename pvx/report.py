@@ -43,6 +43,7 @@ from pvx._report_folder import (
     remove_abandoned_staging,
     replace_report,
 )
+from pvx._store_read import require_shared
 from pvx._store_results import (
     as_saved,
     cosine_node,
@@ -177,6 +178,7 @@ def analyze(
         "colors": list(colors),
         "n_clusters": n_clusters,
         "attributes": list(attributes) if attributes is not None else None,
+        "views": list(views),  # some may be left out: too few personas, layers or variants
     }
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
@@ -229,9 +231,12 @@ def analyze(
         if not message.startswith("load() got unknown layer"):
             raise
         raise KeyError(message.replace("load() got", "layers (--layers) name", 1)) from None
-    if da.sizes["persona"] == 0:  # variants join on persona ids
+    require_shared(da, names)
+    n_personas = da.sizes["persona"]
+    if n_personas < 2:
         raise ValueError(
-            f"the variants {names} share no persona id; analyse them one at a time (--variant NAME)"
+            f"nothing to draw: every view compares personas and the selection has {n_personas}; "
+            "select 2 or more (--ids)"
         )
     if "variant" not in da.dims:
         da = da.expand_dims("variant")
@@ -241,8 +246,18 @@ def analyze(
     # "cluster" colours by k-means unless the personas have an attribute of that name, which
     # wins (as in pvx.plot.projection)
     kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
+    if "kmeans" not in views and not kmeans_colour and n_clusters is not None:
+        raise ValueError(
+            "--clusters sets the k-means of the kmeans view and of --color cluster, which this "
+            "run has neither of; add one or leave --clusters out"
+        )
+    if n_clusters is not None and n_clusters > n_personas:
+        raise ValueError(
+            f"--clusters {n_clusters} is more than the {n_personas} personas selected; "
+            f"pick at most {n_personas}"
+        )
     if ("kmeans" in views or kmeans_colour) and n_clusters is None:
-        n_clusters = min(5, da.sizes["persona"])
+        n_clusters = min(5, n_personas)
     persona_coords = [name for name, c in da.coords.items() if c.dims == ("persona",)]
     missing = [
         c for c in colors if c not in persona_coords and not (c == "cluster" and kmeans_colour)
@@ -268,20 +283,20 @@ def analyze(
     if "variants" in views and da.sizes["variant"] < 2:
         views.remove("variants")
         say("no variants page: it compares two variants and there is one")
+    if "variants" in views and da.sizes["variant"] > 2:
+        first, second = (str(v) for v in da["variant"].values[:2])
+        say(
+            f"the variants page compares {first} and {second}, the first two; "
+            "pick two with --variant"
+        )
     if "pairs" in views and da.sizes["layer"] < 2:
         # every pair's change would be 0, and the "most-changing" pairs the first by position
         views.remove("pairs")
         say("no pairs page: it shows how pairs change across layers and there is one layer")
-    n_personas = da.sizes["persona"]
     for view in [v for v in views if n_personas < VIEW_MIN_PERSONAS.get(v, 0)]:
         views.remove(view)
         least, why = VIEW_MIN_PERSONAS[view], VIEW_NEEDS[view]
         say(f"no {view} page: {why}, which needs {least} or more personas; there are {n_personas}")
-    if not views and n_personas < 2:
-        raise ValueError(
-            f"nothing to draw: every view compares personas and the selection has {n_personas}; "
-            "select 2 or more (--ids)"
-        )
     if not views:
         raise ValueError(
             "nothing to draw: no view can be made of this selection (see above); "

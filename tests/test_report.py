@@ -153,8 +153,8 @@ def test_another_runs_output_is_never_replaced(store, tmp_path):
     report.analyze(store, views=["pca"], out=out, overwrite=True, progress=None)
     assert (out / "pca.html").exists() and not (out / "scree.html").exists()
     # a setting of the "asked" record is named as itself, not as the whole record
-    with pytest.raises(pvx.StoreError, match=r"different run \(n_clusters None there, 4 now\)"):
-        report.analyze(store, views=["pca"], n_clusters=4, out=out, progress=None)
+    with pytest.raises(pvx.StoreError, match=r"different run \(colors \[\] there, \['cluster"):
+        report.analyze(store, views=["pca"], colors=["cluster"], n_clusters=4, out=out)
 
 
 def test_only_files_pvx_wrote_are_ever_deleted(store, tmp_path):
@@ -357,9 +357,18 @@ def test_cluster_colour_alone_runs_kmeans(store, tmp_path):
         (["--model", "nope"], "model 'nope' not in the store"),
         (["--color", "shoe_size"], "unknown colour attribute"),
         (["--views", "pca,nonsense"], "unknown views"),
-        (["--layers", "0,99"], "--layers) name unknown layer label(s) [99]; the array has layers"),
+        (["--layers", "0,99"], "--layers) name unknown layer label(s) [99]; variant '"),
         (["--ids", "p0,p1", "--views", "umap"], "nothing to draw"),
         (["--ids", "p0"], "every view compares personas and the selection has 1"),
+        # empty and repeated items, a huge range, a blank --out (review)
+        (["--variant", ","], "--variant names nothing"),
+        (["--color", ""], "--color names nothing"),
+        (["--color", "age,age"], "--color lists ['age'] more than once"),
+        (["--views", "pca, scree,pca"], "--views lists ['pca'] more than once"),
+        (["--layers", "0-20000000"], "--layers range '0-20000000' spans 20,000,001 layers"),
+        (["--out", " "], "--out names nothing"),
+        (["--clusters", "100", "--views", "kmeans"], "--clusters 100 is more than the 12"),
+        (["--clusters", "3", "--views", "pca", "--color", "age"], "--clusters sets the k-means"),
         (["--layers", "1-0"], "range '1-0' is empty"),
         (["--workers", "0"], "at least 1 worker"),
         (["--folds", "1"], "--folds needs 2 or more cross-validation folds, got 1"),
@@ -386,6 +395,38 @@ def test_cli_errors_are_one_line(store, tmp_path, capsys, monkeypatch, args, mes
     err = capsys.readouterr().err
     assert err.startswith("pvx analyze: error:") and message in err
     assert err.count("\n") == 1
+
+
+def test_id_and_view_lists_drop_spaces_and_empty_items(store, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = [
+        "analyze",
+        str(store),
+        "--out",
+        str(out),
+        "--ids",
+        "p0, p1,,p2",
+        "--views",
+        "pca, scree",
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["ids"] == ["p0", "p1", "p2"] and run["views"] == ["pca", "scree"]
+
+
+def test_variants_sharing_no_layer_are_one_clear_error(tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=6, n_layer=2, n_hidden=8, seed=0)
+    da.attrs.update(model="m", mask_strategy="mean")
+    pvx.write_variant(store, da.assign_coords(variant="A"))
+    pvx.write_variant(store, da.assign_coords(variant="B", layer=da["layer"] + 10))
+    with pytest.warns(UserWarning, match=r"dropped 4 layer\(s\)"):
+        assert main(["analyze", str(store), "--views", "pca", "--out", str(tmp_path / "o")]) == 1
+    assert "the variants ['A', 'B'] share no layer" in capsys.readouterr().err
+    assert main(["analyze", str(store), "--variant", "A,B", "--layers", "0"]) == 1
+    assert "unknown layer label(s) [0]; variant 'B' has layers [10, 11]" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="share no layer"), pytest.warns(UserWarning):
+        pvx.explorer._load_store(store)
 
 
 def test_one_layer_has_no_pairs_page(store, tmp_path, capsys):
@@ -527,7 +568,7 @@ def test_every_view_runs_at_its_fewest_personas(store, tmp_path):
             layers=[0, 1],
             out=tmp_path / str(least),
             progress=None,
-            n_clusters=2,
+            n_clusters=2 if "kmeans" in views else None,
         )
         assert {p.stem for p in index.parent.glob("*.html")} == {"index", *views}
 
@@ -1105,6 +1146,28 @@ def test_the_same_command_after_appends_replaces_what_the_data_decided(tmp_path)
     assert "g" in json.loads((out / "run.json").read_text())["attributes"]
     with pytest.raises(pvx.StoreError, match="different run"):  # asked otherwise: refused
         report.analyze(path, views=["attributes"], colors=["g"], permutations=1, out=out)
+
+
+def test_a_rerun_after_appends_draws_the_views_left_out_before(tmp_path):
+    """Two personas leave UMAP out; with more appended, the same command replaces its own
+    report and draws it (review: refused as a different run, views ['pca'] there)."""
+    path = tmp_path / "grows.zarr"
+    da = pvx.synthetic.planted_personas(n_persona=8, n_clusters=2, n_layer=2, n_hidden=6)
+    pvx.write_variant(path, da.isel(persona=[0, 1]).assign_coords(variant="v"))
+    out = tmp_path / "o"
+    report.analyze(path, views=["pca", "umap"], out=out, progress=None)
+    assert json.loads((out / "run.json").read_text())["views"] == ["pca"]
+    pvx.append_personas(path, da.isel(persona=slice(2, None)).assign_coords(variant="v"))
+    report.analyze(path, views=["pca", "umap"], out=out, progress=None)
+    assert json.loads((out / "run.json").read_text())["views"] == ["pca", "umap"]
+    assert (out / "umap.html").exists()
+    # a run.json from before views were recorded as asked: compared by those it drew
+    run = json.loads((out / "run.json").read_text())
+    del run["asked"]["views"]
+    (out / "run.json").write_text(json.dumps(run))
+    report.analyze(path, views=["pca", "umap"], out=out, progress=None)
+    with pytest.raises(pvx.StoreError, match="different run"):
+        report.analyze(path, views=["pca"], out=out, progress=None)
 
 
 def test_a_report_from_before_the_asked_record_takes_the_same_rerun(store, tmp_path):
