@@ -272,14 +272,10 @@ def analyze(
         probed, skipped = _probed_attributes(da, attributes, folds, permutations)
         if not probed:
             views.remove("attributes")
-            why = (
-                "; ".join(skipped.values())
-                if skipped
-                else "the personas have no attributes to probe"
-            )
+            why = _some_reasons(skipped) if skipped else "the personas have no attributes to probe"
             say(f"no attributes page: {why}")
         elif skipped:
-            say(f"not probed: {'; '.join(skipped.values())}")
+            say(f"not probed: {_some_reasons(skipped)}")
     if "variants" in views and da.sizes["variant"] < 2:
         views.remove("variants")
         say("no variants page: it compares two variants and there is one")
@@ -1037,6 +1033,15 @@ def _probed_attributes(
         da, list(attributes) if attributes else None, folds, permutations, seed=0
     )
     return [t.name for t in targets], skipped
+
+
+def _some_reasons(skipped: dict[str, str], shown: int = 3) -> str:
+    """The first few attributes' reasons for not being probed, for a progress line (run.json
+    and the attributes page keep them all)."""
+    reasons = list(skipped.values())
+    rest = len(reasons) - shown
+    more = f"; and {rest} more attribute(s) (run.json: attributes_skipped)" if rest > 0 else ""
+    return "; ".join(reasons[:shown]) + more
 
 
 def _not_probed(skipped: dict[str, str] | None) -> str:

@@ -550,6 +550,9 @@ def test_views_needing_more_personas_are_left_out_and_said(store, tmp_path):
     said = "\n".join(messages)
     assert "no umap page: " in said and "needs 3 or more personas; there are 2" in said
     assert "no variants page: " in said and "no pairs page: " in said
+    # why each attribute is not probed: three in the line, all in run.json
+    skipped = json.loads((index.parent / "run.json").read_text())["attributes_skipped"]
+    assert len(skipped) == 4 and "and 1 more attribute(s) (run.json: attributes_skipped)" in said
     pages = {p.stem for p in index.parent.glob("*.html")} - {"index"}
     assert pages == {"pca", "similarity", "scree", "dendrogram"}
     with pytest.raises(ValueError, match=r"selection has 1; select 2 or more \(--ids\)"):
