@@ -138,9 +138,10 @@ def check_out(
     legacy = isinstance(kept, str) and "://" not in kept and not Path(kept).is_absolute()
     # a run.json from before pvx recorded what was asked: compared by what its run found
     recorded_asked = "asked" in previous
-    if recorded_asked and isinstance(previous["asked"], dict):
-        # recorded before the views asked were: those it drew (the same, unless it left one out)
-        previous["asked"].setdefault("views", previous.get("views"))
+    if recorded_asked and isinstance(previous["asked"], dict) and "views" not in previous["asked"]:
+        # recorded before the views asked were: compared by the views each run draws
+        previous["asked"]["views"] = previous.get("views")
+        settings = {**settings, "asked": {**settings["asked"], "views": settings["views"]}}
     asked = _asked(settings, keep_version=legacy, by_asked=recorded_asked)
     previous = _asked(previous, keep_version=legacy, by_asked=recorded_asked)
     if not overwrite and previous != asked:

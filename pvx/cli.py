@@ -321,26 +321,22 @@ def _int_list(text: str | None) -> list[int] | None:
     out: list[int] = []
     for part in text.split(","):
         try:
-            if "-" in part.strip("-"):
-                lo, hi = part.split("-", 1)
-                if int(hi) < int(lo):
-                    raise ValueError(
-                        f"--layers range {part!r} is empty (runs downward); write it {hi}-{lo}"
-                    )
-                if int(hi) - int(lo) >= MAX_LAYER_RANGE:
-                    raise ValueError(
-                        f"--layers range {part!r} spans {int(hi) - int(lo) + 1:,} layers; "
-                        "models have far fewer: list the store's layers (pvx info STORE)"
-                    )
-                out.extend(range(int(lo), int(hi) + 1))
-            else:
-                out.append(int(part))
-        except ValueError as err:
-            if "is empty" in str(err) or "spans" in str(err):
-                raise
+            lo, hi = part.split("-", 1) if "-" in part.strip("-") else (part, part)
+            first, last = int(lo), int(hi)
+        except ValueError:
             raise ValueError(
                 f"--layers takes numbers and ranges like 3,5,10-12, got {text!r}"
             ) from None
+        if last < first:
+            raise ValueError(
+                f"--layers range {part!r} is empty (runs downward); write it {hi}-{lo}"
+            )
+        if last - first >= MAX_LAYER_RANGE:
+            raise ValueError(
+                f"--layers range {part!r} spans {last - first + 1:,} layers; "
+                "models have far fewer: list the store's layers (pvx info STORE)"
+            )
+        out.extend(range(first, last + 1))
     repeated = sorted(layer for layer, n in collections.Counter(out).items() if n > 1)
     if repeated:
         raise ValueError(f"--layers {text!r} lists layer(s) {repeated} more than once")

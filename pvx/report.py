@@ -248,12 +248,13 @@ def analyze(
     kmeans_colour = "cluster" in colors and "cluster" not in attribute_names(da)
     if "kmeans" not in views and not kmeans_colour and n_clusters is not None:
         raise ValueError(
-            "--clusters sets the k-means of the kmeans view and of --color cluster, which this "
-            "run has neither of; add one or leave --clusters out"
+            "--clusters (n_clusters=) sets the k-means of the kmeans view and of --color "
+            "cluster, which this run has neither of; add one or leave --clusters out"
         )
     if n_clusters is not None and n_clusters > n_personas:
         raise ValueError(
-            f"--clusters {n_clusters} is more than the {n_personas} personas selected; "
+            f"--clusters (n_clusters=) {n_clusters} is more than the {n_personas} personas "
+            "selected; "
             f"pick at most {n_personas}"
         )
     if ("kmeans" in views or kmeans_colour) and n_clusters is None:
