@@ -292,8 +292,11 @@ def _explore(args: argparse.Namespace) -> None:
     source = args.source or default_store()
     if not str(source).startswith(("http://", "https://")) and not os.path.exists(source):
         raise ValueError(f"no report folder or store at {source!r}")
-    is_report = not str(source).startswith(("http://", "https://")) and os.path.isdir(
-        os.path.join(source, "results.zarr")
+    local = not str(source).startswith(("http://", "https://"))
+    # a report folder, or its results.zarr (as pvx.explorer.load_source takes them)
+    is_report = local and (
+        os.path.isdir(os.path.join(source, "results.zarr"))
+        or os.path.basename(os.path.normpath(source)) == "results.zarr"
     )
     if is_report:
         given = [flag for flag in ("model", "mask_strategy", "variant") if getattr(args, flag)]

@@ -172,8 +172,11 @@ def test_sources_and_cli_errors(report_dir, tmp_path, capsys):
     assert "'99999' is not a port number" in capsys.readouterr().err
     with pytest.raises(ValueError, match="is not a port number"):
         explorer.serve(report_dir, port=-5)
-    assert main(["explore", str(report_dir), "--variant", "biography"]) == 1
-    assert "drop --variant" in capsys.readouterr().err
+    for source in (report_dir, report_dir / "results.zarr"):
+        assert main(["explore", str(source), "--variant", "biography"]) == 1
+        assert "is a report: its model, mask and variants are fixed; drop --variant" in (
+            capsys.readouterr().err
+        )
     layout = pvx.explore(report_dir)
     assert "Row" in type(layout).__name__
 
