@@ -219,6 +219,9 @@ def test_variants_and_colours_take_comma_separated_lists(tmp_path, capsys):
     run = json.loads((out / "run.json").read_text())
     assert run["variants"] == ["A", "C"]
     assert run["colors"] == ["kind", "size", "city, state"]
+    # three variants: the variants page says which two it compares
+    assert main(["analyze", str(store), "--views", "variants", "--out", str(tmp_path / "v")]) == 0
+    assert "the variants page compares A and B, the first two" in capsys.readouterr().out
 
 
 def test_migrate_of_a_current_store_says_so(tmp_path, capsys):
