@@ -321,7 +321,7 @@ def _gram_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # bfloat16 has float32's exponent range: float32 products of its values overflow or vanish
 # at extreme scales, so the fast path takes only finite values of largest magnitude within
-# 2^-40..2^40 (float32 bit patterns of |x|; products then stay far inside float32's range).
+# 2^-40..2^40 (products then stay far inside float32's range).
 _BF16_SCALE = (2.0**-40, 2.0**40)
 
 

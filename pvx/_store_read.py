@@ -206,11 +206,8 @@ def _select(
         # the rule of every analysis's layer= (same errors); the dim is kept until the
         # variants are joined, then dropped for one label (see load)
         wanted = [layers] if np.ndim(layers) == 0 else list(layers)  # type: ignore[arg-type]
-        try:
-            da = select_layers(da, wanted, func="load")
-        except KeyError as err:  # which variant lacks them (others may have them)
-            message = str(err.args[0]).replace("the array has", f"variant {variant!r} has", 1)
-            raise KeyError(message) from None
+        # the error names the variant lacking them (others may have them)
+        da = select_layers(da, wanted, func="load", holder=f"variant {variant!r}")
     return da
 
 

@@ -42,10 +42,13 @@ def require_dims(da: xr.DataArray, *dims: Hashable, func: str) -> None:
         )
 
 
-def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.DataArray:
+def select_layers(
+    da: xr.DataArray, layer: LayerSelection, *, func: str, holder: str = "the array"
+) -> xr.DataArray:
     """Select ``layer`` labels like ``da.sel(layer=...)``, with a clear error for unknown labels.
 
     ``None`` keeps every layer, one label drops the ``layer`` dimension and a list keeps it.
+    ``func`` and ``holder`` name the caller and the array in errors.
 
     Raises
     ------
@@ -79,7 +82,7 @@ def select_layers(da: xr.DataArray, layer: LayerSelection, *, func: str) -> xr.D
     unknown = [w for w in wanted if w not in available]
     if unknown:
         raise KeyError(
-            f"{func}() got unknown layer label(s) {_summarise(unknown)}; the array has layers "
+            f"{func}() got unknown layer label(s) {_summarise(unknown)}; {holder} has layers "
             f"{_summarise(available.tolist())}. Layer labels are the model's real layer "
             "numbers: pick from those"
         )

@@ -225,19 +225,21 @@ def _analyze(args: argparse.Namespace) -> None:
     if not args.out.strip():
         raise ValueError("--out names nothing; name a folder (default: pvx-report)")
     tree = open_store(store, **_storage_options(args.storage_option))
+    nodes = _variant_nodes(tree)
+    attributes = {str(key) for node in nodes for key in attribute_names(node.to_dataset())}
     with _dask_cluster(args.scheduler, args.workers):
         report.analyze(
             tree,
             model=args.model,
             mask_strategy=args.mask_strategy,
-            variants=_variant_list(args.variant, tree),
+            variants=_variant_list(args.variant, nodes),
             layers=_int_list(args.layers),
-            ids=_id_list(args.ids, tree),
+            ids=_id_list(args.ids, nodes),
             include_baseline=args.include_baseline,
             views=views or report.DEFAULT_VIEWS,
-            colors=_attribute_list(args.color, tree, "--color") or (),
+            colors=_name_list(args.color, attributes, "--color") or (),
             n_clusters=args.clusters,
-            attributes=_attribute_list(args.attributes, tree, "--attributes"),
+            attributes=_name_list(args.attributes, attributes, "--attributes"),
             folds=args.folds,
             permutations=args.permutations,
             out=args.out,
@@ -245,27 +247,20 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
-def _attribute_list(items: list[str] | None, tree: xr.DataTree, flag: str) -> list[str] | None:
-    """``--attributes`` and ``--color`` values: names of the store's persona attributes."""
-    known = {
-        str(key) for node in _variant_nodes(tree) for key in attribute_names(node.to_dataset())
-    }
-    return _name_list(items, known, flag)
+def _variant_list(items: list[str] | None, nodes: list[xr.DataTree]) -> list[str] | None:
+    """``--variant`` values: names of the store's variants (its ``nodes``)."""
+    return _name_list(items, {str(node.name) for node in nodes}, "--variant")
 
 
-def _variant_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
-    """``--variant`` values: names of the store's variants."""
-    return _name_list(items, {str(node.name) for node in _variant_nodes(tree)}, "--variant")
-
-
-def _id_list(items: list[str] | None, tree: xr.DataTree) -> list[str] | None:
+def _id_list(items: list[str] | None, nodes: list[xr.DataTree]) -> list[str] | None:
     """``--ids`` values: persona ids (read only if one could hold a comma or spaces)."""
     odd = items is not None and any("," in item or item != item.strip() for item in items)
-    known = {str(i) for node in _variant_nodes(tree) for i in node["id"].values} if odd else set()
+    known = {str(i) for node in nodes for i in node["id"].values} if odd else set()
     return _name_list(items, known, "--ids")
 
 
 def _variant_nodes(tree: xr.DataTree) -> list[xr.DataTree]:
+    """The store's variant nodes (those holding vectors), of every model and mask."""
     return [node for node in tree.subtree if "vectors" in node.data_vars]
 
 
@@ -290,9 +285,9 @@ def _explore(args: argparse.Namespace) -> None:
     from pvx.store import open_store
 
     source = args.source or default_store()
-    if not str(source).startswith(("http://", "https://")) and not os.path.exists(source):
-        raise ValueError(f"no report folder or store at {source!r}")
     local = not str(source).startswith(("http://", "https://"))
+    if local and not os.path.exists(source):
+        raise ValueError(f"no report folder or store at {source!r}")
     # a report folder, or its results.zarr (as pvx.explorer.load_source takes them)
     is_report = local and (
         os.path.isdir(os.path.join(source, "results.zarr"))
@@ -307,7 +302,8 @@ def _explore(args: argparse.Namespace) -> None:
             )
         loaded = {}
     else:
-        variants = _variant_list(args.variant, open_store(source)) if args.variant else None
+        nodes = _variant_nodes(open_store(source)) if args.variant else []
+        variants = _variant_list(args.variant, nodes)
         options = {"model": args.model, "mask_strategy": args.mask_strategy, "variants": variants}
         loaded = {k: v for k, v in options.items() if v}
     explorer.serve(source, port=args.port, address=args.address, show=args.show, **loaded)

@@ -78,29 +78,18 @@ DEFAULT_VIEWS = (
     "dendrogram",
     "variants",
 )
-# The fewest personas each view's analysis takes (its min_personas); with fewer, the main
-# job leaves the page out and says why rather than failing the whole report.
+# The fewest personas each view's analysis takes (its min_personas), and why; with fewer,
+# the main job leaves the page out and says so rather than failing the whole report.
 VIEW_MIN_PERSONAS = {
-    "pca": 2,
-    "scree": 2,
-    "kmeans": 2,
-    "similarity": 2,
-    "pairs": 3,
-    "dendrogram": 2,
-    "umap": 3,
-    "isomap": 3,
-    "variants": 3,
-}
-VIEW_NEEDS = {
-    "pca": "PCA centers over personas",
-    "scree": "PCA centers over personas",
-    "kmeans": "k-means clusters principal components",
-    "similarity": "the centered cosine subtracts the mean persona",
-    "pairs": "the band of all pairs' similarity needs several pairs",
-    "dendrogram": "a merge joins two personas",
-    "umap": "UMAP embeds each persona among its neighbours",
-    "isomap": "Isomap embeds each persona among its neighbours",
-    "variants": "correlating two cosine matrices takes 3 pairs",
+    "pca": (2, "PCA centers over personas"),
+    "scree": (2, "PCA centers over personas"),
+    "kmeans": (2, "k-means clusters principal components"),
+    "similarity": (2, "the centered cosine subtracts the mean persona"),
+    "pairs": (3, "the band of all pairs' similarity needs several pairs"),
+    "dendrogram": (2, "a merge joins two personas"),
+    "umap": (3, "UMAP embeds each persona among its neighbours"),
+    "isomap": (3, "Isomap embeds each persona among its neighbours"),
+    "variants": (3, "correlating two cosine matrices takes 3 pairs"),
 }
 
 
@@ -254,8 +243,7 @@ def analyze(
     if n_clusters is not None and n_clusters > n_personas:
         raise ValueError(
             f"--clusters (n_clusters=) {n_clusters} is more than the {n_personas} personas "
-            "selected; "
-            f"pick at most {n_personas}"
+            f"selected; pick at most {n_personas}"
         )
     if ("kmeans" in views or kmeans_colour) and n_clusters is None:
         n_clusters = min(5, n_personas)
@@ -290,9 +278,9 @@ def analyze(
         # every pair's change would be 0, and the "most-changing" pairs the first by position
         views.remove("pairs")
         say("no pairs page: it shows how pairs change across layers and there is one layer")
-    for view in [v for v in views if n_personas < VIEW_MIN_PERSONAS.get(v, 0)]:
+    for view in [v for v in views if n_personas < VIEW_MIN_PERSONAS.get(v, (0,))[0]]:
         views.remove(view)
-        least, why = VIEW_MIN_PERSONAS[view], VIEW_NEEDS[view]
+        least, why = VIEW_MIN_PERSONAS[view]
         say(f"no {view} page: {why}, which needs {least} or more personas; there are {n_personas}")
     if not views:
         raise ValueError(

@@ -224,6 +224,22 @@ def test_variants_and_colours_take_comma_separated_lists(tmp_path, capsys):
     assert "the variants page compares A and B, the first two" in capsys.readouterr().out
 
 
+def test_ids_with_commas_and_spaces_are_taken_whole(tmp_path, capsys):
+    """Hostile ids: a value that is a whole id stays one; others split on commas."""
+    store = tmp_path / "s.zarr"
+    ids = ["Smith, John", " padded ", "p2", "p3"]
+    x = np.random.default_rng(0).normal(size=(4, 2, 4)).astype("float32")
+    pvx.write_variant(
+        store, pvx.persona_vectors(x, ids=ids, model="m", mask_strategy="mean", variant="A")
+    )
+    out = tmp_path / "r"
+    args = ["analyze", str(store), "--views", "pca", "--out", str(out)]
+    assert main([*args, "--ids", "Smith, John", "--ids", " padded ", "--ids", "p2,p3"]) == 0
+    assert json.loads((out / "run.json").read_text())["ids"] == ids
+    assert main([*args, "--ids", "Smith, John,p2"]) == 1  # not an id: split, "Smith" unknown
+    assert "ids ['John', 'Smith'] are not in variant 'A'" in capsys.readouterr().err
+
+
 def test_migrate_of_a_current_store_says_so(tmp_path, capsys):
     store = tmp_path / "s.zarr"
     pvx.write_variant(
